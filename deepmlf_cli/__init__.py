@@ -1,0 +1,1 @@
+"""deepmlf command-line interface (Typer + Rich)."""

@@ -1,0 +1,63 @@
+"""How known errors reach the user: one red line with the next step, no traceback.
+
+Library packages raise; this module turns their errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Exit codes mean something: 1 = bad input / known failure, 2 = usage
+# (Typer's own), 130 = interrupted by the user.
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def known_error_types() -> tuple[type[BaseException], ...]:
+    """Errors raised on purpose by our packages (imported lazily: they are light)."""
+    from extractors.errors import ExtractionError
+    from models.errors import DeepMLFError
+
+    return (DeepMLFError, ExtractionError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red error line and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(EXIT_FAILURE)
+
+
+@contextlib.contextmanager
+def handle_errors(debug: bool = False) -> Iterator[None]:
+    """Context for a command body: known errors become one line and exit 1."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/] — finished work is saved; re-run the same command to resume.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except known_error_types() as exc:
+        if debug:
+            raise
+        text = str(exc)
+        if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+            text = f"{text}: {exc.filename}"
+        raise fail(text) from None
+    except Exception:
+        if debug:
+            raise
+        err_console.print_exception(max_frames=3)
+        err_console.print("[bold red]error:[/] unexpected failure (above); re-run with --debug for the full traceback.")
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,19 @@
+"""Options shared by several commands, defined once so they mean the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the final result.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Seed = Annotated[Optional[list[int]], typer.Option("--seed", help="Random seed; repeat for several seeds.")]
+Preset = Annotated[Optional[str], typer.Option("--preset", help="Named config: mosei, mosei-large, sims, mosi (default: from the dataset).")]
+LanguageModel = Annotated[Optional[str], typer.Option("--lm", help="Hugging Face hub id or local directory of a causal LM.")]
+DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="mosi, mosei, sims, simsv2, a dataset directory from `deepmlf extract`, or an MMSA .pkl file.")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named datasets live (default: $DEEPMLF_DATA_DIR, then ~/.local/share/deepmlf/datasets).")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
