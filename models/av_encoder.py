@@ -1,0 +1,148 @@
+"""The audio-visual encoder: raw audio and vision sequences → one 30-d context sequence z.
+
+Per modality: optional BatchNorm on raw features, length-aware pooling to a
+shared time grid, Linear(D→d_av)·√d_av, sinusoidal positions, a pre-LN
+transformer encoder. Then the Fusion FFW over cat(z_a, z_v) and a LayerNorm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.augment import augment_sequence
+from models.config import Augmentation
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths → (B, max_len) bool, True on valid steps."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def pooled_lengths(audio_lengths: torch.Tensor, vision_lengths: torch.Tensor, pool_len: int) -> torch.Tensor:
+    """Steps each clip gets on the shared grid: min(pool_len, longest modality), at least 1.
+
+    It depends on the clip alone (never on the batch), so a clip gives the same
+    output alone or in a batch.
+    """
+    return torch.clamp(torch.maximum(audio_lengths, vision_lengths), min=1, max=pool_len)
+
+
+def pool_to_grid(x: torch.Tensor, lengths: torch.Tensor, n_steps: torch.Tensor, pool_len: int) -> torch.Tensor:
+    """Contiguous, length-aware average pooling of a padded sequence onto `n_steps` steps.
+
+    x: (B, T, D) zero-padded; lengths: (B,) valid frames; n_steps: (B,) output
+    steps per clip (≤ pool_len). Step k of clip b averages frames
+    [⌊k·L/n⌋, max(⌊k·L/n⌋+1, ⌊(k+1)·L/n⌋)), so a clip shorter than its grid
+    repeats frames and a longer one averages them; padding is never read.
+    A clip with L = 0 (no such track) pools to zeros. Returns (B, pool_len, D),
+    zero beyond n_steps.
+    """
+    B, T, _ = x.shape
+    L = lengths.clamp(min=0).to(torch.float64)[:, None, None]  # (B, 1, 1)
+    n = n_steps.to(torch.float64)[:, None, None]  # (B, 1, 1)
+    k = torch.arange(pool_len, device=x.device, dtype=torch.float64)[None, :, None]  # (1, P, 1)
+    start = torch.floor(k * L / n)
+    end = torch.maximum(start + 1, torch.floor((k + 1) * L / n))
+    t = torch.arange(T, device=x.device, dtype=torch.float64)[None, None, :]  # (1, 1, T)
+    inside = (t >= start) & (t < end) & (t < L) & (k < n)  # (B, P, T)
+    weights = inside.to(x.dtype)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
+    return weights @ x  # (B, P, D)
+
+
+def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """(length, dim) fixed sine/cosine positions (Vaswani et al.), odd dims allowed."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div)[:, : dim // 2]
+    return table
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm1d over the valid frames of a padded (B, T, D) sequence; padding stays zero."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D); valid: (B, T) bool
+        if not valid.any():
+            return x
+        out = torch.zeros_like(x)
+        frames = x[valid]  # (N_valid, D)
+        if self.training and frames.shape[0] < 2:
+            # BatchNorm cannot estimate a variance from one frame: use the running statistics.
+            out[valid] = nn.functional.batch_norm(frames, self.norm.running_mean, self.norm.running_var,
+                                                  self.norm.weight, self.norm.bias, False, 0.0, self.norm.eps)
+            return out
+        out[valid] = self.norm(frames)
+        return out
+
+
+class ModalityEncoder(nn.Module):
+    """Projection, positions and a pre-LN transformer for one modality."""
+
+    def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, d_ffn: int, dropout: float,
+                 pool_len: int) -> None:
+        super().__init__()
+        self.scale = math.sqrt(d_model)
+        self.proj = nn.Linear(d_in, d_model, bias=False)
+        self.register_buffer("positions", sinusoidal_positions(pool_len, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ffn, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x: (B, P, D_in) pooled; valid: (B, P) bool → (B, P, d_model)
+        h = self.proj(x) * self.scale + self.positions[: x.shape[1]]
+        h = self.dropout(h)
+        return self.encoder(h, src_key_padding_mask=~valid)
+
+
+class AVEncoder(nn.Module):
+    """Audio + vision → z: (B, P, d_av) with its (B, P) validity mask."""
+
+    def __init__(self, d_audio: int, d_vision: int, d_av: int = 30, pool_len: int = 55, n_layers: int = 3,
+                 n_heads: int = 6, d_ffn: int = 120, dropout: float = 0.1, input_batchnorm: bool = True,
+                 aug: Augmentation = Augmentation.SEQAUG, aug_p: float = 0.2) -> None:
+        super().__init__()
+        self.pool_len = pool_len
+        self.aug = Augmentation(aug)
+        self.aug_p = aug_p
+        self.audio_norm = MaskedBatchNorm(d_audio) if input_batchnorm else None
+        self.vision_norm = MaskedBatchNorm(d_vision) if input_batchnorm else None
+        self.audio = ModalityEncoder(d_audio, d_av, n_layers, n_heads, d_ffn, dropout, pool_len)
+        self.vision = ModalityEncoder(d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len)
+        self.fusion = nn.Linear(2 * d_av, d_av)  # the Fusion FFW over cat(z_a, z_v)
+        self.norm = nn.LayerNorm(d_av)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor,
+                vision_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, T_a, D_a), vision (B, T_v, D_v), lengths (B,) → z (B, P, d_av), valid (B, P)."""
+        if self.audio_norm is not None:
+            audio = self.audio_norm(audio, lengths_to_mask(audio_lengths, audio.shape[1]))
+            vision = self.vision_norm(vision, lengths_to_mask(vision_lengths, vision.shape[1]))
+        steps = pooled_lengths(audio_lengths, vision_lengths, self.pool_len)  # (B,)
+        valid = lengths_to_mask(steps, self.pool_len)  # (B, P)
+        audio = pool_to_grid(audio, audio_lengths, steps, self.pool_len)  # (B, P, D_a)
+        vision = pool_to_grid(vision, vision_lengths, steps, self.pool_len)  # (B, P, D_v)
+        if self.training:
+            audio = augment_sequence(audio, valid, self.aug, self.aug_p)
+            vision = augment_sequence(vision, valid, self.aug, self.aug_p)
+        z_a = self.audio(audio, valid)  # (B, P, d_av)
+        z_v = self.vision(vision, valid)  # (B, P, d_av)
+        z = self.norm(self.fusion(torch.cat([z_a, z_v], dim=-1)))  # (B, P, d_av)
+        return z * valid[..., None], valid
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) mean over valid steps → (B, D)."""
+    weights = valid.to(x.dtype)[..., None]
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)

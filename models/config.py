@@ -1,0 +1,242 @@
+"""Every size and switch of DeepMLF in one frozen dataclass, plus the paper's presets.
+
+The config is the single source of truth for building a model: a checkpoint
+stores it as JSON and rebuilds with `ModelConfig.from_dict(saved)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from models.errors import ConfigError
+
+
+class Gating(str, Enum):
+    """How α gates the MM block's two residual branches."""
+
+    SIGMOID = "sigmoid"  # σ(α), α=0 → gate 0.5 (paper default)
+    TANH = "tanh"  # tanh(α), α=0 → closed: the block starts as the identity
+    NONE = "none"  # no gate: the branches are added as they are
+
+
+class FFWMode(str, Enum):
+    """How the MM block's feed-forward (a copy of the LM layer's MLP) trains."""
+
+    FULL = "full"  # every weight of the copy trains
+    LORA = "lora"  # the copy is frozen; LoRA adapters train (peft)
+    NONE = "none"  # no FFW in the block (fusion-block ablation)
+
+
+class FusionInputs(str, Enum):
+    """Which tokens are the queries of the MM block's cross-attention."""
+
+    FUSION = "fusion"  # the learnable fusion tokens (paper)
+    TEXT = "text"  # the text tokens (ablation)
+    BOTH = "both"  # text and fusion tokens (ablation)
+
+
+class Augmentation(str, Enum):
+    """Embedding regularisers the paper compares (training only)."""
+
+    SEQAUG = "seqaug"
+    NOISE = "noise"
+    DROPOUT = "dropout"
+    NONE = "none"
+
+
+_ENUM_FIELDS = {
+    "gating": Gating,
+    "ffw_mode": FFWMode,
+    "fusion_inputs": FusionInputs,
+    "text_aug": Augmentation,
+    "av_aug": Augmentation,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """All sizes and switches of a DeepMLF model (DESIGN.md §3)."""
+
+    # --- language model ---
+    lm: str = "gpt2"  # hub id or local directory of a causal LM (frozen, never copied into checkpoints)
+    max_text_tokens: int = 128  # transcripts are cut to this many tokens (tokenised once at load)
+    lm_dropout: bool = True  # the reference trains with the frozen LM's own dropout active
+    # --- audio-visual encoder ---
+    d_audio: int = 33  # raw audio feature size (SIMS librosa recipe: 33)
+    d_vision: int = 709  # raw vision feature size (SIMS OpenFace2: 709)
+    d_av: int = 30  # width of the AV encoder and of the context the MM blocks attend to
+    av_pool_len: int = 55  # time steps after length-aware pooling (50 MOSI/MOSEI, 55 SIMS)
+    av_layers: int = 3
+    av_heads: int = 6
+    av_ffn: int = 120
+    av_dropout: float = 0.1
+    av_input_batchnorm: bool = True  # BatchNorm on raw features (SIMS uses it)
+    # --- fusion ---
+    mm_layers: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)  # 0-based LM layers followed by an MM block
+    n_fusion: int = 20  # learnable fusion tokens appended after the text
+    mm_heads: int = 16  # cross-attention heads (the reference scales by 1/√d_model)
+    mm_dropout: float = 0.1
+    gating: Gating = Gating.SIGMOID
+    ffw_mode: FFWMode = FFWMode.FULL
+    lora_r: int = 512
+    lora_alpha: int = 8192
+    fusion_inputs: FusionInputs = FusionInputs.FUSION
+    # --- heads and loss ---
+    head_hidden: int = 64
+    lambda_f: float = 1.0  # fusion-token auxiliary heads
+    lambda_av: float = 1.0  # AV auxiliary head
+    lambda_t: float = 1.0  # text auxiliary head
+    lambda_lm: float = 1.0  # next-token loss on the transcript through the frozen lm_head
+    # --- augmentation (training only) ---
+    text_aug: Augmentation = Augmentation.SEQAUG
+    text_aug_p: float = 0.3  # fraction of feature dims taken from the permuted sequence
+    text_aug_apply: float = 0.25  # probability that a batch is augmented at all
+    av_aug: Augmentation = Augmentation.SEQAUG
+    av_aug_p: float = 0.2  # 0.3 on MOSI; applied every step
+
+    def __post_init__(self) -> None:
+        for name, enum_type in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, enum_type):
+                try:
+                    object.__setattr__(self, name, enum_type(value))
+                except ValueError:
+                    choices = ", ".join(e.value for e in enum_type)
+                    raise ConfigError(f"{name}={value!r} is not valid; choose one of: {choices}") from None
+        object.__setattr__(self, "mm_layers", tuple(int(i) for i in self.mm_layers))
+        if len(set(self.mm_layers)) != len(self.mm_layers):
+            raise ConfigError(f"mm_layers {list(self.mm_layers)} repeats a layer; list each layer once")
+        if self.n_fusion < 0:
+            raise ConfigError(f"n_fusion={self.n_fusion} must be >= 0")
+        if self.n_fusion == 0 and self.fusion_inputs is FusionInputs.FUSION and self.mm_layers:
+            raise ConfigError("n_fusion=0 leaves the MM blocks no queries; use n_fusion >= 1 or fusion_inputs=text")
+        if self.d_av % self.av_heads:
+            raise ConfigError(f"d_av={self.d_av} must be divisible by av_heads={self.av_heads}")
+        for name in ("text_aug_p", "text_aug_apply", "av_aug_p", "av_dropout", "mm_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be within [0, 1]")
+        if min(self.d_audio, self.d_vision, self.av_pool_len, self.max_text_tokens) < 1:
+            raise ConfigError("d_audio, d_vision, av_pool_len and max_text_tokens must be >= 1")
+
+    # --- JSON round trip ---
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (enums as their values, tuples as lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from `to_dict()` output; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated again)."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe from the paper: model fields plus the optimiser settings that go with them."""
+
+    name: str
+    model: dict[str, Any]
+    weight_decay: float
+    av_pretrain_lr: float
+    description: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def model_config(self, **overrides: Any) -> ModelConfig:
+        return ModelConfig.from_dict({**ModelConfig().to_dict(), **self.model, **overrides})
+
+
+# Paper Table 1 with the reference configs (DESIGN.md §3). Feature sizes are
+# those of the MMSA files; a dataset overrides them with its own.
+PRESETS: dict[str, Preset] = {
+    "mosei": Preset(
+        name="mosei",
+        description="CMU-MOSEI, GPT-2 base, 7 MM blocks",
+        model=dict(lm="gpt2", mm_layers=(3, 5, 7, 8, 9, 10, 11), n_fusion=12, lambda_lm=1.1,
+                   text_aug_p=0.2, text_aug_apply=0.3, d_audio=74, d_vision=35, av_pool_len=50,
+                   av_input_batchnorm=False),
+        weight_decay=0.005,
+        av_pretrain_lr=5e-3,
+    ),
+    "mosei-large": Preset(
+        name="mosei-large",
+        description="CMU-MOSEI, GPT-2 large, 5 MM blocks",
+        model=dict(lm="gpt2-large", mm_layers=(7, 14, 21, 28, 35), n_fusion=12, lambda_lm=1.0,
+                   text_aug_p=0.3, text_aug_apply=0.25, d_audio=74, d_vision=35, av_pool_len=50,
+                   av_input_batchnorm=False),
+        weight_decay=0.1,
+        av_pretrain_lr=5e-3,
+    ),
+    "sims": Preset(
+        name="sims",
+        description="CH-SIMS, Chinese GPT-2 base, 7 MM blocks",
+        model=dict(lm="uer/gpt2-chinese-cluecorpussmall", mm_layers=(5, 6, 7, 8, 9, 10, 11), n_fusion=20,
+                   lambda_lm=1.0, text_aug_p=0.3, text_aug_apply=0.25, d_audio=33, d_vision=709,
+                   av_pool_len=55, av_input_batchnorm=True),
+        weight_decay=0.1,
+        av_pretrain_lr=5e-4,
+        notes=("the paper's text says 16 fusion tokens; the reference config uses 20",),
+    ),
+    "mosi": Preset(
+        name="mosi",
+        description="CMU-MOSI, SmolLM2-1.7B, 5 MM blocks with LoRA FFW",
+        model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
+                   lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
+                   ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, d_audio=5, d_vision=20,
+                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=False),
+        weight_decay=0.001,
+        av_pretrain_lr=1e-3,
+    ),
+}
+
+# Which preset a named dataset uses when --preset is not given.
+DATASET_PRESETS = {"mosi": "mosi", "mosei": "mosei", "sims": "sims", "simsv2": "sims"}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name, with an error listing the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def parse_layer_list(text: str) -> tuple[int, ...]:
+    """Parse "5,6,7", "5..11" or "3,5,7..11" into a tuple of 0-based layer indices."""
+    layers: list[int] = []
+    for part in filter(None, (p.strip() for p in text.replace(" ", ",").split(","))):
+        try:
+            if ".." in part:
+                lo, hi = (int(x) for x in part.split(".."))
+                layers.extend(range(lo, hi + 1))
+            else:
+                layers.append(int(part))
+        except ValueError:
+            raise ConfigError(f"cannot read layer list {text!r}; write e.g. 5,6,7 or 5..11") from None
+    return tuple(layers)

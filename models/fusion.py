@@ -1,0 +1,138 @@
+"""The MM block inserted after chosen LM layers: gated cross-attention, then a gated FFW.
+
+x_q ← x_q + g(α1)·CA(LN1(x_q), z)     (queries: fusion tokens by default)
+x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts as a copy of the LM layer's MLP)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import FFWMode, Gating
+
+
+class Gate(nn.Module):
+    """A learnable scalar gate on a residual branch (or no gate at all)."""
+
+    def __init__(self, mode: Gating) -> None:
+        super().__init__()
+        self.mode = Gating(mode)
+        # α starts at 0: σ(0) = 0.5 (sigmoid), tanh(0) = 0 (the branch starts closed).
+        self.alpha = nn.Parameter(torch.zeros(())) if self.mode is not Gating.NONE else None
+
+    def value(self) -> torch.Tensor | float:
+        if self.mode is Gating.SIGMOID:
+            return torch.sigmoid(self.alpha)
+        if self.mode is Gating.TANH:
+            return torch.tanh(self.alpha)
+        return 1.0
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        return self.value() * branch
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from LM tokens (queries) to the AV context z (keys, values).
+
+    No biases; logits are scaled by 1/√d_model, as the reference code does
+    (not 1/√d_head).
+    """
+
+    def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"LM width {d_model} is not divisible by {n_heads} cross-attention heads")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.scale = 1.0 / math.sqrt(d_model)
+        self.q = nn.Linear(d_model, d_model, bias=False)
+        self.kv = nn.Linear(d_context, 2 * d_model, bias=False)
+        self.o = nn.Linear(d_model, d_model, bias=False)
+        for layer in (self.q, self.kv, self.o):
+            nn.init.normal_(layer.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_valid: torch.Tensor) -> torch.Tensor:
+        """x (B, Q, d), context (B, S, d_ctx), context_valid (B, S) bool → (B, Q, d)."""
+        B, Q, d = x.shape
+        H = self.n_heads
+        q = self.q(x).view(B, Q, H, d // H).transpose(1, 2)  # (B, H, Q, d_h)
+        k, v = self.kv(context).chunk(2, dim=-1)  # (B, S, d) each
+        k = k.view(B, -1, H, d // H).transpose(1, 2)  # (B, H, S, d_h)
+        v = v.view(B, -1, H, d // H).transpose(1, 2)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=context_valid[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
+        )  # (B, H, Q, d_h)
+        return self.o(out.transpose(1, 2).reshape(B, Q, d))
+
+
+def copy_mlp(mlp: nn.Module) -> nn.Module:
+    """An exact, trainable copy of an LM layer's MLP (weights, biases, activation)."""
+    clone = copy.deepcopy(mlp)
+    for p in clone.parameters():
+        p.requires_grad_(True)
+    return clone
+
+
+class MMBlock(nn.Module):
+    """One multimodal block; `query_slice` picks the tokens that attend to z."""
+
+    def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float, mlp: nn.Module | None,
+                 gating: Gating, layer_norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.ln_ca = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
+        self.gate_ca = Gate(gating)
+        self.ffw = copy_mlp(mlp) if mlp is not None else None
+        if self.ffw is not None:
+            self.ln_ffw = nn.LayerNorm(d_model, eps=layer_norm_eps)
+            self.gate_ffw = Gate(gating)
+
+    def forward(self, hidden: torch.Tensor, z: torch.Tensor, z_valid: torch.Tensor,
+                query_slice: slice) -> torch.Tensor:
+        """hidden (B, T, d) → (B, T, d); z (B, S, d_av), z_valid (B, S)."""
+        queries = hidden[:, query_slice]  # (B, Q, d)
+        update = self.gate_ca(self.cross_attn(self.ln_ca(queries), z, z_valid))
+        before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
+        hidden = torch.cat([before, queries + update, after], dim=1)
+        if self.ffw is not None:
+            hidden = hidden + self.gate_ffw(self.ffw(self.ln_ffw(hidden)))
+        return hidden
+
+    def ffw_mode_targets(self) -> list[str]:
+        """Names of the FFW's linear sub-modules (LoRA targets)."""
+        if self.ffw is None:
+            return []
+        return [name for name, m in self.ffw.named_modules() if _is_linear_like(m)]
+
+
+def _is_linear_like(module: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(module, (nn.Linear, Conv1D))
+
+
+def add_lora(block: MMBlock, r: int, alpha: int) -> None:
+    """Freeze the FFW copy and train it through LoRA adapters (peft)."""
+    if block.ffw is None:
+        return
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers.pytorch_utils import Conv1D
+
+    targets = block.ffw_mode_targets()
+    fan_in_fan_out = any(isinstance(m, Conv1D) for m in block.ffw.modules())  # GPT-2 stores W transposed
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none",
+                        fan_in_fan_out=fan_in_fan_out)
+    block.ffw = inject_adapter_in_model(config, block.ffw)
+    for name, p in block.ffw.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
+def mm_block_ffw(mode: FFWMode, lm_mlp: nn.Module) -> nn.Module | None:
+    """The MLP an MM block starts from, or None when the block has no FFW."""
+    return None if FFWMode(mode) is FFWMode.NONE else lm_mlp

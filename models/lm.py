@@ -1,0 +1,244 @@
+"""Loading a frozen Hugging Face causal LM and driving its layers one by one.
+
+DeepMLF inserts MM blocks between LM layers, so it runs the LM's layer loop
+itself. `FrozenLM` hides the per-architecture attribute names (GPT-2 family
+vs Llama family) behind a small table, the way PEFT keeps its per-model
+mappings, and checks layer indices with an error that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.errors import ConfigError, ModelNotAvailableError
+
+
+@dataclass(frozen=True)
+class LMLayout:
+    """Where an architecture keeps its parts (attribute names on the HF model)."""
+
+    backbone: str  # the decoder stack under the *ForCausalLM wrapper
+    layers: str  # the ModuleList of decoder layers
+    embed_tokens: str
+    final_norm: str
+    mlp: str  # the feed-forward sub-module of one decoder layer
+    position_embed: str | None  # learned absolute positions (GPT-2)
+    rotary: str | None  # rotary position module (Llama)
+    embed_dropout: str | None
+
+
+_GPT2 = LMLayout("transformer", "h", "wte", "ln_f", "mlp", "wpe", None, "drop")
+_LLAMA = LMLayout("model", "layers", "embed_tokens", "norm", "mlp", None, "rotary_emb", None)
+LAYOUTS: dict[str, LMLayout] = {"gpt2": _GPT2, "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA}
+
+# Configs of the presets' LMs, so `deepmlf describe --random-init` works with
+# no network and an empty cache (sizes from the models' published configs).
+KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gpt2": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12)),
+    "openai-community/gpt2": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12)),
+    "gpt2-medium": ("gpt2", dict(n_embd=1024, n_layer=24, n_head=16)),
+    "openai-community/gpt2-medium": ("gpt2", dict(n_embd=1024, n_layer=24, n_head=16)),
+    "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
+    "openai-community/gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
+    "gpt2-xl": ("gpt2", dict(n_embd=1600, n_layer=48, n_head=25)),
+    "uer/gpt2-chinese-cluecorpussmall": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=21128)),
+    "HuggingFaceTB/SmolLM2-135M": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                                 num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                                 tie_word_embeddings=True)),
+    "HuggingFaceTB/SmolLM2-360M": ("llama", dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                                                 num_attention_heads=15, num_key_value_heads=5, vocab_size=49152,
+                                                 tie_word_embeddings=True)),
+    "HuggingFaceTB/SmolLM2-1.7B": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+                                                 num_attention_heads=32, num_key_value_heads=32, vocab_size=49152,
+                                                 tie_word_embeddings=True, rope_theta=130000.0)),
+}
+
+
+def _not_cached(name: str) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"language model {name!r} is not a local directory and not in the Hugging Face cache "
+        f"(the hub is not reachable from here): run `huggingface-cli download {name}` where there is "
+        f"network and copy the cache, or pass a local directory with --lm DIR"
+    )
+
+
+def resolve_lm_source(name: str) -> str:
+    """Return a path or hub id that `from_pretrained` can load without the network.
+
+    Raises at once (no 20 s hub retries) when the model is neither a local
+    directory nor cached.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotAvailableError(f"{path} has no config.json; pass a directory written by save_pretrained()")
+        return str(path.resolve())
+    if path.suffix or name.startswith((".", "/", "~")):
+        raise ModelNotAvailableError(f"language model directory {path} does not exist; check the --lm path")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if not isinstance(cached, str):
+        raise _not_cached(name)
+    return name
+
+
+def load_lm_config(name: str):
+    """The LM's config: local dir or cache first, then the built-in table of known models."""
+    from transformers import AutoConfig, GPT2Config, LlamaConfig
+
+    try:
+        source = resolve_lm_source(name)
+        return AutoConfig.from_pretrained(source, local_files_only=True)
+    except ModelNotAvailableError:
+        if name not in KNOWN_CONFIGS:
+            raise
+    model_type, kwargs = KNOWN_CONFIGS[name]
+    return (GPT2Config if model_type == "gpt2" else LlamaConfig)(**kwargs)
+
+
+def load_causal_lm(name: str, random_init: bool = False, meta: bool = False):
+    """Load (model, tokenizer) for `name`; tokenizer is None with `random_init`.
+
+    `random_init` builds the LM from its config alone (no weights needed);
+    `meta` builds it on the meta device (shapes only, no memory), for counting.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI draws its own progress; library code stays quiet
+    if random_init:
+        config = load_lm_config(name)
+        config._attn_implementation = "sdpa"
+        if meta:
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
+        return model, None
+    source = resolve_lm_source(name)
+    offline = {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {}
+    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32, **offline)
+    tokenizer = AutoTokenizer.from_pretrained(source, **offline)
+    return model, tokenizer
+
+
+def _fuse_gelu(module: nn.Module) -> None:
+    """Swap GPT-2's `gelu_new` (≈6 element-wise ops) for PyTorch's fused tanh GELU: the same formula."""
+    from transformers.activations import NewGELUActivation
+
+    for parent in module.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(parent, child_name, nn.GELU(approximate="tanh"))
+
+
+@dataclass
+class LayerContext:
+    """What every decoder layer of one forward pass needs besides the hidden states."""
+
+    attention_mask: torch.Tensor  # (B, 1, T, T) bool, True = may attend
+    position_ids: torch.Tensor  # (B, T)
+    position_embeddings: tuple[torch.Tensor, torch.Tensor] | None  # rotary (cos, sin), Llama only
+
+
+class FrozenLM(nn.Module):
+    """A frozen causal LM whose layers DeepMLF calls one at a time."""
+
+    def __init__(self, hf_model: nn.Module, fuse_gelu: bool = True) -> None:
+        super().__init__()
+        model_type = hf_model.config.model_type
+        if model_type not in LAYOUTS:
+            raise ConfigError(
+                f"LM architecture {model_type!r} is not supported yet; supported: {', '.join(sorted(LAYOUTS))}"
+            )
+        self.layout = LAYOUTS[model_type]
+        self.model = hf_model
+        if fuse_gelu:
+            _fuse_gelu(hf_model)
+        # Freeze once, here; never inside forward.
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    # --- shapes and parts ---
+    @property
+    def backbone(self) -> nn.Module:
+        return getattr(self.model, self.layout.backbone)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return getattr(self.backbone, self.layout.layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def layer_norm_eps(self) -> float:
+        cfg = self.model.config
+        return float(getattr(cfg, "layer_norm_epsilon", None) or getattr(cfg, "rms_norm_eps", 1e-5))
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    def mlp(self, layer: int) -> nn.Module:
+        """The feed-forward sub-module of decoder layer `layer` (0-based)."""
+        return getattr(self.layers[layer], self.layout.mlp)
+
+    def check_layers(self, layers: tuple[int, ...]) -> None:
+        """Raise a clear error if an MM layer index is outside the LM."""
+        bad = [i for i in layers if not 0 <= i < self.n_layers]
+        if bad:
+            raise ConfigError(
+                f"MM layer(s) {bad} are outside the LM, which has {self.n_layers} layers "
+                f"(valid 0-based indices: 0..{self.n_layers - 1}); fix --mm-layers"
+            )
+
+    # --- the pieces of a forward pass ---
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids → (B, T, d) token embeddings (no positions yet)."""
+        return getattr(self.backbone, self.layout.embed_tokens)(input_ids)
+
+    def prepare(self, embeds: torch.Tensor, key_valid: torch.Tensor, position_ids: torch.Tensor):
+        """Add positions (GPT-2) and build the causal mask and rotary tables.
+
+        embeds: (B, T, d); key_valid: (B, T) bool, False on padding;
+        position_ids: (B, T). Returns (hidden (B, T, d), LayerContext).
+        """
+        hidden = embeds
+        if self.layout.position_embed:
+            hidden = hidden + getattr(self.backbone, self.layout.position_embed)(position_ids)
+        if self.layout.embed_dropout:
+            hidden = getattr(self.backbone, self.layout.embed_dropout)(hidden)
+        T = embeds.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=embeds.device).tril()
+        # (B, 1, T, T): causal and not padding; each position also sees itself,
+        # so no row is fully masked (that would make NaN rows under SDPA).
+        mask = causal[None, None] & key_valid[:, None, None, :]
+        mask = mask | torch.eye(T, dtype=torch.bool, device=embeds.device)[None, None]
+        rotary = None
+        if self.layout.rotary:
+            rotary = getattr(self.backbone, self.layout.rotary)(hidden, position_ids=position_ids)
+        return hidden, LayerContext(mask, position_ids, rotary)
+
+    def run_layer(self, index: int, hidden: torch.Tensor, ctx: LayerContext) -> torch.Tensor:
+        """Run decoder layer `index` on (B, T, d) hidden states."""
+        kwargs: dict[str, Any] = {"attention_mask": ctx.attention_mask, "position_ids": ctx.position_ids}
+        if ctx.position_embeddings is not None:
+            kwargs["position_embeddings"] = ctx.position_embeddings
+        out = self.layers[index](hidden, **kwargs)
+        return out[0] if isinstance(out, tuple) else out
+
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        return getattr(self.backbone, self.layout.final_norm)(hidden)

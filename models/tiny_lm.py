@@ -1,0 +1,60 @@
+"""Tiny causal LMs built offline (tests and the embedded demo): a BPE tokenizer
+trained in-process and a randomly initialised GPT-2 or Llama, saved with
+`save_pretrained` so they load through the same `from_pretrained(dir)` code
+users run on hub models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Literal
+
+DEFAULT_CORPUS = (
+    "the movie was great and i loved it",
+    "i really hated the service it was awful",
+    "the food was okay nothing special",
+    "what a wonderful day with wonderful people",
+    "this is the worst product i have ever bought",
+    "i am not sure how i feel about this",
+    "absolutely fantastic performance by everyone",
+    "terrible acting and a boring story",
+)
+
+
+def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corpus: Iterable[str] = DEFAULT_CORPUS,
+                  n_layer: int = 4, d_model: int = 64, n_head: int = 4, vocab_size: int = 400, seed: int = 0) -> Path:
+    """Train a byte-level BPE tokenizer on `corpus`, build a tiny LM, save both to `out_dir`.
+
+    Returns `out_dir`. Takes ~0.1 s; needs no network.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(list(corpus), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                        unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    vocab = len(tokenizer)
+    eos = tokenizer.eos_token_id
+    if family == "gpt2":
+        config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=d_model, n_layer=n_layer, n_head=n_head,
+                            bos_token_id=eos, eos_token_id=eos)
+    elif family == "llama":
+        config = LlamaConfig(vocab_size=vocab, hidden_size=d_model, intermediate_size=d_model * 3,
+                             num_hidden_layers=n_layer, num_attention_heads=n_head,
+                             num_key_value_heads=max(1, n_head // 2), max_position_embeddings=256,
+                             bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True)
+    else:
+        raise ValueError(f"family must be 'gpt2' or 'llama', not {family!r}")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,41 @@
+"""`deepmlf describe --random-init`: parameter parity with the paper (Tables 6-7), offline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from deepmlf_cli.app import app
+
+runner = CliRunner()
+
+# (lm, layers, paper's M parameters of the MM blocks alone)
+PAPER = [
+    ("gpt2", "7..11", 29.75),
+    ("gpt2", "5..11", 41.65),
+    ("gpt2", "3..11", 53.55),
+    ("gpt2-medium", "0..5", 63.30),
+    ("gpt2-large", "7,14,21,28,35", 82.35),
+]
+
+
+@pytest.mark.parametrize("lm,layers,paper_millions", PAPER)
+def test_mm_block_parameters_match_the_paper(lm, layers, paper_millions):
+    result = runner.invoke(app, ["describe", "--random-init", "--lm", lm, "--mm-layers", layers, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    mm = report["parameters"]["mm_blocks"]
+    assert abs(mm["total"] / 1e6 - paper_millions) / paper_millions < 0.003
+    assert mm["trainable"] == mm["total"]
+    assert report["parameters"]["frozen_lm"]["trainable"] == 0
+
+
+def test_describe_table_and_bad_layer():
+    result = runner.invoke(app, ["describe", "--random-init", "--preset", "sims"])
+    assert result.exit_code == 0, result.output
+    assert "mm_blocks" in result.stdout and "41.66 M" in result.stdout
+    bad = runner.invoke(app, ["describe", "--random-init", "--lm", "gpt2", "--mm-layers", "3,12"])
+    assert bad.exit_code == 1
+    assert "outside the LM" in bad.output and "Traceback" not in bad.output

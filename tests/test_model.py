@@ -1,0 +1,268 @@
+"""DeepMLF model behaviour on tiny offline LMs (GPT-2 and Llama families)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from models.av_encoder import pool_to_grid, pooled_lengths
+from models.checkpoint import load_deepmlf, save_checkpoint
+from models.config import ModelConfig, PRESETS, parse_layer_list
+from models.deepmlf import Batch, DeepMLF
+from models.errors import ConfigError
+from models.text import collate_text, tokenize_texts
+
+TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
+
+
+def make_model(lm_dir, **overrides):
+    fields = dict(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10)
+    config = ModelConfig(**{**fields, **overrides})
+    return DeepMLF.from_config(config)
+
+
+def make_batch(tokenizer, texts=TEXTS, seed=0, labels=True):
+    g = torch.Generator().manual_seed(seed)
+    B = len(texts)
+    ids, valid = collate_text(tokenize_texts(tokenizer, texts, 32), tokenizer.pad_token_id)
+    audio_lengths = torch.tensor([20, 5, 0, 13][:B])
+    vision_lengths = torch.tensor([8, 8, 1, 3][:B])
+    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
+    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
+    y = torch.linspace(-0.8, 0.8, B) if labels else None
+    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, y)
+
+
+def single(batch: Batch, i: int, tokenizer) -> Batch:
+    """Row i alone, re-padded to its own length (as a one-clip prediction would be)."""
+    n = int(batch.text_valid[i].sum())
+    ids, valid = collate_text([batch.text_ids[i, -n:].tolist()], tokenizer.pad_token_id)
+    return Batch(ids, valid, batch.audio[i:i + 1, : int(batch.audio_lengths[i]) or 1],
+                 batch.audio_lengths[i:i + 1], batch.vision[i:i + 1, : int(batch.vision_lengths[i]) or 1],
+                 batch.vision_lengths[i:i + 1])
+
+
+def test_closed_tanh_gates_give_the_frozen_lm_logits(tiny_lm):
+    model, tok = make_model(tiny_lm, gating="tanh")
+    model.eval()
+    ids = torch.tensor([tok("the movie was great and i loved it")["input_ids"]])
+    batch = Batch(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(1, 6, 7), torch.tensor([6]),
+                  torch.randn(1, 4, 5), torch.tensor([4]))
+    with torch.no_grad():
+        hidden, ctx, first = model.encode_prefix(batch)
+        T = ids.shape[1]
+        for i in range(first, model.lm.n_layers):
+            hidden = model.lm.run_layer(i, hidden, ctx)
+            if str(i) in model.mm_blocks:
+                hidden = model.mm_blocks[str(i)](hidden, torch.randn(1, 6, 30), torch.ones(1, 6, dtype=torch.bool),
+                                                 model._query_slice(T))
+        fused_logits = model.lm.lm_head(model.lm.final_norm(hidden)[:, :T])
+        lm_logits = model.lm.model(input_ids=ids).logits
+    torch.testing.assert_close(fused_logits, lm_logits, rtol=0, atol=1e-5)
+
+
+def test_open_gates_change_the_text_logits(tiny_gpt2):
+    """The check above can fail: with sigmoid gates (0.5) the FFW branch moves the text tokens."""
+    model, tok = make_model(tiny_gpt2, gating="sigmoid")
+    model.eval()
+    batch = make_batch(tok)
+    with torch.no_grad():
+        hidden, ctx, first = model.encode_prefix(batch)
+        plain = hidden
+        for i in range(first, model.lm.n_layers):
+            plain = model.lm.run_layer(i, plain, ctx)
+        out = model(batch, compute_loss=False)
+    assert out.prediction.shape == (4,)
+    assert not torch.allclose(model.mm_blocks["1"](hidden, torch.zeros(4, 3, 30), torch.ones(4, 3, dtype=torch.bool),
+                                                   model._query_slice(batch.text_ids.shape[1])), hidden)
+
+
+def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
+    model, tok = make_model(tiny_lm, gating="tanh")
+    model.eval()
+    ids = torch.tensor([tok("i really hated the service it was awful")["input_ids"]])
+    batch = Batch(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(1, 6, 7), torch.tensor([6]),
+                  torch.randn(1, 4, 5), torch.tensor([4]), torch.tensor([0.3]))
+    with torch.no_grad():
+        out = model(batch)
+        reference = model.lm.model(input_ids=ids, labels=ids).loss
+    assert out.terms["lm"] == pytest.approx(float(reference), abs=1e-5)
+
+
+def test_mm_ffw_starts_as_an_exact_copy_of_the_lm_mlp(tiny_lm):
+    model, _ = make_model(tiny_lm)
+    model.eval()
+    x = torch.randn(2, 9, model.lm.d_model)
+    for layer, block in model.mm_blocks.items():
+        lm_mlp = model.lm.mlp(int(layer))
+        assert block.ffw is not lm_mlp
+        assert torch.equal(block.ffw(x), lm_mlp(x))
+        assert type(block.ffw) is type(lm_mlp)
+
+
+def test_fused_gelu_is_the_gelu_new_formula():
+    from transformers.activations import NewGELUActivation
+
+    x = torch.linspace(-6, 6, 1001)
+    torch.testing.assert_close(torch.nn.GELU(approximate="tanh")(x), NewGELUActivation()(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("ffw", ["full", "lora"])
+def test_only_the_intended_parameters_train(tiny_lm, ffw):
+    model, _ = make_model(tiny_lm, ffw_mode=ffw, lora_r=4, lora_alpha=8)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable, "nothing trains"
+    assert all(n.startswith(("av_encoder.", "fusion_tokens", "mm_blocks.", "task_head.", "text_head.", "av_head.",
+                             "fusion_head.")) for n in trainable)
+    assert not any(p.requires_grad for p in model.lm.parameters())
+    assert "fusion_tokens" in trainable and any(n.startswith("av_encoder.") for n in trainable)
+    ffw_names = {n for n, _ in model.named_parameters() if ".ffw." in n}
+    if ffw == "full":
+        assert ffw_names <= trainable
+    else:
+        assert {n for n in ffw_names if "lora_" in n} == ffw_names & trainable
+        assert any("lora_" in n for n in trainable)
+    # One backward pass gives gradients to trainable parameters only.
+    model.train()
+    batch = make_batch(_tokenizer(tiny_lm))
+    model(batch).loss.backward()
+    assert all(p.grad is None for p in model.lm.parameters())
+    assert model.fusion_tokens.grad is not None and model.fusion_tokens.grad.abs().sum() > 0
+
+
+def _tokenizer(lm_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(lm_dir)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tiny_lm, tmp_path):
+    model, tok = make_model(tiny_lm, ffw_mode="lora", lora_r=4, lora_alpha=8)
+    batch = make_batch(tok)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(batch).loss.backward()
+    opt.step()  # move away from the initial weights so the test can fail
+    model.eval()
+    with torch.no_grad():
+        before = model(batch, compute_loss=False)
+    save_checkpoint(tmp_path / "ckpt", model, extra={"audio_mean": torch.ones(7)}, meta={"note": "x"})
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["lm"] == str(tiny_lm) and saved["ffw_mode"] == "lora"
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary leftovers
+    loaded, _, extra, meta = load_deepmlf(tmp_path / "ckpt")
+    with torch.no_grad():
+        after = loaded(batch, compute_loss=False)
+    assert torch.equal(before.prediction, after.prediction)
+    assert torch.equal(before.fusion, after.fusion)
+    assert torch.equal(extra["audio_mean"], torch.ones(7)) and meta == {"note": "x"}
+    # The frozen LM is referenced, not copied: the checkpoint holds no LM tensor.
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("lm.") for k in load_file(str(tmp_path / "ckpt" / "model.safetensors")))
+
+
+def test_a_clip_gives_the_same_prediction_alone_or_in_a_batch(tiny_lm):
+    model, tok = make_model(tiny_lm)
+    model.eval()
+    batch = make_batch(tok, labels=False)
+    with torch.no_grad():
+        together = model(batch, compute_loss=False)
+        for i in range(len(batch)):
+            alone = model(single(batch, i, tok), compute_loss=False)
+            torch.testing.assert_close(alone.prediction[0], together.prediction[i], rtol=0, atol=1e-5)
+            torch.testing.assert_close(alone.fusion[0], together.fusion[i], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("aug", ["seqaug", "noise", "dropout"])
+def test_augmentation_changes_nothing_in_eval_mode(tiny_gpt2, aug):
+    torch.manual_seed(0)
+    plain, tok = make_model(tiny_gpt2, text_aug="none", av_aug="none")
+    torch.manual_seed(0)
+    augmented, _ = make_model(tiny_gpt2, text_aug=aug, text_aug_p=1.0, text_aug_apply=1.0, av_aug=aug, av_aug_p=0.9)
+    batch = make_batch(tok)
+    plain.eval(), augmented.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(batch).prediction, augmented(batch).prediction)
+    # ...while in training mode it does change the inputs (so this test can fail).
+    for m in (plain, augmented):
+        m.train()
+        m.lm.eval()
+        for module in m.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = plain(batch).prediction
+        torch.manual_seed(1)
+        b = augmented(batch).prediction
+    assert not torch.allclose(a, b)
+
+
+def test_seqaug_permutes_only_real_steps():
+    from models.augment import permute_valid_positions, seq_aug
+
+    valid = torch.tensor([[False, False, True, True, True], [True, True, True, False, False]])
+    for _ in range(20):
+        perm = permute_valid_positions(valid)
+        for row in range(2):
+            real = valid[row].nonzero().flatten().tolist()
+            assert sorted(perm[row, real].tolist()) == real
+            pads = (~valid[row]).nonzero().flatten().tolist()
+            assert perm[row, pads].tolist() == pads
+    x = torch.arange(10.0).view(1, 5, 2).repeat(2, 1, 1)
+    out = seq_aug(x, valid, p=1.0)
+    assert torch.equal(out[0, :2], x[0, :2]) and torch.equal(out[1, 3:], x[1, 3:])
+
+
+def test_mm_layer_outside_the_lm_is_a_clear_error(tiny_gpt2):
+    with pytest.raises(ConfigError, match=r"outside the LM, which has 4 layers.*0\.\.3"):
+        DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 4), d_audio=7, d_vision=5))
+
+
+def test_pooling_is_contiguous_and_length_aware():
+    x = torch.arange(12.0).view(1, 12, 1).repeat(3, 1, 1)
+    lengths = torch.tensor([12, 3, 0])
+    steps = pooled_lengths(lengths, torch.tensor([1, 1, 2]), pool_len=4)
+    assert steps.tolist() == [4, 3, 2]
+    pooled = pool_to_grid(x, lengths, steps, pool_len=4)[..., 0]
+    assert pooled[0].tolist() == [1.0, 4.0, 7.0, 10.0]  # means of [0,1,2], [3,4,5], ...
+    assert pooled[1].tolist() == [0.0, 1.0, 2.0, 0.0]  # 3 frames on 3 steps; step 4 is padding
+    assert pooled[2].tolist() == [0.0, 0.0, 0.0, 0.0]  # no such track
+    # A shorter clip on a longer grid repeats frames instead of reading padding.
+    up = pool_to_grid(x[:1], torch.tensor([2]), torch.tensor([4]), pool_len=4)[0, :, 0]
+    assert up.tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_gates_start_where_the_paper_says(tiny_gpt2):
+    for gating, expected in [("sigmoid", 0.5), ("tanh", 0.0)]:
+        model, _ = make_model(tiny_gpt2, gating=gating)
+        block = model.mm_blocks["1"]
+        assert float(block.gate_ca.value().detach()) == expected and float(block.gate_ffw.value().detach()) == expected
+    model, _ = make_model(tiny_gpt2, gating="none")
+    assert model.mm_blocks["1"].gate_ca.alpha is None
+
+
+def test_config_round_trips_through_json_and_validates():
+    for preset in PRESETS.values():
+        config = preset.model_config()
+        assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ConfigError, match="unknown model config keys"):
+        ModelConfig.from_dict({"n_fuson": 3})
+    with pytest.raises(ConfigError, match="gating='soft'"):
+        ModelConfig(gating="soft")
+    assert parse_layer_list("3,5,7..9") == (3, 5, 7, 8, 9)
+    with pytest.raises(ConfigError):
+        parse_layer_list("5-11")
+
+
+def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
+    for overrides in [dict(fusion_inputs="text"), dict(fusion_inputs="both"), dict(ffw_mode="none"),
+                      dict(fusion_inputs="text", n_fusion=0)]:
+        model, tok = make_model(tiny_gpt2, **overrides)
+        model.train()
+        out = model(make_batch(tok))
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
