@@ -64,7 +64,8 @@ _UNIMODAL = ("T", "A", "V")
 # --------------------------------------------------------------------------- #
 
 
-@dataclass
+# eq=False: these hold numpy arrays, which do not compare to a single bool.
+@dataclass(eq=False)
 class SplitData:
     """One split, cleaned: every feature value finite, padding zeros at the end."""
 
@@ -111,7 +112,7 @@ class SplitData:
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class MultimodalDataset:
     """A dataset with train/valid/test splits and what is known about its features."""
 
@@ -209,21 +210,24 @@ def resolve_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> P
     """
     raw = str(name_or_path)
     path = Path(raw).expanduser()
-    if path.exists():
-        return _existing_dataset_path(path)
-
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     key = raw.lower()
+    # A bare dataset name looks in the data dir first, so that an unrelated
+    # folder called "mosi" in the working directory does not shadow it.
     if key in NAMED_DATASETS:
         for candidate in _named_candidates(key, root):
             if candidate.is_file():
                 return candidate.parent if candidate.name == MANIFEST else candidate
+        if (path / MANIFEST).is_file():
+            return path
         expected = root / NAMED_DATASETS[key][0]
         raise DatasetError(
             f"dataset {key!r} not found: expected {expected} (set --data-dir or DEEPMLF_DATA_DIR "
             f"to the folder holding {NAMED_DATASETS[key][0].split('/')[0]}/); MMSA publishes the "
             f"processed features, see {MMSA_DATASETS_URL}"
         )
+    if path.exists():
+        return _existing_dataset_path(path)
     if "/" not in raw and "\\" not in raw and (root / raw / MANIFEST).is_file():
         return root / raw
     if path.suffix or "/" in raw:
@@ -276,9 +280,13 @@ def _as_labels(value: Any, key: str, where: str) -> np.ndarray:
     return labels.copy()
 
 
-def _as_features(value: Any, key: str, where: str) -> np.ndarray:
+def _as_features(value: Any, key: str, where: str, copy: bool) -> np.ndarray:
     try:
-        array = np.array(value, dtype=np.float32)  # a copy: cleaning writes into it
+        # Cleaning writes into the array: copy what the caller still owns; arrays
+        # fresh from a file are cleaned in place (MOSEI audio alone is ~2.4 GB).
+        array = np.array(value, dtype=np.float32) if copy else np.asarray(value, dtype=np.float32)
+        if not array.flags.writeable:
+            array = array.copy()
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{where}: '{key}' is not a numeric array ({exc})") from exc
     if array.ndim != 3:
@@ -320,13 +328,14 @@ def _build_split(
     *,
     keys: Mapping[str, str],
     infer_lengths: bool,
+    copy: bool = True,
 ) -> tuple[SplitData, dict[str, int]]:
     """Check one split's arrays, clean them and build ``SplitData``.
 
     ``keys`` maps our field names to the source's key names (MMSA vs npz).
     """
-    audio = _as_features(fields[keys["audio"]], keys["audio"], where)
-    vision = _as_features(fields[keys["vision"]], keys["vision"], where)
+    audio = _as_features(fields[keys["audio"]], keys["audio"], where, copy)
+    vision = _as_features(fields[keys["vision"]], keys["vision"], where, copy)
     report = {"audio": _clean(audio), "vision": _clean(vision)}
     labels = _as_labels(fields[keys["labels"]], keys["labels"], where)
     ids = _as_strings(fields[keys["ids"]], keys["ids"], where)
@@ -458,7 +467,7 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
     try:
         with open(path, "rb") as handle:
             data = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as exc:
+    except Exception as exc:  # a damaged pickle can fail in many ways; all mean "unreadable"
         raise DatasetError(f"{path}: not a readable MMSA pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a dict of splits {list(SPLITS)}, found {type(data).__name__}")
@@ -479,7 +488,9 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
             raise DatasetError(
                 f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, fields))}"
             )
-        splits[split_name], report[split_name] = _build_split(fields, where, keys=_MMSA_KEYS, infer_lengths=True)
+        splits[split_name], report[split_name] = _build_split(
+            fields, where, keys=_MMSA_KEYS, infer_lengths=True, copy=False
+        )
     _check_feature_dims(splits, str(path))
     name = name or _mmsa_name(path)
     return MultimodalDataset(
@@ -540,7 +551,9 @@ def _load_npz_dir(directory: Path) -> MultimodalDataset:
         missing = [k for k in _NPZ_REQUIRED if k not in fields]
         if missing:
             raise DatasetError(f"{path}: missing key(s) {', '.join(missing)}; found {', '.join(fields)}")
-        splits[split_name], report[split_name] = _build_split(fields, str(path), keys=_NPZ_KEYS, infer_lengths=False)
+        splits[split_name], report[split_name] = _build_split(
+            fields, str(path), keys=_NPZ_KEYS, infer_lengths=False, copy=False
+        )
         expected_n = (manifest.get("splits") or {}).get(split_name)
         if expected_n is not None and expected_n != len(splits[split_name]):
             raise DatasetError(
@@ -582,7 +595,7 @@ def load_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> Mult
             names the file, the split and the key.
     """
     raw = str(name_or_path)
-    if raw.lower() == SAMPLE_NAME and not Path(raw).exists():
+    if raw.lower() == SAMPLE_NAME and not (Path(raw) / MANIFEST).is_file():
         from models.sample import make_sample_dataset  # local: sample imports this module
 
         return make_sample_dataset()
@@ -729,7 +742,7 @@ def _normalize(features: np.ndarray, lengths: np.ndarray | None, mean: np.ndarra
     return out.astype(np.float32, copy=False)
 
 
-@dataclass
+@dataclass(eq=False)
 class FeatureNormalizer:
     """Per-feature z-scoring of audio and vision with train-split statistics.
 

@@ -175,6 +175,20 @@ def test_resolve_named_in_mmsa_layout(monkeypatch, tmp_path):
     assert ds.name == "mosei" and ds.scheme == "mosi"
 
 
+def test_bare_name_is_not_shadowed_by_a_local_folder(monkeypatch, tmp_path):
+    data_dir = tmp_path / "data"
+    path = _write_pickle(data_dir / "MOSI" / "Processed" / "unaligned_50.pkl", _mmsa_data())
+    work = tmp_path / "work"
+    (work / "mosi").mkdir(parents=True)  # e.g. the user's raw videos
+    (work / "sample").mkdir()
+    monkeypatch.chdir(work)
+    assert resolve_dataset("mosi", data_dir) == path
+    assert load_dataset("sample").source.startswith("models.sample")
+    # an explicit path still means the folder
+    with pytest.raises(DatasetError, match="without manifest.json"):
+        resolve_dataset("./mosi", data_dir)
+
+
 def test_resolve_flat_files(tmp_path):
     sims = _write_pickle(tmp_path / "unaligned_39.pkl", _mmsa_data(sims=True))
     assert resolve_dataset("sims", tmp_path) == sims
