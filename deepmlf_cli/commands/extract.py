@@ -1,0 +1,187 @@
+"""`deepmlf extract`: raw videos → audio/face features and transcripts; with labels, a dataset."""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
+from deepmlf_cli.options import Debug, JsonOutput, Quiet, Workers
+
+
+class AudioChoice(str, enum.Enum):
+    librosa_sims = "librosa_sims"
+    egemaps = "egemaps"
+    compare = "compare"
+    none = "none"
+
+
+class FaceChoice(str, enum.Enum):
+    mediapipe = "mediapipe"
+    pyfeat = "pyfeat"
+    none = "none"
+
+
+class TranscriptChoice(str, enum.Enum):
+    auto = "auto"
+    given = "given"
+    whisper = "whisper"
+    none = "none"
+
+
+class WhisperBackendChoice(str, enum.Enum):
+    transformers = "transformers"
+    faster_whisper = "faster-whisper"
+
+
+class OutputFormat(str, enum.Enum):
+    deepmlf = "deepmlf"
+    mmsa = "mmsa"
+
+
+class SchemeChoice(str, enum.Enum):
+    sims = "sims"
+    mosi = "mosi"
+
+
+def extract(
+    inputs: Annotated[Path, typer.Argument(help="A media file, a folder of media (recursive), or an MMSA folder with label.csv and Raw/.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (dataset or per-clip features).")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="MMSA label.csv: builds train/valid/test splits from its mode column.")] = None,
+    audio: Annotated[AudioChoice, typer.Option("--audio", help="Audio extractor.")] = AudioChoice.librosa_sims,
+    face: Annotated[FaceChoice, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = FaceChoice.mediapipe,
+    fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = 5.0,
+    functionals: Annotated[bool, typer.Option("--functionals", help="openSMILE: one row of clip-level functionals instead of frame-level LLDs.")] = False,
+    transcript: Annotated[TranscriptChoice, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = TranscriptChoice.auto,
+    whisper_model: Annotated[str, typer.Option("--whisper-model", help="Whisper hub id (must be cached) or a local model folder.")] = "openai/whisper-small",
+    whisper_backend: Annotated[WhisperBackendChoice, typer.Option("--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder).")] = WhisperBackendChoice.transformers,
+    language: Annotated[Optional[str], typer.Option("--language", help="Spoken language for Whisper, e.g. zh for CH-SIMS, en (default: detect).")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="mmsa also writes an MMSA-compatible pickle next to the dataset.")] = OutputFormat.deepmlf,
+    scheme: Annotated[Optional[SchemeChoice], typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (1-based); re-run without it to assemble.")] = None,
+    workers: Workers = 1,
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
+    debug: Debug = False,
+) -> None:
+    """Extract audio, face and text features from videos; with labels, write a dataset `deepmlf train` reads.
+
+    Re-running skips clips already done (resume). A bad clip never stops the
+    batch: it is listed in OUT/errors.tsv and the summary, and the exit code is 1.
+    """
+    with handle_errors(debug):
+        from extractors.batch import run_extract
+        from extractors.inputs import parse_shard
+        from extractors.recipe import build_recipe
+
+        shard_kn = parse_shard(shard)
+        recipe = build_recipe(
+            audio=audio.value,
+            face=face.value,
+            fps=fps,
+            functionals=functionals,
+            transcript=transcript.value,
+            whisper_model=whisper_model,
+            whisper_backend=whisper_backend.value,
+            language=language,
+        )
+        summary = _run_with_progress(
+            run_extract,
+            quiet=quiet or json_output,
+            inputs=inputs,
+            out=out,
+            recipe=recipe,
+            labels=labels,
+            workers=workers,
+            shard=shard_kn,
+            mmsa=output_format == OutputFormat.mmsa,
+            scheme=scheme.value if scheme else None,
+            name=name,
+        )
+    if json_output:
+        typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _render(summary, quiet)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _run_with_progress(run, quiet: bool, **kwargs):
+    """Call run(**kwargs, on_plan=..., on_result=...) under a Rich progress bar (clips/s, failures)."""
+    if quiet:
+        return run(**kwargs)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from deepmlf_cli.errors import err_console
+
+    state = {"failed": 0, "done": 0}
+    with Progress(
+        TextColumn("[bold]extract[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} clips/s"),
+        TextColumn("[red]{task.fields[failed]} failed[/]"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("extract", total=None, rate=0.0, failed=0)
+
+        def on_plan(total: int, already: int) -> None:
+            progress.update(task, total=total)
+
+        def on_result(result) -> None:
+            state["failed"] += result.status == "failed"
+            state["done"] += result.status == "done"
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            progress.update(task, advance=1, failed=state["failed"], rate=state["done"] / elapsed)
+
+        return run(**kwargs, on_plan=on_plan, on_result=on_result)
+
+
+def _render(summary, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    if summary.failed:
+        table = Table(title="failed clips", title_justify="left")
+        table.add_column("clip", style="bold")
+        table.add_column("reason", overflow="fold")
+        for r in summary.failed:
+            table.add_row(r.key, r.reason)
+        console.print(table)
+    table = Table(title=f"extract → {summary.out}", title_justify="left")
+    for col in ("done", "skipped", "failed", "clips/s", "RTF", "output"):
+        table.add_column(col, justify="right" if col not in ("output",) else "left")
+    if summary.manifest and summary.kind == "dataset":
+        splits = summary.manifest["splits"]
+        output = f"dataset ({summary.manifest['scheme']}): " + ", ".join(f"{k} {v}" for k, v in splits.items())
+    elif summary.manifest:
+        output = f"{len(summary.manifest['clips'])} clips in features/"
+    else:
+        output = "per-clip features only"
+    table.add_row(
+        str(summary.count("done")),
+        str(summary.count("skipped")),
+        f"[red]{summary.count('failed')}[/]" if summary.failed else "0",
+        f"{summary.clips_per_s:.2f}",
+        f"{summary.realtime_factor:.3f}",
+        output,
+    )
+    console.print(table)
+    for note in summary.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if summary.errors_file:
+        console.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `extract` to the root app."""
+    app.command("extract")(extract)

@@ -1,0 +1,274 @@
+"""Batch extraction: many clips, several processes, shards, resume, and a summary.
+
+A bad clip never stops the batch: its error becomes a one-line reason in the
+results (and in `<out>/errors.tsv`). Finished clips are skipped on re-runs
+(resume after a crash or Ctrl-C) because each one's files are written
+atomically and its `.json` marks it done for one recipe hash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from .dataset import build_dataset, clip_done, save_clip, write_features_manifest, write_text
+from .errors import ExtractionError
+from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
+from .recipe import recipe_hash, validate_recipe
+from .transcript import TranscriptMode, find_sidecar, resolve_whisper_model
+
+ERRORS_FILE = "errors.tsv"
+
+
+@dataclass
+class ClipResult:
+    """What happened to one clip."""
+
+    key: str
+    path: str
+    status: str  # "done", "skipped" (already done with this recipe) or "failed"
+    reason: str = ""
+    seconds: float = 0.0  # processing time
+    duration: float = 0.0  # media duration, seconds
+    audio_frames: int = 0
+    vision_frames: int = 0
+    frames_with_face: int = 0
+    text_source: str = ""
+
+
+@dataclass
+class ExtractSummary:
+    """The outcome of a batch: per-clip results and what was written where."""
+
+    out: Path
+    results: list[ClipResult]
+    elapsed: float
+    kind: str  # "dataset", "features" or "shard"
+    manifest: dict | None = None
+    errors_file: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[ClipResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.count("done") / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        """Wall time per second of media processed this run (< 1: faster than real time)."""
+        media = sum(r.duration for r in self.results if r.status == "done")
+        return self.elapsed / media if media > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "kind": self.kind,
+            "done": self.count("done"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "elapsed_s": round(self.elapsed, 3),
+            "clips_per_s": round(self.clips_per_s, 3),
+            "realtime_factor": round(self.realtime_factor, 4),
+            "errors_file": str(self.errors_file) if self.errors_file else None,
+            "splits": (self.manifest or {}).get("splits"),
+            "notes": self.notes,
+            "clips": [asdict(r) for r in self.results],
+        }
+
+
+def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
+    """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file."""
+    inputs = Path(inputs)
+    if not inputs.exists():
+        raise FileNotFoundError(f"input not found: {inputs}")
+    if labels is None and inputs.is_dir():
+        labels = find_label_file(inputs)
+    if labels is not None:
+        return read_labels(Path(labels), inputs if inputs.is_dir() else None)
+    jobs = discover_media(inputs)
+    if not jobs:
+        raise ExtractionError(f"{inputs}: no media files found (looked for video/audio extensions such as .mp4, .wav)")
+    return jobs
+
+
+def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str) -> ClipResult:
+    """Extract and save one clip; every known failure becomes a one-line reason (never a traceback)."""
+    from .pipeline import extract_clip
+
+    t0 = time.perf_counter()
+    base = ClipResult(key=job.key, path=str(job.path or ""), status="failed")
+    if job.problem:
+        base.reason = job.problem
+        return base
+    try:
+        clip = extract_clip(job.path, recipe, transcript=job.text)
+        meta = save_clip(features_dir, job, clip, rhash)
+    except ExtractionError as exc:
+        base.reason = str(exc).replace(str(job.path) + ": ", "", 1)
+    except (MemoryError, OSError, ValueError, RuntimeError) as exc:
+        base.reason = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (re-run with --debug --workers 1 to see where)"
+    else:
+        return ClipResult(
+            key=job.key,
+            path=str(job.path),
+            status="done",
+            seconds=time.perf_counter() - t0,
+            duration=float(meta.get("duration") or 0.0),
+            audio_frames=int(meta["audio_frames"]),
+            vision_frames=int(meta["vision_frames"]),
+            frames_with_face=int(meta["frames_with_face"]),
+            text_source=meta["transcript"]["source"],
+        )
+    base.seconds = time.perf_counter() - t0
+    return base
+
+
+def _worker_init(threads: int) -> None:
+    # Each worker gets its share of the cores; oversubscribed BLAS/OpenCV threads
+    # make N workers slower than one.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
+
+
+def _needs_whisper(jobs: list[ClipJob], recipe: dict) -> bool:
+    mode = TranscriptMode(recipe["transcript"]["mode"])
+    if mode in (TranscriptMode.none, TranscriptMode.given):
+        return False
+    for job in jobs:
+        if job.path is None or job.text:
+            continue
+        if mode == TranscriptMode.whisper or find_sidecar(job.path) is None:
+            return True
+    return False
+
+
+def run_extract(
+    inputs: Path,
+    out: Path,
+    recipe: dict,
+    labels: Path | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    mmsa: bool = False,
+    scheme: str | None = None,
+    name: str | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+    on_result: Callable[[ClipResult], None] | None = None,
+) -> ExtractSummary:
+    """Extract every clip of `inputs` into `out`, then write a dataset (with labels) or a features manifest.
+
+    on_plan(total_in_shard, already_done) is called once before work starts;
+    on_result(result) after each clip (in the calling process). With a shard,
+    only that shard's clips are extracted and nothing is assembled: a final
+    run without --shard skips every finished clip and writes the dataset.
+    """
+    t_start = time.perf_counter()
+    recipe = validate_recipe(recipe)
+    rhash = recipe_hash(recipe)
+    out = Path(out)
+    features_dir = out / "features"
+    if out.exists() and not out.is_dir():
+        raise ExtractionError(f"--out {out} is a file; give a directory")
+    all_jobs = plan_jobs(inputs, labels)
+    labelled = all_jobs[0].split is not None
+    jobs = [j for j in all_jobs if in_shard(j.key, shard)]
+
+    results: list[ClipResult] = []
+    todo: list[ClipJob] = []
+    for job in jobs:
+        meta = clip_done(features_dir, job.key, rhash) if job.path is not None else None
+        if meta is not None:
+            results.append(
+                ClipResult(job.key, str(job.path), "skipped", duration=float(meta.get("duration") or 0.0),
+                           audio_frames=int(meta["audio_frames"]), vision_frames=int(meta["vision_frames"]),
+                           frames_with_face=int(meta.get("frames_with_face", 0)), text_source=meta["transcript"]["source"])
+            )
+        else:
+            todo.append(job)
+    if _needs_whisper(todo, recipe):
+        # One line for the whole batch rather than the same failure on every clip.
+        resolve_whisper_model(recipe["transcript"]["model"])
+    if on_plan:
+        on_plan(len(jobs), len(results))
+    for r in results:
+        if on_result:
+            on_result(r)
+    features_dir.mkdir(parents=True, exist_ok=True)
+
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            result = extract_one(job, recipe, features_dir, rhash)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as pool:
+            pending = {pool.submit(extract_one, job, recipe, features_dir, rhash) for job in todo}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        result = fut.result()
+                        results.append(result)
+                        if on_result:
+                            on_result(result)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+    failed = [r for r in results if r.status == "failed"]
+    errors_file = out / ERRORS_FILE
+    if failed:
+        write_text(errors_file, "key\tpath\treason\n" + "".join(f"{r.key}\t{r.path}\t{r.reason}\n" for r in failed))
+    else:
+        errors_file.unlink(missing_ok=True)
+        errors_file = None
+
+    summary = ExtractSummary(out=out, results=results, elapsed=0.0, kind="shard" if shard else ("dataset" if labelled else "features"), errors_file=errors_file)
+    ok_keys = {r.key for r in results if r.status in ("done", "skipped")}
+    extra = {"failed": [{"key": r.key, "reason": r.reason} for r in failed]} if failed else {}
+    if shard:
+        summary.notes.append(f"shard {shard[0]}/{shard[1]} finished; run the same command without --shard to assemble the output")
+    elif labelled:
+        good = [j for j in all_jobs if j.key in ok_keys]
+        if good:
+            summary.manifest = build_dataset(out, good, features_dir, recipe, name=name, scheme=scheme, mmsa=mmsa, extra=extra)
+        else:
+            summary.notes.append("no clip could be extracted: no dataset written")
+    else:
+        metas = []
+        audio_names = vision_names = None
+        from .dataset import load_clip
+
+        for job in all_jobs:
+            if job.key in ok_keys:
+                arrays, meta = load_clip(features_dir, job.key)
+                metas.append(meta)
+                audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
+                vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
+        if metas:
+            summary.manifest = write_features_manifest(out, metas, recipe, audio_names, vision_names, extra)
+        if mmsa:
+            summary.notes.append("--format mmsa needs --labels (MMSA pickles hold labelled splits); wrote per-clip features only")
+    summary.elapsed = time.perf_counter() - t_start
+    return summary

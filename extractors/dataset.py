@@ -1,0 +1,263 @@
+"""On-disk outputs: per-clip feature files and the dataset of docs/dataset-format.md.
+
+Everything is written atomically: to a temporary file in the same folder,
+then `os.replace`. A per-clip `.json` is written after its `.npz` and marks
+the clip as done (what resume looks for). A dataset's `manifest.json` is
+removed before its split files are rewritten and written last, so a crash
+never leaves a manifest that points at half-written splits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ExtractionError
+from .inputs import ClipJob
+from .pipeline import ClipFeatures
+
+DATASET_FORMAT = "deepmlf-dataset"
+FEATURES_FORMAT = "deepmlf-features"
+DATASET_VERSION = 1
+SPLITS = ("train", "valid", "test")
+
+
+# ---------------------------------------------------------------------------
+# atomic writes
+def _atomic_write(path: Path, write) -> None:
+    """Call write(file_object) on a temp file next to `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomically write `obj` as pretty UTF-8 JSON."""
+    _atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, ensure_ascii=False).encode("utf-8")))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically write arrays to an uncompressed .npz (no object arrays: loadable with allow_pickle=False)."""
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise TypeError(f"array {name} has dtype object; it would need pickle")
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+# ---------------------------------------------------------------------------
+# per-clip features
+def clip_filename(key: str) -> str:
+    """A file name for a clip key: path separators and unsafe characters become '__'/'_'."""
+    name = key.replace("/", "__").replace("\\", "__")
+    name = re.sub(r"[^\w.$\-]", "_", name)
+    return name.lstrip(".") or "_"
+
+
+def save_clip(features_dir: Path, job: ClipJob, clip: ClipFeatures, rhash: str) -> dict:
+    """Write `<key>.npz` (arrays) then `<key>.json` (metadata, the done-marker); returns the metadata."""
+    stem = clip_filename(job.key)
+    write_npz(
+        Path(features_dir) / f"{stem}.npz",
+        {
+            "audio": clip.audio.astype(np.float32),  # (T_a, D_a)
+            "audio_times": clip.audio_times.astype(np.float64),  # (T_a,)
+            "vision": clip.vision.astype(np.float32),  # (T_v, D_v)
+            "vision_times": clip.vision_times.astype(np.float64),  # (T_v,)
+            "vision_present": clip.vision_present.astype(bool),  # (T_v,)
+            "audio_names": np.array(clip.audio_names, dtype=str),
+            "vision_names": np.array(clip.vision_names, dtype=str),
+        },
+    )
+    meta = {
+        "key": job.key,
+        "path": str(job.path),
+        "recipe_hash": rhash,
+        "text": clip.text,
+        "transcript": clip.transcript.to_dict(),
+        "audio_rate_hz": clip.audio_rate_hz,
+        "vision_rate_hz": clip.vision_rate_hz,
+        **clip.info,
+    }
+    write_json(Path(features_dir) / f"{stem}.json", meta)
+    return meta
+
+
+def clip_done(features_dir: Path, key: str, rhash: str) -> dict | None:
+    """The metadata of a finished clip made with the same recipe, else None (to be (re)done)."""
+    stem = clip_filename(key)
+    meta_path, npz_path = Path(features_dir) / f"{stem}.json", Path(features_dir) / f"{stem}.npz"
+    if not (meta_path.is_file() and npz_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta if meta.get("recipe_hash") == rhash and meta.get("key") == key else None
+
+
+def load_clip(features_dir: Path, key: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays and metadata of one per-clip feature file."""
+    stem = clip_filename(key)
+    with np.load(Path(features_dir) / f"{stem}.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads((Path(features_dir) / f"{stem}.json").read_text(encoding="utf-8"))
+    return arrays, meta
+
+
+# ---------------------------------------------------------------------------
+# datasets
+def infer_scheme(labels: np.ndarray) -> str:
+    """'sims' when every label lies in [-1, 1], else 'mosi' (the [-3, 3] scheme)."""
+    return "sims" if labels.size and float(np.max(np.abs(labels))) <= 1.0 + 1e-6 else "mosi"
+
+
+def _pad(seqs: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (T_i, D) sequences into (N, T_max, D) zero-padded at the end, and their lengths (N,)."""
+    lengths = np.array([len(s) for s in seqs], np.int64)
+    t_max = int(lengths.max()) if len(seqs) else 0
+    out = np.zeros((len(seqs), t_max, dim), np.float32)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out, lengths
+
+
+def build_dataset(
+    out: Path,
+    jobs: list[ClipJob],
+    features_dir: Path,
+    recipe: dict,
+    name: str | None = None,
+    scheme: str | None = None,
+    mmsa: bool = False,
+    extra: dict | None = None,
+) -> dict:
+    """Assemble finished clips into `out/{train,valid,test}.npz` + `out/manifest.json`; returns the manifest.
+
+    jobs: the labelled clips to include (each with a split); their per-clip files
+    must exist in `features_dir`. With `mmsa`, also writes `out/<name>.pkl` in
+    MMSA's layout (a pickle, written only on request).
+    """
+    out = Path(out)
+    name = name or out.name
+    per_split: dict[str, list[tuple[ClipJob, dict, dict]]] = {s: [] for s in SPLITS}
+    audio_names = vision_names = None
+    for job in jobs:
+        arrays, meta = load_clip(features_dir, job.key)
+        per_split[job.split].append((job, arrays, meta))
+        audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
+        vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
+    if audio_names is None:
+        raise ExtractionError(f"{out}: no clip was extracted, so there is no dataset to write")
+    all_labels = np.array([j.labels["label"] for j in jobs], np.float32)
+    if scheme is None:
+        scheme = infer_scheme(all_labels)
+    elif scheme not in ("sims", "mosi"):
+        raise ExtractionError(f"--scheme must be sims or mosi, not {scheme!r}")
+    has_unimodal = all(all(k in j.labels for k in ("label_T", "label_A", "label_V")) for j in jobs)
+
+    # The split files are about to change: drop the manifest first so no reader
+    # sees it next to a mix of old and new splits.
+    (out / "manifest.json").unlink(missing_ok=True)
+    counts, pickled = {}, {}
+    for split, rows in per_split.items():
+        audio, a_len = _pad([r[1]["audio"] for r in rows], len(audio_names))  # (N, T_a, D_a), (N,)
+        vision, v_len = _pad([r[1]["vision"] for r in rows], len(vision_names))  # (N, T_v, D_v), (N,)
+        arrays = {
+            "audio": audio,
+            "vision": vision,
+            "audio_lengths": a_len,
+            "vision_lengths": v_len,
+            "labels": np.array([r[0].labels["label"] for r in rows], np.float32),
+            "ids": np.array([r[0].key for r in rows], dtype=str).astype("<U") if rows else np.zeros(0, "<U1"),
+            "texts": np.array([r[2]["text"] for r in rows], dtype=str) if rows else np.zeros(0, "<U1"),
+        }
+        if has_unimodal:
+            for col in ("label_T", "label_A", "label_V"):
+                arrays[f"labels_{col[-1]}"] = np.array([r[0].labels[col] for r in rows], np.float32)
+        write_npz(out / f"{split}.npz", arrays)
+        counts[split] = len(rows)
+        if mmsa:
+            pickled[split] = _mmsa_split(arrays, rows)
+    if mmsa:
+        _atomic_write(out / f"{name}.pkl", lambda fh: pickle.dump(pickled, fh, protocol=4))
+    manifest = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "name": name,
+        "scheme": scheme,
+        "splits": counts,
+        "audio_features": audio_names,
+        "vision_features": vision_names,
+        "audio_rate_hz": float(recipe.get("audio_rate_hz", 0.0)),
+        "vision_rate_hz": float(recipe.get("vision_rate_hz", 0.0)),
+        "recipe": recipe,
+        **(extra or {}),
+    }
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _mmsa_split(arrays: dict[str, np.ndarray], rows: list) -> dict:
+    """One split in MMSA's pickle layout (no BERT `text` arrays: DeepMLF tokenises raw_text itself)."""
+    split = {
+        "raw_text": arrays["texts"].astype(object),
+        "audio": arrays["audio"],
+        "vision": arrays["vision"],
+        "audio_lengths": arrays["audio_lengths"],
+        "vision_lengths": arrays["vision_lengths"],
+        "id": arrays["ids"].astype(object),
+        "regression_labels": arrays["labels"],
+        "annotations": np.array([r[0].annotation or "" for r in rows], dtype=object),
+    }
+    for m in "TAV":
+        if f"labels_{m}" in arrays:
+            split[f"regression_labels_{m}"] = arrays[f"labels_{m}"]
+    return split
+
+
+def write_features_manifest(out: Path, jobs_meta: list[dict], recipe: dict, audio_names: list[str], vision_names: list[str], extra: dict | None = None) -> dict:
+    """Manifest of an unlabelled run: per-clip files under `features/`, no splits."""
+    manifest = {
+        "format": FEATURES_FORMAT,
+        "version": DATASET_VERSION,
+        "name": Path(out).name,
+        "clips": [
+            {
+                "key": m["key"],
+                "file": f"features/{clip_filename(m['key'])}.npz",
+                "path": m.get("path"),
+                "audio_frames": m.get("audio_frames"),
+                "vision_frames": m.get("vision_frames"),
+                "duration": m.get("duration"),
+                "text": m.get("text", ""),
+            }
+            for m in jobs_meta
+        ],
+        "audio_features": audio_names,
+        "vision_features": vision_names,
+        "audio_rate_hz": float(recipe.get("audio_rate_hz", 0.0)),
+        "vision_rate_hz": float(recipe.get("vision_rate_hz", 0.0)),
+        "recipe": recipe,
+        **(extra or {}),
+    }
+    write_json(Path(out) / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,155 @@
+"""One clip in, all features out, exactly as a recipe says.
+
+`extract_clip(path, recipe)` is what `deepmlf extract` runs per clip and what
+`deepmlf predict` calls for a new clip with the recipe stored in a model run,
+so training and prediction features come from the same code and parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioExtractor
+from .face import FaceExtractor
+from .features import Features
+from .media import probe
+from .recipe import recipe_hash, validate_recipe
+from .transcript import Transcript, TranscriptMode, WhisperTranscriber, get_transcript
+
+
+@dataclass
+class ClipFeatures:
+    """Everything extracted from one clip.
+
+    audio:  (T_a, D_a) float32, T_a = 0 when the clip has no audio track
+    vision: (T_v, D_v) float32, T_v = 0 when the clip has no video track;
+            rows of frames without a face are zeros (vision_present False)
+    """
+
+    audio: np.ndarray
+    audio_times: np.ndarray  # (T_a,) seconds
+    audio_names: list[str]
+    vision: np.ndarray
+    vision_times: np.ndarray  # (T_v,) seconds
+    vision_names: list[str]
+    vision_present: np.ndarray  # (T_v,) bool: the main face was found in that frame
+    text: str
+    transcript: Transcript
+    audio_rate_hz: float
+    vision_rate_hz: float
+    info: dict = field(default_factory=dict)  # duration, tracks, non-finite counts, timings
+
+
+class Pipeline:
+    """The extractors of one recipe, built once and reused for many clips (models stay loaded)."""
+
+    def __init__(self, recipe: dict) -> None:
+        self.recipe = validate_recipe(recipe)
+        self.hash = recipe_hash(self.recipe)
+        audio, face, text = self.recipe["audio"], self.recipe["face"], self.recipe["transcript"]
+        audio_params = {k: v for k, v in audio["params"].items() if k in ("functionals", "hop_length", "n_mfcc")}
+        if audio["extractor"] == "librosa_sims":
+            audio_params["sample_rate"] = audio["params"]["sample_rate"]
+        self.audio = AudioExtractor(audio["extractor"], **audio_params)
+        face_params = {k: v for k, v in face["params"].items() if k in ("fps", "max_faces", "max_side", "min_detection_confidence")}
+        self.face = FaceExtractor(face["extractor"], **face_params)
+        self.transcript_mode = TranscriptMode(text["mode"])
+        self._whisper = None
+
+    @property
+    def whisper(self) -> WhisperTranscriber:
+        """Built on first need: most labelled corpora never call Whisper."""
+        if self._whisper is None:
+            text = self.recipe["transcript"]
+            self._whisper = WhisperTranscriber(text["model"], text["backend"], text["language"], text["task"])
+        return self._whisper
+
+    def extract(
+        self, path: Path, transcript: str | None = None, start: float | None = None, end: float | None = None
+    ) -> ClipFeatures:
+        """Features of a clip, or of its [start, end) window (timestamps then count from `start`)."""
+        path = Path(path)
+        info = probe(path)  # raises MediaError for empty / non-media / truncated files
+        timings = {}
+        t0 = time.perf_counter()
+        if info.has_audio:
+            if start is None and end is None:
+                audio = self.audio.extract(path)
+            else:
+                from .media import load_audio
+
+                audio = self.audio.extract(load_audio(path, self.audio.sample_rate, start, end), self.audio.sample_rate)
+        else:
+            audio = Features.empty(self.audio.feature_names(), self.audio.rate_hz, "no audio track")
+        timings["audio_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if info.has_video:
+            vision = self.face.extract(path, start, end)
+        else:
+            vision = Features.empty(self.face.feature_names(), self.face.rate_hz, "no video track")
+        if start is not None and len(vision):
+            vision.timestamps = vision.timestamps - start
+        timings["face_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if start is None and end is None:
+            text = get_transcript(path, self.transcript_mode, transcript, self._lazy_whisper(), info.has_audio)
+        elif transcript is not None or self.transcript_mode in (TranscriptMode.none, TranscriptMode.given):
+            text = get_transcript(path, self.transcript_mode, transcript, None, info.has_audio)
+        else:
+            text = self.whisper.transcribe(path, start, end) if info.has_audio else Transcript("", "no-audio")
+        timings["transcript_s"] = time.perf_counter() - t0
+        duration = info.duration
+        if start is not None or end is not None:
+            duration = min(end if end is not None else duration, duration) - (start or 0.0)
+        return ClipFeatures(
+            audio=audio.values,
+            audio_times=audio.timestamps,
+            audio_names=audio.names,
+            vision=vision.values,
+            vision_times=vision.timestamps,
+            vision_names=vision.names,
+            vision_present=vision.present,
+            text=text.text,
+            transcript=text,
+            audio_rate_hz=self.audio.rate_hz,
+            vision_rate_hz=self.face.rate_hz,
+            info={
+                "duration": round(float(duration), 4),
+                "has_audio": info.has_audio,
+                "has_video": info.has_video,
+                "audio_frames": len(audio),
+                "vision_frames": len(vision),
+                "frames_with_face": int(vision.present.sum()),
+                "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
+                "timings": {k: round(v, 4) for k, v in timings.items()},
+            },
+        )
+
+    def _lazy_whisper(self) -> WhisperTranscriber | None:
+        return None if self.transcript_mode in (TranscriptMode.none, TranscriptMode.given) else self.whisper
+
+
+_PIPELINES: dict[str, Pipeline] = {}  # per process: recipe hash -> built pipeline
+
+
+def get_pipeline(recipe: dict) -> Pipeline:
+    """The (cached) pipeline for a recipe; extractors and models are built once per process."""
+    key = recipe_hash(recipe)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = Pipeline(recipe)
+    return _PIPELINES[key]
+
+
+def extract_clip(
+    path: Path, recipe: dict, transcript: str | None = None, *, start: float | None = None, end: float | None = None
+) -> ClipFeatures:
+    """Recompute a clip's features exactly as `recipe` says (the recipe stored with a dataset or model run).
+
+    transcript: known text for the clip (wins over sidecars and Whisper).
+    start, end: optional window in seconds (predict's segments); timestamps count from `start`.
+    """
+    return get_pipeline(recipe).extract(Path(path), transcript, start, end)

@@ -1,0 +1,320 @@
+"""Transcripts: given text, sidecar files (.txt/.srt/.vtt), or Whisper.
+
+Order of precedence for a clip: text given by the caller (the label file's
+`text` column) > a sidecar file next to the clip with the same stem > Whisper
+(transformers, or faster-whisper as the faster CPU backend). Whisper models
+are resolved from a local directory or the local Hugging Face cache before
+anything is loaded, so a missing model fails at once with one line instead of
+waiting on the hub.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
+from .media import load_audio
+
+DEFAULT_WHISPER_MODEL = "openai/whisper-small"
+WHISPER_RATE = 16000
+SIDECAR_EXTENSIONS = (".txt", ".srt", ".vtt")
+# Below this RMS the track is digital silence: Whisper would only hallucinate.
+SILENCE_RMS = 1e-4
+
+
+class TranscriptMode(str, enum.Enum):
+    """Where a clip's text comes from."""
+
+    auto = "auto"  # given text > sidecar > Whisper
+    given = "given"  # given text > sidecar, else empty (never runs Whisper)
+    whisper = "whisper"  # always Whisper (given text still wins: it is the label file's truth)
+    none = "none"  # no text
+
+
+class WhisperBackend(str, enum.Enum):
+    """Which Whisper implementation transcribes."""
+
+    transformers = "transformers"
+    faster_whisper = "faster-whisper"
+
+
+@dataclass
+class Segment:
+    """One stretch of speech: seconds from the clip (or window) start, and its text."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Transcript:
+    """A clip's text with where it came from; segments carry timestamps when the source has them."""
+
+    text: str
+    source: str  # "given", "sidecar:<file name>", "whisper:<model>", "silence", "no-audio", "none"
+    segments: list[Segment] = field(default_factory=list)
+    language: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "source": self.source, "language": self.language, "segments": [asdict(s) for s in self.segments]}
+
+
+# ---------------------------------------------------------------------------
+# Sidecars
+def find_sidecar(media_path: Path) -> Path | None:
+    """The first of `<stem>.txt`, `<stem>.srt`, `<stem>.vtt` next to the clip, if any."""
+    media_path = Path(media_path)
+    for ext in SIDECAR_EXTENSIONS:
+        candidate = media_path.with_suffix(ext)
+        if candidate.is_file() and candidate != media_path:
+            return candidate
+    return None
+
+
+_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+
+
+def _seconds(stamp: str) -> float:
+    m = _TIME.fullmatch(stamp.strip())
+    if not m:
+        raise ValueError(stamp)
+    h, mnt, s, frac = m.groups()
+    return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(frac.ljust(3, "0")) / 1000
+
+
+def parse_subtitles(text: str) -> list[Segment]:
+    """Cues of an SRT or WebVTT document as segments (tags like <i> removed)."""
+    segments = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\ufeff", "")):
+        lines = [ln for ln in block.strip().split("\n") if ln.strip()]
+        for i, line in enumerate(lines):
+            if "-->" in line:
+                left, right = line.split("-->", 1)
+                try:
+                    start, end = _seconds(left), _seconds(right.strip().split()[0])
+                except (ValueError, IndexError):
+                    break
+                body = " ".join(re.sub(r"<[^>]+>", "", ln).strip() for ln in lines[i + 1 :])
+                if body:
+                    segments.append(Segment(start, end, body))
+                break
+    return segments
+
+
+def read_sidecar(path: Path) -> Transcript:
+    """A transcript file: plain text (.txt) or subtitles (.srt/.vtt, with their timestamps)."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ExtractionError(f"{path}: transcript is not UTF-8 text; re-save it as UTF-8") from None
+    if path.suffix.lower() in (".srt", ".vtt"):
+        segments = parse_subtitles(raw)
+        text = " ".join(s.text for s in segments)
+    else:
+        segments = []
+        text = " ".join(raw.split())
+    return Transcript(text=text, source=f"sidecar:{path.name}", segments=segments)
+
+
+# ---------------------------------------------------------------------------
+# Whisper
+def resolve_whisper_model(model: str) -> str:
+    """A loadable location for `model`: a local directory, or the hub id when its files are in the local cache.
+
+    Raises ModelNotCachedError (one line, with the fix) otherwise, without any
+    network access: the hub on these machines never answers, and each lookup
+    would retry for ~20 s.
+    """
+    local = Path(model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file() and not (local / "model.bin").is_file():
+            raise ModelNotCachedError(f"{local}: not a Whisper model directory (no config.json); point --whisper-model at a saved model")
+        return str(local)
+    if local.suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelNotCachedError(f"Whisper model directory {model} does not exist; check --whisper-model")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "config.json")
+    if not isinstance(cached, str):
+        raise ModelNotCachedError(
+            f"Whisper model {model} is not cached locally; pass --whisper-model DIR (a saved model), "
+            f"or download it once where the hub is reachable (`hf download {model}`), "
+            "or use a sidecar .txt/.srt/.vtt / the label file's text column"
+        )
+    return str(Path(cached).parent)
+
+
+class WhisperTranscriber:
+    """Speech to text with timestamps, through transformers' Whisper or faster-whisper.
+
+    model:    hub id (must be in the local cache) or a local directory
+    language: ISO code such as "zh" or "en"; None lets Whisper detect it
+    task:     "transcribe" or "translate" (to English)
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_WHISPER_MODEL,
+        backend: WhisperBackend | str = WhisperBackend.transformers,
+        language: str | None = None,
+        task: str = "transcribe",
+    ) -> None:
+        try:
+            self.backend = WhisperBackend(backend)
+        except ValueError:
+            raise ExtractionError(f"unknown Whisper backend {backend!r}; choose transformers or faster-whisper") from None
+        if task not in ("transcribe", "translate"):
+            raise ExtractionError(f"Whisper task must be transcribe or translate, not {task!r}")
+        if language is not None and not re.fullmatch(r"[a-z]{2,3}|[A-Za-z ]+", language):
+            raise ExtractionError(f"invalid --language {language!r}; use an ISO code such as zh or en")
+        self.model_id = model
+        self.language = language.lower() if language else None
+        self.task = task
+        self._impl = None
+
+    def _load(self):
+        if self._impl is not None:
+            return self._impl
+        location = resolve_whisper_model(self.model_id)
+        if self.backend == WhisperBackend.faster_whisper:
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError:
+                raise BackendUnavailableError(
+                    "faster-whisper is not installed; `pip install -c requirements/constraints.txt faster-whisper`, "
+                    "or use --whisper-backend transformers"
+                ) from None
+            self._impl = WhisperModel(location, device="cpu", compute_type="int8")
+            return self._impl
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        try:
+            processor = WhisperProcessor.from_pretrained(location)
+            model = WhisperForConditionalGeneration.from_pretrained(location)
+        except OSError as exc:
+            raise ModelNotCachedError(f"cannot load Whisper from {location}: {str(exc).splitlines()[0]}") from None
+        model.eval()
+        self._impl = (processor, model)
+        return self._impl
+
+    def transcribe(self, source: Path | np.ndarray, start: float | None = None, end: float | None = None) -> Transcript:
+        """Transcribe a file (or a [start, end) window of it), or mono 16 kHz samples (N,).
+
+        Segments are relative to the start of what was transcribed. Silent audio
+        returns an empty transcript marked "silence" instead of a hallucination.
+        """
+        if isinstance(source, np.ndarray):
+            samples = source.astype(np.float32).reshape(-1)
+        else:
+            samples = load_audio(Path(source), WHISPER_RATE, start, end)  # (N,)
+            if samples.size == 0:
+                return Transcript("", "no-audio")
+        if samples.size == 0 or float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
+            return Transcript("", "silence")
+        impl = self._load()
+        if self.backend == WhisperBackend.faster_whisper:
+            return self._faster(impl, samples)
+        return self._transformers(*impl, samples)
+
+    def _faster(self, model, samples: np.ndarray) -> Transcript:
+        segments, info = model.transcribe(samples, language=self.language, task=self.task)
+        segs = [Segment(float(s.start), float(s.end), s.text.strip()) for s in segments]
+        return Transcript(" ".join(s.text for s in segs).strip(), f"whisper:{self.model_id}", segs, getattr(info, "language", self.language))
+
+    def _transformers(self, processor, model, samples: np.ndarray) -> Transcript:
+        import torch
+
+        long_form = samples.size > 30 * WHISPER_RATE
+        # Whisper sees 30 s windows; longer audio goes through its own sequential
+        # long-form decoding, which needs the whole, unpadded feature sequence.
+        inputs = processor(
+            samples,
+            sampling_rate=WHISPER_RATE,
+            return_tensors="pt",
+            truncation=not long_form,
+            padding="longest" if long_form else "max_length",
+            return_attention_mask=True,
+        )
+        kwargs = {"return_timestamps": True, "task": self.task}
+        if self.language:
+            kwargs["language"] = self.language
+        if long_form:
+            kwargs["attention_mask"] = inputs["attention_mask"]
+        try:
+            with torch.inference_mode():
+                tokens = model.generate(inputs["input_features"], **kwargs)
+        except ValueError as exc:  # e.g. a language code the model does not know
+            raise ExtractionError(f"Whisper {self.model_id}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(tokens, torch.Tensor):
+            tokens = tokens["sequences"]
+        ids = tokens[0].tolist()
+        segments = _segments_from_tokens(processor.tokenizer, ids, samples.size / WHISPER_RATE)
+        text = processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return Transcript(text, f"whisper:{self.model_id}", segments, self.language)
+
+
+def _segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Segment]:
+    """Split a generated sequence at its timestamp tokens into (start, end, text) segments.
+
+    Timestamp tokens follow <|notimestamps|> in Whisper's vocabulary, 0.02 s apart.
+    Long-form output restarts the clock at every 30 s window; the offset is tracked.
+    """
+    ts_begin = tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+    special = set(tokenizer.all_special_ids)
+    segments: list[Segment] = []
+    offset, start, last, text_ids = 0.0, None, 0.0, []
+    for tok in ids:
+        if tok >= ts_begin:
+            t = (tok - ts_begin) * 0.02 + offset
+            if start is None:
+                if t < last - 1e-6:  # clock restarted: a new 30 s window
+                    offset += last if last > 0 else 0.0
+                    t = (tok - ts_begin) * 0.02 + offset
+                start = t
+            else:
+                text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+                if text:
+                    segments.append(Segment(round(start, 2), round(min(t, duration), 2), text))
+                start, text_ids, last = None, [], t
+        elif tok not in special:
+            text_ids.append(tok)
+    if text_ids:
+        text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+        if text:
+            segments.append(Segment(round(start if start is not None else last, 2), round(duration, 2), text))
+    return segments
+
+
+def get_transcript(
+    media_path: Path,
+    mode: TranscriptMode | str = TranscriptMode.auto,
+    given: str | None = None,
+    transcriber: WhisperTranscriber | None = None,
+    has_audio: bool = True,
+) -> Transcript:
+    """A clip's transcript by the precedence rules of `mode` (see the module docstring)."""
+    mode = TranscriptMode(mode)
+    if mode == TranscriptMode.none:
+        return Transcript("", "none")
+    if given is not None and str(given).strip():
+        return Transcript(" ".join(str(given).split()), "given")
+    if mode != TranscriptMode.whisper:
+        sidecar = find_sidecar(media_path)
+        if sidecar is not None:
+            return read_sidecar(sidecar)
+        if mode == TranscriptMode.given:
+            return Transcript("", "none")
+    if not has_audio:
+        return Transcript("", "no-audio")
+    if transcriber is None:
+        raise ExtractionError(f"{media_path}: no transcript given and no Whisper transcriber configured")
+    return transcriber.transcribe(media_path)
