@@ -196,6 +196,9 @@ class WhisperTranscriber:
             return self._impl
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # library code does not draw on the user's terminal
 
         try:
             processor = WhisperProcessor.from_pretrained(location)
@@ -283,14 +286,17 @@ def _segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Se
             else:
                 text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
                 if text:
-                    segments.append(Segment(round(start, 2), round(min(t, duration), 2), text))
+                    # A model's timestamps are predictions: keep them inside the audio and ordered.
+                    seg_start = min(start, duration)
+                    segments.append(Segment(round(seg_start, 2), round(min(max(t, seg_start), duration), 2), text))
                 start, text_ids, last = None, [], t
         elif tok not in special:
             text_ids.append(tok)
     if text_ids:
         text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
         if text:
-            segments.append(Segment(round(start if start is not None else last, 2), round(duration, 2), text))
+            seg_start = min(start if start is not None else last, duration)
+            segments.append(Segment(round(seg_start, 2), round(duration, 2), text))
     return segments
 
 
@@ -318,3 +324,35 @@ def get_transcript(
     if transcriber is None:
         raise ExtractionError(f"{media_path}: no transcript given and no Whisper transcriber configured")
     return transcriber.transcribe(media_path)
+
+
+# ---------------------------------------------------------------------------
+# Output formats
+class TranscriptFormat(str, enum.Enum):
+    """How `deepmlf transcribe` writes a transcript."""
+
+    txt = "txt"
+    srt = "srt"
+    json = "json"
+
+
+def _srt_time(seconds: float) -> str:
+    ms = int(round(max(0.0, seconds) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def format_transcript(transcript: Transcript, fmt: TranscriptFormat | str, duration: float | None = None) -> str:
+    """Render as plain text, SubRip (one cue per segment, or one cue for the whole text) or JSON."""
+    fmt = TranscriptFormat(fmt)
+    if fmt == TranscriptFormat.txt:
+        return transcript.text + "\n"
+    if fmt == TranscriptFormat.json:
+        import json
+
+        return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    segments = transcript.segments or ([Segment(0.0, duration or 0.0, transcript.text)] if transcript.text else [])
+    cues = [f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text}\n" for i, s in enumerate(segments, start=1)]
+    return "\n".join(cues)
