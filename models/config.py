@@ -167,6 +167,7 @@ class Preset:
     av_pretrain_lr: float
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ from the defaults
 
     def model_config(self, **overrides: Any) -> ModelConfig:
         return ModelConfig.from_dict({**ModelConfig().to_dict(), **self.model, **overrides})
@@ -213,10 +214,19 @@ PRESETS: dict[str, Preset] = {
         weight_decay=0.001,
         av_pretrain_lr=1e-3,
     ),
+    "sample": Preset(
+        name="sample",
+        description="the embedded sample with a tiny local GPT-2 (4 layers): minutes on 2 CPU cores",
+        model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
+                   d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=False, max_text_tokens=32),
+        weight_decay=0.01,
+        av_pretrain_lr=1e-3,
+        train=dict(lr=1e-3, batch_size=32, grad_accum=1, max_epochs=40, patience=8),
+    ),
 }
 
 # Which preset a named dataset uses when --preset is not given.
-DATASET_PRESETS = {"mosi": "mosi", "mosei": "mosei", "sims": "sims", "simsv2": "sims"}
+DATASET_PRESETS = {"mosi": "mosi", "mosei": "mosei", "sims": "sims", "simsv2": "sims", "sample": "sample"}
 
 
 def get_preset(name: str) -> Preset:

@@ -134,14 +134,14 @@ class DeepMLF(nn.Module):
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything a checkpoint must hold: trainable parameters and the buffers outside the LM.
+        """Everything a checkpoint must hold: all tensors outside the frozen LM.
 
-        The frozen LM (and a LoRA block's frozen FFW copy, rebuilt from it) are
-        referenced by config, not copied.
+        The frozen LM, and the frozen FFW copies of LoRA blocks (rebuilt from
+        it), are referenced by `config.lm`, not copied. A frozen AV encoder
+        (Pre&Fro) is kept: it does not come from the LM.
         """
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        names |= {n for n, _ in self.named_buffers() if not n.startswith("lm.")}
-        return {n: t for n, t in self.state_dict().items() if n in names}
+        rebuilt = {n for n, p in self.named_parameters() if not p.requires_grad and n.startswith("mm_blocks.")}
+        return {n: t for n, t in self.state_dict().items() if not n.startswith("lm.") and n not in rebuilt}
 
     # --- forward pass ---
     def _query_slice(self, text_len: int) -> slice:

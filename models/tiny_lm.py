@@ -22,10 +22,13 @@ DEFAULT_CORPUS = (
 
 
 def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corpus: Iterable[str] = DEFAULT_CORPUS,
-                  n_layer: int = 4, d_model: int = 64, n_head: int = 4, vocab_size: int = 400, seed: int = 0) -> Path:
+                  n_layer: int = 4, d_model: int = 64, n_head: int = 4, vocab_size: int = 400, seed: int = 0,
+                  pretrain_steps: int = 0) -> Path:
     """Train a byte-level BPE tokenizer on `corpus`, build a tiny LM, save both to `out_dir`.
 
-    Returns `out_dir`. Takes ~0.1 s; needs no network.
+    With `pretrain_steps`, the LM is also trained on `corpus` with its
+    next-token loss, so its hidden states carry context the way a real
+    pretrained LM's do (seconds on a CPU). Returns `out_dir`; needs no network.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -55,6 +58,31 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
         raise ValueError(f"family must be 'gpt2' or 'llama', not {family!r}")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    if pretrain_steps:
+        _pretrain(model, tokenizer, list(corpus), pretrain_steps, seed)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def _pretrain(model, tokenizer, corpus: list[str], steps: int, seed: int, batch_size: int = 32) -> None:
+    """Next-token training of the tiny LM on `corpus` (AdamW, constant lr)."""
+    import torch
+
+    encoded = [tokenizer(text)["input_ids"] + [tokenizer.eos_token_id] for text in corpus]
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(len(encoded), (batch_size,), generator=generator).tolist()
+        T = max(len(encoded[r]) for r in rows)
+        ids = torch.full((batch_size, T), tokenizer.eos_token_id)
+        labels = torch.full((batch_size, T), -100)
+        for i, r in enumerate(rows):
+            ids[i, : len(encoded[r])] = torch.tensor(encoded[r])
+            labels[i, : len(encoded[r])] = torch.tensor(encoded[r])
+        loss = model(input_ids=ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()

@@ -1,0 +1,49 @@
+"""`deepmlf pretrain`: stage 1 of the curriculum, the AV encoder alone (L1 on the label)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Optional
+
+import typer
+
+from deepmlf_cli.commands.train import BatchSize, ConfigFile, Epochs, LearningRate, OutDir, Resume
+from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.options import DataDir, DatasetArg, Debug, Device, JsonOutput, Preset, Quiet, Seed
+
+
+def pretrain(
+    dataset: DatasetArg,
+    data_dir: DataDir = None,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    seed: Seed = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    patience: Annotated[Optional[int], typer.Option("--patience", help="Early-stopping patience (paper: 8).")] = 8,
+    out: OutDir = None,
+    resume: Resume = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    as_json: JsonOutput = False,
+    debug: Debug = False,
+) -> None:
+    """Pretrain the AV encoder; `deepmlf train --init-av RUN_DIR` starts from it."""
+    with handle_errors(debug):
+        from deepmlf_cli.commands.train import run_and_report
+        from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+
+        init_distributed()
+        data = load_data(dataset, data_dir, quiet)
+        # AdamW with the preset's AV learning rate, reduce-on-plateau, no accumulation.
+        spec, chosen = build_spec("av", data, preset, config, {}, {
+            "max_epochs": epochs or 100, "batch_size": batch_size, "grad_accum": 1, "patience": patience,
+            "schedule": "plateau", "device": device, "warmup_epochs": 0.0}, seed)
+        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr or chosen.av_pretrain_lr))
+        run_and_report(data, spec, out or default_run_dir(data, "pretrain"), resume, quiet, as_json,
+                       title=f"AV encoder pretraining on {data.name}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain)

@@ -1,0 +1,92 @@
+"""`deepmlf train`: DeepMLF (stage 2 of the curriculum) with several seeds, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet, Seed)
+
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, [model] and [train] tables.")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
+
+
+def train(
+    dataset: DatasetArg,
+    data_dir: DataDir = None,
+    preset: Preset = None,
+    lm: LanguageModel = None,
+    model: Annotated[str, typer.Option("--model", help="deepmlf, or a baseline (see `deepmlf train --help`).")] = "deepmlf",
+    config: ConfigFile = None,
+    mm_layers: Annotated[Optional[str], typer.Option("--mm-layers", help="0-based LM layers with an MM block, e.g. 5..11.")] = None,
+    n_fusion: Annotated[Optional[int], typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
+    init_av: Annotated[Optional[str], typer.Option("--init-av", help="A `deepmlf pretrain` run (Pre&Tune), or 'random'.")] = None,
+    freeze_av: Annotated[bool, typer.Option("--freeze-av", help="Keep the pretrained AV encoder frozen (Pre&Fro).")] = False,
+    seed: Seed = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
+    lr: LearningRate = None,
+    patience: Patience = None,
+    out: OutDir = None,
+    resume: Resume = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    as_json: JsonOutput = False,
+    debug: Debug = False,
+) -> None:
+    """Train DeepMLF (or a baseline) on a dataset: early stopping on validation, best state tested, every seed kept."""
+    with handle_errors(debug):
+        from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+        from models.config import parse_layer_list
+        from models.errors import ConfigError
+
+        if freeze_av and not init_av:
+            raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
+        if resume and out is None:
+            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        init_distributed()
+        data = load_data(dataset, data_dir, quiet)
+        model_overrides = {"lm": lm, "n_fusion": n_fusion,
+                           "mm_layers": parse_layer_list(mm_layers) if mm_layers else None}
+        train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
+                           "patience": patience, "device": device}
+        spec, _ = build_spec(model, data, preset, config, model_overrides, train_overrides, seed,
+                             init_av=init_av, freeze_av=freeze_av)
+        run_dir = out or default_run_dir(data, model)
+        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{model} on {data.name}")
+
+
+def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json: bool, title: str) -> dict:
+    """Train every seed with progress bars, then print the results table (or JSON)."""
+    from deepmlf_cli.render import EpochProgress, console, make_progress, results_table
+    from deepmlf_cli.resolve import is_main_process
+    from models.metrics import PRIMARY_METRICS
+    from models.runs import train_run
+
+    primary = PRIMARY_METRICS[data.scheme][0]
+    show = is_main_process() and not as_json
+    with make_progress(quiet or not show) as progress:
+        results = train_run(data, spec, run_dir, resume=resume,
+                            progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
+    if not is_main_process():
+        return results
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), **results}, indent=2))
+    else:
+        console.print(results_table(results, f"{title} — test split"))
+        console.print(f"run saved in [bold]{run_dir}[/] (results.json, results.csv, seed_*/best, seed_*/plots)")
+    return results
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,95 @@
+"""Turning command-line choices into a dataset, a run spec and a process group.
+
+Shared by `train`, `pretrain` and `study` so their options mean the same.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from deepmlf_cli.render import console
+
+
+def load_data(dataset: str, data_dir: Path | None, quiet: bool = False):
+    """Load a dataset and say (once) how many non-finite values were cleaned."""
+    from models.data import load_dataset
+
+    data = load_dataset(dataset, data_dir)
+    if data.n_cleaned and not quiet:
+        console.print(f"[yellow]note:[/] {data.source}: {data.n_cleaned} NaN/inf feature values set to 0")
+    return data
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """A TOML file with optional `preset`, `[model]` and `[train]` tables."""
+    from models.errors import ConfigError
+
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the line it names") from None
+    unknown = sorted(set(data) - {"preset", "model", "train"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {unknown}; use preset, [model] and [train]")
+    return data
+
+
+def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset) -> str:
+    """--preset, else the config file's, else the dataset's own, else sims for [-1,1] labels / mosei."""
+    from models.config import DATASET_PRESETS
+
+    if preset:
+        return preset
+    if "preset" in file_config:
+        return file_config["preset"]
+    return DATASET_PRESETS.get(dataset.name.lower(), "sims" if dataset.scheme == "sims" else "mosei")
+
+
+def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
+               train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
+               freeze_av: bool = False):
+    """Preset → config file → command-line overrides, validated into a RunSpec."""
+    from models.config import get_preset
+    from models.runs import RunSpec
+    from models.training import TrainConfig
+
+    file_config = read_config_file(config_file)
+    chosen = get_preset(resolve_preset_name(preset, file_config, dataset))
+    model_fields = {**file_config.get("model", {}), **{k: v for k, v in model_overrides.items() if v is not None}}
+    model_config = chosen.model_config(**model_fields).replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
+    train_fields = {"weight_decay": chosen.weight_decay, **chosen.train, **file_config.get("train", {}),
+                    **{k: v for k, v in train_overrides.items() if v is not None}}
+    train_config = TrainConfig.from_dict(train_fields)
+    return RunSpec(kind=kind, model=model_config, train=train_config, seeds=tuple(seeds or [0]),
+                   init_av=init_av, freeze_av=freeze_av), chosen
+
+
+def default_run_dir(dataset, what: str) -> Path:
+    """runs/<dataset>-<what>-<timestamp>: never overwrites an earlier run."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{dataset.name}-{what}-{stamp}"
+
+
+def init_distributed() -> bool:
+    """Join the process group when started by torchrun (gloo on CPU, NCCL on CUDA)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return True
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0

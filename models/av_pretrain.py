@@ -1,0 +1,68 @@
+"""Stage 1 of the curriculum: the AV encoder alone, trained with L1 on the label.
+
+Its parameter names (`av_encoder.*`, `av_head.*`) are those of DeepMLF, so a
+pretraining checkpoint loads straight into a DeepMLF model (Pre&Tune,
+Pre&Fro).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.av_encoder import AVEncoder, masked_mean
+from models.config import ModelConfig
+from models.deepmlf import Batch, Output
+
+
+class AVPretrainModel(nn.Module):
+    """AV encoder + the linear AV head on ⟨z⟩."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.av_encoder = AVEncoder(
+            config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers, config.av_heads,
+            config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug, config.av_aug_p,
+        )
+        self.av_head = nn.Linear(config.d_av, 1)
+
+    def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
+        z, valid = self.av_encoder(batch.audio, batch.audio_lengths, batch.vision, batch.vision_lengths)
+        y_av = self.av_head(masked_mean(z, valid)).squeeze(-1).float()  # (B,)
+        empty = y_av.new_zeros(y_av.shape[0], 0)
+        out = Output(prediction=y_av, text=torch.full_like(y_av, float("nan")), av=y_av, fusion=empty)
+        if compute_loss and batch.labels is not None:
+            out.loss = F.l1_loss(y_av, batch.labels.float())
+            out.terms = {"av": float(out.loss.detach())}
+        return out
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.state_dict())
+
+
+AV_PREFIXES = ("av_encoder.", "av_head.")
+
+
+def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: bool = False) -> int:
+    """Copy pretrained AV-encoder (and AV-head) tensors into `model`; returns how many were loaded.
+
+    With `freeze` (Pre&Fro) the AV encoder stops training.
+    """
+    from models.errors import CheckpointError
+
+    own = model.state_dict()
+    wanted = {k: v for k, v in tensors.items() if k.startswith(AV_PREFIXES)}
+    mismatched = [k for k, v in wanted.items() if k not in own or own[k].shape != v.shape]
+    if not wanted or mismatched:
+        raise CheckpointError(
+            "the AV pretraining checkpoint does not fit this model "
+            f"({'no AV tensors' if not wanted else 'shape mismatch at ' + mismatched[0]}); "
+            "pretrain on the same dataset with the same preset, or use --init-av random"
+        )
+    model.load_state_dict(wanted, strict=False)
+    if freeze:
+        for p in model.av_encoder.parameters():
+            p.requires_grad_(False)
+    return len(wanted)

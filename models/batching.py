@@ -1,0 +1,128 @@
+"""From a dataset split to model batches: tokenise once, bucket by length, collate, predict.
+
+Shared by training, evaluation and prediction so all three see a clip
+exactly the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.data import FeatureNormalizer, SplitData
+from models.deepmlf import Batch
+from models.text import fallback_token_id, tokenize_texts
+
+
+@dataclass
+class EncodedSplit:
+    """A split ready for the model: normalised features and token ids computed once."""
+
+    ids: list[str]
+    token_ids: list[list[int]]
+    audio: np.ndarray  # (N, T_a, D_a) float32, normalised, zero-padded
+    audio_lengths: np.ndarray  # (N,)
+    vision: np.ndarray  # (N, T_v, D_v)
+    vision_lengths: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,) float32
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None) -> EncodedSplit:
+    """Normalise features and tokenise transcripts once (never per batch).
+
+    `tokenizer` may be None for models that read no text (AV pretraining):
+    every clip then gets one placeholder token.
+    """
+    if normalizer is not None:
+        split = normalizer.apply(split)
+    if tokenizer is None:
+        token_ids, pad_id = [[0] for _ in range(len(split))], 0
+    else:
+        token_ids = tokenize_texts(tokenizer, split.texts, max_tokens)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback_token_id(tokenizer)
+    return EncodedSplit(list(split.ids), token_ids, split.audio, split.audio_lengths, split.vision,
+                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id))
+
+
+def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.random.Generator | None,
+                            bucket_factor: int = 50) -> list[np.ndarray]:
+    """Index batches of similar transcript length, so padding stays short.
+
+    With `rng` (training) the order is shuffled: clips are shuffled, grouped
+    into pools of `bucket_factor` batches, sorted by length within a pool,
+    cut into batches, and the batches shuffled. Without it (evaluation) the
+    whole split is sorted by length.
+    """
+    lengths = np.array([len(t) for t in encoded.token_ids])
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    order = rng.permutation(len(lengths))
+    pool = batch_size * bucket_factor
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
+    """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip."""
+    from models.text import collate_text
+
+    text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id)
+    a_len = encoded.audio_lengths[index]
+    v_len = encoded.vision_lengths[index]
+    t_a = max(1, int(a_len.max()))
+    t_v = max(1, int(v_len.max()))
+    return Batch(
+        text_ids=text_ids,
+        text_valid=text_valid,
+        audio=torch.from_numpy(np.ascontiguousarray(encoded.audio[index, :t_a])),
+        audio_lengths=torch.from_numpy(a_len.astype(np.int64)),
+        vision=torch.from_numpy(np.ascontiguousarray(encoded.vision[index, :t_v])),
+        vision_lengths=torch.from_numpy(v_len.astype(np.int64)),
+        labels=torch.from_numpy(encoded.labels[index]),
+    )
+
+
+def autocast_context(device: torch.device):
+    """bf16 autocast on CUDA; a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
+    """Every head's output for every clip, in the split's order.
+
+    Returns arrays (N,): "prediction", "text", "av", "fusion" (mean over the
+    fusion tokens; NaN when the model has none).
+    """
+    was_training = model.training
+    model.eval()
+    n = len(encoded)
+    out = {k: np.full(n, np.nan, dtype=np.float32) for k in ("prediction", "text", "av", "fusion")}
+    try:
+        for index in length_bucketed_batches(encoded, batch_size, rng=None):
+            batch = collate(encoded, index).to(device)
+            with autocast_context(device):
+                result = model(batch, compute_loss=False)
+            out["prediction"][index] = result.prediction.float().cpu().numpy()
+            out["text"][index] = result.text.float().cpu().numpy()
+            out["av"][index] = result.av.float().cpu().numpy()
+            if result.fusion.numel():
+                out["fusion"][index] = result.fusion.float().mean(-1).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,68 @@
+"""Evaluating saved checkpoints on a dataset split, exactly as training tested them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.batching import encode_split, predict_encoded
+from models.checkpoint import read_checkpoint, split_extra
+from models.config import ModelConfig
+from models.data import FeatureNormalizer, MultimodalDataset
+from models.errors import CheckpointError, DatasetError
+from models.metrics import compute_metrics
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready to predict: the model, its tokenizer and its feature normaliser."""
+
+    model: torch.nn.Module
+    tokenizer: object | None
+    normalizer: FeatureNormalizer
+    meta: dict
+    directory: Path
+
+
+def load_model(directory: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode."""
+    from models.lm import load_causal_lm
+    from models.runs import build_model, needs_text
+
+    config_dict, tensors, meta = read_checkpoint(directory)
+    kind = meta.get("kind", "deepmlf")
+    config = ModelConfig.from_dict(config_dict)
+    hf_lm, tokenizer = load_causal_lm(config.lm) if needs_text(kind) else (None, None)
+    model = build_model(kind, config, hf_lm)
+    weights, extra = split_extra(tensors)
+    missing = set(model.trainable_state_dict()) - set(weights)
+    if missing:
+        raise CheckpointError(f"{directory}: missing tensors {sorted(missing)[:3]}; the checkpoint is incomplete")
+    model.load_state_dict(weights, strict=False)
+    normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in extra.items()})
+    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, meta, Path(directory))
+
+
+def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
+    """Feature sizes of the dataset must be those the model was trained on."""
+    cfg = loaded.model.config
+    if (cfg.d_audio, cfg.d_vision) != (dataset.d_audio, dataset.d_vision):
+        raise DatasetError(f"{dataset.source} has audio/vision features of size {dataset.d_audio}/{dataset.d_vision}, "
+                           f"but the model in {loaded.directory} was trained on {cfg.d_audio}/{cfg.d_vision}; "
+                           f"evaluate on the dataset it was trained on")
+
+
+def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str = "test", batch_size: int = 64,
+                        device: torch.device | str = "cpu") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics, every head's predictions) of one checkpoint on one split."""
+    if split not in dataset.splits:
+        raise DatasetError(f"{dataset.source} has no split {split!r}; choose one of {sorted(dataset.splits)}")
+    loaded = load_model(directory, device)
+    check_compatible(loaded, dataset)
+    encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.model.config.max_text_tokens,
+                           loaded.normalizer)
+    predictions = predict_encoded(loaded.model, encoded, batch_size, torch.device(device))
+    return compute_metrics(predictions["prediction"], encoded.labels, dataset.scheme), predictions

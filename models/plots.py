@@ -1,0 +1,100 @@
+"""PNG plots saved in a run: training curves, predicted vs. true, confusion matrices."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from models.metrics import SIMS_EDGES_2, SIMS_EDGES_5
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Save under a temporary name, then rename (a crash never leaves half a PNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+
+
+def class_bins(values: np.ndarray, scheme: str, n_classes: int) -> tuple[np.ndarray, list[str]]:
+    """Class index per value and class names: 2 and 7 bins (mosi), 2 and 5 bins (sims), as the metrics bin."""
+    values = np.asarray(values, dtype=np.float64)
+    if scheme == "sims":
+        edges = {2: SIMS_EDGES_2, 5: SIMS_EDGES_5}[n_classes]
+        clipped = np.clip(values, -1.0, 1.0)
+        index = np.searchsorted(np.asarray(edges[1:-1]), clipped, side="left")  # left-open, right-closed bins
+        names = {2: ["neg", "pos"], 5: ["strong neg", "weak neg", "neutral", "weak pos", "strong pos"]}[n_classes]
+        return index, names
+    if n_classes == 2:
+        return (values >= 0).astype(int), ["neg", "non-neg"]
+    bound = (n_classes - 1) // 2
+    return (np.round(np.clip(values, -bound, bound)) + bound).astype(int), [str(v) for v in range(-bound, bound + 1)]
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Training loss and validation L1 per epoch; the best epoch marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss (total)")
+    ax.plot(epochs, [h["valid_l1"] for h in history], label="validation L1")
+    best = [h["epoch"] for h in history if h.get("best")]
+    if best:
+        ax.axvline(best[-1], color="grey", linestyle=":", label=f"best epoch {best[-1]}")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.set_title("Training curves")
+    _save(fig, path)
+    return path
+
+
+def plot_scatter(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
+    """Predicted against true sentiment with the identity line."""
+    plt = _pyplot()
+    bound = 1.0 if scheme == "sims" else 3.0
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(labels, predictions, s=8, alpha=0.6)
+    ax.plot([-bound, bound], [-bound, bound], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(-bound * 1.05, bound * 1.05)
+    ax.set_ylim(-bound * 1.05, bound * 1.05)
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title("Predicted vs. true (test)")
+    _save(fig, path)
+    return path
+
+
+def plot_confusions(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
+    """Confusion matrices of the 2-class and the 7-class (mosi) / 5-class (sims) bins."""
+    plt = _pyplot()
+    fine = 5 if scheme == "sims" else 7
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, n in zip(axes, (2, fine)):
+        truth, names = class_bins(labels, scheme, n)
+        pred, _ = class_bins(predictions, scheme, n)
+        matrix = np.zeros((n, n), dtype=int)
+        np.add.at(matrix, (truth, pred), 1)
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(n), names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{n}-class")
+    _save(fig, path)
+    return path
