@@ -88,15 +88,19 @@ def write_media(
     audio: np.ndarray | None = None,
     audio_rate: int = AUDIO_RATE,
     channels: int = 1,
+    faststart: bool = False,
 ) -> Path:
     """Write an mp4 (h264 + aac) or audio file with PyAV; either track may be absent.
+
+    faststart puts the mp4 index (moov) at the front, so a cut file still opens.
 
     frames: (T, H, W, 3) uint8 or None; audio: (N,) float32 mono or None
     (duplicated to `channels` channels).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         vstream = astream = None
         if frames is not None:
             vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -205,6 +209,17 @@ def make_truncated_mp4(path: Path, keep: float = 0.5, seconds: float = 2.0) -> P
     path = Path(path)
     full = path.with_name(path.stem + ".full.mp4")
     make_face_clip(full, seconds)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def make_cut_playable_mp4(path: Path, keep: float = 0.3, seconds: float = 4.0) -> Path:
+    """A face clip whose index is intact (faststart) but whose media data is cut: it opens, then stops early."""
+    path = Path(path)
+    full = path.with_name(path.stem + ".full.mp4")
+    write_media(full, face_frames(int(seconds * 25)), 25.0, make_audio(seconds, "tone"), faststart=True)
     data = full.read_bytes()
     full.unlink()
     path.write_bytes(data[: int(len(data) * keep)])

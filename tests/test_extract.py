@@ -26,6 +26,7 @@ def clips(tmp_path_factory):
         "face30_stereo": tm.make_face_clip(d / "face30.mp4", 1.0, fps=30, audio_rate=44100, channels=2, size=(180, 320)),
         "noface": tm.make_no_face_clip(d / "noface.mp4", 1.0),
         "half": tm.make_half_face_clip(d / "half.mp4", 2.0),
+        "cut_playable": tm.make_cut_playable_mp4(d / "cut.mp4"),
         **tm.make_bad_inputs(d / "bad"),
     }
 
@@ -128,7 +129,7 @@ def test_extract_clip_tracks_and_window(clips, recipe):
 
 @pytest.mark.parametrize(
     "name, message",
-    [("empty", "empty file"), ("text", "not a media file"), ("truncated", "truncated")],
+    [("empty", "empty file"), ("text", "not a media file"), ("truncated", "truncated"), ("cut_playable", "truncated: .* stops at")],
 )
 def test_unreadable_inputs_raise_one_clear_error(clips, recipe, name, message):
     from extractors.pipeline import extract_clip
