@@ -313,3 +313,20 @@ def test_shard_option_parsing():
     keys = [f"clip{i}" for i in range(100)]
     parts = [[k for k in keys if in_shard(k, (s, 3))] for s in (1, 2, 3)]
     assert sorted(sum(parts, [])) == sorted(keys)
+
+
+@pytest.mark.slow
+def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
+    """The round trip the issue asks for: extract → `deepmlf train` on the result (tiny LM, 1 epoch)."""
+    pytest.importorskip("deepmlf_cli.commands.train")
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    root = _mmsa_corpus(tmp_path / "SIMS", (4, 2, 2))
+    out = tmp_path / "ds"
+    runner = CliRunner()
+    assert runner.invoke(app, ["extract", str(root), "--out", str(out), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["train", "-d", str(out), "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
+                              "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
