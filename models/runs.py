@@ -234,3 +234,8 @@ def _plot_seed(seed_dir: Path, history, predictions, labels, scheme) -> None:
     plot_curves(history, plots / "curves.png")
     plot_scatter(predictions, labels, scheme, plots / "scatter_test.png")
     plot_confusions(predictions, labels, scheme, plots / "confusion_test.png")
+
+
+# The baselines (models/baselines.py) add their kinds to MODEL_KINDS on import;
+# imported here, at the end, so every `models.runs` user sees them.
+import models.baselines  # noqa: E402,F401

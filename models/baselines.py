@@ -1,0 +1,231 @@
+"""The fusion baselines of DESIGN.md §5 (papers/fusion-strategies-summary.md) and unimodal models.
+
+One transformer encoder per modality, then:
+
+* ``early``: the three pooled states concatenated → task head;
+* ``attention``: multi-head self-attention over the three states (3 tokens) → task head;
+* ``late``: one head per modality, each trained with its own L1 loss; the
+  prediction is the majority vote of their polarity classes (``late_vote``);
+* ``text`` / ``audio`` / ``vision``: one modality → task head.
+
+Text comes from the same frozen LM as DeepMLF (all layers, final norm, no
+gradient), so the comparison with DeepMLF is fair; a small transformer
+encoder then reads those states. Audio and vision are BatchNorm'ed (when
+the config asks), pooled onto a grid of at most ``av_pool_len`` steps and
+encoded like DeepMLF's AV encoder branches. Every encoder has the AV
+encoder's sizes (``d_av``, ``av_layers``, ``av_heads``, ``av_ffn``).
+
+The models follow DeepMLF's contract (``__init__(config, hf_lm)``,
+``forward(batch) -> Output``, ``trainable_state_dict``) and register
+themselves in ``models.runs.MODEL_KINDS``, so ``deepmlf train --model X``,
+``evaluate`` and ``load_model`` handle them like DeepMLF.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.augment import augment_sequence
+from models.av_encoder import MaskedBatchNorm, ModalityEncoder, lengths_to_mask, masked_mean, pool_to_grid, pooled_lengths
+from models.config import Augmentation, ModelConfig
+from models.errors import ConfigError
+from models.deepmlf import Batch, Output, TaskHead
+from models.lm import FrozenLM
+
+MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
+
+# Polarity classes of the late-fusion vote: left-open, right-closed bins
+# (-inf, -0.1] / (-0.1, 0.1] / (0.1, inf) → 0 negative, 1 neutral, 2 positive.
+# These are MMSA's 3-class SIMS bins; on MOSI/MOSEI's [-3, 3] scale they make
+# a narrow neutral band around 0 (the model does not know the dataset's scheme).
+VOTE_NEUTRAL_BAND: float = 0.1
+
+
+def vote_classes(values: torch.Tensor, band: float = VOTE_NEUTRAL_BAND) -> torch.Tensor:
+    """Regression values (any shape) → polarity classes 0/1/2 with the vote's bins."""
+    return (values > -band).long() + (values > band).long()
+
+
+def late_vote(predictions: torch.Tensor, band: float = VOTE_NEUTRAL_BAND) -> torch.Tensor:
+    """Majority vote of unimodal regression predictions, mapped back to a score.
+
+    predictions: (B, M) one prediction per modality → (B,).
+
+    Each modality votes for the polarity class of its prediction
+    (``vote_classes``). The class with the most votes wins; the score is the
+    mean of the predictions of the modalities that voted for it, so it lies
+    in the winning class's bin (bins are intervals). With no majority (three
+    different classes) the neutral class wins, i.e. the score is the neutral
+    voter's prediction (= the median of the three).
+    """
+    classes = vote_classes(predictions, band)  # (B, M)
+    counts = F.one_hot(classes, 3).sum(1)  # (B, 3)
+    top = counts.max(1).values  # (B,)
+    # Ties between classes with equal counts: neutral first, then negative, then positive.
+    preference = torch.tensor([1, 0, 2], device=predictions.device)
+    winner = preference[torch.argmax((counts[:, preference] == top[:, None]).long(), dim=1)]  # (B,)
+    members = (classes == winner[:, None]).to(predictions.dtype)  # (B, M)
+    return (predictions * members).sum(1) / members.sum(1)
+
+
+class TextBranch(nn.Module):
+    """Frozen LM states of the transcript → small transformer encoder → pooled (B, d) state."""
+
+    def __init__(self, lm: FrozenLM, config: ModelConfig) -> None:
+        super().__init__()
+        self.max_tokens = config.max_text_tokens
+        self.encoder = ModalityEncoder(lm.d_model, config.d_av, config.av_layers, config.av_heads, config.av_ffn,
+                                       config.av_dropout, config.max_text_tokens)
+        self.aug = Augmentation(config.text_aug)
+        self.aug_p = config.text_aug_p
+        self.aug_apply = config.text_aug_apply
+
+    def forward(self, lm: FrozenLM, text_ids: torch.Tensor, text_valid: torch.Tensor) -> torch.Tensor:
+        # text_ids, text_valid: (B, T) left-padded → (B, d_av)
+        with torch.no_grad():
+            embeds = lm.embed(text_ids)  # (B, T, d_lm)
+            positions = (text_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T): padding does not shift them
+            hidden, ctx = lm.prepare(embeds, text_valid, positions)
+            for i in range(lm.n_layers):
+                hidden = lm.run_layer(i, hidden, ctx)
+            hidden = lm.final_norm(hidden).float()  # (B, T, d_lm)
+        # Right-align the real tokens (roll each row left by its padding), so a
+        # clip gets the same encoder positions alone or in a batch.
+        B, T, _ = hidden.shape
+        n_real = text_valid.sum(1)  # (B,)
+        index = (torch.arange(T, device=hidden.device)[None, :] + (T - n_real)[:, None]) % T  # (B, T)
+        hidden = hidden.gather(1, index[..., None].expand_as(hidden))
+        hidden, n_real = hidden[:, : self.max_tokens], n_real.clamp(max=self.max_tokens)
+        valid = lengths_to_mask(n_real.clamp(min=1), hidden.shape[1])  # an empty transcript keeps one step
+        if self.training and self.aug is not Augmentation.NONE and torch.rand(()) < self.aug_apply:
+            hidden = augment_sequence(hidden, valid, self.aug, self.aug_p)
+        return masked_mean(self.encoder(hidden, valid), valid)
+
+
+class SequenceBranch(nn.Module):
+    """One audio or vision track → BatchNorm, length-aware pooling, transformer → pooled (B, d) state."""
+
+    def __init__(self, d_in: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.pool_len = config.av_pool_len
+        self.norm = MaskedBatchNorm(d_in) if config.av_input_batchnorm else None
+        self.encoder = ModalityEncoder(d_in, config.d_av, config.av_layers, config.av_heads, config.av_ffn,
+                                       config.av_dropout, config.av_pool_len)
+        self.aug = Augmentation(config.av_aug)
+        self.aug_p = config.av_aug_p
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) zero-padded, lengths: (B,) → (B, d_av)
+        if self.norm is not None:
+            x = self.norm(x, lengths_to_mask(lengths, x.shape[1]))
+        steps = pooled_lengths(lengths, lengths, self.pool_len)  # (B,)
+        valid = lengths_to_mask(steps, self.pool_len)  # (B, P)
+        x = pool_to_grid(x, lengths, steps, self.pool_len)  # (B, P, D)
+        if self.training:
+            x = augment_sequence(x, valid, self.aug, self.aug_p)
+        return masked_mean(self.encoder(x, valid), valid)
+
+
+class BaselineModel(nn.Module):
+    """Per-modality encoders plus one fusion strategy (``fusion``: early, attention, late, or a modality name)."""
+
+    def __init__(self, config: ModelConfig, hf_lm: nn.Module | None, fusion: str) -> None:
+        super().__init__()
+        self.config = config
+        self.fusion = fusion
+        self.modalities = MODALITIES if fusion in ("early", "attention", "late") else (fusion,)
+        d = config.d_av
+        if "text" in self.modalities:
+            if hf_lm is None:
+                raise ConfigError(f"the {fusion} baseline reads text: it needs the frozen LM")
+            self.lm = FrozenLM(hf_lm)
+            self.text = TextBranch(self.lm, config)
+        if "audio" in self.modalities:
+            self.audio = SequenceBranch(config.d_audio, config)
+        if "vision" in self.modalities:
+            self.vision = SequenceBranch(config.d_vision, config)
+        if fusion == "late":
+            self.heads = nn.ModuleDict({m: TaskHead(d, config.head_hidden) for m in MODALITIES})
+        elif fusion == "attention":
+            self.modality_embed = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)  # (3, d)
+            self.attention = nn.MultiheadAttention(d, config.av_heads, dropout=config.av_dropout, batch_first=True)
+            self.attention_norm = nn.LayerNorm(d)
+            self.head = TaskHead(len(MODALITIES) * d, config.head_hidden)
+        else:
+            self.head = TaskHead(len(self.modalities) * d, config.head_hidden)
+
+    def train(self, mode: bool = True) -> "BaselineModel":
+        super().train(mode)
+        if hasattr(self, "lm"):
+            self.lm.train(False)  # the LM only supplies fixed states
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """All tensors outside the frozen LM (which `config.lm` references)."""
+        return {n: t for n, t in self.state_dict().items() if not n.startswith("lm.")}
+
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Pooled state of each modality the model reads: name → (B, d_av)."""
+        states = {}
+        if "text" in self.modalities:
+            states["text"] = self.text(self.lm, batch.text_ids, batch.text_valid)
+        if "audio" in self.modalities:
+            states["audio"] = self.audio(batch.audio.float(), batch.audio_lengths)
+        if "vision" in self.modalities:
+            states["vision"] = self.vision(batch.vision.float(), batch.vision_lengths)
+        return states
+
+    def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
+        states = self.encode(batch)  # name → (B, d)
+        first = next(iter(states.values()))
+        nan = torch.full(first.shape[:1], float("nan"), device=first.device)  # (B,)
+        empty = first.new_zeros(first.shape[0], 0)
+        if self.fusion == "late":
+            unimodal = {m: self.heads[m](states[m]).float() for m in MODALITIES}  # each (B,)
+            stacked = torch.stack([unimodal[m] for m in MODALITIES], dim=1)  # (B, 3)
+            # text: the text classifier; av: mean of the audio and vision classifiers; fusion: all three.
+            out = Output(prediction=late_vote(stacked.detach()), text=unimodal["text"],
+                         av=(unimodal["audio"] + unimodal["vision"]) / 2, fusion=stacked)
+        else:
+            if self.fusion == "attention":
+                tokens = torch.stack([states[m] for m in MODALITIES], dim=1) + self.modality_embed  # (B, 3, d)
+                mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+                features = self.attention_norm(tokens + mixed).flatten(1)  # (B, 3d)
+            else:
+                features = torch.cat([states[m] for m in self.modalities], dim=-1)  # (B, M·d)
+            prediction = self.head(features).float()  # (B,)
+            out = Output(prediction=prediction, text=prediction if self.fusion == "text" else nan,
+                         av=prediction if self.fusion in ("audio", "vision") else nan, fusion=empty)
+        if compute_loss and batch.labels is not None:
+            y = batch.labels.float()
+            if self.fusion == "late":  # each unimodal classifier learns on its own
+                terms = {m: F.l1_loss(out.fusion[:, i], y) for i, m in enumerate(MODALITIES)}
+            else:
+                terms = {"task": F.l1_loss(out.prediction, y)}
+            out.loss = sum(terms.values())
+            out.terms = {k: float(v.detach()) for k, v in terms.items()}
+        return out
+
+
+def _builder(fusion: str):
+    def build(config: ModelConfig, hf_lm) -> BaselineModel:
+        return BaselineModel(config, hf_lm, fusion)
+
+    build.__name__ = f"build_{fusion}"
+    return build
+
+
+# kind → reads text through the LM?
+BASELINE_KINDS: dict[str, bool] = {"early": True, "late": True, "attention": True, "text": True,
+                                   "audio": False, "vision": False}
+
+
+def _register() -> None:
+    from models.runs import MODEL_KINDS
+
+    MODEL_KINDS.update({kind: (_builder(kind), text) for kind, text in BASELINE_KINDS.items()})
+
+
+_register()

@@ -1,0 +1,127 @@
+"""Fusion baselines and unimodal models: forward passes, the late-fusion vote, training through train_run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.baselines import BASELINE_KINDS, late_vote, vote_classes
+from models.config import ModelConfig
+from models.deepmlf import Batch
+from models.lm import load_causal_lm
+from models.metrics import polarity_classes
+from models.runs import MODEL_KINDS, build_model, needs_text
+from models.text import collate_text, tokenize_texts
+
+TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
+
+
+def make_batch(tokenizer, texts=TEXTS):
+    g = torch.Generator().manual_seed(0)
+    B = len(texts)
+    ids, valid = collate_text(tokenize_texts(tokenizer, texts, 32), tokenizer.pad_token_id)
+    audio_lengths = torch.tensor([20, 5, 0, 13][:B])
+    vision_lengths = torch.tensor([8, 8, 1, 3][:B])
+    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
+    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
+    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, torch.linspace(-0.8, 0.8, B))
+
+
+@pytest.fixture(scope="module")
+def lm_and_tokenizer(tiny_gpt2):
+    return load_causal_lm(str(tiny_gpt2))
+
+
+@pytest.mark.parametrize("kind", sorted(BASELINE_KINDS))
+def test_forward_backward_and_checkpoint_tensors(kind, lm_and_tokenizer, tiny_gpt2):
+    assert kind in MODEL_KINDS and needs_text(kind) == (kind not in ("audio", "vision"))
+    hf_lm, tok = lm_and_tokenizer
+    config = ModelConfig(lm=str(tiny_gpt2), d_audio=7, d_vision=5, av_pool_len=10, max_text_tokens=32,
+                         av_input_batchnorm=True)
+    torch.manual_seed(0)
+    model = build_model(kind, config, hf_lm if needs_text(kind) else None)
+    batch = make_batch(tok)
+    model.train()
+    out = model(batch)
+    assert out.prediction.shape == (4,) and torch.isfinite(out.prediction).all()
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    state = model.trainable_state_dict()
+    assert state and not any(name.startswith("lm.") for name in state)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("lm.") for n in trainable)
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("lm."))
+    if kind == "late":
+        assert out.fusion.shape == (4, 3) and set(out.terms) == {"text", "audio", "vision"}
+        torch.testing.assert_close(out.prediction, late_vote(out.fusion.detach()))
+    else:
+        assert out.fusion.shape == (4, 0)
+    model.eval()
+    with torch.no_grad():
+        batched = model(batch, compute_loss=False).prediction
+        # A clip alone (re-padded to its own length) gets the same prediction as in the batch.
+        i = 1
+        n = int(batch.text_valid[i].sum())
+        ids, valid = collate_text([batch.text_ids[i, -n:].tolist()], tok.pad_token_id)
+        alone = Batch(ids, valid, batch.audio[i:i + 1, :5], batch.audio_lengths[i:i + 1], batch.vision[i:i + 1],
+                      batch.vision_lengths[i:i + 1])
+        torch.testing.assert_close(model(alone, compute_loss=False).prediction, batched[i:i + 1],
+                                   rtol=1e-4, atol=1e-5)
+    # LM stays in eval mode while the model trains.
+    model.train()
+    if hasattr(model, "lm"):
+        assert not model.lm.training
+
+
+def test_late_vote_on_hand_made_predictions():
+    preds = torch.tensor([
+        [0.5, 0.9, -0.6],   # pos, pos, neg → pos: mean(0.5, 0.9)
+        [-0.5, 0.0, -0.3],  # neg, neutral, neg → neg: mean(-0.5, -0.3)
+        [0.05, -0.05, 2.0],  # neutral, neutral, pos → neutral: mean(0.05, -0.05)
+        [-1.0, 0.02, 1.0],  # one of each: no majority → neutral voter's 0.02
+        [-0.1, 0.1, 0.3],   # -0.1 is negative and 0.1 neutral (right-closed bins) → 1-1-1 → 0.1
+        [2.0, 3.0, 1.0],    # unanimous → mean
+    ])
+    expected = torch.tensor([0.7, -0.4, 0.0, 0.02, 0.1, 2.0])
+    torch.testing.assert_close(late_vote(preds), expected)
+    # The score maps back to the majority class.
+    assert vote_classes(late_vote(preds)).tolist() == [2, 0, 1, 1, 1, 2]
+
+
+def test_three_class_mapping():
+    values = np.array([-2.0, -0.1, -0.05, 0.0, 0.1, 0.10001, 3.0], dtype=np.float32)
+    # SIMS bins: (-1.01,-0.1] / (-0.1,0.1] / (0.1,1.01]; the vote uses the same bins.
+    assert polarity_classes(values, "sims").tolist() == [0, 0, 1, 1, 1, 2, 2]
+    assert vote_classes(torch.from_numpy(values)).tolist() == [0, 0, 1, 1, 1, 2, 2]
+    # MOSI: < 0 / == 0 / > 0.
+    assert polarity_classes(values, "mosi").tolist() == [0, 0, 0, 1, 2, 2, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_sample(tmp_path_factory):
+    from models.data import load_dataset, save_dataset
+    from models.sample import make_sample_dataset
+
+    path = save_dataset(make_sample_dataset(n_train=64, n_valid=32, n_test=32),
+                        tmp_path_factory.mktemp("sample") / "sample")
+    return load_dataset(str(path))
+
+
+def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_tokenizer, tmp_path):
+    import dataclasses
+
+    from models.config import PRESETS
+    from models.evaluation import evaluate_checkpoint
+    from models.runs import RunSpec, train_run
+    from models.training import TrainConfig
+
+    preset = PRESETS["sample"]
+    config = preset.model_config(lm=str(tiny_gpt2), av_layers=1)
+    train = TrainConfig.from_dict({**preset.train, "max_epochs": 1, "device": "cpu"})
+    for kind in ("late", "audio"):  # one reading text through the LM, one without it
+        spec = RunSpec(kind=kind, model=config, train=dataclasses.replace(train), seeds=(0,))
+        results = train_run(tiny_sample, spec, tmp_path / kind, hf_lm_and_tokenizer=lm_and_tokenizer)
+        assert np.isfinite(results["mean"]["MAE"])
+        metrics, _ = evaluate_checkpoint(tmp_path / kind / "seed_0" / "best", tiny_sample)
+        assert metrics["MAE"] == pytest.approx(results["mean"]["MAE"], abs=1e-5)
