@@ -1,0 +1,49 @@
+"""`deepmlf compare`: several runs' test metrics side by side (mean ± std over seeds), as a table and a CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.options import Debug, JsonOutput
+
+
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `deepmlf train` (or study variants).")],
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the comparison to this CSV file.")] = None,
+    as_json: JsonOutput = False,
+    debug: Debug = False,
+) -> None:
+    """Compare runs: primary metrics plus 3-class Acc_3/F1_3, mean ± std over each run's seeds."""
+    with handle_errors(debug):
+        from rich.table import Table
+
+        from deepmlf_cli.render import console
+        from models.checkpoint import atomic_write_text
+        from models.compare import compare_runs, comparison_csv, table_rows
+
+        comparison = compare_runs(run_dirs)
+        if csv_file is not None:
+            csv_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(csv_file, comparison_csv(comparison))
+        if as_json:
+            typer.echo(json.dumps(comparison.to_dict(), indent=2))
+            return
+        table = Table(title=f"Test split, mean ± std over seeds ({comparison.scheme} metrics)")
+        for column in ("run", "model", "seeds"):
+            table.add_column(column)
+        for metric in comparison.metrics:
+            table.add_column(metric, justify="right")
+        for row in table_rows(comparison):
+            table.add_row(*row)
+        console.print(table)
+        if csv_file is not None:
+            console.print(f"CSV written to [bold]{csv_file}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
