@@ -76,7 +76,7 @@ def test_compare_command(tmp_path):
     out = tmp_path / "cmp.csv"
     result = CliRunner().invoke(app, ["compare", str(a), "--csv", str(out)])
     assert result.exit_code == 0, result.output
-    assert "Mult_acc_2" in result.output and out.is_file()
+    assert "sims metrics" in result.output and out.is_file()
     result = CliRunner().invoke(app, ["compare", str(a), "--json"])
     assert json.loads(result.output)["runs"][0]["mean"]["MAE"] == 0.25
     result = CliRunner().invoke(app, ["compare", str(a), str(tmp_path / "missing")])
