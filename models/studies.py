@@ -1,0 +1,208 @@
+"""The paper's studies (DESIGN.md §3 ablations): one DeepMLF run per variant, then a table and a plot.
+
+    OUT/
+      <variant>/        an ordinary run directory (models.runs layout), one per row
+      pretrain/         the AV pretraining run (av-init study only)
+      study.json, study.csv   one row per variant: mean ± std over seeds of the primary metrics
+      study.png         bar plot of the headline metric (± std)
+
+Each study is a list of `Variant`s: a row name, ModelConfig overrides and the
+AV-encoder initialisation. Everything else comes from the base spec (preset,
+config file, command line). Re-running the same command resumes: finished
+variants are read back, unfinished ones continue.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from models.checkpoint import atomic_write_text
+from models.config import Augmentation, FFWMode, FusionInputs, Gating, ModelConfig
+from models.errors import ConfigError
+from models.metrics import PRIMARY_METRICS
+
+PRETRAIN_DIR = "pretrain"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    init_av: str | None = None  # "pretrain" → this study's AV pretraining run; None → random
+    freeze_av: bool = False
+
+
+def depth_layer_sets(n_layers: int) -> list[tuple[int, ...]]:
+    """MM blocks after the last k LM layers, for k in 1, 2, 3, 5, 7 … and all layers (within the LM)."""
+    sizes = sorted({k for k in (1, 2, 3, 5, 7) if k < n_layers} | {n_layers})
+    return [tuple(range(n_layers - k, n_layers)) for k in sizes]
+
+
+def _depth(base: ModelConfig, n_layers: int) -> list[Variant]:
+    return [Variant(f"layers {','.join(map(str, layers))}", {"mm_layers": layers})
+            for layers in depth_layer_sets(n_layers)]
+
+
+def _fusion_tokens(base: ModelConfig, n_layers: int) -> list[Variant]:
+    return [Variant(f"{n} tokens", {"n_fusion": n}) for n in (1, 4, 8, 12, 20)]
+
+
+def _av_init(base: ModelConfig, n_layers: int) -> list[Variant]:
+    return [Variant("Pre&Tune", init_av="pretrain"), Variant("Pre&Fro", init_av="pretrain", freeze_av=True),
+            Variant("Random&Tune")]
+
+
+def _losses(base: ModelConfig, n_layers: int) -> list[Variant]:
+    terms = {"lambda_lm": "L_lm", "lambda_f": "L_f", "lambda_av": "L_av", "lambda_t": "L_t"}
+    rows = [Variant("all terms")]
+    rows += [Variant(f"w/o {label}", {name: 0.0}) for name, label in terms.items() if getattr(base, name)]
+    rows.append(Variant("task only", {name: 0.0 for name in terms}))
+    return rows
+
+
+def _augmentation(base: ModelConfig, n_layers: int) -> list[Variant]:
+    return [Variant(a.value, {"text_aug": a.value, "av_aug": a.value})
+            for a in (Augmentation.SEQAUG, Augmentation.NOISE, Augmentation.DROPOUT, Augmentation.NONE)]
+
+
+def _gating(base: ModelConfig, n_layers: int) -> list[Variant]:
+    return [Variant(g.value, {"gating": g.value}) for g in (Gating.SIGMOID, Gating.TANH, Gating.NONE)]
+
+
+def _fusion_inputs(base: ModelConfig, n_layers: int) -> list[Variant]:
+    with_ffw = base.ffw_mode if base.ffw_mode is not FFWMode.NONE else FFWMode.FULL
+    rows = []
+    for ffw, suffix in ((with_ffw, "+ FFW"), (FFWMode.NONE, "no FFW")):
+        for inputs, label in ((FusionInputs.FUSION, "fusion tokens"), (FusionInputs.TEXT, "text tokens"),
+                              (FusionInputs.BOTH, "both")):
+            rows.append(Variant(f"{label} {suffix}", {"fusion_inputs": inputs.value, "ffw_mode": ffw.value}))
+    return rows
+
+
+STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
+    "depth": ("Fusion depth: which LM layers get MM blocks", _depth),
+    "fusion-tokens": ("Number of fusion tokens", _fusion_tokens),
+    "av-init": ("AV-encoder initialisation", _av_init),
+    "losses": ("Loss-term ablation", _losses),
+    "augmentation": ("Embedding augmentation", _augmentation),
+    "gating": ("Gating of the MM blocks", _gating),
+    "fusion-inputs": ("Fusion-block inputs (queries) with and without FFW", _fusion_inputs),
+}
+
+
+def study_variants(name: str, base: ModelConfig, n_layers: int) -> list[Variant]:
+    if name not in STUDIES:
+        raise ConfigError(f"unknown study {name!r}; choose one of: {', '.join(STUDIES)}")
+    return STUDIES[name][1](base, n_layers)
+
+
+def variant_dir_name(name: str) -> str:
+    """A file-system-safe directory name for a row name ("Pre&Tune" → "pre-tune")."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(filter(None, cleaned.split("-")))
+
+
+def _lm_layers(name: str) -> int:
+    from models.lm import load_lm_config
+
+    config = load_lm_config(name)
+    return int(getattr(config, "n_layer", None) or config.num_hidden_layers)
+
+
+def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_variant=None,
+              pretrain_lr: float | None = None) -> dict[str, Any]:
+    """Train every variant of study `name` from `base_spec` (a deepmlf RunSpec); write and return the table.
+
+    `progress(variant, seed)` gives training callbacks; `on_variant(name)` is
+    called before each run starts. `pretrain_lr` is the AV pretraining
+    learning rate (the preset's) for the av-init study.
+    """
+    from models.lm import load_causal_lm
+    from models.runs import RunSpec, train_run
+
+    out_dir = Path(out_dir)
+    base = base_spec.model
+    variants = study_variants(name, base, _lm_layers(base.lm))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lm_and_tokenizer = load_causal_lm(base.lm)
+
+    def run(variant_name: str, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        if (run_dir / "results.json").is_file():
+            return json.loads((run_dir / "results.json").read_text())
+        if on_variant:
+            on_variant(variant_name)
+        return train_run(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
+                         progress=(lambda s: progress(variant_name, s)) if progress else None,
+                         hf_lm_and_tokenizer=lm_and_tokenizer)
+
+    if any(v.init_av == "pretrain" for v in variants):
+        train = dataclasses.replace(base_spec.train, schedule="plateau", warmup_epochs=0.0,
+                                    **({"lr": pretrain_lr} if pretrain_lr else {}))
+        run("AV pretraining", RunSpec(kind="av", model=base, train=train, seeds=base_spec.seeds),
+            out_dir / PRETRAIN_DIR)
+    rows = []
+    for variant in variants:
+        model = base.replace(**variant.overrides)
+        init_av = str(out_dir / PRETRAIN_DIR) if variant.init_av == "pretrain" else None
+        spec = RunSpec(kind="deepmlf", model=model, train=base_spec.train, seeds=base_spec.seeds,
+                       init_av=init_av, freeze_av=variant.freeze_av)
+        directory = variant_dir_name(variant.name)
+        results = run(variant.name, spec, out_dir / directory)
+        rows.append({"name": variant.name, "dir": directory, "overrides": _jsonable(variant.overrides),
+                     "init_av": variant.init_av or "random", "freeze_av": variant.freeze_av,
+                     "seeds": list(results["seeds"]), "mean": results["mean"], "std": results["std"]})
+    study = {"study": name, "title": STUDIES[name][0], "dataset": dataset.name, "scheme": dataset.scheme,
+             "primary": list(PRIMARY_METRICS[dataset.scheme]), "rows": rows}
+    write_study(out_dir, study)
+    return study
+
+
+def _jsonable(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+
+
+def study_csv(study: dict[str, Any]) -> str:
+    """One line per variant: variant, then <metric>_mean and <metric>_std of the primary metrics."""
+    metrics = study["primary"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["variant", "seeds"] + [f"{m}_{p}" for m in metrics for p in ("mean", "std")])
+    for row in study["rows"]:
+        values = []
+        for m in metrics:
+            values += [f"{row['mean'][m]:.6g}", f"{row['std'][m]:.6g}"]
+        writer.writerow([row["name"], " ".join(row["seeds"])] + values)
+    return buffer.getvalue()
+
+
+def write_study(out_dir: Path, study: dict[str, Any]) -> None:
+    atomic_write_text(out_dir / "study.json", json.dumps(study, indent=2))
+    atomic_write_text(out_dir / "study.csv", study_csv(study))
+    plot_study(study, out_dir / "study.png")
+
+
+def plot_study(study: dict[str, Any], path: Path) -> Path:
+    """Bar per variant of the headline metric, with the std over seeds as error bars."""
+    from models.plots import _pyplot, _save
+
+    plt = _pyplot()
+    metric = study["primary"][0]
+    names = [r["name"] for r in study["rows"]]
+    means = [r["mean"][metric] for r in study["rows"]]
+    stds = [r["std"][metric] for r in study["rows"]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.5))
+    bars = ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4C72B0")
+    ax.bar_label(bars, labels=[f"{m:.3f}" for m in means], padding=2, fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel(f"{metric} (test, mean ± std)")
+    ax.set_title(f"{study['title']} — {study['dataset']}")
+    _save(fig, path)
+    return Path(path)
