@@ -43,7 +43,7 @@ def test_av_init_study_end_to_end(tmp_path, tiny_gpt2):
     from models.data import save_dataset
     from models.sample import make_sample_dataset
 
-    data_dir = save_dataset(make_sample_dataset(n_train=64, n_valid=32, n_test=32), tmp_path / "sample")
+    data_dir = save_dataset(make_sample_dataset(n_train=32, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "study"
     args = ["study", "av-init", "--dataset", str(data_dir), "--preset", "sample", "--lm", str(tiny_gpt2),
             "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet", "--json"]
