@@ -1,0 +1,155 @@
+"""`deepmlf predict` end to end, offline: clips → extract → tiny model → predict (file, folder, --segment)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import media as tm  # noqa: E402
+
+HEAD_KEYS = {"text", "av", "fusion"}
+RESULT_KEYS = {"path", "key", "status", "error", "score", "polarity", "heads", "scale", "transcript",
+               "transcript_source", "duration", "timings"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_gpt2):
+    """A SIMS-like corpus of 8 short face clips, extracted with labels, and a 1-epoch tiny DeepMLF run on it."""
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    root = tmp_path_factory.mktemp("predict")
+    rows = ["video_id,clip_id,text,label,mode"]
+    for i, split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 2):
+        tm.make_face_clip(root / "SIMS" / "Raw" / "v" / f"{i:02d}.mp4", 0.6 + 0.2 * (i % 2), audio="speech")
+        rows.append(f"v,{i:02d},clip number {i},{(-1) ** i * 0.3 * (i % 4)},{split}")
+    (root / "SIMS" / "label.csv").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
+                              "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def _invoke(args, cwd: Path | None = None):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, ["predict", *args])
+    finally:
+        os.chdir(old)
+
+
+def test_one_file_matches_evaluate_and_json_schema(trained):
+    from models.data import load_dataset
+    from models.evaluation import evaluate_checkpoint
+    from models.runs import find_checkpoint
+
+    clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"  # a test-split clip
+    res = _invoke([str(clip), "--transcript", "clip number 7", "--json"], cwd=trained)  # default model: newest run
+    assert res.exit_code == 0, res.output
+    (item,) = json.loads(res.stdout)
+    assert set(item) == RESULT_KEYS and item["status"] == "ok" and item["error"] is None
+    assert set(item["heads"]) == HEAD_KEYS and all(isinstance(v, float) for v in item["heads"].values())
+    assert item["scale"] == [-1.0, 1.0] and item["polarity"] in ("negative", "neutral", "positive")
+    assert item["transcript"] == "clip number 7" and item["transcript_source"] == "given"
+    _, preds = evaluate_checkpoint(find_checkpoint(trained / "runs" / "r1"), load_dataset(trained / "ds"), "test")
+    test_ids = list(load_dataset(trained / "ds").splits["test"].ids)
+    k = test_ids.index("v$_$07")
+    assert item["score"] == pytest.approx(float(preds["prediction"][k]), abs=1e-5)
+    assert item["heads"]["text"] == pytest.approx(float(preds["text"][k]), abs=1e-5)
+    assert item["heads"]["av"] == pytest.approx(float(preds["av"][k]), abs=1e-5)
+
+
+def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = tm.make_face_clip(folder / "good.mp4", 0.8, audio="speech")
+    (folder / "good.txt").write_text("a sidecar transcript")
+    tm.make_audio_only(folder / "audio_only.m4a", 0.8)
+    tm.make_empty_file(folder / "empty.mp4")
+    tm.make_text_as_mp4(folder / "text.mp4")
+    tm.make_truncated_mp4(folder / "truncated.mp4")
+    out_csv = tmp_path / "out.csv"
+    res = _invoke([str(folder), "--model", str(trained / "runs" / "r1"), "--no-whisper", "--csv", str(out_csv), "-q"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    for reason in ("empty file", "not a media file", "truncated"):
+        lines = [ln for ln in res.output.splitlines() if reason in ln]
+        assert len(lines) == 1 and lines[0].startswith("error:"), res.output
+    assert "2 predicted, 3 failed" in res.output
+    rows = out_csv.read_text().splitlines()
+    assert rows[0].startswith("path,start,end,score,polarity") and len(rows) == 6
+    assert any(str(good) in r and "a sidecar transcript" in r for r in rows)
+
+
+def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):
+    long = tm.make_face_clip(tmp_path / "long.mp4", 3.0, fps=10, audio="speech")
+    (tmp_path / "long.srt").write_text("1\n00:00:00,000 --> 00:00:01,200\nfirst part\n\n"
+                                       "2\n00:00:01,200 --> 00:00:03,000\nsecond part\n")
+    nosub = tm.make_face_clip(tmp_path / "nosub.mp4", 2.5, fps=10, audio="speech")
+    res = _invoke([str(long), str(nosub), "--model", str(trained / "runs" / "r1"), "--segment", "--window", "1",
+                   "--no-whisper", "--out", str(tmp_path / "tl"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    by_key = {r["key"]: r for r in json.loads(res.stdout)}
+    segs = by_key["long"]["segments"]
+    assert [(s["start"], s["end"], s["text"]) for s in segs] == [(0.0, 1.2, "first part"), (1.2, 3.0, "second part")]
+    assert all(set(s) == {"start", "end", "text", "score", "polarity", "heads"} for s in segs)
+    assert [(s["start"], s["end"]) for s in by_key["nosub"]["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+    for item in by_key.values():
+        assert Path(item["plot"]).read_bytes()[:4] == b"\x89PNG"
+        assert Path(item["timeline_csv"]).read_text().startswith("path,start,end")
+        weights = [s["end"] - s["start"] for s in item["segments"]]
+        mean = sum(w * s["score"] for w, s in zip(weights, item["segments"])) / sum(weights)
+        assert item["score"] == pytest.approx(mean)
+
+
+def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
+    res = _invoke([str(trained / "SIMS" / "Raw" / "v" / "00.mp4")], cwd=tmp_path)
+    assert res.exit_code == 1 and "no trained model found" in res.output and "Traceback" not in res.output
+    # A run trained on features that cannot be computed from video: drop the recipe from its meta.
+    from models.runs import find_checkpoint
+
+    meta_file = find_checkpoint(trained / "runs" / "r1") / "meta.json"
+    saved = meta_file.read_text()
+    meta = json.loads(saved)
+    meta["dataset"]["recipe"] = None
+    try:
+        meta_file.write_text(json.dumps(meta))
+        res = _invoke([str(trained / "SIMS" / "Raw" / "v" / "00.mp4"), "--model", str(trained / "runs" / "r1")])
+    finally:
+        meta_file.write_text(saved)
+    assert res.exit_code == 1 and "cannot be computed from raw video" in res.output
+    assert "deepmlf extract" in res.output and "deepmlf train --dataset" in res.output
+
+
+def test_prediction_library_normalises_like_training(trained):
+    from models.evaluation import load_model
+    from models.prediction import ClipInput, predict_features
+    from models.runs import find_checkpoint
+
+    loaded = load_model(find_checkpoint(trained / "runs" / "r1"))
+    rng = np.random.default_rng(0)
+    clip = ClipInput(rng.standard_normal((20, 33)).astype(np.float32), rng.standard_normal((4, 181)).astype(np.float32), "hi")
+    empty = ClipInput(np.zeros((0, 33), np.float32), np.zeros((0, 181), np.float32), "")
+    a, b = predict_features(loaded, [clip, empty])
+    (alone,) = predict_features(loaded, [clip])
+    assert a.score == pytest.approx(alone.score, abs=1e-5) and np.isfinite(b.score)
+    from models.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="trained on 33/181"):
+        predict_features(loaded, [ClipInput(np.zeros((3, 5), np.float32), np.zeros((2, 181), np.float32), "")])
