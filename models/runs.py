@@ -29,7 +29,8 @@ from models.config import ModelConfig
 from models.data import FeatureNormalizer, MultimodalDataset
 from models.errors import CheckpointError, ConfigError
 from models.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
-from models.training import Callbacks, TrainConfig, fit, rank_and_world, resolve_device, seed_everything
+from models.training import (Callbacks, TrainConfig, fit, is_distributed, rank_and_world, resolve_device,
+                             seed_everything)
 
 RUN_FILE = "run.json"
 
@@ -170,8 +171,7 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, re
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if rank_and_world()[0] == 0:
-        atomic_write_text(run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset)}, indent=2))
+    atomic_write_text(run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset)}, indent=2))
     return spec
 
 
@@ -182,9 +182,15 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     from models.lm import load_causal_lm
 
     run_dir = Path(run_dir)
-    spec = prepare_run_dir(run_dir, spec, dataset, resume)
-    config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     rank, _ = rank_and_world()
+    if rank == 0:
+        spec = prepare_run_dir(run_dir, spec, dataset, resume)
+    if is_distributed():
+        # Only rank 0 creates (or checks) the run; the others take its spec.
+        torch.distributed.barrier()
+        if rank != 0:
+            spec = RunSpec.from_dict(json.loads((run_dir / RUN_FILE).read_text())["spec"])
+    config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
     hf_lm, tokenizer = (hf_lm_and_tokenizer or load_causal_lm(config.lm)) if needs_text(spec.kind) else (None, None)

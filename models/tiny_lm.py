@@ -23,12 +23,16 @@ DEFAULT_CORPUS = (
 
 def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corpus: Iterable[str] = DEFAULT_CORPUS,
                   n_layer: int = 4, d_model: int = 64, n_head: int = 4, vocab_size: int = 400, seed: int = 0,
-                  pretrain_steps: int = 0) -> Path:
+                  pretrain_steps: int = 0, initializer_range: float = 0.02) -> Path:
     """Train a byte-level BPE tokenizer on `corpus`, build a tiny LM, save both to `out_dir`.
 
     With `pretrain_steps`, the LM is also trained on `corpus` with its
     next-token loss, so its hidden states carry context the way a real
-    pretrained LM's do (seconds on a CPU). Returns `out_dir`; needs no network.
+    pretrained LM's do (seconds on a CPU). A larger `initializer_range` than
+    GPT-2's 0.02 makes a random LM's attention mix tokens visibly (at 0.02 the
+    attention output is ~1000x smaller than the residual stream), which a
+    frozen random LM needs to carry words to the fusion tokens.
+    Returns `out_dir`; needs no network.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -48,12 +52,13 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     eos = tokenizer.eos_token_id
     if family == "gpt2":
         config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-                            bos_token_id=eos, eos_token_id=eos)
+                            bos_token_id=eos, eos_token_id=eos, initializer_range=initializer_range)
     elif family == "llama":
         config = LlamaConfig(vocab_size=vocab, hidden_size=d_model, intermediate_size=d_model * 3,
                              num_hidden_layers=n_layer, num_attention_heads=n_head,
                              num_key_value_heads=max(1, n_head // 2), max_position_embeddings=256,
-                             bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True)
+                             bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True,
+                             initializer_range=initializer_range)
     else:
         raise ValueError(f"family must be 'gpt2' or 'llama', not {family!r}")
     torch.manual_seed(seed)
