@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= demo_runs
+DEMO_DIR ?= runs/demo
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
