@@ -123,6 +123,13 @@ class AVEncoder(nn.Module):
         self.fusion = nn.Linear(2 * d_av, d_av)  # the Fusion FFW over cat(z_a, z_v)
         self.norm = nn.LayerNorm(d_av)
 
+    @classmethod
+    def from_config(cls, config) -> "AVEncoder":
+        """The AV encoder a ModelConfig describes (DeepMLF and AV pretraining build it the same way)."""
+        return cls(config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers,
+                   config.av_heads, config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug,
+                   config.av_aug_p)
+
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor,
                 vision_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """audio (B, T_a, D_a), vision (B, T_v, D_v), lengths (B,) → z (B, P, d_av), valid (B, P)."""

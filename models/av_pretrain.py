@@ -22,10 +22,7 @@ class AVPretrainModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.av_encoder = AVEncoder(
-            config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers, config.av_heads,
-            config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug, config.av_aug_p,
-        )
+        self.av_encoder = AVEncoder.from_config(config)
         self.av_head = nn.Linear(config.d_av, 1)
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:

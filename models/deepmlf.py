@@ -103,10 +103,7 @@ class DeepMLF(nn.Module):
         self.lm = FrozenLM(hf_lm)
         self.lm.check_layers(config.mm_layers)
         d = self.lm.d_model
-        self.av_encoder = AVEncoder(
-            config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers, config.av_heads,
-            config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug, config.av_aug_p,
-        )
+        self.av_encoder = AVEncoder.from_config(config)
         self.fusion_tokens = nn.Parameter(torch.randn(config.n_fusion, d) * 0.02)  # (n_f, d)
         self.mm_blocks = nn.ModuleDict({
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
