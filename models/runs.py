@@ -88,6 +88,16 @@ class RunSpec:
                    init_av=data.get("init_av"), freeze_av=bool(data.get("freeze_av", False)))
 
 
+def av_pretrain_spec(spec: RunSpec, lr: float | None) -> RunSpec:
+    """Stage 1 of the curriculum from a run spec: the AV encoder alone, AdamW at the preset's AV
+    learning rate, reduce-on-plateau, no warmup, no accumulation (`deepmlf pretrain`, demo, studies)."""
+    import dataclasses
+
+    train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1,
+                                **({"lr": lr} if lr else {}))
+    return dataclasses.replace(spec, kind="av", train=train, init_av=None, freeze_av=False)
+
+
 def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
     """What a run records about its data (so evaluate/predict can check and reproduce it)."""
     return {"name": dataset.name, "source": dataset.source, "scheme": dataset.scheme,

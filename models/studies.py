@@ -126,7 +126,7 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
     learning rate (the preset's) for the av-init study.
     """
     from models.lm import load_causal_lm
-    from models.runs import RunSpec, train_run
+    from models.runs import RunSpec, av_pretrain_spec, train_run
 
     out_dir = Path(out_dir)
     base = base_spec.model
@@ -144,9 +144,7 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
                          hf_lm_and_tokenizer=lm_and_tokenizer)
 
     if any(v.init_av == "pretrain" for v in variants):
-        train = dataclasses.replace(base_spec.train, schedule="plateau", warmup_epochs=0.0,
-                                    **({"lr": pretrain_lr} if pretrain_lr else {}))
-        run("AV pretraining", RunSpec(kind="av", model=base, train=train, seeds=base_spec.seeds),
+        run("AV pretraining", av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr),
             out_dir / PRETRAIN_DIR)
     rows = []
     for variant in variants:

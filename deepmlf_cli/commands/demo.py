@@ -29,7 +29,7 @@ def demo(
         from deepmlf_cli.commands.train import run_and_report
         from deepmlf_cli.render import console, results_table
         from deepmlf_cli.resolve import build_spec, load_data
-        from models.runs import MODEL_KINDS
+        from models.runs import MODEL_KINDS, av_pretrain_spec
         from models.sample import write_sample_dataset
         from models.tiny_lm import build_tiny_lm
 
@@ -52,10 +52,7 @@ def demo(
             spec, chosen = build_spec(kind, data, model_overrides={"lm": str(lm_dir)}, train_overrides=overrides,
                                       **common, **extra)
             if kind == "av":
-                import dataclasses
-
-                spec = dataclasses.replace(spec, train=dataclasses.replace(
-                    spec.train, lr=chosen.av_pretrain_lr, schedule="plateau", warmup_epochs=0.0))
+                spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
             if not quiet:
                 console.rule(title)
             results[name] = run_and_report(data, spec, run_dir, resume=(run_dir / "run.json").is_file(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Optional
 
 import typer
@@ -36,11 +35,11 @@ def pretrain(
 
         init_distributed()
         data = load_data(dataset, data_dir, quiet)
-        # AdamW with the preset's AV learning rate, reduce-on-plateau, no accumulation.
+        from models.runs import av_pretrain_spec
+
         spec, chosen = build_spec("av", data, preset, config, {}, {
-            "max_epochs": epochs or 100, "batch_size": batch_size, "grad_accum": 1, "patience": patience,
-            "schedule": "plateau", "device": device, "warmup_epochs": 0.0}, seed)
-        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr or chosen.av_pretrain_lr))
+            "max_epochs": epochs or 100, "batch_size": batch_size, "patience": patience, "device": device}, seed)
+        spec = av_pretrain_spec(spec, lr or chosen.av_pretrain_lr)
         run_and_report(data, spec, out or default_run_dir(data, "pretrain"), resume, quiet, as_json,
                        title=f"AV encoder pretraining on {data.name}")
 
