@@ -128,6 +128,11 @@ def text_polarity(sentence: str) -> float:
     return float(np.clip(np.mean(values), -1.0, 1.0))
 
 
+def text_label(sentence: str) -> float:
+    """What a text-only annotator would give: the literal polarity rounded to the label step (0.2)."""
+    return round(round(text_polarity(sentence) / LABEL_STEP) * LABEL_STEP, 6) + 0.0
+
+
 def _pick(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 
@@ -179,6 +184,32 @@ def _sentence(rng: np.random.Generator, polarity_sign: int) -> str:
         words = " ".join(part for part in (_pick(rng, OPENERS), core, _pick(rng, TAILS)) if part)
         if 3 <= len(words.split()) <= 12:
             return words
+
+
+# Continuations the demo LM learns after a sentence, by literal polarity. A
+# real pretrained LM has read text followed by reactions; after pretraining on
+# this corpus the tiny LM's state at a sentence's last token predicts its
+# continuation, so it carries the polarity the way GPT-2's states do.
+CONTINUATIONS: dict[int, str] = {1: " :)", -1: " :(", 0: " ."}
+LM_CORPUS_SEED = 12345  # not a dataset seed: the corpus is new sentences of the same grammar
+
+
+def sample_sentences(n: int, seed: int = LM_CORPUS_SEED) -> list[str]:
+    """`n` fresh sentences of the sample's grammar (10 % neutral, the rest half positive, half negative)."""
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1, 0, 1], size=n, p=[(1 - NEUTRAL_RATE) / 2, NEUTRAL_RATE, (1 - NEUTRAL_RATE) / 2])
+    return [_sentence(rng, int(sign)) for sign in signs]
+
+
+def lm_corpus(n: int = 4000, seed: int = LM_CORPUS_SEED) -> list[str]:
+    """Pretraining text for the demo's tiny LM: `n` sentences of the sample's grammar, each
+    followed by its literal polarity's continuation (``CONTINUATIONS``).
+
+    The sentences are fresh draws, not the dataset's clips, and the continuation
+    depends on the words alone: the LM learns what a text says, never the
+    sarcasm (audio) or strength (vision) the labels also depend on.
+    """
+    return [s + CONTINUATIONS[int(np.sign(text_polarity(s)))] for s in sample_sentences(n, seed)]
 
 
 # --------------------------------------------------------------------------- #

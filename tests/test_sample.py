@@ -162,3 +162,17 @@ def test_label_needs_text_and_audio_and_vision(sample):
     y_abs = np.concatenate([np.abs(s.labels) for s in sample.splits.values()])
     level = (level - level.min()) / (level.max() - level.min())
     assert np.corrcoef(p_abs * (0.4 + 0.6 * level), y_abs)[0, 1] > np.corrcoef(p_abs, y_abs)[0, 1] + 0.05
+
+
+def test_lm_corpus_continuations_follow_the_words():
+    from models.sample import CONTINUATIONS, lm_corpus, sample_sentences, text_label
+
+    corpus = lm_corpus(300, seed=3)
+    assert corpus == lm_corpus(300, seed=3) and corpus != lm_corpus(300, seed=4)
+    sentences = sample_sentences(300, seed=3)
+    for sentence, line in zip(sentences, corpus):
+        sign = int(np.sign(text_polarity(sentence)))
+        assert line == sentence + CONTINUATIONS[sign]
+        assert np.sign(text_label(sentence)) == sign or abs(text_polarity(sentence)) < 0.1
+    for continuation in CONTINUATIONS.values():  # all three continuations occur
+        assert any(line.endswith(continuation) for line in corpus)
