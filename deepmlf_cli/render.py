@@ -48,16 +48,19 @@ def _fmt(value: float) -> str:
 
 
 def results_table(results: dict[str, Any], title: str) -> Table:
-    """Every seed's row, then mean ± std, for the primary metrics of the scheme."""
+    """One row per primary metric of the scheme: every seed's value, then mean ± std.
+
+    Metrics are rows (not columns) so their names are never cut, even in 80 columns.
+    """
     names = [n for n in results["primary"] if n in results["mean"]]
     table = Table(title=title)
-    table.add_column("seed")
+    table.add_column("metric", no_wrap=True)
+    for seed in results["seeds"]:
+        table.add_column(f"seed {seed}", justify="right")
+    table.add_column("mean ± std", justify="right", style="bold", no_wrap=True)
     for name in names:
-        table.add_column(name, justify="right")
-    for seed, row in results["seeds"].items():
-        table.add_row(str(seed), *[_fmt(row[n]) for n in names])
-    table.add_row("mean ± std", *[f"{_fmt(results['mean'][n])} ± {_fmt(results['std'][n])}" for n in names],
-                  style="bold")
+        table.add_row(name, *[_fmt(row[name]) for row in results["seeds"].values()],
+                      f"{_fmt(results['mean'][name])} ± {_fmt(results['std'][name])}")
     return table
 
 

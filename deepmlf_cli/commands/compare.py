@@ -37,7 +37,7 @@ def compare(
         for column in ("run", "model", "seeds"):
             table.add_column(column)
         for metric in comparison.metrics:
-            table.add_column(metric, justify="right")
+            table.add_column(metric, justify="right", overflow="fold")  # fold, never cut, metric names
         for row in table_rows(comparison):
             table.add_row(*row)
         console.print(table)

@@ -60,7 +60,7 @@ def study(
         table = Table(title=f"{result['title']} — {data.name}, test split (mean ± std over seeds)")
         table.add_column("variant")
         for metric in result["primary"]:
-            table.add_column(metric, justify="right")
+            table.add_column(metric, justify="right", overflow="fold")  # fold, never cut, metric names
         for row in result["rows"]:
             table.add_row(row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m))
                                          for m in result["primary"]])
