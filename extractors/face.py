@@ -9,9 +9,11 @@ and `face_present = 0` (and `Features.present` False): never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +189,27 @@ def _box_area(box: np.ndarray) -> float:
     return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ (absl) start-up
+    warnings bypass Python and ignore GLOG_minloglevel. Python exceptions still propagate."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 class FaceExtractor:
     """One face recipe with fixed parameters.
 
@@ -217,6 +240,7 @@ class FaceExtractor:
         self.max_side = int(max_side)
         self.min_detection_confidence = float(min_detection_confidence)
         self._mesh = None
+        self._mesh_warm = False
         self._pyfeat = None
 
     def params(self) -> dict:
@@ -271,12 +295,14 @@ class FaceExtractor:
                     f"the mediapipe face backend needs mediapipe==0.10.21 (bundled face mesh): {exc}; "
                     "install it with `pip install -c requirements/constraints.txt mediapipe==0.10.21`"
                 ) from None
-            self._mesh = face_mesh.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=self.max_faces,
-                refine_landmarks=True,
-                min_detection_confidence=self.min_detection_confidence,
-            )
+            with native_stderr_silenced():
+                self._mesh = face_mesh.FaceMesh(
+                    static_image_mode=True,
+                    max_num_faces=self.max_faces,
+                    refine_landmarks=True,
+                    min_detection_confidence=self.min_detection_confidence,
+                )
+            self._mesh_warm = False
         return self._mesh
 
     def _mediapipe(self, frames: np.ndarray, times: np.ndarray) -> Features:
@@ -285,7 +311,13 @@ class FaceExtractor:
         per_frame: list[list[np.ndarray]] = []  # landmarks (478, 3) per detected face
         boxes: list[list[np.ndarray]] = []
         for frame in frames:
-            result = mesh.process(frame)
+            if not self._mesh_warm:
+                # The first frame with a face prints the graph's one-time C++ warnings.
+                with native_stderr_silenced():
+                    result = mesh.process(frame)
+                self._mesh_warm = bool(result.multi_face_landmarks)
+            else:
+                result = mesh.process(frame)
             faces = []
             for lms in result.multi_face_landmarks or []:
                 faces.append(np.array([(lm.x, lm.y, lm.z) for lm in lms.landmark], np.float32))  # (478, 3)
