@@ -1,8 +1,16 @@
-"""`deepmlf demo`: the whole job offline on the embedded sample (what `make demo` runs).
+"""`deepmlf demo`: the whole job offline on embedded data (what `make demo` runs).
 
-sample dataset + tiny local GPT-2 → pretrain the AV encoder → train DeepMLF
-from it → evaluate on the test split → compare with the AV-only (and, when
-available, text-only) models. Re-running resumes: finished steps are skipped.
+1-3. The embedded sample + a tiny local GPT-2 pretrained on the sample's
+     grammar: pretrain the AV encoder (also the AV-only model), train a
+     text-only model, train DeepMLF from the pretrained AV encoder; evaluate
+     each on the test split and compare.
+4.   The raw-video path: generate short face clips with speech-like audio and
+     a label file, extract features with the default recipe, train a small
+     DeepMLF on them, and predict a clip the demo writes (with a sidecar
+     transcript), as `deepmlf predict` would.
+
+Re-running resumes: finished steps are skipped. The raw-video run is trained
+last, so it is the newest run and `deepmlf predict CLIP` picks it by default.
 """
 
 from __future__ import annotations
@@ -16,21 +24,29 @@ import typer
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import Debug, Quiet, Seed
 
+# The raw-video corpus of step 4: small, so extraction takes seconds.
+VIDEO_SPLITS = ["train"] * 20 + ["valid"] * 4 + ["test"] * 4
+VIDEO_CORPUS_SEED = 7
+VIDEO_EPOCHS = 30
+NEW_CLIP_TEXT = "honestly i really loved the food"
+
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where the sample, the tiny LM and the runs go.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the sample, the tiny LM, the clips and the runs go.")] = Path("runs/demo"),
     seed: Seed = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs per model.")] = 40,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs per model on the sample.")] = 40,
+    lm_steps: Annotated[int, typer.Option("--lm-steps", help="Next-token training steps of the tiny LM (about 45 s per 1000 on 2 cores).")] = 1000,
+    video_epochs: Annotated[int, typer.Option("--video-epochs", help="Maximum epochs of the model trained on the generated clips.")] = VIDEO_EPOCHS,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Run pretrain → train → evaluate on the embedded sample, offline, and print the results."""
+    """Run pretrain → train → evaluate on the embedded sample, then extract → train → predict on generated clips."""
     with handle_errors(debug):
         from deepmlf_cli.commands.train import run_and_report
-        from deepmlf_cli.render import console, results_table
+        from deepmlf_cli.render import console
         from deepmlf_cli.resolve import build_spec, load_data
         from models.runs import MODEL_KINDS, av_pretrain_spec
-        from models.sample import write_sample_dataset
+        from models.sample import lm_corpus, write_sample_dataset
         from models.tiny_lm import build_tiny_lm
 
         seeds = seed or [0]
@@ -40,33 +56,81 @@ def demo(
         data = load_data(str(data_dir), None, quiet=True)
         lm_dir = out / "tiny-gpt2"
         if not (lm_dir / "config.json").is_file():
-            build_tiny_lm(lm_dir, "gpt2", corpus=data.splits["train"].texts)
+            if not quiet:
+                console.print(f"training the tiny GPT-2 for {lm_steps} steps on the sample's grammar …")
+            # Pretrained, like any LM DeepMLF is built on: a random one's states carry
+            # too little of the sentence to its last token (see models.sample.lm_corpus).
+            build_tiny_lm(lm_dir, "gpt2", corpus=lm_corpus(), pretrain_steps=lm_steps)
         console.print(f"[bold]deepmlf demo[/]: {data.name} dataset ({', '.join(f'{k} {len(v)}' for k, v in data.splits.items())}), "
                       f"tiny GPT-2 in {lm_dir}, outputs in {out}")
-        common = dict(preset="sample", config_file=None, seeds=seeds)
-        overrides = {"max_epochs": epochs, "device": "cpu"}
         results = {}
 
-        def stage(kind: str, name: str, title: str, **extra):
+        def stage(dataset, kind: str, name: str, title: str, train_overrides: dict, **extra) -> dict:
             run_dir = out / name
-            spec, chosen = build_spec(kind, data, model_overrides={"lm": str(lm_dir)}, train_overrides=overrides,
-                                      **common, **extra)
+            spec, chosen = build_spec(kind, dataset, preset="sample", config_file=None, seeds=seeds,
+                                      model_overrides={"lm": str(lm_dir)},
+                                      train_overrides={**train_overrides, "device": "cpu"}, **extra)
             if kind == "av":
                 spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
             if not quiet:
                 console.rule(title)
-            results[name] = run_and_report(data, spec, run_dir, resume=(run_dir / "run.json").is_file(),
-                                           quiet=quiet, as_json=False, title=title)
+            return run_and_report(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
+                                  quiet=quiet, as_json=False, title=title)
 
-        stage("av", "pretrain", "1. AV encoder pretraining (also the AV-only model)")
+        sample_epochs = {"max_epochs": epochs}
+        results["pretrain"] = stage(data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs)
         if "text" in MODEL_KINDS:
-            stage("text", "text-only", "2. text-only model (same frozen LM)")
-        stage("deepmlf", "deepmlf", "3. DeepMLF from the pretrained AV encoder (Pre&Tune)", init_av=str(out / "pretrain"))
-
+            results["text-only"] = stage(data, "text", "text-only", "2. text-only model (same frozen LM)", sample_epochs)
+        results["deepmlf"] = stage(data, "deepmlf", "deepmlf", "3. DeepMLF from the pretrained AV encoder (Pre&Tune)",
+                                   sample_epochs, init_av=str(out / "pretrain"))
         summary = {name: {"seeds": res["seeds"], "mean": res["mean"], "std": res["std"]} for name, res in results.items()}
         (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
         _print_comparison(console, results)
-        console.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots")
+
+        if not quiet:
+            console.rule("4. raw video: generate clips → extract → train → predict")
+        video_data, new_clip = _video_dataset(out, quiet)
+        stage(video_data, "deepmlf", "video-deepmlf", "4. DeepMLF on features extracted from the generated clips",
+              {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
+        _predict(out / "video-deepmlf", new_clip, console)
+        console.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
+                      f"[bold]deepmlf predict {new_clip}[/] (uses the newest run)")
+
+
+def _video_dataset(out: Path, quiet: bool):
+    """Write the demo clips (once), extract them into a dataset (resumable); return (dataset, new clip path)."""
+    from deepmlf_cli.commands.extract import _run_with_progress
+    from deepmlf_cli.resolve import load_data
+    from extractors.batch import run_extract
+    from extractors.dataset import write_text
+    from extractors.errors import ExtractionError
+    from extractors.recipe import default_recipe
+    from extractors.synthetic import make_audio, face_frames, write_labelled_corpus, write_media
+    from models.sample import sample_sentences, text_label
+
+    texts = sample_sentences(len(VIDEO_SPLITS), seed=VIDEO_CORPUS_SEED)
+    # The clips carry no sentiment of their own, so the labels are what the words say.
+    labels = [text_label(t) for t in texts]
+    videos = out / "videos"
+    write_labelled_corpus(videos, texts, labels, VIDEO_SPLITS)
+    new_clip = out / "new_clip.mp4"
+    if not new_clip.is_file():
+        write_media(new_clip, face_frames(20), 10.0, make_audio(2.0, "speech", seed=99))
+    write_text(new_clip.with_suffix(".txt"), NEW_CLIP_TEXT + "\n")  # sidecar transcript
+    summary = _run_with_progress(run_extract, quiet=quiet, inputs=videos, out=out / "video-dataset",
+                                 recipe=default_recipe(), scheme="sims", name="demo-videos")
+    if summary.failed:
+        raise ExtractionError(f"{len(summary.failed)} generated clip(s) failed to extract; see {summary.errors_file}")
+    return load_data(str(out / "video-dataset"), None, quiet=True), new_clip
+
+
+def _predict(run_dir: Path, clip: Path, console) -> None:
+    from deepmlf_cli.commands.predict import predict_paths, render_report
+
+    report = predict_paths([clip], run_dir=run_dir)
+    render_report(report, console)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _print_comparison(console, results) -> None:
@@ -74,15 +138,13 @@ def _print_comparison(console, results) -> None:
 
     from models.metrics import PRIMARY_METRICS
 
-    names = list(PRIMARY_METRICS["sims"])
-    table = Table(title="Embedded sample, test split (mean over seeds)")
-    table.add_column("model")
-    for name in names:
-        table.add_column(name, justify="right")
     labels = {"pretrain": "AV only", "text-only": "text only", "deepmlf": "DeepMLF"}
-    for run, res in results.items():
-        table.add_row(labels.get(run, run), *[f"{res['mean'][n]:.4f}" for n in names],
-                      style="bold" if run == "deepmlf" else None)
+    table = Table(title="Embedded sample, test split (mean over seeds)")
+    table.add_column("metric", no_wrap=True)
+    for run in results:
+        table.add_column(labels.get(run, run), justify="right", style="bold" if run == "deepmlf" else None)
+    for name in PRIMARY_METRICS["sims"]:
+        table.add_row(name, *[f"{res['mean'][name]:.4f}" for res in results.values()])
     console.print(table)
 
 
