@@ -1,7 +1,7 @@
 """Real-time factor of each extractor and of the whole pipeline, and scaling with --workers.
 
 RTF = processing seconds / media seconds (< 1 is faster than real time).
-Media is built offline (tests/media.py): 8 s face clips, 25 fps 320x240 video
+Media is built offline (extractors/synthetic.py): 8 s face clips, 25 fps 320x240 video
 with speech-like audio. Run: `.venv/bin/python benchmarks/bench_extract.py [--clips 6] [--seconds 8]`.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts to compare")
     args = parser.parse_args()
 
-    import media as tm
+    import extractors.synthetic as tm
 
     from extractors.audio import AudioExtractor
     from extractors.batch import run_extract

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -88,7 +88,7 @@ def main() -> None:
 
     import torch
 
-    import media as tm
+    import extractors.synthetic as tm
     from extractors.pipeline import Pipeline
     from extractors.recipe import build_recipe, with_transcript
     from models.evaluation import load_model

@@ -17,3 +17,4 @@ LanguageModel = Annotated[Optional[str], typer.Option("--lm", help="Hugging Face
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="mosi, mosei, sims, simsv2, a dataset directory from `deepmlf extract`, or an MMSA .pkl file.")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named datasets live (default: $DEEPMLF_DATA_DIR, then ~/.local/share/deepmlf/datasets).")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
+AllowMissing = Annotated[bool, typer.Option("--allow-missing", help="Keep clips with no audio track, silent audio, no face or an empty transcript (read as absent) instead of failing them.")]

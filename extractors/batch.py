@@ -102,9 +102,12 @@ def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
     return jobs
 
 
-def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str) -> ClipResult:
-    """Extract and save one clip; every known failure becomes a one-line reason (never a traceback)."""
-    from .pipeline import extract_clip
+def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allow_missing: bool = False) -> ClipResult:
+    """Extract and save one clip; every known failure becomes a one-line reason (never a traceback).
+
+    A clip without speech, a face or a transcript fails unless `allow_missing`.
+    """
+    from .pipeline import expects_text, extract_clip, require_modalities
 
     t0 = time.perf_counter()
     base = ClipResult(key=job.key, path=str(job.path or ""), status="failed")
@@ -113,6 +116,8 @@ def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str) -> C
         return base
     try:
         clip = extract_clip(job.path, recipe, transcript=job.text)
+        if not allow_missing:
+            require_modalities(job.path, clip.info, clip.text if expects_text(recipe) else None, "extract")
         meta = save_clip(features_dir, job, clip, rhash)
     except ExtractionError as exc:
         base.reason = str(exc).replace(str(job.path) + ": ", "", 1)
@@ -170,12 +175,14 @@ def run_extract(
     mmsa: bool = False,
     scheme: str | None = None,
     name: str | None = None,
+    allow_missing: bool = False,
     on_plan: Callable[[int, int], None] | None = None,
     on_result: Callable[[ClipResult], None] | None = None,
 ) -> ExtractSummary:
     """Extract every clip of `inputs` into `out`, then write a dataset (with labels) or a features manifest.
 
-    on_plan(total_in_shard, already_done) is called once before work starts;
+    allow_missing keeps clips that lack speech, a face or a transcript (else
+    each fails with one line). on_plan(total_in_shard, already_done) is called once before work starts;
     on_result(result) after each clip (in the calling process). With a shard,
     only that shard's clips are extracted and nothing is assembled: a final
     run without --shard skips every finished clip and writes the dataset.
@@ -215,7 +222,7 @@ def run_extract(
 
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
-            result = extract_one(job, recipe, features_dir, rhash)
+            result = extract_one(job, recipe, features_dir, rhash, allow_missing)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -223,7 +230,7 @@ def run_extract(
         threads = max(1, (os.cpu_count() or 1) // workers)
         # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as pool:
-            pending = {pool.submit(extract_one, job, recipe, features_dir, rhash) for job in todo}
+            pending = {pool.submit(extract_one, job, recipe, features_dir, rhash, allow_missing) for job in todo}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -15,3 +15,7 @@ class ModelNotCachedError(ExtractionError):
 
 class BackendUnavailableError(ExtractionError):
     """An optional backend (py-feat, faster-whisper) that is not installed or cannot import here."""
+
+
+class MissingModalityError(ExtractionError):
+    """A readable clip that lacks a modality (no audio track, silence, no face, no text)."""

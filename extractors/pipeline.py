@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioExtractor
+from .errors import MissingModalityError
 from .face import FaceExtractor
 from .features import Features
-from .media import probe
+from .media import load_audio, probe
 from .recipe import recipe_hash, validate_recipe
-from .transcript import Transcript, TranscriptMode, WhisperTranscriber, get_transcript
+from .transcript import SILENCE_RMS, Transcript, TranscriptMode, WhisperTranscriber, get_transcript
 
 
 @dataclass
@@ -76,13 +77,11 @@ class Pipeline:
         info = probe(path)  # raises MediaError for empty / non-media / truncated files
         timings = {}
         t0 = time.perf_counter()
+        audio_rms = 0.0
         if info.has_audio:
-            if start is None and end is None:
-                audio = self.audio.extract(path)
-            else:
-                from .media import load_audio
-
-                audio = self.audio.extract(load_audio(path, self.audio.sample_rate, start, end), self.audio.sample_rate)
+            samples = load_audio(path, self.audio.sample_rate, start, end)  # (N,) mono at the recipe's rate
+            audio_rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+            audio = self.audio.extract(samples, self.audio.sample_rate)
         else:
             audio = Features.empty(self.audio.feature_names(), self.audio.rate_hz, "no audio track")
         timings["audio_s"] = time.perf_counter() - t0
@@ -122,6 +121,7 @@ class Pipeline:
                 "has_audio": info.has_audio,
                 "has_video": info.has_video,
                 "audio_frames": len(audio),
+                "audio_rms": round(audio_rms, 6),
                 "vision_frames": len(vision),
                 "frames_with_face": int(vision.present.sum()),
                 "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
@@ -131,6 +131,46 @@ class Pipeline:
 
     def _lazy_whisper(self) -> WhisperTranscriber | None:
         return None if self.transcript_mode in (TranscriptMode.none, TranscriptMode.given) else self.whisper
+
+
+def missing_modalities(info: dict, text: str | None = None) -> list[str]:
+    """What a clip lacks for a prediction from all three modalities; [] when nothing.
+
+    info: a ClipFeatures.info (or just has_audio/has_video when only the tracks
+    are known); text: the transcript, or None when text is not expected.
+    """
+    missing = []
+    if not info["has_audio"]:
+        missing.append("no audio track")
+    elif info.get("audio_rms", 1.0) < SILENCE_RMS:
+        missing.append("silent audio track")
+    if not info["has_video"]:
+        missing.append("no video track")
+    elif info.get("frames_with_face", 1) == 0:
+        missing.append("no face in any frame")
+    if text is not None and not text.strip():
+        missing.append("empty transcript")
+    return missing
+
+
+def require_modalities(path: Path, info: dict, text: str | None, action: str) -> None:
+    """Raise MissingModalityError (one line: the file, what is missing, the fix) unless the clip has them all.
+
+    A model fed a clip without speech, face or text still outputs a confident
+    number, read from zeros; that is an error unless the user asks for it
+    (`--allow-missing`), the way MMSA corpora keep such clips on purpose.
+    """
+    missing = missing_modalities(info, text)
+    if missing:
+        raise MissingModalityError(
+            f"{path}: {', '.join(missing)}; use a clip with speech, a visible face and a transcript "
+            f"(given text, a sidecar .txt/.srt/.vtt or Whisper), or pass --allow-missing to {action} it anyway"
+        )
+
+
+def expects_text(recipe: dict) -> bool:
+    """Whether the recipe's clips should have a transcript (every mode but 'none')."""
+    return recipe["transcript"]["mode"] != TranscriptMode.none.value
 
 
 _PIPELINES: dict[str, Pipeline] = {}  # per process: recipe hash -> built pipeline

@@ -153,6 +153,24 @@ def test_missing_tracks_and_tiny_clips_are_explicit(clips, recipe):
     assert np.isfinite(silent.audio).all() and silent.audio.shape[0] > 0
 
 
+def test_missing_modalities_are_named(clips, recipe):
+    from extractors.errors import MissingModalityError
+    from extractors.pipeline import extract_clip, missing_modalities, require_modalities
+
+    def missing(name, text="some words"):
+        return missing_modalities(extract_clip(clips[name], recipe).info, text)
+
+    assert missing("face") == [] and missing("half") == [] and missing("one_frame") == []
+    assert missing("audio_only") == ["no video track"]
+    assert missing("video_only") == ["no audio track"]
+    assert missing("silent") == ["silent audio track"]
+    assert missing("noface") == ["no face in any frame"]
+    assert missing("face", text="  ") == ["empty transcript"] and missing("face", text=None) == []
+    info = extract_clip(clips["silent"], recipe).info
+    with pytest.raises(MissingModalityError, match=r"silent\.mp4: silent audio track, empty transcript; .*--allow-missing to predict"):
+        require_modalities(clips["silent"], info, "", "predict")
+
+
 def test_sidecar_and_given_text_precedence(tmp_path):
     from extractors.transcript import get_transcript, parse_subtitles, read_sidecar
 
@@ -274,19 +292,34 @@ def test_bad_clips_never_stop_the_batch(tmp_path, clips):
     folder.mkdir()
     for name in ("empty", "text", "truncated", "audio_only", "video_only", "one_frame", "silent"):
         os.link(clips[name], folder / clips[name].name)
+    (folder / "one_frame.txt").write_text("a sidecar transcript")
+    (folder / "silent.txt").write_text("a sidecar transcript")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["extract", str(folder), "--out", str(out), "-q", "--transcript", GIVEN, "--workers", "2"])
+    args = ["extract", str(folder), "--out", str(out), "-q", "--transcript", GIVEN, "--workers", "2"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     errors = (out / "errors.tsv").read_text().splitlines()[1:]
     reasons = dict(line.split("\t")[0::2] for line in errors)
-    assert set(reasons) == {"empty", "text", "truncated"}
+    assert set(reasons) == {"empty", "text", "truncated", "audio_only", "video_only", "silent"}
     assert "empty file" in reasons["empty"] and "not a media file" in reasons["text"] and "truncated" in reasons["truncated"]
+    assert reasons["audio_only"].startswith("no video track, empty transcript;") and "--allow-missing" in reasons["audio_only"]
+    assert reasons["video_only"].startswith("no audio track, empty transcript;")
+    assert reasons["silent"].startswith("silent audio track;")
     produced = sorted(p.stem for p in (out / "features").glob("*.npz"))
-    assert produced == ["audio_only", "one_frame", "silent", "video_only"]  # no partial output for failures
+    assert produced == ["one_frame"]  # no partial output for failures
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "deepmlf-features" and len(manifest["clips"]) == 4
-    assert {f["key"] for f in manifest["failed"]} == {"empty", "text", "truncated"}
+    assert manifest["format"] == "deepmlf-features" and len(manifest["clips"]) == 1
+
+    # --allow-missing keeps the readable clips that lack a modality (the resumed run adds only them)
+    result = CliRunner().invoke(app, [*args, "--allow-missing"])
+    assert result.exit_code == 1
+    reasons = dict(line.split("\t")[0::2] for line in (out / "errors.tsv").read_text().splitlines()[1:])
+    assert set(reasons) == {"empty", "text", "truncated"}
+    produced = sorted(p.stem for p in (out / "features").glob("*.npz"))
+    assert produced == ["audio_only", "one_frame", "silent", "video_only"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["clips"]) == 4 and {f["key"] for f in manifest["failed"]} == {"empty", "text", "truncated"}
     with np.load(out / "features" / "audio_only.npz", allow_pickle=False) as z:
         assert z["vision"].shape == (0, 181) and z["audio"].shape[1] == 33
 

@@ -82,19 +82,30 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
     good = tm.make_face_clip(folder / "good.mp4", 0.8, audio="speech")
     (folder / "good.txt").write_text("a sidecar transcript")
     tm.make_audio_only(folder / "audio_only.m4a", 0.8)
+    (folder / "audio_only.txt").write_text("words without a face")
+    tm.make_face_clip(folder / "silent.mp4", 0.8, audio="silence")
+    tm.make_face_clip(folder / "untranscribed.mp4", 0.8, audio="speech")
     tm.make_empty_file(folder / "empty.mp4")
     tm.make_text_as_mp4(folder / "text.mp4")
     tm.make_truncated_mp4(folder / "truncated.mp4")
     out_csv = tmp_path / "out.csv"
     res = _invoke([str(folder), "--model", str(trained / "runs" / "r1"), "--no-whisper", "--csv", str(out_csv), "-q"])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    for reason in ("empty file", "not a media file", "truncated"):
+    for reason in ("empty file", "not a media file", "truncated", "audio_only.m4a: no video track;",
+                   "silent.mp4: silent audio track, empty transcript;", "untranscribed.mp4: empty transcript;"):
         lines = [ln for ln in res.output.splitlines() if reason in ln]
         assert len(lines) == 1 and lines[0].startswith("error:"), res.output
-    assert "2 predicted, 3 failed" in res.output
+    assert res.output.count("--allow-missing") == 3
+    assert "1 predicted, 6 failed" in res.output
     rows = out_csv.read_text().splitlines()
-    assert rows[0].startswith("path,start,end,score,polarity") and len(rows) == 6
+    assert rows[0].startswith("path,start,end,score,polarity") and len(rows) == 8
     assert any(str(good) in r and "a sidecar transcript" in r for r in rows)
+
+    # --allow-missing predicts the readable clips that lack a modality; the unreadable ones still fail
+    res = _invoke([str(folder), "--model", str(trained / "runs" / "r1"), "--no-whisper", "--allow-missing", "--json"])
+    assert res.exit_code == 1
+    status = {item["key"]: item["status"] for item in json.loads(res.stdout)}
+    assert [k for k, v in sorted(status.items()) if v == "ok"] == ["audio_only", "good", "silent", "untranscribed"]
 
 
 def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
-from deepmlf_cli.options import Debug, JsonOutput, Quiet, Workers
+from deepmlf_cli.options import AllowMissing, Debug, JsonOutput, Quiet, Workers
 
 
 class AudioChoice(str, enum.Enum):
@@ -65,6 +65,7 @@ def extract(
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (1-based); re-run without it to assemble.")] = None,
     workers: Workers = 1,
+    allow_missing: AllowMissing = False,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
     debug: Debug = False,
@@ -102,6 +103,7 @@ def extract(
             mmsa=output_format == OutputFormat.mmsa,
             scheme=scheme.value if scheme else None,
             name=name,
+            allow_missing=allow_missing,
         )
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

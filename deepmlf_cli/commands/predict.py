@@ -32,7 +32,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
-from deepmlf_cli.options import Debug, Device, JsonOutput, Quiet
+from deepmlf_cli.options import AllowMissing, Debug, Device, JsonOutput, Quiet
 
 DEFAULT_RUNS = Path("runs")
 DEFAULT_WINDOW_S = 10.0
@@ -121,13 +121,16 @@ def _failed(key: str, path: Path, reason: str) -> dict[str, Any]:
             "heads": None, "scale": None, "transcript": None, "transcript_source": None, "duration": None, "timings": None}
 
 
-def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | None, device: str) -> dict[str, Any]:
-    from extractors.pipeline import extract_clip
+def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | None, device: str,
+                 allow_missing: bool) -> dict[str, Any]:
+    from extractors.pipeline import expects_text, extract_clip, require_modalities
     from models.prediction import ClipInput, predict_features
 
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     feats = extract_clip(path, recipe, transcript)
+    if not allow_missing:
+        require_modalities(path, feats.info, feats.text if expects_text(recipe) else None, "predict")
     t0 = time.perf_counter()
     pred = predict_features(loaded, [ClipInput(feats.audio, feats.vision, feats.text, key)], device=device)[0]
     timings = {**feats.info["timings"], "model_s": round(time.perf_counter() - t0, 4)}
@@ -170,9 +173,9 @@ def _segments_of(path: Path, recipe: dict, transcript: str | None, duration: flo
 
 
 def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: str | None, window: float,
-                      out_dir: Path, device: str) -> dict[str, Any]:
+                      out_dir: Path, device: str, allow_missing: bool) -> dict[str, Any]:
     from extractors.media import probe
-    from extractors.pipeline import extract_clip
+    from extractors.pipeline import extract_clip, require_modalities
     from extractors.recipe import with_transcript
     from models.metrics import POLARITY_NAMES, polarity_classes
     from models.prediction import ClipInput, predict_features
@@ -180,6 +183,8 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     info = probe(path)
+    if not allow_missing:
+        require_modalities(path, {"has_audio": info.has_audio, "has_video": info.has_video}, None, "predict")
     t0 = time.perf_counter()
     spans, full = _segments_of(path, recipe, transcript, info.duration, info.has_audio, window)
     transcript_s = time.perf_counter() - t0
@@ -260,6 +265,7 @@ def predict_paths(
     window: float = DEFAULT_WINDOW_S,
     out_dir: Path = Path("predictions"),
     device: str = "cpu",
+    allow_missing: bool = False,
     runs_root: Path = DEFAULT_RUNS,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
@@ -267,7 +273,9 @@ def predict_paths(
     """Predict every clip of `paths` (files or folders) with the run `run_dir` (default: the newest under runs/).
 
     The model and the extractors load once. A bad clip is recorded as failed
-    (one-line reason) and the others go on; errors that concern every clip (no
+    (one-line reason) and the others go on; so is a clip without speech, a
+    face or a transcript unless `allow_missing` (with --segment only a missing
+    audio or video track counts: a long video's silent or faceless stretches are normal); errors that concern every clip (no
     model, no recipe, Whisper not cached) raise.
     """
     from extractors.errors import ExtractionError
@@ -303,9 +311,10 @@ def predict_paths(
     for key, path in items:
         try:
             if segment:
-                result = _predict_segments(loaded, recipe, key, path, transcript, window, Path(out_dir), device)
+                result = _predict_segments(loaded, recipe, key, path, transcript, window, Path(out_dir), device,
+                                           allow_missing)
             else:
-                result = _predict_one(loaded, recipe, key, path, transcript, device)
+                result = _predict_one(loaded, recipe, key, path, transcript, device, allow_missing)
         except (ExtractionError, DeepMLFError, OSError) as exc:
             result = _failed(key, path, _one_line(exc))
         except Exception as exc:  # noqa: BLE001 — a batch carries on past any bad clip
@@ -404,6 +413,7 @@ def predict(
     window: Annotated[float, typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps.")] = DEFAULT_WINDOW_S,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")] = Path("predictions"),
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
+    allow_missing: AllowMissing = False,
     device: Device = "cpu",
     quiet: Quiet = False,
     as_json: JsonOutput = False,
@@ -420,6 +430,7 @@ def predict(
         try:
             report = predict_paths(paths, model, transcript=transcript, no_whisper=no_whisper, segment=segment,
                                    window=window, out_dir=out, device=str(resolve_device(device)),
+                                   allow_missing=allow_missing,
                                    **progress_kwargs.get("callbacks", {}))
         finally:
             if progress_kwargs.get("progress") is not None:
