@@ -64,6 +64,21 @@ def results_table(results: dict[str, Any], title: str) -> Table:
     return table
 
 
+def transposed_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """Runs as columns, fields as rows: `rows` are [name, value...] per run under `header`.
+
+    A comparison of many runs on many metrics does not fit 80 columns with one
+    run per row; one run per column, each "mean ± std" on two lines, fits six runs.
+    """
+    table = Table(title=title)
+    table.add_column(header[0], no_wrap=True)
+    for row in rows:
+        table.add_column(row[0], justify="right", overflow="fold")
+    for i, field_name in enumerate(header[1:], start=1):
+        table.add_row(field_name, *[row[i].replace(" ± ", "\n± ") for row in rows])
+    return table
+
+
 def metrics_table(metrics: dict[str, float], names: list[str], title: str) -> Table:
     table = Table(title=title)
     table.add_column("metric")

@@ -20,9 +20,7 @@ def compare(
 ) -> None:
     """Compare runs: primary metrics plus 3-class Acc_3/F1_3, mean ± std over each run's seeds."""
     with handle_errors(debug):
-        from rich.table import Table
-
-        from deepmlf_cli.render import console
+        from deepmlf_cli.render import console, transposed_table
         from models.checkpoint import atomic_write_text
         from models.compare import compare_runs, comparison_csv, table_rows
 
@@ -33,14 +31,8 @@ def compare(
         if as_json:
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
             return
-        table = Table(title=f"Test split, mean ± std over seeds ({comparison.scheme} metrics)")
-        for column in ("run", "model", "seeds"):
-            table.add_column(column)
-        for metric in comparison.metrics:
-            table.add_column(metric, justify="right", overflow="fold")  # fold, never cut, metric names
-        for row in table_rows(comparison):
-            table.add_row(*row)
-        console.print(table)
+        console.print(transposed_table(f"Test split, mean ± std over seeds ({comparison.scheme} metrics)",
+                                       ["run", "model", "seeds", *comparison.metrics], table_rows(comparison)))
         if csv_file is not None:
             console.print(f"CSV written to [bold]{csv_file}[/]")
 

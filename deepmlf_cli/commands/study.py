@@ -31,9 +31,7 @@ def study(
 ) -> None:
     """Run a study of the paper (every variant trained like `deepmlf train`), then write study.csv/json and study.png."""
     with handle_errors(debug):
-        from rich.table import Table
-
-        from deepmlf_cli.render import EpochProgress, console, make_progress
+        from deepmlf_cli.render import EpochProgress, console, make_progress, transposed_table
         from deepmlf_cli.resolve import build_spec, default_run_dir, load_data
         from models.compare import format_mean_std
         from models.errors import ConfigError
@@ -57,14 +55,10 @@ def study(
         if as_json:
             typer.echo(json.dumps({"out": str(out_dir), **result}, indent=2))
             return
-        table = Table(title=f"{result['title']} — {data.name}, test split (mean ± std over seeds)")
-        table.add_column("variant")
-        for metric in result["primary"]:
-            table.add_column(metric, justify="right", overflow="fold")  # fold, never cut, metric names
-        for row in result["rows"]:
-            table.add_row(row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m))
-                                         for m in result["primary"]])
-        console.print(table)
+        rows = [[row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m)) for m in result["primary"]]]
+                for row in result["rows"]]
+        console.print(transposed_table(f"{result['title']} — {data.name}, test split (mean ± std over seeds)",
+                                       ["variant", *result["primary"]], rows))
         console.print(f"study saved in [bold]{out_dir}[/] (study.csv, study.json, study.png, one run per variant)")
 
 
