@@ -90,7 +90,7 @@ def demo(
         if not quiet:
             console.rule("4. raw video: generate clips → extract → train → predict")
         video_data, new_clip = _video_dataset(out, quiet)
-        stage(video_data, "deepmlf", "video-deepmlf", "4. DeepMLF on features extracted from the generated clips",
+        stage(video_data, "deepmlf", "video-deepmlf", "DeepMLF on features extracted from the generated clips",
               {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
         _predict(out / "video-deepmlf", new_clip, console)
         console.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
