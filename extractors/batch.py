@@ -107,7 +107,7 @@ def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allo
 
     A clip without speech, a face or a transcript fails unless `allow_missing`.
     """
-    from .pipeline import expects_text, extract_clip, require_modalities
+    from .pipeline import extract_clip, recipe_modalities, require_modalities
 
     t0 = time.perf_counter()
     base = ClipResult(key=job.key, path=str(job.path or ""), status="failed")
@@ -117,7 +117,7 @@ def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allo
     try:
         clip = extract_clip(job.path, recipe, transcript=job.text)
         if not allow_missing:
-            require_modalities(job.path, clip.info, clip.text if expects_text(recipe) else None, "extract")
+            require_modalities(job.path, clip.info, clip.text, "extract", recipe_modalities(recipe))
         meta = save_clip(features_dir, job, clip, rhash)
     except ExtractionError as exc:
         base.reason = str(exc).replace(str(job.path) + ": ", "", 1)

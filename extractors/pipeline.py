@@ -133,44 +133,55 @@ class Pipeline:
         return None if self.transcript_mode in (TranscriptMode.none, TranscriptMode.given) else self.whisper
 
 
-def missing_modalities(info: dict, text: str | None = None) -> list[str]:
-    """What a clip lacks for a prediction from all three modalities; [] when nothing.
+ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
+
+
+def recipe_modalities(recipe: dict) -> frozenset[str]:
+    """The modalities a recipe extracts: an extractor or transcript mode set to 'none' drops one."""
+    dropped = {
+        "audio": recipe["audio"]["extractor"] == "none",
+        "vision": recipe["face"]["extractor"] == "none",
+        "text": recipe["transcript"]["mode"] == TranscriptMode.none.value,
+    }
+    return frozenset(m for m in ALL_MODALITIES if not dropped[m])
+
+
+def missing_modalities(info: dict, text: str | None, needs: frozenset[str] = ALL_MODALITIES) -> list[str]:
+    """What a clip lacks among the modalities in `needs`; [] when nothing.
 
     info: a ClipFeatures.info (or just has_audio/has_video when only the tracks
-    are known); text: the transcript, or None when text is not expected.
+    are known); text: the transcript, or None when it is not known yet.
     """
     missing = []
-    if not info["has_audio"]:
-        missing.append("no audio track")
-    elif info.get("audio_rms", 1.0) < SILENCE_RMS:
-        missing.append("silent audio track")
-    if not info["has_video"]:
-        missing.append("no video track")
-    elif info.get("frames_with_face", 1) == 0:
-        missing.append("no face in any frame")
-    if text is not None and not text.strip():
+    if "audio" in needs:
+        if not info["has_audio"]:
+            missing.append("no audio track")
+        elif info.get("audio_rms", 1.0) < SILENCE_RMS:
+            missing.append("silent audio track")
+    if "vision" in needs:
+        if not info["has_video"]:
+            missing.append("no video track")
+        elif info.get("frames_with_face", 1) == 0:
+            missing.append("no face in any frame")
+    if "text" in needs and text is not None and not text.strip():
         missing.append("empty transcript")
     return missing
 
 
-def require_modalities(path: Path, info: dict, text: str | None, action: str) -> None:
-    """Raise MissingModalityError (one line: the file, what is missing, the fix) unless the clip has them all.
+def require_modalities(path: Path, info: dict, text: str | None, action: str,
+                       needs: frozenset[str] = ALL_MODALITIES) -> None:
+    """Raise MissingModalityError (one line: the file, what is missing, the fix) unless the clip has `needs`.
 
     A model fed a clip without speech, face or text still outputs a confident
     number, read from zeros; that is an error unless the user asks for it
     (`--allow-missing`), the way MMSA corpora keep such clips on purpose.
     """
-    missing = missing_modalities(info, text)
+    missing = missing_modalities(info, text, needs)
     if missing:
         raise MissingModalityError(
             f"{path}: {', '.join(missing)}; use a clip with speech, a visible face and a transcript "
             f"(given text, a sidecar .txt/.srt/.vtt or Whisper), or pass --allow-missing to {action} it anyway"
         )
-
-
-def expects_text(recipe: dict) -> bool:
-    """Whether the recipe's clips should have a transcript (every mode but 'none')."""
-    return recipe["transcript"]["mode"] != TranscriptMode.none.value
 
 
 _PIPELINES: dict[str, Pipeline] = {}  # per process: recipe hash -> built pipeline

@@ -218,14 +218,17 @@ def _builder(fusion: str):
 
 
 # kind → reads text through the LM?
-BASELINE_KINDS: dict[str, bool] = {"early": True, "late": True, "attention": True, "text": True,
-                                   "audio": False, "vision": False}
+# kind -> the modalities it reads
+BASELINE_KINDS: dict[str, frozenset[str]] = {
+    "early": frozenset(MODALITIES), "late": frozenset(MODALITIES), "attention": frozenset(MODALITIES),
+    "text": frozenset({"text"}), "audio": frozenset({"audio"}), "vision": frozenset({"vision"}),
+}
 
 
 def _register() -> None:
     from models.runs import MODEL_KINDS
 
-    MODEL_KINDS.update({kind: (_builder(kind), text) for kind, text in BASELINE_KINDS.items()})
+    MODEL_KINDS.update({kind: (_builder(kind), inputs) for kind, inputs in BASELINE_KINDS.items()})
 
 
 _register()

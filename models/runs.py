@@ -47,11 +47,13 @@ def _build_av(config: ModelConfig, hf_lm):
     return AVPretrainModel(config)
 
 
-# kind -> (builder(config, hf_lm), whether it reads text through the LM). Other
-# model families (baselines) register themselves here.
-MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], bool]] = {
-    "deepmlf": (_build_deepmlf, True),
-    "av": (_build_av, False),
+ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
+
+# kind -> (builder(config, hf_lm), the modalities the model reads). Other model
+# families (baselines) register themselves here.
+MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], frozenset[str]]] = {
+    "deepmlf": (_build_deepmlf, ALL_MODALITIES),
+    "av": (_build_av, frozenset({"audio", "vision"})),
 }
 
 
@@ -62,8 +64,14 @@ def build_model(kind: str, config: ModelConfig, hf_lm=None) -> torch.nn.Module:
     return MODEL_KINDS[kind][0](config, hf_lm)
 
 
-def needs_text(kind: str) -> bool:
+def model_inputs(kind: str) -> frozenset[str]:
+    """The modalities ("text", "audio", "vision") a model kind reads."""
     return MODEL_KINDS[kind][1]
+
+
+def needs_text(kind: str) -> bool:
+    """Whether a model kind reads text (and so needs its LM loaded)."""
+    return "text" in model_inputs(kind)
 
 
 @dataclass

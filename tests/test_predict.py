@@ -41,7 +41,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     return root
 
 
-def _invoke(args, cwd: Path | None = None):
+def _invoke(args, cwd: Path | None = None, command: str | None = "predict"):
     from typer.testing import CliRunner
 
     from deepmlf_cli.app import app
@@ -50,7 +50,7 @@ def _invoke(args, cwd: Path | None = None):
     if cwd is not None:
         os.chdir(cwd)
     try:
-        return CliRunner().invoke(app, ["predict", *args])
+        return CliRunner().invoke(app, [command, *args] if command else args)
     finally:
         os.chdir(old)
 
@@ -106,6 +106,21 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
     assert res.exit_code == 1
     status = {item["key"]: item["status"] for item in json.loads(res.stdout)}
     assert [k for k, v in sorted(status.items()) if v == "ok"] == ["audio_only", "good", "silent", "untranscribed"]
+
+
+def test_a_model_is_only_asked_for_what_it_reads(trained, tmp_path):
+    """An AV-only run needs no transcript (and never runs Whisper); it still needs a face and speech."""
+    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2",
+                   "--out", str(tmp_path / "av"), "-q"], command=None)  # not under runs/: the newest run stays r1
+    assert res.exit_code == 0, res.output
+    untranscribed = tm.make_face_clip(tmp_path / "untranscribed.mp4", 0.8, audio="speech")
+    silent = tm.make_face_clip(tmp_path / "silent.mp4", 0.8, audio="silence")
+    res = _invoke([str(untranscribed), str(silent), "--model", str(tmp_path / "av"), "--json"])
+    assert res.exit_code == 1
+    by_key = {item["key"]: item for item in json.loads(res.stdout)}
+    assert by_key["untranscribed"]["status"] == "ok" and by_key["untranscribed"]["transcript_source"] == "none"
+    assert by_key["silent"]["status"] == "failed" and by_key["silent"]["error"].endswith("anyway")
+    assert "silent audio track;" in by_key["silent"]["error"] and "transcript;" not in by_key["silent"]["error"]
 
 
 def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):

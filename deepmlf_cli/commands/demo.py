@@ -15,6 +15,7 @@ last, so it is the newest run and `deepmlf predict CLIP` picks it by default.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
@@ -87,14 +88,23 @@ def demo(
         (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
         _print_comparison(console, results)
 
+        missing = [m for m in ("skimage", "cv2", "mediapipe") if importlib.util.find_spec(m) is None]
+        if missing:
+            console.print(f"[yellow]note:[/] step 4 (raw video) skipped: {', '.join(missing)} not installed; "
+                          "install the face extra: pip install -c requirements/constraints.txt -e '.[face]'")
+            return
         if not quiet:
             console.rule("4. raw video: generate clips → extract → train → predict")
         video_data, new_clip = _video_dataset(out, quiet)
-        stage(video_data, "deepmlf", "video-deepmlf", "DeepMLF on features extracted from the generated clips",
+        video_run = out / "video-deepmlf"
+        stage(video_data, "deepmlf", video_run.name, "DeepMLF on features extracted from the generated clips",
               {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
-        _predict(out / "video-deepmlf", new_clip, console)
+        _predict(video_run, new_clip, console)
+        # `predict` without --model finds the newest run under ./runs: say --model when that is not this one.
+        in_runs = Path("runs").resolve() in video_run.resolve().parents
+        predict_hint = f"deepmlf predict {new_clip}" + ("" if in_runs else f" --model {video_run}")
         console.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
-                      f"[bold]deepmlf predict {new_clip}[/] (uses the newest run)")
+                      f"[bold]{predict_hint}[/]")
 
 
 def _video_dataset(out: Path, quiet: bool):

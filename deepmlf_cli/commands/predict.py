@@ -122,15 +122,15 @@ def _failed(key: str, path: Path, reason: str) -> dict[str, Any]:
 
 
 def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | None, device: str,
-                 allow_missing: bool) -> dict[str, Any]:
-    from extractors.pipeline import expects_text, extract_clip, require_modalities
+                 needs: frozenset[str]) -> dict[str, Any]:
+    """One clip's prediction; fails (MissingModalityError) when it lacks a modality in `needs`."""
+    from extractors.pipeline import extract_clip, require_modalities
     from models.prediction import ClipInput, predict_features
 
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     feats = extract_clip(path, recipe, transcript)
-    if not allow_missing:
-        require_modalities(path, feats.info, feats.text if expects_text(recipe) else None, "predict")
+    require_modalities(path, feats.info, feats.text, "predict", needs)
     t0 = time.perf_counter()
     pred = predict_features(loaded, [ClipInput(feats.audio, feats.vision, feats.text, key)], device=device)[0]
     timings = {**feats.info["timings"], "model_s": round(time.perf_counter() - t0, 4)}
@@ -173,7 +173,8 @@ def _segments_of(path: Path, recipe: dict, transcript: str | None, duration: flo
 
 
 def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: str | None, window: float,
-                      out_dir: Path, device: str, allow_missing: bool) -> dict[str, Any]:
+                      out_dir: Path, device: str, needs: frozenset[str]) -> dict[str, Any]:
+    """A long clip's timeline; only a missing audio/video track in `needs` fails it (see predict_paths)."""
     from extractors.media import probe
     from extractors.pipeline import extract_clip, require_modalities
     from extractors.recipe import with_transcript
@@ -183,8 +184,7 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     info = probe(path)
-    if not allow_missing:
-        require_modalities(path, {"has_audio": info.has_audio, "has_video": info.has_video}, None, "predict")
+    require_modalities(path, {"has_audio": info.has_audio, "has_video": info.has_video}, None, "predict", needs)
     t0 = time.perf_counter()
     spans, full = _segments_of(path, recipe, transcript, info.duration, info.has_audio, window)
     transcript_s = time.perf_counter() - t0
@@ -279,13 +279,13 @@ def predict_paths(
     model, no recipe, Whisper not cached) raise.
     """
     from extractors.errors import ExtractionError
-    from extractors.pipeline import get_pipeline
+    from extractors.pipeline import get_pipeline, recipe_modalities
     from extractors.recipe import version_differences, with_transcript
     from extractors.transcript import resolve_whisper_model
     from models.errors import ConfigError, DeepMLFError
     from models.evaluation import load_model
     from models.prediction import check_feature_sizes, model_scheme
-    from models.runs import find_checkpoint
+    from models.runs import find_checkpoint, model_inputs
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
@@ -295,8 +295,13 @@ def predict_paths(
     checkpoint = find_checkpoint(run_dir)
     loaded = load_model(checkpoint, device)
     recipe = model_recipe(loaded.meta, checkpoint)
-    if no_whisper:
+    reads = model_inputs(loaded.meta.get("kind", "deepmlf"))
+    if "text" not in reads:  # an AV or audio/vision-only model: never transcribe
+        recipe = with_transcript(recipe, mode="none")
+    elif no_whisper and recipe["transcript"]["mode"] in ("auto", "whisper"):
         recipe = with_transcript(recipe, mode="given")
+    # What every clip must have: what the recipe extracts and this model reads.
+    needs = frozenset() if allow_missing else recipe_modalities(recipe) & reads
     items = collect_inputs(paths)
     pipeline = get_pipeline(recipe)  # validates the recipe and loads the extractors once
     check_feature_sizes(loaded, len(pipeline.audio.feature_names()), len(pipeline.face.feature_names()))
@@ -312,9 +317,9 @@ def predict_paths(
         try:
             if segment:
                 result = _predict_segments(loaded, recipe, key, path, transcript, window, Path(out_dir), device,
-                                           allow_missing)
+                                           needs)
             else:
-                result = _predict_one(loaded, recipe, key, path, transcript, device, allow_missing)
+                result = _predict_one(loaded, recipe, key, path, transcript, device, needs)
         except (ExtractionError, DeepMLFError, OSError) as exc:
             result = _failed(key, path, _one_line(exc))
         except Exception as exc:  # noqa: BLE001 — a batch carries on past any bad clip
