@@ -79,8 +79,13 @@ def resolve_lm_source(name: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelNotAvailableError(f"{path} has no config.json; pass a directory written by save_pretrained()")
         return str(path.resolve())
-    if path.suffix or name.startswith((".", "/", "~")):
-        raise ModelNotAvailableError(f"language model directory {path} does not exist; check the --lm path")
+    # A hub id is "name" or "namespace/name"; anything else can only be a directory.
+    if path.suffix or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        from models.config import PRESETS
+
+        hint = ("; it is the `sample` preset's tiny GPT-2, which `deepmlf demo` (make demo) builds"
+                if name == PRESETS["sample"].model["lm"] else "; check the --lm path")
+        raise ModelNotAvailableError(f"language model directory {path} does not exist{hint}")
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(name, "config.json")

@@ -266,3 +266,16 @@ def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
         out = model(make_batch(tok))
         out.loss.backward()
         assert torch.isfinite(out.loss)
+
+
+def test_a_missing_lm_is_one_clear_line(tmp_path, monkeypatch):
+    from models.errors import ModelNotAvailableError
+    from models.lm import resolve_lm_source
+
+    monkeypatch.chdir(tmp_path)  # no runs/demo here
+    with pytest.raises(ModelNotAvailableError, match="sample` preset's tiny GPT-2, which `deepmlf demo`"):
+        resolve_lm_source(PRESETS["sample"].model["lm"])
+    with pytest.raises(ModelNotAvailableError, match="directory a/b/c does not exist; check the --lm path"):
+        resolve_lm_source("a/b/c")  # two slashes: not a hub id, so no hub lookup
+    with pytest.raises(ModelNotAvailableError, match="not a local directory and not in the Hugging Face cache"):
+        resolve_lm_source("nobody/no-such-model-here")
