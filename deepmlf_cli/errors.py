@@ -28,9 +28,16 @@ def known_error_types() -> tuple[type[BaseException], ...]:
     return (DeepMLFError, ExtractionError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
+def print_error(message: str) -> None:
+    """One red error line on stderr; the message is text, never markup (paths and "[model]" stay intact)."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+
+
 def fail(message: str) -> typer.Exit:
     """Print one red error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    print_error(message)
     return typer.Exit(EXIT_FAILURE)
 
 

@@ -16,11 +16,13 @@ from deepmlf_cli.render import console
 
 def load_data(dataset: str, data_dir: Path | None, quiet: bool = False):
     """Load a dataset and say (once) how many non-finite values were cleaned."""
+    from rich.markup import escape
+
     from models.data import load_dataset
 
     data = load_dataset(dataset, data_dir)
     if data.n_cleaned and not quiet:
-        console.print(f"[yellow]note:[/] {data.source}: {data.n_cleaned} NaN/inf feature values set to 0")
+        console.print(f"[yellow]note:[/] {escape(str(data.source))}: {data.n_cleaned} NaN/inf feature values set to 0")
     return data
 
 

@@ -137,6 +137,10 @@ def test_cli_train_with_config_file_and_overrides(small_sample, tiny_gpt2, tmp_p
     out = runner.invoke(app, ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2),
                               "--out", str(tmp_path / "r2")])
     assert out.exit_code == 1 and "n_fuson" in out.output and "Traceback" not in out.output
+    bad.write_text("epochs = 3\n")  # the fix names [model] and [train]: printed as text, not Rich markup
+    out = runner.invoke(app, ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2),
+                              "--out", str(tmp_path / "r3")])
+    assert out.exit_code == 1 and "use preset, [model] and [train]" in out.output
 
 
 def test_cli_errors_are_one_line(tmp_path):

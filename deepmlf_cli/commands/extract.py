@@ -149,6 +149,7 @@ def _run_with_progress(run, quiet: bool, **kwargs):
 
 def _render(summary, quiet: bool) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
@@ -157,7 +158,7 @@ def _render(summary, quiet: bool) -> None:
         table.add_column("clip", style="bold")
         table.add_column("reason", overflow="fold")
         for r in summary.failed:
-            table.add_row(r.key, r.reason)
+            table.add_row(escape(r.key), escape(r.reason))
         console.print(table)
     table = Table(title=f"extract → {summary.out}", title_justify="left")
     for col in ("done", "skipped", "failed", "clips/s", "RTF", "output"):
@@ -179,7 +180,7 @@ def _render(summary, quiet: bool) -> None:
     )
     console.print(table)
     for note in summary.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if summary.errors_file:
         console.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")
 

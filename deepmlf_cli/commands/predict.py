@@ -31,7 +31,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
+from deepmlf_cli.errors import EXIT_FAILURE, handle_errors, print_error
 from deepmlf_cli.options import AllowMissing, Debug, Device, JsonOutput, Quiet
 
 DEFAULT_RUNS = Path("runs")
@@ -369,12 +369,16 @@ def report_rows(report: PredictReport) -> list[dict]:
     return rows
 
 
+def failure_line(result: dict) -> str:
+    """A failed clip's one-line reason, naming its file once."""
+    return result["error"] if result["path"] in result["error"] else f"{result['path']}: {result['error']}"
+
+
 def render_report(report: PredictReport, console=None) -> None:
     """The result table (and each clip's timeline with --segment), then failures as one line each."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
-
-    from deepmlf_cli.errors import err_console
 
     console = console or Console(highlight=False, soft_wrap=True)
     ok = [r for r in report.results if r["status"] == "ok"]
@@ -387,24 +391,24 @@ def render_report(report: PredictReport, console=None) -> None:
                              max_width=40 if col == "transcript" else None)
         colours = {"negative": "red", "neutral": "yellow", "positive": "green"}
         for r in ok:
-            snippet = r["transcript"] or f"[dim]({r['transcript_source']})[/]"
-            table.add_row(r["key"], _fmt(r["score"]), f"[{colours[r['polarity']]}]{r['polarity']}[/]",
+            # keys and transcripts are user text: "[laughs]" must print, not vanish as markup
+            snippet = escape(r["transcript"]) if r["transcript"] else f"[dim]({escape(r['transcript_source'])})[/]"
+            table.add_row(escape(r["key"]), _fmt(r["score"]), f"[{colours[r['polarity']]}]{r['polarity']}[/]",
                           _fmt(r["heads"]["text"]), _fmt(r["heads"]["av"]), _fmt(r["heads"]["fusion"]), snippet)
         console.print(table)
     for r in ok:
         if r.get("segments"):
-            timeline = Table(title=f"{r['key']}: timeline", title_justify="left")
+            timeline = Table(title=f"{escape(r['key'])}: timeline", title_justify="left")
             for col in ("start", "end", "score", "polarity", "text"):
                 timeline.add_column(col, justify="right" if col in ("start", "end", "score") else "left")
             for s in r["segments"]:
-                timeline.add_row(f"{s['start']:.1f}", f"{s['end']:.1f}", _fmt(s["score"]), s["polarity"], s["text"])
+                timeline.add_row(f"{s['start']:.1f}", f"{s['end']:.1f}", _fmt(s["score"]), s["polarity"], escape(s["text"]))
             console.print(timeline)
-            console.print(f"timeline: {r['timeline_csv']} · plot: {r['plot']}")
+            console.print(escape(f"timeline: {r['timeline_csv']} · plot: {r['plot']}"))
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     for r in report.failed:
-        reason = r["error"] if r["path"] in r["error"] else f"{r['path']}: {r['error']}"
-        err_console.print(f"[bold red]error:[/] {reason}")
+        print_error(failure_line(r))
     if report.results:
         console.print(f"{len(ok)} predicted, {len(report.failed)} failed")
 
@@ -444,10 +448,8 @@ def predict(
             _write_csv(csv_file, report_rows(report))
     if as_json:
         typer.echo(json.dumps(report.results, indent=2, ensure_ascii=False))
-        from deepmlf_cli.errors import err_console
-
         for r in report.failed:
-            err_console.print(f"[bold red]error:[/] {r['error'] if r['path'] in r['error'] else r['path'] + ': ' + r['error']}")
+            print_error(failure_line(r))
     else:
         render_report(report)
     if report.failed:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from deepmlf_cli.commands.train import ConfigFile
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet, Seed
 
@@ -20,7 +21,7 @@ def study(
     data_dir: DataDir = None,
     preset: Preset = None,
     lm: LanguageModel = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, [model] and [train] tables.")] = None,
+    config: ConfigFile = None,
     seed: Seed = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs per variant.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study directory (default: runs/<dataset>-study-<name>-<time>). Re-running resumes.")] = None,

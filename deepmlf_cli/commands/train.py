@@ -11,7 +11,7 @@ import typer
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet, Seed)
 
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, [model] and [train] tables.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]

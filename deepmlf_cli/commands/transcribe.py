@@ -121,6 +121,7 @@ def _progress(disabled: bool, total: int):
 
 def _render(results: list[dict], out: Path | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"transcribe → {out}" if out else "transcribe", title_justify="left")
@@ -129,7 +130,7 @@ def _render(results: list[dict], out: Path | None) -> None:
     for r in results:
         detail = r["reason"] if r["status"] == "failed" else (r["text"][:80] + ("…" if len(r["text"]) > 80 else ""))
         status = "[red]failed[/]" if r["status"] == "failed" else "done"
-        table.add_row(r["key"], status, r["source"], detail)
+        table.add_row(escape(r["key"]), status, escape(r["source"]), escape(detail))
     Console(highlight=False, soft_wrap=True).print(table)
 
 
