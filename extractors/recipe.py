@@ -82,10 +82,6 @@ def build_recipe(
     }
 
 
-# The name `deepmlf predict` and the CLI use.
-recipe_from_options = build_recipe
-
-
 def default_recipe() -> dict:
     """The default recipe: SIMS librosa audio (33-d), MediaPipe face at 5 fps, sidecar/labels text else Whisper."""
     return build_recipe()

@@ -33,9 +33,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from models.errors import CheckpointError, DatasetError
+from models.metrics import SCHEMES
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-SCHEMES: tuple[str, ...] = ("mosi", "sims")
 FORMAT_NAME = "deepmlf-dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

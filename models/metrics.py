@@ -73,9 +73,6 @@ PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
     "sims": ("Mult_acc_2", "F1_score", "MAE", "Corr", "Mult_acc_3", "Mult_acc_5"),
 }
 
-# Metrics where lower is better (for model selection and arrows in tables).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MAE"})
-
 # MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i.
 SIMS_EDGES_2: tuple[float, ...] = (-1.01, 0.0, 1.01)
 SIMS_EDGES_3: tuple[float, ...] = (-1.01, -0.1, 0.1, 1.01)

@@ -11,7 +11,8 @@ import numpy as np
 from models.metrics import SIMS_EDGES_2, SIMS_EDGES_5
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (imported on first use: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
@@ -20,14 +21,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    """Save under a temporary name, then rename (a crash never leaves half a PNG)."""
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Save under a temporary name, then rename (a crash never leaves half a PNG); closes the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     os.replace(tmp, path)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def class_bins(values: np.ndarray, scheme: str, n_classes: int) -> tuple[np.ndarray, list[str]]:
@@ -47,7 +48,7 @@ def class_bins(values: np.ndarray, scheme: str, n_classes: int) -> tuple[np.ndar
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training loss and validation L1 per epoch; the best epoch marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], label="train loss (total)")
@@ -58,13 +59,13 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_xlabel("epoch")
     ax.legend()
     ax.set_title("Training curves")
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
 def plot_scatter(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
     """Predicted against true sentiment with the identity line."""
-    plt = _pyplot()
+    plt = pyplot()
     bound = 1.0 if scheme == "sims" else 3.0
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(labels, predictions, s=8, alpha=0.6)
@@ -74,13 +75,13 @@ def plot_scatter(predictions: np.ndarray, labels: np.ndarray, scheme: str, path:
     ax.set_xlabel("true")
     ax.set_ylabel("predicted")
     ax.set_title("Predicted vs. true (test)")
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
 def plot_confusions(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
     """Confusion matrices of the 2-class and the 7-class (mosi) / 5-class (sims) bins."""
-    plt = _pyplot()
+    plt = pyplot()
     fine = 5 if scheme == "sims" else 7
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, n in zip(axes, (2, fine)):
@@ -96,5 +97,5 @@ def plot_confusions(predictions: np.ndarray, labels: np.ndarray, scheme: str, pa
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{n}-class")
-    _save(fig, path)
+    save_figure(fig, path)
     return path

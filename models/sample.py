@@ -47,10 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import MultimodalDataset, SplitData, build_split, save_dataset
+from models.data import SAMPLE_NAME, MultimodalDataset, SplitData, build_split, save_dataset
 from models.errors import ConfigError
-
-SAMPLE_NAME = "sample"
 
 AUDIO_FEATURES: list[str] = ["zcr"] + [f"mfcc_{i}" for i in range(20)] + [f"chroma_{i}" for i in range(12)]
 VISION_FEATURES: list[str] = [

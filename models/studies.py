@@ -189,9 +189,9 @@ def write_study(out_dir: Path, study: dict[str, Any]) -> None:
 
 def plot_study(study: dict[str, Any], path: Path) -> Path:
     """Bar per variant of the headline metric, with the std over seeds as error bars."""
-    from models.plots import _pyplot, _save
+    from models.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     metric = study["primary"][0]
     names = [r["name"] for r in study["rows"]]
     means = [r["mean"][metric] for r in study["rows"]]
@@ -202,5 +202,5 @@ def plot_study(study: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel(f"{metric} (test, mean ± std)")
     ax.set_title(f"{study['title']} — {study['dataset']}")
-    _save(fig, path)
+    save_figure(fig, path)
     return Path(path)

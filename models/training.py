@@ -11,20 +11,21 @@ counters, RNG) atomically, so a kill loses at most the current epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from models.batching import EncodedSplit, autocast_context, collate, length_bucketed_batches, predict_encoded
 from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
-from models.errors import CheckpointError, ConfigError
+from models.errors import ConfigError
 from models.metrics import compute_metrics
 
 
@@ -227,7 +228,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
             last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
-            sync = ddp_model.no_sync() if (ddp_model is not model and not last_of_step) else _nullcontext()
+            sync = ddp_model.no_sync() if (ddp_model is not model and not last_of_step) else contextlib.nullcontext()
             with sync:
                 with autocast_context(device):
                     out = ddp_model(batch)
@@ -276,29 +277,3 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     model.load_state_dict(weights, strict=False)
     return FitResult(counters["best_epoch"], counters["best_valid"], counters["history"],
                      stopped_early=counters["bad_epochs"] >= config.patience)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def load_checkpoint_weights(model: torch.nn.Module, directory: Path) -> None:
-    """Load a checkpoint's tensors into an already-built model of the same config."""
-    _, tensors, _ = read_checkpoint(directory)
-    weights, _ = split_extra(tensors)
-    missing = set(model.trainable_state_dict()) - set(weights)
-    if missing:
-        raise CheckpointError(f"{directory} lacks {sorted(missing)[:3]}; it belongs to another model configuration")
-    model.load_state_dict(weights, strict=False)
-
-
-def evaluate_predictions(predictions: dict[str, np.ndarray], labels: np.ndarray, scheme: str) -> dict[str, float]:
-    """Metrics of the task head's predictions."""
-    return compute_metrics(predictions["prediction"], labels, scheme)
-
-
-ProgressFactory = Callable[[int], Callbacks]

@@ -109,7 +109,7 @@ def demo(
 
 def _video_dataset(out: Path, quiet: bool):
     """Write the demo clips (once), extract them into a dataset (resumable); return (dataset, new clip path)."""
-    from deepmlf_cli.commands.extract import _run_with_progress
+    from deepmlf_cli.commands.extract import run_with_progress
     from deepmlf_cli.resolve import load_data
     from extractors.batch import run_extract
     from extractors.dataset import write_text
@@ -127,7 +127,7 @@ def _video_dataset(out: Path, quiet: bool):
     if not new_clip.is_file():
         write_media(new_clip, face_frames(20), 10.0, make_audio(2.0, "speech", seed=99))
     write_text(new_clip.with_suffix(".txt"), NEW_CLIP_TEXT + "\n")  # sidecar transcript
-    summary = _run_with_progress(run_extract, quiet=quiet, inputs=videos, out=out / "video-dataset",
+    summary = run_with_progress(run_extract, quiet=quiet, inputs=videos, out=out / "video-dataset",
                                  recipe=default_recipe(), scheme="sims", name="demo-videos")
     if summary.failed:
         raise ExtractionError(f"{len(summary.failed)} generated clip(s) failed to extract; see {summary.errors_file}")

@@ -91,7 +91,7 @@ def extract(
             whisper_backend=whisper_backend.value,
             language=language,
         )
-        summary = _run_with_progress(
+        summary = run_with_progress(
             run_extract,
             quiet=quiet or json_output,
             inputs=inputs,
@@ -113,7 +113,7 @@ def extract(
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _run_with_progress(run, quiet: bool, **kwargs):
+def run_with_progress(run, quiet: bool, **kwargs):
     """Call run(**kwargs, on_plan=..., on_result=...) under a Rich progress bar (clips/s, failures)."""
     if quiet:
         return run(**kwargs)

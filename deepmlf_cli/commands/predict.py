@@ -175,6 +175,7 @@ def _segments_of(path: Path, recipe: dict, transcript: str | None, duration: flo
 def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: str | None, window: float,
                       out_dir: Path, device: str, needs: frozenset[str]) -> dict[str, Any]:
     """A long clip's timeline; only a missing audio/video track in `needs` fails it (see predict_paths)."""
+    from extractors.dataset import clip_filename
     from extractors.media import probe
     from extractors.pipeline import extract_clip, require_modalities
     from extractors.recipe import with_transcript
@@ -209,7 +210,7 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     score = mean([p.score for p in preds])
     scheme_scale = preds[0].scale
     polarity = POLARITY_NAMES[3][int(polarity_classes([score], _scheme_of(scheme_scale), 3)[0])]
-    stem = key.replace("/", "__")
+    stem = clip_filename(key)
     timeline_csv = out_dir / f"{stem}.timeline.csv"
     plot = out_dir / f"{stem}.timeline.png"
     _write_csv(timeline_csv, [{"path": str(path), **_csv_row(seg, seg["start"], seg["end"])} for seg in segments])
@@ -227,15 +228,9 @@ def _scheme_of(scale) -> str:
 
 def plot_timeline(segments: list[dict], scale, path: Path, title: str = "") -> Path:
     """Sentiment over time: one step per segment, neutral band shaded; written via a temporary name."""
-    import os
+    from models.plots import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(9, 3))
+    fig, ax = pyplot().subplots(figsize=(9, 3))
     for seg in segments:
         colour = {"negative": "tab:red", "neutral": "tab:gray", "positive": "tab:green"}[seg["polarity"]]
         ax.hlines(seg["score"], seg["start"], seg["end"], colors=colour, linewidth=3)
@@ -247,10 +242,7 @@ def plot_timeline(segments: list[dict], scale, path: Path, title: str = "") -> P
     ax.set_xlabel("time (s)")
     ax.set_ylabel("sentiment")
     ax.set_title(title)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
     return path
 
 
