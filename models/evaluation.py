@@ -27,15 +27,24 @@ class LoadedModel:
     directory: Path
 
 
-def load_model(directory: Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode."""
+def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None) -> LoadedModel:
+    """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode.
+
+    lm_cache: a dict shared across calls (e.g. one per seed of a run) so the
+    frozen LM, which checkpoints only name, is loaded once per LM name.
+    """
     from models.lm import load_causal_lm
     from models.runs import build_model, needs_text
 
     config_dict, tensors, meta = read_checkpoint(directory)
     kind = meta.get("kind", "deepmlf")
     config = ModelConfig.from_dict(config_dict)
-    hf_lm, tokenizer = load_causal_lm(config.lm) if needs_text(kind) else (None, None)
+    hf_lm, tokenizer = None, None
+    if needs_text(kind):
+        cache = lm_cache if lm_cache is not None else {}
+        if config.lm not in cache:
+            cache[config.lm] = load_causal_lm(config.lm)
+        hf_lm, tokenizer = cache[config.lm]
     model = build_model(kind, config, hf_lm)
     weights, extra = split_extra(tensors)
     missing = set(model.trainable_state_dict()) - set(weights)
@@ -56,11 +65,12 @@ def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
 
 
 def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str = "test", batch_size: int = 64,
-                        device: torch.device | str = "cpu") -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(metrics, every head's predictions) of one checkpoint on one split."""
+                        device: torch.device | str = "cpu",
+                        lm_cache: dict | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics, every head's predictions) of one checkpoint on one split; lm_cache as in `load_model`."""
     if split not in dataset.splits:
         raise DatasetError(f"{dataset.source} has no split {split!r}; choose one of {sorted(dataset.splits)}")
-    loaded = load_model(directory, device)
+    loaded = load_model(directory, device, lm_cache)
     check_compatible(loaded, dataset)
     encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.model.config.max_text_tokens,
                            loaded.normalizer)

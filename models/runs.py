@@ -215,6 +215,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer)
                for name, split in dataset.splits.items()}
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
+    av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
+    if spec.init_av and spec.init_av != "random":
+        av_weights = split_extra(read_checkpoint(find_checkpoint(Path(spec.init_av), seed=None))[1])[0]
     rows: dict[int, dict[str, float]] = {}
     for seed in spec.seeds:
         seed_dir = run_dir / f"seed_{seed}"
@@ -223,11 +226,10 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             continue
         seed_everything(seed)
         model = build_model(spec.kind, config, hf_lm)
-        if spec.init_av and spec.init_av != "random":
+        if av_weights is not None:
             from models.av_pretrain import load_av_weights
 
-            _, tensors, _ = read_checkpoint(find_checkpoint(Path(spec.init_av), seed=None))
-            load_av_weights(model, split_extra(tensors)[0], freeze=spec.freeze_av)
+            load_av_weights(model, av_weights, freeze=spec.freeze_av)
         result = fit(model, encoded["train"], encoded["valid"], spec.train, dataset.scheme, seed_dir, seed,
                      extra_tensors=extra, meta=meta, callbacks=progress(seed) if progress else None, resume=resume)
         device = resolve_device(spec.train.device)

@@ -54,10 +54,10 @@ def evaluate(
                 raise ConfigError(f"{run_dir}: no run.json to take the dataset from; pass --dataset")
             dataset = json.loads(run_file.read_text())["dataset"]["source"]
         data = load_data(dataset, data_dir, quiet=as_json)
-        rows = {}
+        rows, lm_cache = {}, {}  # the seeds share one frozen LM: load it once
         for checkpoint in checkpoints:
             seed = checkpoint.parent.name.removeprefix("seed_")
-            metrics, _ = evaluate_checkpoint(checkpoint, data, split, device=resolve_device(device))
+            metrics, _ = evaluate_checkpoint(checkpoint, data, split, device=resolve_device(device), lm_cache=lm_cache)
             rows[seed] = metrics
         results = summarize_run(rows, data.scheme)
         if as_json:
