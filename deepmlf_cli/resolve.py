@@ -58,16 +58,22 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
 def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
                train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
                freeze_av: bool = False):
-    """Preset → config file → command-line overrides, validated into a RunSpec."""
+    """Preset → config file → command-line overrides, validated into a RunSpec.
+
+    The AV encoder alone (kind "av", `deepmlf pretrain`) takes the preset's
+    pretraining recipe (`pretrain`, `pretrain_model`); every other kind its `train`.
+    """
     from models.config import get_preset
     from models.runs import RunSpec
     from models.training import TrainConfig
 
     file_config = read_config_file(config_file)
     chosen = get_preset(resolve_preset_name(preset, file_config, dataset))
-    model_fields = {**file_config.get("model", {}), **{k: v for k, v in model_overrides.items() if v is not None}}
+    pretraining = kind == "av"
+    model_fields = {**(chosen.pretrain_model if pretraining else {}), **file_config.get("model", {}),
+                    **{k: v for k, v in model_overrides.items() if v is not None}}
     model_config = chosen.model_config(**model_fields).replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
-    train_fields = {"weight_decay": chosen.weight_decay, **chosen.train, **file_config.get("train", {}),
+    train_fields = {**(chosen.pretrain if pretraining else chosen.train), **file_config.get("train", {}),
                     **{k: v for k, v in train_overrides.items() if v is not None}}
     train_config = TrainConfig.from_dict(train_fields)
     return RunSpec(kind=kind, model=model_config, train=train_config, seeds=tuple(seeds or [0]),

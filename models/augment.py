@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.config import Augmentation
+from models.config import Augmentation, ModelConfig, SeqAugMode
 
 
 def permute_valid_positions(valid: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,40 @@ def seq_aug(x: torch.Tensor, valid: torch.Tensor, p: float) -> torch.Tensor:
     shuffled = torch.gather(x, 1, perm[..., None].expand_as(x))
     swap = torch.rand(x.shape[0], 1, x.shape[2], device=x.device) < p  # (B, 1, D)
     return torch.where(swap, shuffled, x)
+
+
+def seq_aug_shared(x: torch.Tensor, p: float) -> torch.Tensor:
+    """SeqAug as the reference applies it: one time permutation for the whole batch, over every
+    (padded) position, and a Bernoulli(p) mask over (B, D), constant in time.
+
+    x: (B, T, D) → (B, T, D); x' = (1 − s)·x + s·x[:, perm]. Padding takes part,
+    as it does in the reference's fixed-length sequences.
+    """
+    if p <= 0:
+        return x
+    perm = torch.randperm(x.shape[1], device=x.device)  # (T,) shared by the batch
+    swap = torch.rand(x.shape[0], 1, x.shape[2], device=x.device) < p  # (B, 1, D)
+    return torch.where(swap, x[:, perm], x)
+
+
+def uses_reference_seqaug(kind: Augmentation, mode: SeqAugMode) -> bool:
+    """Whether an AV encoder applies SeqAug to the raw frames (reference) instead of after pooling."""
+    return Augmentation(kind) is Augmentation.SEQAUG and SeqAugMode(mode) is SeqAugMode.REFERENCE
+
+
+def augment_text(text: torch.Tensor, valid: torch.Tensor, config: ModelConfig, training: bool) -> torch.Tensor:
+    """The text regulariser of one training batch: applied with probability `text_aug_apply`.
+
+    text: (B, T, d) token embeddings before positions; valid: (B, T) bool.
+    Returns `text` itself (the same tensor) when the batch is not augmented.
+    SeqAug follows `config.seqaug_mode`: the reference's shared permutation over
+    the padded positions, or a per-sample permutation of the real tokens.
+    """
+    if not training or config.text_aug is Augmentation.NONE or not torch.rand(()) < config.text_aug_apply:
+        return text
+    if uses_reference_seqaug(config.text_aug, config.seqaug_mode):
+        return seq_aug_shared(text, config.text_aug_p)
+    return augment_sequence(text, valid, config.text_aug, config.text_aug_p)
 
 
 def augment_sequence(x: torch.Tensor, valid: torch.Tensor, kind: Augmentation, p: float) -> torch.Tensor:

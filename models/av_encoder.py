@@ -2,7 +2,12 @@
 
 Per modality: optional BatchNorm on raw features, length-aware pooling to a
 shared time grid, Linear(D→d_av)·√d_av, sinusoidal positions, a pre-LN
-transformer encoder. Then the Fusion FFW over cat(z_a, z_v) and a LayerNorm.
+transformer encoder (no final LayerNorm of its own, as the reference). Then the
+Fusion FFW over cat(z_a, z_v) and a LayerNorm.
+
+SeqAug (training only) runs where `seqaug_mode` says: the reference's, on the
+raw frames before BatchNorm and pooling with one permutation per batch; or
+per sample over the pooled valid steps.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import math
 import torch
 from torch import nn
 
-from models.augment import augment_sequence
-from models.config import Augmentation
+from models.augment import augment_sequence, seq_aug_shared, uses_reference_seqaug
+from models.config import AV_MODALITIES, Augmentation, SeqAugMode
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -86,10 +91,14 @@ class MaskedBatchNorm(nn.Module):
 
 
 class ModalityEncoder(nn.Module):
-    """Projection, positions and a pre-LN transformer for one modality."""
+    """Projection, positions and a pre-LN transformer for one modality.
+
+    `final_norm` adds a LayerNorm after the last layer (the baselines keep it;
+    the DeepMLF AV encoder, like the reference, normalises only after its Fusion FFW).
+    """
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, d_ffn: int, dropout: float,
-                 pool_len: int) -> None:
+                 pool_len: int, final_norm: bool = True) -> None:
         super().__init__()
         self.scale = math.sqrt(d_model)
         self.proj = nn.Linear(d_in, d_model, bias=False)
@@ -97,7 +106,8 @@ class ModalityEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ffn, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model) if final_norm else None,
+                                             enable_nested_tensor=False)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # x: (B, P, D_in) pooled; valid: (B, P) bool → (B, P, d_model)
@@ -110,16 +120,19 @@ class AVEncoder(nn.Module):
     """Audio + vision → z: (B, P, d_av) with its (B, P) validity mask."""
 
     def __init__(self, d_audio: int, d_vision: int, d_av: int = 30, pool_len: int = 55, n_layers: int = 3,
-                 n_heads: int = 6, d_ffn: int = 120, dropout: float = 0.1, input_batchnorm: bool = True,
-                 aug: Augmentation = Augmentation.SEQAUG, aug_p: float = 0.2) -> None:
+                 n_heads: int = 6, d_ffn: int = 120, dropout: float = 0.1,
+                 input_batchnorm: tuple[str, ...] = AV_MODALITIES, aug: Augmentation = Augmentation.SEQAUG,
+                 aug_p: float = 0.2, seqaug_mode: SeqAugMode = SeqAugMode.REFERENCE) -> None:
         super().__init__()
         self.pool_len = pool_len
         self.aug = Augmentation(aug)
         self.aug_p = aug_p
-        self.audio_norm = MaskedBatchNorm(d_audio) if input_batchnorm else None
-        self.vision_norm = MaskedBatchNorm(d_vision) if input_batchnorm else None
-        self.audio = ModalityEncoder(d_audio, d_av, n_layers, n_heads, d_ffn, dropout, pool_len)
-        self.vision = ModalityEncoder(d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len)
+        self.raw_seqaug = uses_reference_seqaug(self.aug, seqaug_mode)  # on raw frames, before BatchNorm
+        # BatchNorm on the raw features of the modalities listed (SIMS both, MOSI audio only).
+        self.audio_norm = MaskedBatchNorm(d_audio) if "audio" in input_batchnorm else None
+        self.vision_norm = MaskedBatchNorm(d_vision) if "vision" in input_batchnorm else None
+        self.audio = ModalityEncoder(d_audio, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False)
+        self.vision = ModalityEncoder(d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False)
         self.fusion = nn.Linear(2 * d_av, d_av)  # the Fusion FFW over cat(z_a, z_v)
         self.norm = nn.LayerNorm(d_av)
 
@@ -128,19 +141,24 @@ class AVEncoder(nn.Module):
         """The AV encoder a ModelConfig describes (DeepMLF and AV pretraining build it the same way)."""
         return cls(config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers,
                    config.av_heads, config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug,
-                   config.av_aug_p)
+                   config.av_aug_p, config.seqaug_mode)
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor,
                 vision_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """audio (B, T_a, D_a), vision (B, T_v, D_v), lengths (B,) → z (B, P, d_av), valid (B, P)."""
+        if self.training and self.raw_seqaug:
+            # The reference: raw frames (B, T, D) of the batch, one permutation each, before BatchNorm and pooling.
+            audio = seq_aug_shared(audio, self.aug_p)
+            vision = seq_aug_shared(vision, self.aug_p)
         if self.audio_norm is not None:
             audio = self.audio_norm(audio, lengths_to_mask(audio_lengths, audio.shape[1]))
+        if self.vision_norm is not None:
             vision = self.vision_norm(vision, lengths_to_mask(vision_lengths, vision.shape[1]))
         steps = pooled_lengths(audio_lengths, vision_lengths, self.pool_len)  # (B,)
         valid = lengths_to_mask(steps, self.pool_len)  # (B, P)
         audio = pool_to_grid(audio, audio_lengths, steps, self.pool_len)  # (B, P, D_a)
         vision = pool_to_grid(vision, vision_lengths, steps, self.pool_len)  # (B, P, D_v)
-        if self.training:
+        if self.training and not self.raw_seqaug:
             audio = augment_sequence(audio, valid, self.aug, self.aug_p)
             vision = augment_sequence(vision, valid, self.aug, self.aug_p)
         z_a = self.audio(audio, valid)  # (B, P, d_av)

@@ -45,19 +45,31 @@ AV_PREFIXES = ("av_encoder.", "av_head.")
 def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: bool = False) -> int:
     """Copy pretrained AV-encoder (and AV-head) tensors into `model`; returns how many were loaded.
 
-    With `freeze` (Pre&Fro) the AV encoder stops training.
+    Strict both ways: every AV tensor of the model must be in the checkpoint
+    (none left at its random init) and every AV tensor of the checkpoint must
+    fit the model; the error names the first key that does not. With `freeze`
+    (Pre&Fro) the AV encoder stops training.
     """
     from models.errors import CheckpointError
 
-    own = model.state_dict()
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(AV_PREFIXES)}
     wanted = {k: v for k, v in tensors.items() if k.startswith(AV_PREFIXES)}
-    mismatched = [k for k, v in wanted.items() if k not in own or own[k].shape != v.shape]
-    if not wanted or mismatched:
-        raise CheckpointError(
-            "the AV pretraining checkpoint does not fit this model "
-            f"({'no AV tensors' if not wanted else 'shape mismatch at ' + mismatched[0]}); "
-            "pretrain on the same dataset with the same preset, or use --init-av random"
-        )
+    fix = "pretrain on the same dataset with the same preset (AV settings), or use --init-av random"
+    if not wanted:
+        raise CheckpointError(f"the AV pretraining checkpoint holds no AV tensors; {fix}")
+    missing = sorted(set(own) - set(wanted))
+    unexpected = sorted(set(wanted) - set(own))
+    mismatched = sorted(k for k in set(own) & set(wanted) if own[k].shape != wanted[k].shape)
+    if missing:
+        raise CheckpointError(f"the AV pretraining checkpoint lacks {missing[0]} ({len(missing)} model AV "
+                              f"tensor(s) missing), so it would stay randomly initialised; {fix}")
+    if unexpected:
+        raise CheckpointError(f"the AV pretraining checkpoint holds {unexpected[0]}, which this model does not "
+                              f"have ({len(unexpected)} such tensor(s)); {fix}")
+    if mismatched:
+        key = mismatched[0]
+        raise CheckpointError(f"shape mismatch at {key}: checkpoint {tuple(wanted[key].shape)}, model "
+                              f"{tuple(own[key].shape)}; {fix}")
     model.load_state_dict(wanted, strict=False)
     if freeze:
         for p in model.av_encoder.parameters():

@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.augment import augment_sequence
+from models.augment import augment_text
 from models.av_encoder import AVEncoder, masked_mean
-from models.config import Augmentation, FFWMode, FusionInputs, ModelConfig
+from models.config import FFWMode, FusionInputs, ModelConfig
 from models.fusion import MMBlock, add_lora, mm_block_ffw
 from models.lm import FrozenLM, load_causal_lm
+from models.positions import check_position_budget, token_positions
 
 
 @dataclass
@@ -102,17 +103,18 @@ class DeepMLF(nn.Module):
         self.config = config
         self.lm = FrozenLM(hf_lm)
         self.lm.check_layers(config.mm_layers)
+        check_position_budget(config, self.lm.max_positions)
         d = self.lm.d_model
         self.av_encoder = AVEncoder.from_config(config)
         self.fusion_tokens = nn.Parameter(torch.randn(config.n_fusion, d) * 0.02)  # (n_f, d)
         self.mm_blocks = nn.ModuleDict({
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
-                            mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps)
+                            mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps, self.lm.rms_norm)
             for i in sorted(config.mm_layers)
         })
         if config.ffw_mode is FFWMode.LORA:
             for block in self.mm_blocks.values():
-                add_lora(block, config.lora_r, config.lora_alpha)
+                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout)
         self.task_head = TaskHead(2 * d + config.d_av, config.head_hidden)
         self.text_head = nn.Linear(d, 1)
         self.av_head = nn.Linear(config.d_av, 1)
@@ -156,15 +158,14 @@ class DeepMLF(nn.Module):
         """
         cfg = self.config
         text = self.lm.embed(batch.text_ids)  # (B, T, d)
-        if self.training and cfg.text_aug is not Augmentation.NONE and torch.rand(()) < cfg.text_aug_apply:
-            text = augment_sequence(text, batch.text_valid, cfg.text_aug, cfg.text_aug_p)
+        text = augment_text(text, batch.text_valid, cfg, self.training)
         B, T, _ = text.shape
         fusion = self.fusion_tokens.to(text.dtype).expand(B, -1, -1)  # (B, n_f, d)
         embeds = torch.cat([text, fusion], dim=1)  # (B, T+n_f, d)
         key_valid = torch.cat([batch.text_valid, batch.text_valid.new_ones(B, cfg.n_fusion)], dim=1)
-        # Positions count real tokens only, so left padding does not shift them;
-        # fusion tokens continue right after the last real text token.
-        positions = (key_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T+n_f)
+        # Text positions count real tokens only (left padding does not shift them); fusion
+        # tokens at max_text_tokens… (the reference) or right after the text (models.positions).
+        positions = token_positions(batch.text_valid, cfg)  # (B, T+n_f)
         hidden, ctx = self.lm.prepare(embeds, key_valid, positions)
         first = min(cfg.mm_layers) if cfg.mm_layers else self.lm.n_layers
         for i in range(first):

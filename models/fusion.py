@@ -40,7 +40,9 @@ class CrossAttention(nn.Module):
     """Multi-head attention from LM tokens (queries) to the AV context z (keys, values).
 
     No biases; logits are scaled by 1/√d_model, as the reference code does
-    (not 1/√d_head).
+    (not 1/√d_head). W_q, W_kv, W_o keep nn.Linear's default initialisation, as
+    the reference (W_kv's fan-in is d_context = 30, so a fixed N(0, 0.02) would be
+    ~5x too small). Dropout acts on the attention weights and after W_o.
     """
 
     def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float) -> None:
@@ -53,8 +55,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(d_model, d_model, bias=False)
         self.kv = nn.Linear(d_context, 2 * d_model, bias=False)
         self.o = nn.Linear(d_model, d_model, bias=False)
-        for layer in (self.q, self.kv, self.o):
-            nn.init.normal_(layer.weight, std=0.02)
+        self.out_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_valid: torch.Tensor) -> torch.Tensor:
         """x (B, Q, d), context (B, S, d_ctx), context_valid (B, S) bool → (B, Q, d)."""
@@ -68,7 +69,7 @@ class CrossAttention(nn.Module):
             q, k, v, attn_mask=context_valid[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
         )  # (B, H, Q, d_h)
-        return self.o(out.transpose(1, 2).reshape(B, Q, d))
+        return self.out_dropout(self.o(out.transpose(1, 2).reshape(B, Q, d)))
 
 
 def copy_mlp(mlp: nn.Module) -> nn.Module:
@@ -79,18 +80,30 @@ def copy_mlp(mlp: nn.Module) -> nn.Module:
     return clone
 
 
+# The reference's RMSNorm epsilon in the MM blocks of Llama-family LMs.
+RMS_NORM_EPS = 1e-6
+
+
+def pre_norm(d_model: int, rms_norm: bool, layer_norm_eps: float = 1e-5) -> nn.Module:
+    """The MM block's pre-norm: RMSNorm (eps 1e-6) for Llama-family LMs, LayerNorm for GPT-2 (the LM's own kind)."""
+    return nn.RMSNorm(d_model, eps=RMS_NORM_EPS) if rms_norm else nn.LayerNorm(d_model, eps=layer_norm_eps)
+
+
 class MMBlock(nn.Module):
-    """One multimodal block; `query_slice` picks the tokens that attend to z."""
+    """One multimodal block; `query_slice` picks the tokens that attend to z.
+
+    `rms_norm` picks the pre-norms' kind (the LM's: RMSNorm on Llama, LayerNorm on GPT-2).
+    """
 
     def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float, mlp: nn.Module | None,
-                 gating: Gating, layer_norm_eps: float = 1e-5) -> None:
+                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False) -> None:
         super().__init__()
-        self.ln_ca = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.ln_ca = pre_norm(d_model, rms_norm, layer_norm_eps)
         self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
         self.gate_ca = Gate(gating)
         self.ffw = copy_mlp(mlp) if mlp is not None else None
         if self.ffw is not None:
-            self.ln_ffw = nn.LayerNorm(d_model, eps=layer_norm_eps)
+            self.ln_ffw = pre_norm(d_model, rms_norm, layer_norm_eps)
             self.gate_ffw = Gate(gating)
 
     def forward(self, hidden: torch.Tensor, z: torch.Tensor, z_valid: torch.Tensor,
@@ -117,7 +130,7 @@ def _is_linear_like(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, Conv1D))
 
 
-def add_lora(block: MMBlock, r: int, alpha: int) -> None:
+def add_lora(block: MMBlock, r: int, alpha: int, dropout: float = 0.0) -> None:
     """Freeze the FFW copy and train it through LoRA adapters (peft)."""
     if block.ffw is None:
         return
@@ -126,7 +139,7 @@ def add_lora(block: MMBlock, r: int, alpha: int) -> None:
 
     targets = block.ffw_mode_targets()
     fan_in_fan_out = any(isinstance(m, Conv1D) for m in block.ffw.modules())  # GPT-2 stores W transposed
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none",
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, bias="none",
                         fan_in_fan_out=fan_in_fan_out)
     block.ffw = inject_adapter_in_model(config, block.ffw)
     for name, p in block.ffw.named_parameters():

@@ -194,6 +194,17 @@ class FrozenLM(nn.Module):
         return float(getattr(cfg, "layer_norm_epsilon", None) or getattr(cfg, "rms_norm_eps", 1e-5))
 
     @property
+    def rms_norm(self) -> bool:
+        """Whether the LM normalises with RMSNorm (Llama family) rather than LayerNorm (GPT-2)."""
+        return getattr(self.model.config, "rms_norm_eps", None) is not None
+
+    @property
+    def max_positions(self) -> int | None:
+        """The most position ids the LM has (GPT-2: 1024), or None when it states no limit."""
+        cfg = self.model.config
+        return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+    @property
     def lm_head(self) -> nn.Module:
         return self.model.get_output_embeddings()
 

@@ -96,14 +96,26 @@ class RunSpec:
                    init_av=data.get("init_av"), freeze_av=bool(data.get("freeze_av", False)))
 
 
-def av_pretrain_spec(spec: RunSpec, lr: float | None) -> RunSpec:
-    """Stage 1 of the curriculum from a run spec: the AV encoder alone, AdamW at the preset's AV
-    learning rate, reduce-on-plateau, no warmup, no accumulation (`deepmlf pretrain`, demo, studies)."""
+def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> RunSpec:
+    """Stage 1 of the curriculum from a DeepMLF run spec (demo, studies): the AV encoder alone.
+
+    With `preset` (a models.config.Preset) the run takes its pretraining recipe
+    (`preset.pretrain` TrainConfig fields, `preset.pretrain_model` model fields,
+    e.g. the pool length); the spec's device, eval batch size and epoch cap stay.
+    Without one: reduce-on-plateau, no warm-up, no accumulation on the spec's
+    settings. `lr` overrides the learning rate either way.
+    """
     import dataclasses
 
-    train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1,
-                                **({"lr": lr} if lr else {}))
-    return dataclasses.replace(spec, kind="av", train=train, init_av=None, freeze_av=False)
+    lr_field = {"lr": lr} if lr else {}
+    if preset is not None:
+        kept = {k: getattr(spec.train, k) for k in ("device", "eval_batch_size", "max_epochs")}
+        train = TrainConfig.from_dict({**spec.train.to_dict(), **preset.pretrain, **kept, **lr_field})
+        model = spec.model.replace(**preset.pretrain_model)
+    else:
+        train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1, **lr_field)
+        model = spec.model
+    return dataclasses.replace(spec, kind="av", model=model, train=train, init_av=None, freeze_av=False)
 
 
 def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from models.checkpoint import atomic_write_text
-from models.config import Augmentation, FFWMode, FusionInputs, Gating, ModelConfig
+from models.config import Augmentation, FFWMode, FusionInputs, Gating, ModelConfig, SeqAugMode
 from models.errors import ConfigError
 from models.metrics import PRIMARY_METRICS
 
@@ -69,8 +69,11 @@ def _losses(base: ModelConfig, n_layers: int) -> list[Variant]:
 
 
 def _augmentation(base: ModelConfig, n_layers: int) -> list[Variant]:
-    return [Variant(a.value, {"text_aug": a.value, "av_aug": a.value})
-            for a in (Augmentation.SEQAUG, Augmentation.NOISE, Augmentation.DROPOUT, Augmentation.NONE)]
+    # SeqAug twice: as the reference applies it, and per sample over the real steps only.
+    seqaug = [Variant(f"seqaug ({m.value})", {"text_aug": "seqaug", "av_aug": "seqaug", "seqaug_mode": m.value})
+              for m in (SeqAugMode.REFERENCE, SeqAugMode.PER_SAMPLE)]
+    return seqaug + [Variant(a.value, {"text_aug": a.value, "av_aug": a.value})
+                     for a in (Augmentation.NOISE, Augmentation.DROPOUT, Augmentation.NONE)]
 
 
 def _gating(base: ModelConfig, n_layers: int) -> list[Variant]:
@@ -118,12 +121,13 @@ def _lm_layers(name: str) -> int:
 
 
 def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_variant=None,
-              pretrain_lr: float | None = None) -> dict[str, Any]:
+              pretrain_lr: float | None = None, pretrain_preset=None) -> dict[str, Any]:
     """Train every variant of study `name` from `base_spec` (a deepmlf RunSpec); write and return the table.
 
     `progress(variant, seed)` gives training callbacks; `on_variant(name)` is
-    called before each run starts. `pretrain_lr` is the AV pretraining
-    learning rate (the preset's) for the av-init study.
+    called before each run starts. The av-init study pretrains the AV encoder
+    with `pretrain_preset`'s pretraining recipe (a models.config.Preset; without
+    one, reduce-on-plateau on the base spec's settings), at `pretrain_lr` if given.
     """
     from models.lm import load_causal_lm
     from models.runs import RunSpec, av_pretrain_spec, train_run
@@ -144,7 +148,7 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
                          hf_lm_and_tokenizer=lm_and_tokenizer)
 
     if any(v.init_av == "pretrain" for v in variants):
-        run("AV pretraining", av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr),
+        run("AV pretraining", av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr, pretrain_preset),
             out_dir / PRETRAIN_DIR)
     rows = []
     for variant in variants:

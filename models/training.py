@@ -16,6 +16,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ from models.batching import EncodedSplit, autocast_context, collate, length_buck
 from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
 from models.errors import ConfigError
 from models.metrics import compute_metrics
+from models.schedule import (CLIP_MODES, CLIP_SCOPES, accumulation_scale, clip_gradients, clipped_parameters,
+                             epochs_left, lr_at_step, restart_period_steps, warmup_steps_for)
 
 
 @dataclass(frozen=True)
@@ -39,23 +42,38 @@ class TrainConfig:
     beta2: float = 0.95
     batch_size: int = 32
     grad_accum: int = 8  # optimizer step every `grad_accum` batches
-    max_epochs: int = 100
+    max_epochs: int | None = None  # an optional cap; None trains until early stopping (the reference)
     patience: int = 10  # epochs without a better validation L1 before stopping
-    warmup_epochs: float = 1.0
-    min_lr: float = 1e-7  # cosine floor
-    clip_norm: float = 5.0
+    warmup_epochs: float = 1.0  # linear warm-up, per optimizer step
+    min_lr: float = 1e-7  # cosine floor (eta_min)
+    # Cosine with warm restarts: the period is (E+1)·steps per epoch − warm-up steps,
+    # E = this (the reference's `max_epochs`: 15 MOSEI, 20 MOSEI large, 100 SIMS, 150 MOSI).
+    cosine_period_epochs: int = 100
     schedule: str = "cosine"  # "cosine" (DeepMLF) or "plateau" (AV pretraining: reduce on plateau)
+    plateau_factor: float = 0.1  # reduce-on-plateau: lr × factor ...
+    plateau_patience: int = 10  # ... after this many epochs without a better validation L1
+    # "value": clamp every gradient entry to ±clip_threshold, over gradients *summed*
+    # across the accumulated batches (the reference); "norm": clip the global norm,
+    # over the *mean* of the accumulated batches' gradients.
+    clip_mode: str = "value"
+    clip_threshold: float = 5.0
+    clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
     eval_batch_size: int = 64
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("cosine", "plateau"):
-            raise ConfigError(f"schedule={self.schedule!r}; choose cosine or plateau")
-        for name in ("lr", "batch_size", "grad_accum", "max_epochs", "eval_batch_size"):
+        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
+        for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "cosine_period_epochs",
+                     "clip_threshold", "plateau_factor"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        if self.patience < 1:
-            raise ConfigError(f"patience={self.patience} must be >= 1")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ConfigError(f"max_epochs={self.max_epochs} must be > 0 (or unset: train until early stopping)")
+        if self.patience < 1 or self.plateau_patience < 0:
+            raise ConfigError(f"patience={self.patience} must be >= 1 and plateau_patience >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,14 +143,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def cosine_lr(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
-    """Linear warmup to `lr`, then cosine decay to `min_lr` at `total_steps`."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
-
-
 # --- resume state: tensors in safetensors, counters in JSON --------------------------------------
 
 def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> None:
@@ -178,6 +188,22 @@ class FitResult:
     stopped_early: bool = False
 
 
+def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
+                     epoch: int) -> tuple[float, dict[str, float], int]:
+    """(validation L1, metrics, number of non-finite predictions) of one epoch.
+
+    A NaN/inf prediction makes the epoch a bad one (L1 NaN never improves, no
+    metrics) with a warning, instead of crashing the metrics.
+    """
+    nonfinite = int((~np.isfinite(pred)).sum())
+    if nonfinite:
+        warnings.warn(f"epoch {epoch}: {nonfinite} of {len(pred)} validation predictions are NaN/inf; "
+                      f"the epoch counts as one without improvement", RuntimeWarning, stacklevel=2)
+        return float("nan"), {}, nonfinite
+    # The stopping criterion: plain L1 on the validation split.
+    return float(np.mean(np.abs(pred - labels))), compute_metrics(pred, labels, scheme), 0
+
+
 def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config: TrainConfig, scheme: str,
         out_dir: Path, seed: int, extra_tensors: dict[str, torch.Tensor] | None = None,
         meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False) -> FitResult:
@@ -196,8 +222,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
                                   betas=(config.beta1, config.beta2))
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 3))
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
+                                                          patience=config.plateau_patience)
                if config.schedule == "plateau" else None)
+    clipped = clipped_parameters(model, config.clip_scope)
+    loss_scale = accumulation_scale(config.clip_mode, config.grad_accum)
     ddp_model = model
     if is_distributed():
         from torch.nn.parallel import DistributedDataParallel
@@ -207,15 +236,15 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
 
     batches_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / world)
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
-    total_steps = steps_per_epoch * config.max_epochs
-    warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
+    warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
+    period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
     counters = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "history": [], "best_valid": {}}
     state_dir = out_dir / "state"
     if resume and (state_dir / "state.json").is_file():
         counters = _load_state(state_dir, model, optimizer)
 
-    while counters["epoch"] < config.max_epochs and counters["bad_epochs"] < config.patience:
+    while epochs_left(counters["epoch"], counters["bad_epochs"], config.patience, config.max_epochs):
         epoch = counters["epoch"]
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
         batches = length_bucketed_batches(train, config.batch_size, rng)
@@ -232,7 +261,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
             with sync:
                 with autocast_context(device):
                     out = ddp_model(batch)
-                loss = out.loss / config.grad_accum
+                loss = out.loss * loss_scale
                 loss.backward()
             losses.append(float(out.loss.detach()))
             for k, v in out.terms.items():
@@ -240,22 +269,21 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
             callbacks.on_batch(losses[-1])
             if last_of_step:
                 if config.schedule == "cosine":
-                    lr = cosine_lr(counters["step"], total_steps, warmup_steps, config.lr, config.min_lr)
+                    lr = lr_at_step(counters["step"], config.lr, config.min_lr, warmup_steps, period_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                torch.nn.utils.clip_grad_norm_(trainable, config.clip_norm)
+                clip_gradients(clipped, config.clip_mode, config.clip_threshold)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 counters["step"] += 1
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
-        valid_metrics = compute_metrics(valid_pred, valid.labels, scheme)
-        valid_mae = float(np.mean(np.abs(valid_pred - valid.labels)))  # the stopping criterion: plain L1
+        valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
         if plateau is not None:
             plateau.step(valid_mae)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 2)}
+                  "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite}
         improved = valid_mae < counters["best_mae"]
         if improved:
             counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
@@ -272,6 +300,9 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         callbacks.on_epoch_end(epoch, record)
     if is_distributed():
         torch.distributed.barrier()
+    if counters["best_epoch"] < 0:
+        raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
+                          "or check the features for extreme values")
     _, tensors, _ = read_checkpoint(out_dir / "best")
     weights, _ = split_extra(tensors)
     model.load_state_dict(weights, strict=False)

@@ -39,3 +39,15 @@ def test_describe_table_and_bad_layer():
     bad = runner.invoke(app, ["describe", "--random-init", "--lm", "gpt2", "--mm-layers", "3,12"])
     assert bad.exit_code == 1
     assert "outside the LM" in bad.output and "Traceback" not in bad.output
+
+
+def test_describe_prints_the_recipe_even_without_the_lm(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the sample preset's tiny LM (runs/demo/tiny-gpt2) is not here
+    result = runner.invoke(app, ["describe", "--preset", "sample", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["parameters"] is None and "deepmlf demo" in report["parameters_unavailable"]
+    assert report["train"]["clip_mode"] == "norm" and report["pretrain"]["train"]["schedule"] == "plateau"
+    table = runner.invoke(app, ["describe", "--preset", "mosi"])
+    assert table.exit_code == 0, table.output
+    assert "AV pretraining" in table.stdout and "cosine_period_epochs" in table.stdout and "lora_dropout" in table.stdout

@@ -17,7 +17,8 @@ from models.config import get_preset
 from models.data import load_dataset, save_dataset
 from models.runs import RunSpec, train_run
 from models.sample import make_sample_dataset
-from models.training import TrainConfig, cosine_lr
+from models.schedule import lr_at_step
+from models.training import TrainConfig
 
 runner = CliRunner()
 
@@ -53,7 +54,7 @@ class StopAt:
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    lrs = [cosine_lr(s, 100, 10, 1e-3, 1e-7) for s in range(100)]
+    lrs = [lr_at_step(s, 1e-3, 1e-7, warmup_steps=10, period_steps=90) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(1e-7, abs=1e-6)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
 
 import typer
 
-from deepmlf_cli.commands.train import BatchSize, ConfigFile, Epochs, LearningRate, OutDir, Resume
+from deepmlf_cli.commands.train import BatchSize, ConfigFile, Epochs, LearningRate, OutDir, Patience, Resume
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import DataDir, DatasetArg, Debug, Device, JsonOutput, Preset, Quiet, Seed
 
@@ -20,7 +19,7 @@ def pretrain(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: LearningRate = None,
-    patience: Annotated[Optional[int], typer.Option("--patience", help="Early-stopping patience (paper: 8).")] = 8,
+    patience: Patience = None,
     out: OutDir = None,
     resume: Resume = False,
     device: Device = "auto",
@@ -28,18 +27,17 @@ def pretrain(
     as_json: JsonOutput = False,
     debug: Debug = False,
 ) -> None:
-    """Pretrain the AV encoder; `deepmlf train --init-av RUN_DIR` starts from it."""
+    """Pretrain the AV encoder with the preset's pretraining recipe (`deepmlf describe --preset NAME`);
+    `deepmlf train --init-av RUN_DIR` starts from it."""
     with handle_errors(debug):
         from deepmlf_cli.commands.train import run_and_report
         from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
 
         init_distributed()
         data = load_data(dataset, data_dir, quiet)
-        from models.runs import av_pretrain_spec
-
-        spec, chosen = build_spec("av", data, preset, config, {}, {
-            "max_epochs": epochs or 100, "batch_size": batch_size, "patience": patience, "device": device}, seed)
-        spec = av_pretrain_spec(spec, lr or chosen.av_pretrain_lr)
+        # Kind "av" takes the preset's pretraining recipe; the options below override it.
+        spec, _ = build_spec("av", data, preset, config, {}, {
+            "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr, "device": device}, seed)
         run_and_report(data, spec, out or default_run_dir(data, "pretrain"), resume, quiet, as_json,
                        title=f"AV encoder pretraining on {data.name}")
 

@@ -49,7 +49,7 @@ def study(
         show = not (quiet or as_json)
         with make_progress(not show) as progress:
             result = run_study(
-                name, data, spec, out_dir, pretrain_lr=chosen.av_pretrain_lr,
+                name, data, spec, out_dir, pretrain_preset=chosen,
                 progress=lambda variant, s: EpochProgress(f"{variant} · seed {s}", progress, primary[0]),
                 on_variant=(lambda v: console.print(f"[bold]{v}[/]")) if show else None,
             )

@@ -14,7 +14,7 @@ from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput,
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
+Epochs = Annotated[Optional[int], typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
 LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
