@@ -492,6 +492,9 @@ def test_av_weights_load_strictly_both_ways(tiny_gpt2):
     weights = AVPretrainModel(config).state_dict()
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights) == len(weights)
+    # The pool length has no weights: SIMS pretrains at 39 steps and fine-tunes at 55.
+    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3)).state_dict()
+    assert load_av_weights(model, other_pool) == len(other_pool)
     missing = {k: v for k, v in weights.items() if k != "av_encoder.fusion.bias"}
     with pytest.raises(CheckpointError, match="lacks av_encoder.fusion.bias"):
         load_av_weights(model, missing)
