@@ -109,7 +109,8 @@ class DeepMLF(nn.Module):
         self.fusion_tokens = nn.Parameter(torch.randn(config.n_fusion, d) * 0.02)  # (n_f, d)
         self.mm_blocks = nn.ModuleDict({
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
-                            mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps, self.lm.rms_norm)
+                            mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
+                            self.lm.rms_norm)
             for i in sorted(config.mm_layers)
         })
         if config.ffw_mode is FFWMode.LORA:
