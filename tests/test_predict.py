@@ -34,7 +34,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     runner = CliRunner()
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
+    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
                               "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output

@@ -1,0 +1,286 @@
+"""Real users' workflows (issue 11): empty splits, bad choices, failed and resumed runs, moved runs,
+split names, schemes, cleaning counts, presets picked from the transcripts' language."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from deepmlf_cli.app import app
+from models.data import load_dataset, save_dataset
+from models.sample import make_sample_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """A small sample dataset, and copies of it with an empty test / valid split."""
+    root = tmp_path_factory.mktemp("workflows")
+    data = make_sample_dataset(n_train=24, n_valid=8, n_test=8, seed=1)
+    paths = {"small": save_dataset(data, root / "small")}
+    for empty in ("test", "valid"):
+        data.splits = {**data.splits, empty: data.splits[empty].subset(np.arange(0))}
+        paths[f"no-{empty}"] = save_dataset(data, root / f"no-{empty}")
+        data = make_sample_dataset(n_train=24, n_valid=8, n_test=8, seed=1)
+    return paths
+
+
+def train(args, cwd: Path | None = None):
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(app, ["train", "--preset", "sample", "--mm-layers", "1..3", "--n-fusion", "2",
+                                   "--batch-size", "8", "--device", "cpu", "-q", *args])
+    finally:
+        os.chdir(old)
+
+
+def one_line_error(out, *needles):
+    assert out.exit_code == 1, out.output
+    assert "Traceback" not in out.output and "Error" not in out.output.split("error:")[0], out.output
+    for needle in needles:
+        assert needle in out.output, out.output
+
+
+# --------------------------------------------------------------------------- item 3: empty splits
+def test_train_without_a_test_split_trains_and_says_there_are_no_test_metrics(datasets, tiny_gpt2, tmp_path):
+    out = train(["-d", str(datasets["no-test"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out",
+                 str(tmp_path / "r"), "--json"])
+    assert out.exit_code == 0, out.output
+    results = json.loads(out.stdout)
+    assert results["seeds"] == {"0": {}} and results["mean"] == {}
+    assert any("test split is empty" in n for n in results["notes"])
+    assert (tmp_path / "r" / "seed_0" / "best" / "model.safetensors").is_file()
+    assert not (tmp_path / "r" / "seed_0" / "predictions_test.csv").exists()
+    out = train(["-d", str(datasets["no-test"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r2")])
+    assert out.exit_code == 0 and "no test metrics" in out.output, out.output
+    # evaluate on the empty split says so; the valid split still works
+    one_line_error(runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--device", "cpu"]), "test split", "empty")
+    out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--split", "valid", "--json", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+
+
+def test_train_with_an_empty_valid_split_is_refused_in_one_line(datasets, tiny_gpt2, tmp_path):
+    out = train(["-d", str(datasets["no-valid"]), "--lm", str(tiny_gpt2), "--out", str(tmp_path / "r")])
+    one_line_error(out, "valid split is empty", "early stopping")
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- item 4: model choices
+def test_unknown_model_lists_the_choices_and_case_does_not_matter(datasets, tiny_gpt2, tmp_path):
+    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--model", "foo", "--out", str(tmp_path / "r")])
+    one_line_error(out, "unknown model 'foo'", "deepmlf", "early", "attention", "vision")
+    assert not (tmp_path / "r").exists()
+    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--model", "Early", "--epochs", "1",
+                 "--out", str(tmp_path / "e"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "e" / "run.json").read_text())["spec"]["kind"] == "early"
+
+
+def test_train_help_lists_every_model_kind():
+    from deepmlf_cli.commands.train import TRAIN_MODELS
+    from models.runs import MODEL_KINDS
+
+    assert set(TRAIN_MODELS) == set(MODEL_KINDS) - {"av"}
+    out = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    text = " ".join(out.output.replace("│", " ").split())
+    assert "deepmlf, early, late, attention, text, audio, vision" in text
+
+
+# --------------------------------------------------------------------------- item 5: failed and resumed runs
+def test_a_failed_start_leaves_no_trap_and_a_plain_rerun_uses_the_fixed_options(datasets, tiny_gpt2, tmp_path):
+    run = tmp_path / "r"
+    out = train(["-d", str(datasets["small"]), "--lm", str(tmp_path / "no-such-lm"), "--out", str(run)])
+    one_line_error(out, "no-such-lm")
+    assert not (run / "run.json").exists()
+    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(run)])
+    assert out.exit_code == 0, out.output
+    assert json.loads((run / "run.json").read_text())["spec"]["model"]["lm"] == str(Path(tiny_gpt2).resolve())
+
+
+def test_a_run_json_without_a_finished_epoch_is_replaced_by_a_plain_rerun(datasets, tiny_gpt2, tmp_path):
+    from models.runs import RunSpec, train_run
+    from tests.test_training import StopAt, spec_for
+
+    data = load_dataset(datasets["small"])
+    with pytest.raises(KeyboardInterrupt):  # killed during the first epoch: nothing trained yet
+        train_run(data, spec_for(tiny_gpt2, epochs=1), tmp_path / "r", progress=lambda s: StopAt(0))
+    assert (tmp_path / "r" / "run.json").is_file()
+    train_run(data, spec_for(tiny_gpt2, epochs=2), tmp_path / "r")
+    saved = RunSpec.from_dict(json.loads((tmp_path / "r" / "run.json").read_text())["spec"])
+    assert saved.train.max_epochs == 2
+
+
+def test_resume_refuses_changed_options_and_a_folder_without_a_run(datasets, tiny_gpt2, tmp_path):
+    run = tmp_path / "r"
+    base = ["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--out", str(run)]
+    one_line_error(train([*base, "--resume"]), "holds no run to resume")
+    assert not run.exists()
+    assert train([*base, "--epochs", "2", "--lr", "0.001"]).exit_code == 0
+    # the same settings (or none at all) resume: the finished run is reported, not retrained
+    out = train([*base, "--resume", "--epochs", "2", "--device", "cpu", "--json"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["train", "-d", str(datasets["small"]), "--out", str(run), "--resume", "-q", "--json"])
+    assert out.exit_code == 0, out.output
+    one_line_error(train([*base, "--resume", "--epochs", "2", "--lr", "0.01", "--n-fusion", "3"]),
+                   "lr: 0.001 in the run, 0.01 now", "n_fusion: 2 in the run, 3 now")
+    one_line_error(train([*base, "--resume", "--epochs", "10"]), "is finished", "new run")
+
+
+def test_an_interrupted_run_refuses_a_changed_option_on_resume(datasets, tiny_gpt2, tmp_path):
+    from models.errors import ConfigError
+    from models.runs import train_run
+    from tests.test_training import StopAt, spec_for
+
+    data = load_dataset(datasets["small"])
+    with pytest.raises(KeyboardInterrupt):
+        train_run(data, spec_for(tiny_gpt2, epochs=3), tmp_path / "r", progress=lambda s: StopAt(1))
+    with pytest.raises(ConfigError, match="max_epochs: 3 in the run, 4 now"):
+        train_run(data, spec_for(tiny_gpt2, epochs=4), tmp_path / "r", resume=True)
+    # the device may change
+    train_run(data, spec_for(tiny_gpt2, epochs=3, device="auto"), tmp_path / "r", resume=True)
+
+
+# --------------------------------------------------------------------------- item 6: runs that move
+def test_a_moved_run_evaluates_from_another_folder(datasets, tiny_gpt2, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(tiny_gpt2, work / "lm")
+    shutil.copytree(datasets["small"], work / "data")
+    out = train(["-d", "data", "--lm", "lm", "--epochs", "1", "--out", "runs/r", "--json"], cwd=work)
+    assert out.exit_code == 0, out.output
+    saved = json.loads((work / "runs" / "r" / "run.json").read_text())
+    assert saved["dataset"]["source"] == str((work / "data").resolve())
+    assert saved["spec"]["model"]["lm"] == str((work / "lm").resolve())
+    moved = tmp_path / "elsewhere" / "r"
+    shutil.move(str(work / "runs" / "r"), moved)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    old = Path.cwd()
+    os.chdir(elsewhere)
+    try:
+        out = runner.invoke(app, ["evaluate", str(moved), "--json", "--device", "cpu"])
+        assert out.exit_code == 0, out.output
+        expected = json.loads((moved / "seed_0" / "metrics.json").read_text())["test"]
+        assert json.loads(out.stdout)["seeds"]["0"]["MAE"] == pytest.approx(expected["MAE"], abs=1e-6)
+        # the LM and the dataset move too: --lm and --dataset point at their new places
+        shutil.move(str(work / "lm"), tmp_path / "lm2")
+        shutil.move(str(work / "data"), tmp_path / "data2")
+        out = runner.invoke(app, ["evaluate", str(moved), "--device", "cpu"])
+        one_line_error(out, "--dataset")
+        out = runner.invoke(app, ["evaluate", str(moved), "--dataset", str(tmp_path / "data2"), "--device", "cpu"])
+        one_line_error(out, "--lm")
+        out = runner.invoke(app, ["evaluate", str(moved), "--dataset", str(tmp_path / "data2"), "--lm",
+                                  str(tmp_path / "lm2"), "--json", "--device", "cpu"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["seeds"]["0"]["MAE"] == pytest.approx(expected["MAE"], abs=1e-6)
+    finally:
+        os.chdir(old)
+
+
+# --------------------------------------------------------------------------- items 16, 17, 18
+def _write_pickle(path: Path, data, scheme: str | None) -> Path:
+    blob = {}
+    for name, split in data.splits.items():
+        blob[name] = {"raw_text": split.texts, "audio": split.audio, "vision": split.vision, "id": split.ids,
+                      "regression_labels": split.labels, "audio_lengths": split.audio_lengths,
+                      "vision_lengths": split.vision_lengths}
+    if scheme is not None:
+        blob["scheme"] = scheme
+    path.write_bytes(pickle.dumps(blob))
+    return path
+
+
+def test_a_pickle_records_its_scheme_and_train_takes_scheme(tmp_path):
+    from models.data import with_scheme
+    from models.errors import DatasetError
+
+    data = make_sample_dataset(n_train=12, n_valid=4, n_test=4, seed=2)  # labels in [-1, 1]
+    guessed = load_dataset(_write_pickle(tmp_path / "plain.pkl", data, None))
+    assert guessed.scheme == "sims" and guessed.scheme_guessed
+    recorded = load_dataset(_write_pickle(tmp_path / "mosi.pkl", data, "mosi"))
+    assert recorded.scheme == "mosi" and not recorded.scheme_guessed
+    assert with_scheme(guessed, "mosi").scheme == "mosi"
+    with pytest.raises(DatasetError, match="records scheme 'mosi'"):
+        with_scheme(recorded, "sims")
+    _write_pickle(tmp_path / "bad.pkl", data, "mosei")
+    with pytest.raises(DatasetError, match="'scheme' is 'mosei'"):
+        load_dataset(tmp_path / "bad.pkl")
+    out = runner.invoke(app, ["train", "-d", str(tmp_path / "mosi.pkl"), "--scheme", "sims", "--preset", "sample"])
+    one_line_error(out, "records scheme 'mosi'")
+
+
+def test_evaluate_accepts_every_split_name_extract_accepts(datasets, tiny_gpt2, tmp_path):
+    from models.data import SPLIT_ALIASES, canonical_split
+
+    assert {canonical_split(a) for a in ("validation", "VAL", "dev", "valid")} == {"valid"}
+    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    results = {}
+    for name in ("validation", "dev", "valid"):
+        out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--split", name, "--json", "--device", "cpu"])
+        assert out.exit_code == 0, out.output
+        results[name] = json.loads(out.stdout)
+        assert results[name]["split"] == "valid"
+    assert results["validation"]["seeds"] == results["valid"]["seeds"]
+    one_line_error(runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--split", "holdout"]),
+                   "unknown split 'holdout'", "validation")
+    assert set(SPLIT_ALIASES.values()) == {"train", "valid", "test"}
+
+
+def test_cleaning_counts_are_recorded_in_the_run_and_the_json(tiny_gpt2, tmp_path):
+    dirty = make_sample_dataset(n_train=24, n_valid=8, n_test=8, seed=1)
+    dirty.splits["train"].audio[0, 0, :3] = np.nan
+    dirty.splits["test"].vision[1, 0, 0] = -np.inf
+    path = save_dataset(dirty, tmp_path / "dirty")  # the files keep the NaN/-inf
+    data = load_dataset(path)
+    assert data.cleaning_report["train"]["audio"] == 3 and data.cleaning_report["test"]["vision"] == 1
+    out = train(["-d", str(path), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["cleaned"] == data.cleaning_report
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["dataset"]["cleaned"] == data.cleaning_report
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["cleaned"] == data.cleaning_report
+    out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert json.loads(out.stdout)["cleaned"] == {"test": data.cleaning_report["test"]}
+
+
+# --------------------------------------------------------------------------- item 20: evaluate prints once
+def test_evaluate_prints_a_single_seed_once(datasets, tiny_gpt2, tmp_path):
+    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--device", "cpu"], terminal_width=120)
+    assert out.exit_code == 0, out.output
+    assert out.output.count("Mult_acc_2") == 1 and "MAE" in out.output and "Has0_acc_2" not in out.output
+
+
+# --------------------------------------------------------------------------- item 22: preset by language
+def _custom(tmp_path, texts, name="mycorpus"):
+    data = make_sample_dataset(n_train=12, n_valid=4, n_test=4, seed=2)
+    data.name = name
+    for split in data.splits.values():
+        split.texts = [texts[i % len(texts)] for i in range(len(split))]
+    return save_dataset(data, tmp_path / name)
+
+
+def test_a_custom_sims_scale_dataset_gets_its_preset_from_the_transcripts_language(tmp_path):
+    from deepmlf_cli.resolve import resolve_preset_name
+    from models.errors import ConfigError
+
+    english = load_dataset(_custom(tmp_path, ["i really loved the food", "this was awful"]))
+    chinese = load_dataset(_custom(tmp_path, ["这个电影非常好看", "我不喜欢这个"], name="zh"))
+    assert english.scheme == chinese.scheme == "sims"
+    assert resolve_preset_name(None, {}, chinese) == "sims"
+    with pytest.raises(ConfigError, match="--preset"):
+        resolve_preset_name(None, {}, english)
+    assert resolve_preset_name("mosei", {}, english) == "mosei"
+    out = runner.invoke(app, ["train", "-d", str(tmp_path / "mycorpus")])
+    one_line_error(out, "--preset", "mosei", "sims")
