@@ -284,3 +284,96 @@ def test_a_custom_sims_scale_dataset_gets_its_preset_from_the_transcripts_langua
     assert resolve_preset_name("mosei", {}, english) == "mosei"
     out = runner.invoke(app, ["train", "-d", str(tmp_path / "mycorpus")])
     one_line_error(out, "--preset", "mosei", "sims")
+
+
+# --------------------------------------------------------------------------- item 7: hub ids with dots
+@pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-1.7B", "Qwen/Qwen2.5-0.5B"])
+def test_hub_ids_with_a_dot_are_hub_ids_not_paths(name, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from models.errors import ModelNotAvailableError
+    from models.lm import resolve_lm_source
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotAvailableError) as info:
+        resolve_lm_source(name)
+    assert "does not exist" not in str(info.value) and f"`hf download {name}`" in str(info.value)
+    # cached: the id itself is returned for from_pretrained
+    snapshot = tmp_path / "cache" / f"models--{name.replace('/', '--')}" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc")
+    assert resolve_lm_source(name) == name
+    # an existing directory of that name is a path
+    (tmp_path / name).mkdir(parents=True)
+    (tmp_path / name / "config.json").write_text("{}")
+    assert resolve_lm_source(name) == str((tmp_path / name).resolve())
+
+
+def test_one_download_command_is_named_everywhere():
+    root = Path(__file__).parent.parent
+    for folder in ("models", "deepmlf_cli", "docs"):
+        for path in (root / folder).rglob("*"):
+            if path.suffix in (".py", ".md"):
+                assert "huggingface-cli" not in path.read_text(), path
+    assert "huggingface-cli" not in (root / "README.md").read_text()
+
+
+# --------------------------------------------------------------------------- item 19: version, completion
+def test_version_and_shell_completion():
+    from importlib.metadata import version
+
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.stdout.strip() == f"deepmlf {version('deepmlf')}"
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "--install-completion" in out.output and "--show-completion" in out.output
+
+
+# --------------------------------------------------------------------------- item 21: README and make demo agree
+def test_readme_demo_claim_matches_make_demo():
+    import re
+
+    root = Path(__file__).parent.parent
+    demo_line = next(line for line in (root / "Makefile").read_text().splitlines() if "deepmlf demo" in line)
+    make_seeds = max(1, demo_line.count("--seed"))
+    readme = " ".join((root / "README.md").read_text().split())
+    claim = re.search(r"mean over (\d+) seeds, `(deepmlf demo[^`]*)`: Acc-2 ≈ 0\.\d+", readme)
+    assert claim, "the README names the command behind its demo figures"
+    assert int(claim.group(1)) == claim.group(2).count("--seed")
+    if int(claim.group(1)) != make_seeds:  # then the README says what `make demo` runs
+        assert f"`make demo` runs seed 0 alone" in readme and make_seeds == 1
+
+
+# --------------------------------------------------------------------------- item 20: progress in a log file
+def test_progress_without_a_terminal_prints_whole_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from deepmlf_cli.render import EpochProgress, PlainProgress, make_progress
+
+    log = io.StringIO()
+    on = Console(file=log, width=40)  # not a terminal, and narrow: nothing may be cut
+    with make_progress(False, on) as progress:
+        assert isinstance(progress, PlainProgress)
+        progress.interval = 0.0  # a periodic line at every batch
+        bar = EpochProgress("seed 0", progress, "Mult_acc_2")
+        bar.on_epoch_start(41, 2)
+        bar.on_batch(0.5)
+        bar.on_batch(0.25)
+        bar.on_epoch_end(41, {"valid": {"Mult_acc_2": 0.8125}, "train_loss": 0.375, "valid_l1": 0.4321, "best": True})
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("seed 0 epoch 41  1/2  0:00  loss 0.5000")
+    assert lines[-1].startswith("seed 0 epoch 41  2/2  0:00  loss 0.3750 · valid L1 0.4321 · Mult_acc_2 0.8125")
+    assert "…" not in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def test_extract_prints_no_empty_bar_before_a_fatal_error(tmp_path):
+    (tmp_path / "corpus" / "Raw" / "v").mkdir(parents=True)
+    (tmp_path / "corpus" / "Raw" / "v" / "00.mp4").write_bytes(b"")
+    (tmp_path / "corpus" / "label.csv").write_text("video_id,clip_id,text,label,mode\nv,00,hi,0.5,holdout\n")
+    out = runner.invoke(app, ["extract", str(tmp_path / "corpus"), "--out", str(tmp_path / "ds")])
+    assert out.exit_code == 1 and "holdout" in out.output, out.output
+    assert "0/?" not in out.output and "clips/s" not in out.output, out.output
