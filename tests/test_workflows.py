@@ -219,6 +219,21 @@ def test_a_pickle_records_its_scheme_and_train_takes_scheme(tmp_path):
     one_line_error(out, "records scheme 'mosi'")
 
 
+def test_train_scheme_overrides_a_guessed_scheme_and_evaluate_scores_as_the_run_did(tiny_gpt2, tmp_path):
+    data = make_sample_dataset(n_train=24, n_valid=8, n_test=8, seed=2)  # labels in [-1, 1]: guessed sims
+    pkl = _write_pickle(tmp_path / "plain.pkl", data, None)
+    out = train(["-d", str(pkl), "--scheme", "mosi", "--lm", str(tiny_gpt2), "--epochs", "1", "--out",
+                 str(tmp_path / "r"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["scheme"] == "mosi" and "Has0_acc_2" in json.loads(out.stdout)["mean"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["dataset"]["scheme"] == "mosi"
+    out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["scheme"] == "mosi"
+    out = runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--scheme", "sims", "--json", "--device", "cpu"])
+    assert json.loads(out.stdout)["scheme"] == "sims"
+
+
 def test_evaluate_accepts_every_split_name_extract_accepts(datasets, tiny_gpt2, tmp_path):
     from models.data import SPLIT_ALIASES, canonical_split
 
