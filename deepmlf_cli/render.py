@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False)
 
@@ -106,8 +107,8 @@ class PlainProgress:
         parts = [task.description, f"{task.completed}/{task.total if task.total is not None else '?'}",
                  f"{minutes}:{seconds:02d}"]
         for key, value in task.fields.items():
-            if key == "info":
-                parts.append(str(value))
+            if key == "info":  # our own text, with markup for the bar (a green ★): keep the text only
+                parts.append(Text.from_markup(str(value)).plain)
             else:
                 parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
         # out(): no markup, no wrapping, no cropping; the text is the user's (file names, losses)

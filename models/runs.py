@@ -262,9 +262,9 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
         if differences:
             if _finished(run_dir, saved) and any(d.startswith("max_epochs:") for d in differences):
                 raise ConfigError(
-                    f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed tested); --resume "
-                    f"only continues an interrupted run, and the learning-rate schedule spans max_epochs, so "
-                    f"more epochs need a new run: choose another --out")
+                    f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed done) and "
+                    f"--resume only continues an interrupted run: the learning-rate schedule spans max_epochs, "
+                    f"so other settings ({'; '.join(differences)}) need a new run: choose another --out")
             raise ConfigError(f"{run_dir} was started with other settings ({'; '.join(differences)}); "
                               f"resume with the run's own settings, or choose another --out for new ones")
         return saved, True

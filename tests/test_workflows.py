@@ -133,7 +133,8 @@ def test_resume_refuses_changed_options_and_a_folder_without_a_run(datasets, tin
     assert out.exit_code == 0, out.output
     one_line_error(train([*base, "--resume", "--epochs", "2", "--lr", "0.01", "--n-fusion", "3"]),
                    "lr: 0.001 in the run, 0.01 now", "n_fusion: 2 in the run, 3 now")
-    one_line_error(train([*base, "--resume", "--epochs", "10"]), "is finished", "new run")
+    one_line_error(train([*base, "--resume", "--epochs", "10"]), "is finished", "new run",
+                   "max_epochs: 2 in the run, 10 now")
 
 
 def test_an_interrupted_run_refuses_a_changed_option_on_resume(datasets, tiny_gpt2, tmp_path):
@@ -383,6 +384,7 @@ def test_progress_without_a_terminal_prints_whole_plain_lines():
     assert lines[0].startswith("seed 0 epoch 41  1/2  0:00  loss 0.5000")
     assert lines[-1].startswith("seed 0 epoch 41  2/2  0:00  loss 0.3750 · valid L1 0.4321 · Mult_acc_2 0.8125")
     assert "…" not in log.getvalue() and "\x1b" not in log.getvalue()
+    assert lines[-1].endswith("★") and "[green]" not in log.getvalue()
 
 
 def test_extract_prints_no_empty_bar_before_a_fatal_error(tmp_path):
