@@ -7,6 +7,7 @@ commands, so `deepmlf --help` starts instantly.
 from __future__ import annotations
 
 import importlib
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,14 +16,29 @@ app = typer.Typer(
     help="Multimodal sentiment analysis: from raw videos to a trained DeepMLF model and predictions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode="rich",
 )
 
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("deepmlf")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"deepmlf {number}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
     """Multimodal sentiment analysis: from raw videos to a trained DeepMLF model and predictions."""
 
 

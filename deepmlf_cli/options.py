@@ -18,3 +18,4 @@ DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="mosi, mosei, s
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named datasets live (default: $DEEPMLF_DATA_DIR, then ~/.local/share/deepmlf/datasets).")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
 AllowMissing = Annotated[bool, typer.Option("--allow-missing", help="Keep clips with no audio track, silent audio, no face or an empty transcript (read as absent) instead of failing them.")]
+SchemeOption = Annotated[Optional[str], typer.Option("--scheme", help="Metric scheme: mosi (MOSI/MOSEI, labels in [-3, 3]) or sims ([-1, 1]); default: the one the dataset records, else guessed from its labels.")]

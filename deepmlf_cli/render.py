@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False)
 
@@ -38,9 +40,92 @@ class EpochProgress:
         self.progress.stop_task(self.task)
 
 
-def make_progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[info]}"), console=console, disable=quiet, transient=False)
+class _PlainTask:
+    def __init__(self, description: str, total: int | None, fields: dict[str, Any]) -> None:
+        self.description, self.total, self.fields = description, total, dict(fields)
+        self.completed = 0
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.finished = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class PlainProgress:
+    """What a progress bar becomes without a terminal (a log file, a pipe): whole plain lines.
+
+    A line per task when it stops (an epoch's summary), one every `interval`
+    seconds while it runs, and one at the end for tasks never stopped; never
+    a bar redrawn or cut to the width of a terminal that is not there. Takes
+    the calls `rich.progress.Progress` takes here (add_task, update,
+    stop_task, tasks, the with-block).
+    """
+
+    def __init__(self, console: Console, interval: float = 30.0) -> None:
+        self.console = console
+        self.interval = interval
+        self.tasks: list[_PlainTask] = []
+
+    def __enter__(self) -> "PlainProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for task_id, task in enumerate(self.tasks):
+            if not task.finished and (task.completed or task.total is not None):
+                self.stop_task(task_id)
+
+    def add_task(self, description: str, total: int | None = None, **fields: Any) -> int:
+        self.tasks.append(_PlainTask(description, total, fields))
+        return len(self.tasks) - 1
+
+    def update(self, task_id: int, total: int | None = None, advance: int = 0, **fields: Any) -> None:
+        task = self.tasks[task_id]
+        if total is not None:
+            task.total = total
+        task.completed += advance
+        task.fields.update(fields)
+        if advance and time.monotonic() - task.last_line >= self.interval:
+            self._line(task)
+
+    def stop_task(self, task_id: int) -> None:
+        task = self.tasks[task_id]
+        if not task.finished:
+            task.finished = True
+            self._line(task)
+
+    def _line(self, task: _PlainTask) -> None:
+        task.last_line = time.monotonic()
+        minutes, seconds = divmod(int(task.elapsed), 60)
+        parts = [task.description, f"{task.completed}/{task.total if task.total is not None else '?'}",
+                 f"{minutes}:{seconds:02d}"]
+        for key, value in task.fields.items():
+            if key == "info":  # our own text, with markup for the bar (a green ★): keep the text only
+                parts.append(Text.from_markup(str(value)).plain)
+            else:
+                parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+        # out(): no markup, no wrapping, no cropping; the text is the user's (file names, losses)
+        self.console.out("  ".join(p for p in parts if p), highlight=False)
+
+
+def make_progress(quiet: bool, on: Console | None = None, columns: tuple | None = None):
+    """Progress bars on a terminal; plain periodic lines (`PlainProgress`) in a log file; nothing when quiet.
+
+    `columns` are Rich columns (default: description, bar, M/N, elapsed, info field).
+    """
+    on = on or console
+    if not quiet and not on.is_terminal:
+        return PlainProgress(on)
+    columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TextColumn("{task.fields[info]}"))
+    return Progress(*columns, console=on, disable=quiet, transient=False)
 
 
 def _fmt(value: float) -> str:

@@ -14,13 +14,15 @@ from typing import Any
 from deepmlf_cli.render import console
 
 
-def load_data(dataset: str, data_dir: Path | None, quiet: bool = False):
-    """Load a dataset and say (once) how many non-finite values were cleaned."""
+def load_data(dataset: str, data_dir: Path | None, quiet: bool = False, scheme: str | None = None):
+    """Load a dataset (with --scheme, if given) and say (once) how many non-finite values were cleaned."""
     from rich.markup import escape
 
-    from models.data import load_dataset
+    from models.data import load_dataset, with_scheme
 
     data = load_dataset(dataset, data_dir)
+    if scheme is not None:
+        data = with_scheme(data, scheme)
     if data.n_cleaned and not quiet:
         console.print(f"[yellow]note:[/] {escape(str(data.source))}: {data.n_cleaned} NaN/inf feature values set to 0")
     return data
@@ -44,15 +46,54 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset) -> str:
-    """--preset, else the config file's, else the dataset's own, else sims for [-1,1] labels / mosei."""
-    from models.config import DATASET_PRESETS
+def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset, reads_text: bool = True) -> str:
+    """--preset, else the config file's, else the named dataset's own, else from the transcripts' language.
+
+    A custom dataset's label range says which metrics score it, not which LM
+    reads it: Chinese transcripts get `sims` (a Chinese GPT-2), other
+    transcripts on MOSI's [-3, 3] scale get `mosei` (GPT-2); anything else
+    (e.g. English on [-1, 1]) is refused with the choices, not guessed. A
+    model that reads no text (`reads_text` False) loads no LM: there the
+    label range picks, as it always did (sims for [-1, 1], else mosei).
+    """
+    from models.config import DATASET_PRESETS, PRESETS
+    from models.data import transcripts_are_cjk
+    from models.errors import ConfigError
 
     if preset:
         return preset
     if "preset" in file_config:
         return file_config["preset"]
-    return DATASET_PRESETS.get(dataset.name.lower(), "sims" if dataset.scheme == "sims" else "mosei")
+    if dataset.name.lower() in DATASET_PRESETS:
+        return DATASET_PRESETS[dataset.name.lower()]
+    if not reads_text:
+        return "sims" if dataset.scheme == "sims" else "mosei"
+    cjk = transcripts_are_cjk(dataset)
+    if cjk:
+        return "sims"
+    if cjk is not None and dataset.scheme == "mosi":
+        return "mosei"
+    what = "no transcripts" if cjk is None else "non-Chinese transcripts"
+    choices = ", ".join(f"{name} ({p.description})" for name, p in PRESETS.items() if name != "sample")
+    raise ConfigError(f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "
+                      f"the {dataset.scheme} scale; pass --preset: {choices}")
+
+
+def resumed_spec(saved, kind: str | None, model_overrides: dict[str, Any], train_overrides: dict[str, Any],
+                 seeds: list[int] | None, init_av: str | None, freeze_av: bool):
+    """The saved spec of a run with the options given on the command line applied (None = not given).
+
+    `train_run` then compares it with the saved one, so an option that
+    differs from the run is reported instead of silently ignored.
+    """
+    import dataclasses
+
+    model = saved.model.replace(**{k: v for k, v in model_overrides.items() if v is not None})
+    train = dataclasses.replace(saved.train, **{k: v for k, v in train_overrides.items() if v is not None})
+    return dataclasses.replace(saved, kind=kind or saved.kind, model=model, train=train,
+                               seeds=tuple(seeds) if seeds else saved.seeds,
+                               init_av=init_av if init_av is not None else saved.init_av,
+                               freeze_av=freeze_av or saved.freeze_av)
 
 
 def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
@@ -64,11 +105,11 @@ def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None,
     pretraining recipe (`pretrain`, `pretrain_model`); every other kind its `train`.
     """
     from models.config import get_preset
-    from models.runs import RunSpec
+    from models.runs import RunSpec, needs_text
     from models.training import TrainConfig
 
     file_config = read_config_file(config_file)
-    chosen = get_preset(resolve_preset_name(preset, file_config, dataset))
+    chosen = get_preset(resolve_preset_name(preset, file_config, dataset, needs_text(kind)))
     pretraining = kind == "av"
     model_fields = {**(chosen.pretrain_model if pretraining else {}), **file_config.get("model", {}),
                     **{k: v for k, v in model_overrides.items() if v is not None}}

@@ -126,14 +126,15 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
 
 
 def comparison_csv(comparison: Comparison) -> str:
-    """One line per run: run, kind, dataset, seeds, then <metric>_mean and <metric>_std."""
+    """One line per run: run, kind, dataset, seeds (how many, as the table shows), seed_ids, then
+    <metric>_mean and <metric>_std."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["run", "kind", "dataset", "seeds"]
+    writer.writerow(["run", "kind", "dataset", "seeds", "seed_ids"]
                     + [f"{m}_{part}" for m in comparison.metrics for part in ("mean", "std")])
     for r in comparison.rows:
         values = []
         for m in comparison.metrics:
             values += [f"{r.mean[m]:.6g}", f"{r.std[m]:.6g}"] if m in r.mean else ["", ""]
-        writer.writerow([r.name, r.kind, r.dataset, " ".join(r.seeds)] + values)
+        writer.writerow([r.name, r.kind, r.dataset, len(r.seeds), " ".join(r.seeds)] + values)
     return buffer.getvalue()

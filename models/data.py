@@ -36,6 +36,10 @@ from models.errors import CheckpointError, DatasetError
 from models.metrics import SCHEMES
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+# Names users give splits (MMSA's label.csv `mode`, other toolkits): every command accepts these.
+# extractors keep the same table (the two packages never import each other).
+SPLIT_ALIASES: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid",
+                                 "dev": "valid", "test": "test"}
 FORMAT_NAME = "deepmlf-dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -129,6 +133,8 @@ class MultimodalDataset:
     vision_rate_hz: float | None = None
     # split -> {"audio": n, "vision": n}: non-finite feature values set to 0 on load.
     cleaning_report: dict[str, dict[str, int]] = field(default_factory=dict)
+    # True when no file recorded the scheme and it was guessed from the name and labels.
+    scheme_guessed: bool = False
 
     @property
     def d_audio(self) -> int:
@@ -142,6 +148,43 @@ class MultimodalDataset:
     def n_cleaned(self) -> int:
         """How many non-finite feature values the loader set to 0, over all splits."""
         return sum(sum(counts.values()) for counts in self.cleaning_report.values())
+
+
+def canonical_split(name: str) -> str:
+    """"validation", "val", "dev" → "valid" (any case); an unknown name is an error listing the accepted ones."""
+    key = str(name).strip().lower()
+    if key not in SPLIT_ALIASES:
+        raise DatasetError(f"unknown split {name!r}; use train, valid or test "
+                           f"(also accepted: {', '.join(k for k in SPLIT_ALIASES if k not in SPLITS)})")
+    return SPLIT_ALIASES[key]
+
+
+def _is_cjk(char: str) -> bool:
+    code = ord(char)
+    # CJK ideographs (with extension A and compatibility), kana, hangul, CJK punctuation
+    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+            or 0x3040 <= code <= 0x30FF or 0xAC00 <= code <= 0xD7AF or 0x3000 <= code <= 0x303F)
+
+
+def transcripts_are_cjk(dataset: MultimodalDataset, sample: int = 500) -> bool | None:
+    """Whether most letters of the train transcripts are CJK (Chinese, Japanese, Korean); None without text."""
+    texts = dataset.splits["train"].texts[:sample] if "train" in dataset.splits else []
+    letters = [c for text in texts for c in text if c.isalpha()]
+    if not letters:
+        return None
+    return sum(_is_cjk(c) for c in letters) > len(letters) / 2
+
+
+def with_scheme(dataset: MultimodalDataset, scheme: str) -> MultimodalDataset:
+    """The dataset scored with `scheme` (--scheme): sets a guessed scheme; a recorded one must agree."""
+    if scheme not in SCHEMES:
+        raise DatasetError(f"--scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+    if scheme == dataset.scheme:
+        return dataset
+    if not dataset.scheme_guessed:
+        raise DatasetError(f"{dataset.source} records scheme {dataset.scheme!r}, not {scheme!r}; drop --scheme "
+                           f"(or re-create the dataset with the scheme you mean)")
+    return replace(dataset, scheme=scheme, scheme_guessed=False)
 
 
 # --------------------------------------------------------------------------- #
@@ -493,9 +536,14 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
         )
     _check_feature_dims(splits, str(path))
     name = name or _mmsa_name(path)
+    # `deepmlf extract --format mmsa` records the scheme; MMSA's own files do not.
+    recorded = data.get("scheme")
+    if recorded is not None and recorded not in SCHEMES:
+        raise DatasetError(f"{path}: 'scheme' is {recorded!r}, expected one of {', '.join(SCHEMES)}")
     return MultimodalDataset(
         name=name,
-        scheme=_guess_scheme(name, splits),
+        scheme=recorded or _guess_scheme(name, splits),
+        scheme_guessed=recorded is None,
         splits=splits,
         audio_features=None,
         vision_features=None,

@@ -11,8 +11,8 @@ import torch
 from models.batching import encode_split, predict_encoded
 from models.checkpoint import read_checkpoint, split_extra
 from models.config import ModelConfig
-from models.data import FeatureNormalizer, MultimodalDataset
-from models.errors import CheckpointError, DatasetError
+from models.data import FeatureNormalizer, MultimodalDataset, canonical_split
+from models.errors import CheckpointError, DatasetError, ModelNotAvailableError
 from models.metrics import compute_metrics
 
 
@@ -27,11 +27,15 @@ class LoadedModel:
     directory: Path
 
 
-def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None) -> LoadedModel:
+def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None,
+               lm: str | None = None) -> LoadedModel:
     """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode.
 
     lm_cache: a dict shared across calls (e.g. one per seed of a run) so the
     frozen LM, which checkpoints only name, is loaded once per LM name.
+    lm: the frozen LM to load instead of the one the checkpoint names (a run
+    moved to another machine, or an LM directory that moved); it must be the
+    same model, only its place differs.
     """
     from models.lm import load_causal_lm
     from models.runs import build_model, needs_text
@@ -39,11 +43,19 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
     config_dict, tensors, meta = read_checkpoint(directory)
     kind = meta.get("kind", "deepmlf")
     config = ModelConfig.from_dict(config_dict)
+    if lm is not None:
+        config = config.replace(lm=lm)
     hf_lm, tokenizer = None, None
     if needs_text(kind):
         cache = lm_cache if lm_cache is not None else {}
         if config.lm not in cache:
-            cache[config.lm] = load_causal_lm(config.lm)
+            try:
+                cache[config.lm] = load_causal_lm(config.lm)
+            except ModelNotAvailableError as exc:
+                if lm is not None:
+                    raise
+                raise ModelNotAvailableError(f"{exc} (the LM {directory} was trained with; if it moved, "
+                                             f"pass its new place with --lm)") from None
         hf_lm, tokenizer = cache[config.lm]
     model = build_model(kind, config, hf_lm)
     weights, extra = split_extra(tensors)
@@ -66,11 +78,20 @@ def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
 
 def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str = "test", batch_size: int = 64,
                         device: torch.device | str = "cpu",
-                        lm_cache: dict | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(metrics, every head's predictions) of one checkpoint on one split; lm_cache as in `load_model`."""
+                        lm_cache: dict | None = None,
+                        lm: str | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics, every head's predictions) of one checkpoint on one split; lm_cache and lm as in `load_model`.
+
+    `split` may be any name of `models.data.SPLIT_ALIASES` ("validation", "dev", ...).
+    """
+    split = canonical_split(split)
     if split not in dataset.splits:
         raise DatasetError(f"{dataset.source} has no split {split!r}; choose one of {sorted(dataset.splits)}")
-    loaded = load_model(directory, device, lm_cache)
+    if len(dataset.splits[split]) == 0:
+        nonempty = [k for k, v in dataset.splits.items() if len(v)]
+        raise DatasetError(f"the {split} split of {dataset.source} is empty; evaluate another with --split "
+                           f"({', '.join(nonempty)})")
+    loaded = load_model(directory, device, lm_cache, lm)
     check_compatible(loaded, dataset)
     encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.model.config.max_text_tokens,
                            loaded.normalizer)

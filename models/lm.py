@@ -63,7 +63,7 @@ KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 def _not_cached(name: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(
         f"language model {name!r} is not a local directory and not in the Hugging Face cache "
-        f"(the hub is not reachable from here): run `huggingface-cli download {name}` where there is "
+        f"(the hub is not reachable from here): run `hf download {name}` where there is "
         f"network and copy the cache, or pass a local directory with --lm DIR"
     )
 
@@ -79,8 +79,9 @@ def resolve_lm_source(name: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelNotAvailableError(f"{path} has no config.json; pass a directory written by save_pretrained()")
         return str(path.resolve())
-    # A hub id is "name" or "namespace/name"; anything else can only be a directory.
-    if path.suffix or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    # A hub id is "name" or "namespace/name", whatever characters it holds
+    # ("HuggingFaceTB/SmolLM2-1.7B", "Qwen/Qwen2.5-0.5B"); anything else can only be a directory.
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or not all(name.split("/")):
         from models.config import PRESETS
 
         hint = ("; it is the `sample` preset's tiny GPT-2, which `deepmlf demo` (make demo) builds"

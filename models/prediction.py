@@ -34,17 +34,45 @@ class ClipInput:
     id: str = ""
 
 
+# How the heads relate to the score (said in `predict --help` and its JSON schema): DeepMLF's
+# score is its task head on [⟨z⟩ ‖ x_t,K ‖ ⟨x_f⟩] (the AV summary, the LM's last text state, the
+# mean fusion token); the text, AV and fusion heads are linear heads trained on the same label,
+# each reading one of those three inputs alone. They show what each path predicts by itself;
+# the score is not their average. Baselines fill only the heads of the modality they read.
+
+
+def clip_to_scale(value: float | None, scale: tuple[float, float]) -> float | None:
+    """`value` limited to the label range (a regression head can overshoot it); None stays None."""
+    return None if value is None else float(min(max(value, scale[0]), scale[1]))
+
+
 @dataclass
 class Prediction:
-    """The model's verdict on one clip: the task head on the dataset's scale, and every auxiliary head."""
+    """The model's verdict on one clip: the task head on the dataset's scale, and every auxiliary head.
 
-    score: float  # task head y_o, on the dataset's label scale
+    `score` and `heads` are clipped to `scale` (what a reader is shown);
+    `raw_score` and `raw_heads` are the heads' outputs as they are (what
+    `deepmlf evaluate` scores: MOSI/MOSEI metrics use unclipped values).
+    """
+
+    raw_score: float  # task head y_o, unclipped
     polarity: str  # negative / neutral / positive (the scheme's 3-class bins)
-    heads: dict[str, float | None] = field(default_factory=dict)  # text, av, fusion (None when the model has none)
+    raw_heads: dict[str, float | None] = field(default_factory=dict)  # text, av, fusion (None when the model has none)
     scale: tuple[float, float] = (-3.0, 3.0)
 
+    @property
+    def score(self) -> float:
+        """The task head clipped to the label range."""
+        return clip_to_scale(self.raw_score, self.scale)
+
+    @property
+    def heads(self) -> dict[str, float | None]:
+        """The auxiliary heads clipped to the label range."""
+        return {k: clip_to_scale(v, self.scale) for k, v in self.raw_heads.items()}
+
     def to_dict(self) -> dict:
-        return {"score": self.score, "polarity": self.polarity, "heads": dict(self.heads), "scale": list(self.scale)}
+        return {"score": self.score, "raw_score": self.raw_score, "polarity": self.polarity, "heads": self.heads,
+                "raw_heads": dict(self.raw_heads), "scale": list(self.scale)}
 
 
 def model_scheme(loaded: LoadedModel) -> str:
@@ -107,9 +135,9 @@ def predict_features(
     for i in range(len(clips)):
         results.append(
             Prediction(
-                score=float(heads["prediction"][i]),
+                raw_score=float(heads["prediction"][i]),
                 polarity=POLARITY_NAMES[3][int(classes[i])],
-                heads={k: (None if np.isnan(heads[k][i]) else float(heads[k][i])) for k in ("text", "av", "fusion")},
+                raw_heads={k: (None if np.isnan(heads[k][i]) else float(heads[k][i])) for k in ("text", "av", "fusion")},
                 scale=SCHEME_SCALE[scheme],
             )
         )

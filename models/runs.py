@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -57,16 +58,22 @@ MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], froz
 }
 
 
+def model_kind(name: str) -> str:
+    """The registered model kind `name` names, case-insensitively ("Early" → "early")."""
+    kind = str(name).strip().lower()
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_KINDS)}")
+    return kind
+
+
 def build_model(kind: str, config: ModelConfig, hf_lm=None) -> torch.nn.Module:
     """A fresh model of `kind` on an already-loaded LM (None for kinds that read no text)."""
-    if kind not in MODEL_KINDS:
-        raise ConfigError(f"unknown model {kind!r}; choose one of: {', '.join(MODEL_KINDS)}")
-    return MODEL_KINDS[kind][0](config, hf_lm)
+    return MODEL_KINDS[model_kind(kind)][0](config, hf_lm)
 
 
 def model_inputs(kind: str) -> frozenset[str]:
     """The modalities ("text", "audio", "vision") a model kind reads."""
-    return MODEL_KINDS[kind][1]
+    return MODEL_KINDS[model_kind(kind)][1]
 
 
 def needs_text(kind: str) -> bool:
@@ -120,11 +127,19 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
 
 def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
     """What a run records about its data (so evaluate/predict can check and reproduce it)."""
-    return {"name": dataset.name, "source": dataset.source, "scheme": dataset.scheme,
+    return {"name": dataset.name, "source": _portable_source(dataset.source), "scheme": dataset.scheme,
             "d_audio": dataset.d_audio, "d_vision": dataset.d_vision,
             "audio_features": dataset.audio_features, "vision_features": dataset.vision_features,
             "audio_rate_hz": dataset.audio_rate_hz, "vision_rate_hz": dataset.vision_rate_hz,
-            "recipe": dataset.recipe, "splits": {k: len(v) for k, v in dataset.splits.items()}}
+            "recipe": dataset.recipe, "splits": {k: len(v) for k, v in dataset.splits.items()},
+            # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
+            "cleaned": dataset.cleaning_report}
+
+
+def _portable_source(source: str) -> str:
+    """A dataset path made absolute (so evaluate works from any folder); other sources as they are."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
 
 
 def find_checkpoint(path: Path, seed: int | None = None) -> Path:
@@ -183,53 +198,153 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "results.csv", buffer.getvalue())
 
 
-def prepare_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool) -> RunSpec:
-    """Create the run directory, or check that a resumed one belongs to the same run.
+# Options that may change between a run and its resume: where it runs, not what it computes.
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.device", "train.eval_batch_size"})
 
-    Returns the spec to use (on resume: the saved one, so a resumed run
-    cannot silently change its hyperparameters).
+
+def portable_spec(spec: RunSpec) -> RunSpec:
+    """The spec with a local LM directory made absolute, so the run works from any folder."""
+    lm = Path(spec.model.lm).expanduser()
+    init_av = spec.init_av
+    if init_av and init_av != "random" and Path(init_av).expanduser().exists():
+        init_av = str(Path(init_av).expanduser().resolve())
+    model = spec.model.replace(lm=str(lm.resolve())) if lm.is_dir() else spec.model
+    return dataclasses.replace(spec, model=model, init_av=init_av)
+
+
+def run_started(run_dir: Path) -> bool:
+    """Whether a run directory holds trained work: a finished epoch (state/) or a finished seed."""
+    run_dir = Path(run_dir)
+    return (run_dir / RUN_FILE).is_file() and (any(run_dir.glob("seed_*/state/state.json"))
+                                              or any(run_dir.glob("seed_*/metrics.json")))
+
+
+def read_run_spec(run_dir: Path) -> RunSpec:
+    """The spec saved in a run directory; a plain error when there is no run to continue."""
+    run_file = Path(run_dir) / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"{run_dir} holds no run to resume (no {RUN_FILE}); run without --resume to start one")
+    try:
+        return RunSpec.from_dict(json.loads(run_file.read_text())["spec"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{run_file} is not a deepmlf run file ({exc}); choose another --out") from None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def spec_differences(saved: RunSpec, requested: RunSpec) -> list[str]:
+    """'field: saved → requested' for every setting that differs (device-like ones excepted)."""
+    old, new = _flatten(saved.to_dict()), _flatten(requested.to_dict())
+    return [f"{key.split('.', 1)[-1]}: {old.get(key)!r} in the run, {new.get(key)!r} now"
+            for key in sorted(set(old) | set(new))
+            if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
+
+
+def _finished(run_dir: Path, spec: RunSpec) -> bool:
+    return all((run_dir / f"seed_{s}" / "metrics.json").is_file() for s in spec.seeds)
+
+
+def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool) -> tuple[RunSpec, bool]:
+    """Check `run_dir` before anything is written; return (the spec to train, whether it resumes).
+
+    A run counts once an epoch has finished (`run_started`): a directory whose
+    start failed before that is replaced by a plain rerun (and by --resume,
+    which has nothing to continue). A resumed run must be asked for with the
+    settings it was started with: any difference is an error that lists them.
     """
     run_file = run_dir / RUN_FILE
-    if run_file.is_file():
+    if run_file.is_file() and run_started(run_dir):
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-        saved = json.loads(run_file.read_text())
-        if saved["dataset"]["source"] != dataset.source:
-            raise ConfigError(f"{run_dir} was trained on {saved['dataset']['source']}, not {dataset.source}; "
+        saved_info = json.loads(run_file.read_text())
+        saved_source = saved_info.get("dataset", {}).get("source")
+        if saved_source != _portable_source(dataset.source):
+            raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source}; "
                               f"resume with the same --dataset")
-        return RunSpec.from_dict(saved["spec"])
-    if run_dir.exists() and any(run_dir.iterdir()):
+        saved = read_run_spec(run_dir)
+        differences = spec_differences(saved, spec)
+        if differences:
+            if _finished(run_dir, saved) and any(d.startswith("max_epochs:") for d in differences):
+                raise ConfigError(
+                    f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed done) and "
+                    f"--resume only continues an interrupted run: every seed has stopped (early stopping or the cap) "
+                    f"and its best state is tested, so other settings ({'; '.join(differences)}) need a new run: choose another --out")
+            raise ConfigError(f"{run_dir} was started with other settings ({'; '.join(differences)}); "
+                              f"resume with the run's own settings, or choose another --out for new ones")
+        return saved, True
+    if resume and not run_file.is_file():
+        raise ConfigError(f"{run_dir} holds no run to resume (no {RUN_FILE}); run without --resume to start one")
+    if not run_file.is_file() and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
+    return spec, False
+
+
+def write_run_file(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset) -> None:
+    """run.json: written once training really starts (the model is built, the data encoded)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset)}, indent=2))
-    return spec
+    atomic_write_text(run_dir / RUN_FILE, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset)},
+                                                     indent=2))
+
+
+def check_splits(dataset: MultimodalDataset) -> None:
+    """Training needs clips in train and valid (early stopping); an empty test split only skips testing."""
+    for name, why in (("train", "nothing to learn from"), ("valid", "early stopping and the best state need it")):
+        if name not in dataset.splits or len(dataset.splits[name]) == 0:
+            sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
+            raise ConfigError(f"{dataset.source}: the {name} split is empty ({sizes}); {why}. Re-extract with "
+                              f"clips in {name} (label.csv `mode` column)")
+
+
+def has_test_split(dataset: MultimodalDataset) -> bool:
+    return "test" in dataset.splits and len(dataset.splits["test"]) > 0
+
+
+NO_TEST_NOTE = "the test split is empty: no test metrics (the best validation state is saved)"
 
 
 def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
               progress: Callable[[int], Callbacks] | None = None, hf_lm_and_tokenizer=None,
               on_seed_done: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train every seed of `spec` on `dataset`; returns the results dict (also saved in `run_dir`)."""
+    """Train every seed of `spec` on `dataset`; returns the results dict (also saved in `run_dir`).
+
+    Without a test split the seeds are trained and saved but not tested:
+    their rows are empty and the results carry a note saying so.
+    """
     from models.lm import load_causal_lm
 
     run_dir = Path(run_dir)
     rank, _ = rank_and_world()
+    check_splits(dataset)
+    spec = portable_spec(dataclasses.replace(spec, kind=model_kind(spec.kind)))
     if rank == 0:
-        spec = prepare_run_dir(run_dir, spec, dataset, resume)
-    if is_distributed():
-        # Only rank 0 creates (or checks) the run; the others take its spec.
-        torch.distributed.barrier()
-        if rank != 0:
-            spec = RunSpec.from_dict(json.loads((run_dir / RUN_FILE).read_text())["spec"])
+        spec, resume = plan_run_dir(run_dir, spec, dataset, resume)
+    elif resume and run_started(run_dir):  # rank 0 checks; the others take the saved spec
+        spec = read_run_spec(run_dir)
+    else:
+        resume = False
     config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
     hf_lm, tokenizer = (hf_lm_and_tokenizer or load_causal_lm(config.lm)) if needs_text(spec.kind) else (None, None)
     encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer)
-               for name, split in dataset.splits.items()}
+               for name, split in dataset.splits.items() if len(split)}
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
         av_weights = split_extra(read_checkpoint(find_checkpoint(Path(spec.init_av), seed=None))[1])[0]
+    if rank == 0 and not resume:
+        write_run_file(run_dir, spec, dataset)
+    if is_distributed():
+        torch.distributed.barrier()  # the run directory exists before any rank writes into it
+    tested = has_test_split(dataset)
     rows: dict[int, dict[str, float]] = {}
     for seed in spec.seeds:
         seed_dir = run_dir / f"seed_{seed}"
@@ -244,15 +359,19 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             load_av_weights(model, av_weights, freeze=spec.freeze_av)
         result = fit(model, encoded["train"], encoded["valid"], spec.train, dataset.scheme, seed_dir, seed,
                      extra_tensors=extra, meta=meta, callbacks=progress(seed) if progress else None, resume=resume)
-        device = resolve_device(spec.train.device)
-        test_pred = predict_encoded(model, encoded["test"], spec.train.eval_batch_size, device)
-        metrics = compute_metrics(test_pred["prediction"], encoded["test"].labels, dataset.scheme)
+        metrics: dict[str, float] = {}
+        if tested:
+            device = resolve_device(spec.train.device)
+            test_pred = predict_encoded(model, encoded["test"], spec.train.eval_batch_size, device)
+            metrics = compute_metrics(test_pred["prediction"], encoded["test"].labels, dataset.scheme)
         rows[seed] = metrics
         if rank == 0:
-            _write_predictions_csv(seed_dir / "predictions_test.csv", encoded["test"].ids, encoded["test"].labels,
-                                   test_pred)
+            if tested:
+                _write_predictions_csv(seed_dir / "predictions_test.csv", encoded["test"].ids,
+                                       encoded["test"].labels, test_pred)
             atomic_write_text(seed_dir / "history.json", json.dumps(result.history, indent=1))
-            _plot_seed(seed_dir, result.history, test_pred["prediction"], encoded["test"].labels, dataset.scheme)
+            _plot_seed(seed_dir, result.history, test_pred["prediction"] if tested else None,
+                       encoded["test"].labels if tested else None, dataset.scheme)
             atomic_write_text(seed_dir / "metrics.json", json.dumps(
                 {"test": metrics, "valid": result.best_valid, "best_epoch": result.best_epoch,
                  "epochs": len(result.history), "stopped_early": result.stopped_early}, indent=2))
@@ -260,6 +379,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             on_seed_done(seed, metrics)
         del model
     results = summarize_run(rows, dataset.scheme)
+    results["cleaned"] = dataset.cleaning_report
+    if not tested:
+        results["notes"] = [NO_TEST_NOTE]
     if rank == 0:
         write_results(run_dir, results)
     return results
@@ -270,6 +392,8 @@ def _plot_seed(seed_dir: Path, history, predictions, labels, scheme) -> None:
 
     plots = seed_dir / "plots"
     plot_curves(history, plots / "curves.png")
+    if predictions is None:  # no test split
+        return
     plot_scatter(predictions, labels, scheme, plots / "scatter_test.png")
     plot_confusions(predictions, labels, scheme, plots / "confusion_test.png")
 

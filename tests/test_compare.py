@@ -56,6 +56,9 @@ def test_comparison_table_and_csv(tmp_path):
     assert rows[1][3] == "0.7000 ± 0.0000" and rows[1][9] == "–"  # no predictions saved → no 3-class metrics
     table = list(csv.DictReader(io.StringIO(comparison_csv(comparison))))
     assert [r["run"] for r in table] == ["early", "late"]
+    # the CSV's seeds column is the count the table shows; the ids have their own column
+    assert [r["seeds"] for r in table] == [rows[0][2], rows[1][2]] == ["2", "1"]
+    assert [r["seed_ids"] for r in table] == ["0 1", "0"]
     assert float(table[0]["Mult_acc_2_mean"]) == pytest.approx(0.7)
     assert float(table[0]["Mult_acc_2_std"]) == pytest.approx(0.1)
     assert table[1]["Acc_3_mean"] == ""

@@ -374,6 +374,6 @@ def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     out = tmp_path / "ds"
     runner = CliRunner()
     assert runner.invoke(app, ["extract", str(root), "--out", str(out), "-q"]).exit_code == 0
-    res = runner.invoke(app, ["train", "-d", str(out), "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
+    res = runner.invoke(app, ["train", "-d", str(out), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
                               "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import media as tm  # noqa: E402
 
 HEAD_KEYS = {"text", "av", "fusion"}
-RESULT_KEYS = {"path", "key", "status", "error", "score", "polarity", "heads", "scale", "transcript",
+RESULT_KEYS = {"path", "key", "status", "error", "score", "raw_score", "polarity", "heads", "raw_heads", "scale", "transcript",
                "transcript_source", "duration", "timings"}
 
 
@@ -34,7 +34,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     runner = CliRunner()
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
+    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
                               "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -71,9 +71,12 @@ def test_one_file_matches_evaluate_and_json_schema(trained):
     _, preds = evaluate_checkpoint(find_checkpoint(trained / "runs" / "r1"), load_dataset(trained / "ds"), "test")
     test_ids = list(load_dataset(trained / "ds").splits["test"].ids)
     k = test_ids.index("v$_$07")
-    assert item["score"] == pytest.approx(float(preds["prediction"][k]), abs=1e-5)
-    assert item["heads"]["text"] == pytest.approx(float(preds["text"][k]), abs=1e-5)
-    assert item["heads"]["av"] == pytest.approx(float(preds["av"][k]), abs=1e-5)
+    # raw values are what evaluate scores; the shown ones are the same, clipped to the scale
+    assert item["raw_score"] == pytest.approx(float(preds["prediction"][k]), abs=1e-5)
+    assert item["raw_heads"]["text"] == pytest.approx(float(preds["text"][k]), abs=1e-5)
+    assert item["raw_heads"]["av"] == pytest.approx(float(preds["av"][k]), abs=1e-5)
+    assert item["score"] == pytest.approx(float(np.clip(preds["prediction"][k], -1, 1)), abs=1e-5)
+    assert item["heads"]["av"] == pytest.approx(float(np.clip(preds["av"][k], -1, 1)), abs=1e-5)
 
 
 def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
@@ -134,14 +137,14 @@ def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):
     by_key = {r["key"]: r for r in json.loads(res.stdout)}
     segs = by_key["long"]["segments"]
     assert [(s["start"], s["end"], s["text"]) for s in segs] == [(0.0, 1.2, "first part"), (1.2, 3.0, "second part")]
-    assert all(set(s) == {"start", "end", "text", "score", "polarity", "heads"} for s in segs)
+    assert all(set(s) == {"start", "end", "text", "score", "raw_score", "polarity", "heads", "raw_heads"} for s in segs)
     assert [(s["start"], s["end"]) for s in by_key["nosub"]["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
     for item in by_key.values():
         assert Path(item["plot"]).read_bytes()[:4] == b"\x89PNG"
         assert Path(item["timeline_csv"]).read_text().startswith("path,start,end")
         weights = [s["end"] - s["start"] for s in item["segments"]]
-        mean = sum(w * s["score"] for w, s in zip(weights, item["segments"])) / sum(weights)
-        assert item["score"] == pytest.approx(mean)
+        mean = sum(w * s["raw_score"] for w, s in zip(weights, item["segments"])) / sum(weights)
+        assert item["raw_score"] == pytest.approx(mean) and item["score"] == pytest.approx(float(np.clip(mean, -1, 1)))
 
 
 def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
@@ -179,3 +182,46 @@ def test_prediction_library_normalises_like_training(trained):
 
     with pytest.raises(DatasetError, match="trained on 33/181"):
         predict_features(loaded, [ClipInput(np.zeros((3, 5), np.float32), np.zeros((2, 181), np.float32), "")])
+
+
+def test_scores_outside_the_scale_are_shown_clipped_and_kept_raw_in_json():
+    from rich.console import Console
+
+    from deepmlf_cli.commands.predict import PredictReport, render_report
+    from models.prediction import Prediction
+
+    pred = Prediction(raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None},
+                      scale=(-1.0, 1.0))
+    item = pred.to_dict()
+    assert item["score"] == 1.0 and item["raw_score"] == 1.309
+    assert item["heads"] == {"text": -1.0, "av": 0.4, "fusion": None} and item["raw_heads"]["text"] == -1.7
+    report = PredictReport(Path("run"), Path("run/best"), "sims", results=[
+        {"path": "a.mp4", "key": "a", "status": "ok", "error": None, **item, "transcript": "hi",
+         "transcript_source": "given", "duration": 1.0, "timings": {}}])
+    console = Console(record=True, width=200)
+    render_report(report, console)
+    text = console.export_text()
+    assert "+1.000" in text and "-1.000" in text and "1.309" not in text and "1.7" not in text
+    assert "not parts of the score" in text
+
+
+def test_predict_help_explains_the_heads_and_takes_lm(trained, tmp_path):
+    import shutil
+
+    res = _invoke(["--help"], command="predict")
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "auxiliary heads" in text and "not parts of the score" in text and "--lm" in text
+    # a run whose LM moved: --lm names its new place
+    from models.evaluation import load_model
+    from models.runs import find_checkpoint
+
+    lm = load_model(find_checkpoint(trained / "runs" / "r1")).model.config.lm
+    shutil.copytree(lm, tmp_path / "moved-lm")
+    clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"
+    args = [str(clip), "--model", str(trained / "runs" / "r1"), "--transcript", "clip number 7", "--json"]
+    res = _invoke([*args, "--lm", str(tmp_path / "nowhere")])
+    assert res.exit_code == 1 and "nowhere" in res.output and "Traceback" not in res.output
+    moved = _invoke([*args, "--lm", str(tmp_path / "moved-lm")])
+    plain = _invoke(args)
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)[0]["raw_score"] == pytest.approx(json.loads(plain.stdout)[0]["raw_score"], abs=1e-6)

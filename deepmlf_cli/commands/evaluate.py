@@ -9,16 +9,17 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import handle_errors
-from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput
+from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput, LanguageModel
 
 
 def evaluate(
     run_dir: Annotated[Optional[Path], typer.Argument(help="A run directory from `deepmlf train` (every seed), or one checkpoint.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to score on (default: the one the run was trained on).")] = None,
     data_dir: DataDir = None,
-    split: Annotated[str, typer.Option("--split", help="train, valid or test.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="train, valid or test (also val, validation, dev).")] = "test",
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")] = None,
-    scheme: Annotated[Optional[str], typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims; with --predictions.")] = None,
+    scheme: Annotated[Optional[str], typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).")] = None,
+    lm: LanguageModel = None,
     device: Device = "auto",
     as_json: JsonOutput = False,
     debug: Debug = False,
@@ -27,7 +28,7 @@ def evaluate(
     with handle_errors(debug):
         from deepmlf_cli.render import console, metrics_table, results_table
         from models.errors import ConfigError
-        from models.metrics import PRIMARY_METRICS, SCHEMES, compute_metrics, read_predictions_csv
+        from models.metrics import SCHEMES, compute_metrics, read_predictions_csv
 
         if predictions is not None:
             if scheme not in SCHEMES:
@@ -43,29 +44,41 @@ def evaluate(
         if run_dir is None:
             raise ConfigError("give a RUN_DIR to evaluate, or --predictions FILE.csv --scheme mosi|sims")
         from deepmlf_cli.resolve import load_data
+        from models.data import canonical_split, with_scheme
         from models.evaluation import evaluate_checkpoint
         from models.runs import RUN_FILE, run_checkpoints, summarize_run
         from models.training import resolve_device
 
+        split = canonical_split(split)
         checkpoints = run_checkpoints(run_dir)
+        run_file = next((p / RUN_FILE for p in (run_dir, *run_dir.parents) if (p / RUN_FILE).is_file()), None)
+        trained_on = json.loads(run_file.read_text())["dataset"] if run_file is not None else {}
         if dataset is None:
-            run_file = next((p / RUN_FILE for p in (run_dir, *run_dir.parents) if (p / RUN_FILE).is_file()), None)
             if run_file is None:
                 raise ConfigError(f"{run_dir}: no run.json to take the dataset from; pass --dataset")
-            dataset = json.loads(run_file.read_text())["dataset"]["source"]
-        data = load_data(dataset, data_dir, quiet=as_json)
+            dataset = trained_on["source"]
+            if not Path(dataset).expanduser().exists() and ("/" in dataset or "\\" in dataset):
+                raise ConfigError(f"{run_dir} was trained on {dataset}, which is not there any more; "
+                                  f"pass its new place with --dataset")
+        data = load_data(dataset, data_dir, quiet=as_json, scheme=scheme)
+        if scheme is None and data.scheme_guessed and trained_on.get("scheme") in SCHEMES:
+            data = with_scheme(data, trained_on["scheme"])  # score as the run was scored
         rows, lm_cache = {}, {}  # the seeds share one frozen LM: load it once
         for checkpoint in checkpoints:
             seed = checkpoint.parent.name.removeprefix("seed_")
-            metrics, _ = evaluate_checkpoint(checkpoint, data, split, device=resolve_device(device), lm_cache=lm_cache)
+            metrics, _ = evaluate_checkpoint(checkpoint, data, split, device=resolve_device(device), lm_cache=lm_cache,
+                                             lm=lm)
             rows[seed] = metrics
         results = summarize_run(rows, data.scheme)
+        cleaned = {split: data.cleaning_report.get(split, {})}
         if as_json:
-            typer.echo(json.dumps({"run_dir": str(run_dir), "dataset": data.source, "split": split, **results}, indent=2))
+            typer.echo(json.dumps({"run_dir": str(run_dir), "dataset": data.source, "split": split, **results,
+                                   "cleaned": cleaned}, indent=2))
+        elif len(rows) == 1:  # one seed: every metric once (a mean ± std table would repeat it)
+            seed, row = next(iter(rows.items()))
+            console.print(metrics_table(row, list(row), f"{run_dir} (seed {seed}) on {data.name}/{split}"))
         else:
             console.print(results_table(results, f"{run_dir} on {data.name}/{split}"))
-            if len(rows) == 1:
-                console.print(metrics_table(next(iter(rows.values())), list(PRIMARY_METRICS[data.scheme]), "all metrics"))
 
 
 def register(app: typer.Typer) -> None:

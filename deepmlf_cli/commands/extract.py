@@ -117,12 +117,13 @@ def run_with_progress(run, quiet: bool, **kwargs):
     """Call run(**kwargs, on_plan=..., on_result=...) under a Rich progress bar (clips/s, failures)."""
     if quiet:
         return run(**kwargs)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from deepmlf_cli.errors import err_console
+    from deepmlf_cli.render import make_progress
 
     state = {"failed": 0, "done": 0}
-    with Progress(
+    with make_progress(False, err_console, (
         TextColumn("[bold]extract[/]"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -130,13 +131,13 @@ def run_with_progress(run, quiet: bool, **kwargs):
         TextColumn("[red]{task.fields[failed]} failed[/]"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("extract", total=None, rate=0.0, failed=0)
+    )) as progress:
+        # The bar appears once the batch is planned: an error before that prints no empty "0/?" bar.
+        task = None
 
         def on_plan(total: int, already: int) -> None:
-            progress.update(task, total=total)
+            nonlocal task
+            task = progress.add_task("extract", total=total, rate=0.0, failed=0)
 
         def on_result(result) -> None:
             state["failed"] += result.status == "failed"

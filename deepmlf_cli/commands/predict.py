@@ -6,10 +6,21 @@ JSON schema (`--json` prints a list, one object per input clip):
     key                str    its name (path relative to a given folder, no extension)
     status             str    "ok" or "failed"
     error              str|null  one-line reason when failed (other fields are then null)
-    score              float  task head, on the dataset's scale (with --segment: duration-weighted mean of segments)
+    score              float  task head clipped to `scale` (with --segment: from the duration-weighted mean
+                              of the segments' raw scores)
+    raw_score          float  the task head's output as it is: a regression head can overshoot the scale
+                              (e.g. +1.309 on [-1, 1]); `deepmlf evaluate` scores these values
     polarity           str    negative / neutral / positive (the scheme's 3-class bins)
-    heads              {text, av, fusion: float|null}  auxiliary heads (fusion: mean over fusion tokens)
+    heads              {text, av, fusion: float|null}  auxiliary heads, clipped to `scale` (fusion: mean
+                              over fusion tokens; null when the model has no such head)
+    raw_heads          {text, av, fusion: float|null}  the same, unclipped
     scale              [lo, hi]  label range: [-1, 1] (sims) or [-3, 3] (mosi/mosei)
+
+    How the heads relate to the score: the score is DeepMLF's task head, which reads the AV summary,
+    the LM's last text state and the mean fusion token together. The text, AV and fusion heads are
+    auxiliary heads trained on the same label, each reading one of those three alone: they show what
+    that path predicts by itself, and the score is not their mean. Baselines fill only the heads of
+    the modality they read (text/AV equal to the score; fusion null).
     transcript         str    the text the model read
     transcript_source  str    given / sidecar:<file> / whisper:<model> / silence / no-audio / none
     duration           float  seconds
@@ -117,8 +128,8 @@ def _needs_whisper(items: list[tuple[str, Path]], recipe: dict, transcript: str 
 
 # --------------------------------------------------------------------------- one clip
 def _failed(key: str, path: Path, reason: str) -> dict[str, Any]:
-    return {"path": str(path), "key": key, "status": "failed", "error": reason, "score": None, "polarity": None,
-            "heads": None, "scale": None, "transcript": None, "transcript_source": None, "duration": None, "timings": None}
+    return {"path": str(path), "key": key, "status": "failed", "error": reason, "score": None, "raw_score": None,
+            "polarity": None, "heads": None, "raw_heads": None, "scale": None, "transcript": None, "transcript_source": None, "duration": None, "timings": None}
 
 
 def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | None, device: str,
@@ -180,7 +191,7 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     from extractors.pipeline import extract_clip, require_modalities
     from extractors.recipe import with_transcript
     from models.metrics import POLARITY_NAMES, polarity_classes
-    from models.prediction import ClipInput, predict_features
+    from models.prediction import ClipInput, clip_to_scale, predict_features
 
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
@@ -199,24 +210,26 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     t0 = time.perf_counter()
     preds = predict_features(loaded, inputs, device=device)
     timings["model_s"] = time.perf_counter() - t0
-    segments = [{"start": round(s, 3), "end": round(e, 3), "text": t, "score": p.score, "polarity": p.polarity,
-                 "heads": p.heads} for (s, e, t), p in zip(spans, preds)]
+    segments = [{"start": round(s, 3), "end": round(e, 3), "text": t, "score": p.score, "raw_score": p.raw_score,
+                 "polarity": p.polarity, "heads": p.heads, "raw_heads": p.raw_heads} for (s, e, t), p in zip(spans, preds)]
     weights = [max(e - s, 1e-6) for s, e, _ in spans]
 
     def mean(values):
         present = [(v, w) for v, w in zip(values, weights) if v is not None]
         return sum(v * w for v, w in present) / sum(w for _, w in present) if present else None
 
-    score = mean([p.score for p in preds])
+    raw_score = mean([p.raw_score for p in preds])
     scheme_scale = preds[0].scale
-    polarity = POLARITY_NAMES[3][int(polarity_classes([score], _scheme_of(scheme_scale), 3)[0])]
+    polarity = POLARITY_NAMES[3][int(polarity_classes([raw_score], _scheme_of(scheme_scale), 3)[0])]
+    raw_heads = {k: mean([p.raw_heads[k] for p in preds]) for k in ("text", "av", "fusion")}
     stem = clip_filename(key)
     timeline_csv = out_dir / f"{stem}.timeline.csv"
     plot = out_dir / f"{stem}.timeline.png"
     _write_csv(timeline_csv, [{"path": str(path), **_csv_row(seg, seg["start"], seg["end"])} for seg in segments])
     plot_timeline(segments, scheme_scale, plot, title=str(path.name))
-    return {"path": str(path), "key": key, "status": "ok", "error": None, "score": score, "polarity": polarity,
-            "heads": {k: mean([p.heads[k] for p in preds]) for k in ("text", "av", "fusion")},
+    return {"path": str(path), "key": key, "status": "ok", "error": None,
+            "score": clip_to_scale(raw_score, scheme_scale), "raw_score": raw_score, "polarity": polarity,
+            "heads": {k: clip_to_scale(v, scheme_scale) for k, v in raw_heads.items()}, "raw_heads": raw_heads,
             "scale": list(scheme_scale), "transcript": full.text, "transcript_source": full.source,
             "duration": round(info.duration, 4), "timings": {k: round(v, 4) for k, v in timings.items()},
             "segments": segments, "timeline_csv": str(timeline_csv), "plot": str(plot)}
@@ -259,6 +272,7 @@ def predict_paths(
     device: str = "cpu",
     allow_missing: bool = False,
     runs_root: Path = DEFAULT_RUNS,
+    lm: str | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> PredictReport:
@@ -285,7 +299,7 @@ def predict_paths(
     if not run_dir.exists():
         raise FileNotFoundError(f"model run not found: {run_dir}")
     checkpoint = find_checkpoint(run_dir)
-    loaded = load_model(checkpoint, device)
+    loaded = load_model(checkpoint, device, lm=lm)
     recipe = model_recipe(loaded.meta, checkpoint)
     reads = model_inputs(loaded.meta.get("kind", "deepmlf"))
     if "text" not in reads:  # an AV or audio/vision-only model: never transcribe
@@ -376,7 +390,9 @@ def render_report(report: PredictReport, console=None) -> None:
     ok = [r for r in report.results if r["status"] == "ok"]
     lo, hi = (-1, 1) if report.scheme == "sims" else (-3, 3)
     if ok:
-        table = Table(title=f"predictions · {report.checkpoint} · scale [{lo}, {hi}]", title_justify="left")
+        table = Table(title=f"predictions · {report.checkpoint} · scale [{lo}, {hi}]", title_justify="left",
+                      caption="scores clipped to the scale (raw values: --json); text/AV/fusion: each path's own "
+                              "head, not parts of the score (see deepmlf predict --help)", caption_justify="left")
         for col, justify in (("clip", "left"), ("score", "right"), ("polarity", "left"), ("text", "right"),
                              ("AV", "right"), ("fusion", "right"), ("transcript", "left")):
             table.add_column(col, justify=justify, overflow="fold" if col == "clip" else "ellipsis",
@@ -408,6 +424,7 @@ def render_report(report: PredictReport, console=None) -> None:
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Media files and/or folders (searched recursively).")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A run directory (or checkpoint) from `deepmlf train`; default: the newest under ./runs.")] = None,
+    lm: Annotated[Optional[str], typer.Option("--lm", help="The run's frozen LM at a new place (a moved run or LM directory); default: the one the run names.")] = None,
     transcript: Annotated[Optional[str], typer.Option("--transcript", help="The text spoken in the clip(s); wins over sidecars and Whisper.")] = None,
     no_whisper: Annotated[bool, typer.Option("--no-whisper", help="Never run Whisper: sidecar .txt/.srt/.vtt text, else empty.")] = False,
     segment: Annotated[bool, typer.Option("--segment", help="Long videos: predict each utterance (subtitles/Whisper) or fixed window; timeline + PNG.")] = False,
@@ -422,6 +439,10 @@ def predict(
 ) -> None:
     """Sentiment score, polarity and per-modality heads of new clips, with the features the model was trained on.
 
+    The score is the task head (reading audio/vision, text and the fusion tokens together), shown clipped to
+    the dataset's scale (--json keeps raw_score). The text, AV and fusion columns are auxiliary heads trained on
+    the same label, each reading one path alone: what that path predicts by itself, not parts of the score.
+
     Exit code 1 when any clip failed (the others are still predicted and printed).
     """
     with handle_errors(debug):
@@ -431,7 +452,7 @@ def predict(
         try:
             report = predict_paths(paths, model, transcript=transcript, no_whisper=no_whisper, segment=segment,
                                    window=window, out_dir=out, device=str(resolve_device(device)),
-                                   allow_missing=allow_missing,
+                                   allow_missing=allow_missing, lm=lm,
                                    **progress_kwargs.get("callbacks", {}))
         finally:
             if progress_kwargs.get("progress") is not None:

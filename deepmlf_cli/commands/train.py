@@ -9,14 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import handle_errors
-from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet, Seed)
+from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet,
+                                  SchemeOption, Seed)
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out, with the settings it was started with (options that differ are an error; --device may change).")]
 Epochs = Annotated[Optional[int], typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
 LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+# The kinds `train` offers (models.runs.MODEL_KINDS, listed here so --help needs no torch import;
+# tests check the two agree). "av" is `deepmlf pretrain`'s.
+TRAIN_MODELS = ("deepmlf", "early", "late", "attention", "text", "audio", "vision")
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
 
 
@@ -25,7 +29,7 @@ def train(
     data_dir: DataDir = None,
     preset: Preset = None,
     lm: LanguageModel = None,
-    model: Annotated[str, typer.Option("--model", help="deepmlf, or a baseline (see `deepmlf train --help`).")] = "deepmlf",
+    model: Annotated[Optional[str], typer.Option("--model", help=f"Which model: {', '.join(TRAIN_MODELS)} (default deepmlf; case does not matter).")] = None,
     config: ConfigFile = None,
     mm_layers: Annotated[Optional[str], typer.Option("--mm-layers", help="0-based LM layers with an MM block, e.g. 5..11.")] = None,
     n_fusion: Annotated[Optional[int], typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
@@ -39,6 +43,7 @@ def train(
     patience: Patience = None,
     out: OutDir = None,
     resume: Resume = False,
+    scheme: SchemeOption = None,
     device: Device = "auto",
     quiet: Quiet = False,
     as_json: JsonOutput = False,
@@ -46,28 +51,38 @@ def train(
 ) -> None:
     """Train DeepMLF (or a baseline) on a dataset: early stopping on validation, best state tested, every seed kept."""
     with handle_errors(debug):
-        from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+        from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data, resumed_spec
         from models.config import parse_layer_list
         from models.errors import ConfigError
+        from models.runs import model_kind, read_run_spec, run_started
 
         if freeze_av and not init_av:
             raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
         if resume and out is None:
             raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        kind = model_kind(model) if model is not None else None
+        if resume:
+            saved = read_run_spec(out)  # says so when --out holds no run
         init_distributed()
-        data = load_data(dataset, data_dir, quiet)
+        data = load_data(dataset, data_dir, quiet, scheme=scheme)
         model_overrides = {"lm": lm, "n_fusion": n_fusion,
                            "mm_layers": parse_layer_list(mm_layers) if mm_layers else None}
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
                            "patience": patience, "device": device}
-        spec, _ = build_spec(model, data, preset, config, model_overrides, train_overrides, seed,
-                             init_av=init_av, freeze_av=freeze_av)
-        run_dir = out or default_run_dir(data, model)
-        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{model} on {data.name}")
+        if resume and run_started(out) and preset is None and config is None:
+            # Options not given keep the run's values; those given must match them (train_run checks).
+            spec = resumed_spec(saved, kind, model_overrides, train_overrides, seed, init_av, freeze_av)
+        else:
+            spec, _ = build_spec(kind or "deepmlf", data, preset, config, model_overrides, train_overrides, seed,
+                                 init_av=init_av, freeze_av=freeze_av)
+        run_dir = out or default_run_dir(data, spec.kind)
+        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{spec.kind} on {data.name}")
 
 
 def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json: bool, title: str) -> dict:
     """Train every seed with progress bars, then print the results table (or JSON)."""
+    from rich.markup import escape
+
     from deepmlf_cli.render import EpochProgress, console, make_progress, results_table
     from deepmlf_cli.resolve import is_main_process
     from models.metrics import PRIMARY_METRICS
@@ -83,7 +98,10 @@ def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), **results}, indent=2))
     else:
-        console.print(results_table(results, f"{title} — test split"))
+        if results["mean"]:
+            console.print(results_table(results, f"{title} — test split"))
+        for note in results.get("notes", []):
+            console.print(f"[yellow]note:[/] {escape(note)}")
         console.print(f"run saved in [bold]{run_dir}[/] (results.json, results.csv, seed_*/best, seed_*/plots)")
     return results
 
