@@ -203,16 +203,7 @@ def test_recipe_round_trip_and_validation(recipe):
 
 # --------------------------------------------------------------------------- datasets and the command
 def _mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale=1.0) -> Path:
-    rows = ["video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"]
-    i = 0
-    for split, n in zip(("train", "valid", "test"), n_per_split):
-        for _ in range(n):
-            i += 1
-            tm.make_face_clip(root / "Raw" / f"vid{i % 2}" / f"{i:04d}.mp4", 0.6 + 0.2 * (i % 3), audio="speech")
-            label = scale * ((-1) ** i) * 0.2 * (i % 5)
-            rows.append(f"vid{i % 2},{i:04d},clip number {i},{label},{label},0.2,-0.4,Neutral,{split}")
-    (root / "label.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return tm.make_mmsa_corpus(root, n_per_split, scale)
 
 
 def _check_dataset_spec(out: Path, n: dict[str, int], scheme: str) -> None:
@@ -377,3 +368,61 @@ def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     res = runner.invoke(app, ["train", "-d", str(out), "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
                               "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
+
+
+# --------------------------------------------------------------------------- issue 11
+def test_clip_filenames_are_distinct_for_distinct_keys():
+    from extractors.dataset import clip_filename
+
+    keys = ["a b", "a_b", "a/b", "a__b", "a\\b", ".a", "a", "", "_", "x~y", "x_y", "é", "_" * 300, "_" * 301]
+    names = [clip_filename(k) for k in keys]
+    assert len(set(names)) == len(keys)
+    assert clip_filename("vid0$_$0001") == "vid0$_$0001" and clip_filename("a_b") == "a_b"  # safe keys unchanged
+    assert all("/" not in n and "\\" not in n and not n.startswith(".") and len(n.encode()) < 230 for n in names)
+
+
+def test_ids_differing_in_unsafe_characters_keep_their_own_features(tmp_path):
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    recipe = build_recipe(face="none", transcript=GIVEN)
+    root = tmp_path / "corpus"
+    tm.make_audio_only(root / "Raw" / "v" / "a b.wav", 0.5)
+    tm.make_audio_only(root / "Raw" / "v" / "a_b.wav", 1.5)
+    (root / "label.csv").write_text("video_id,clip_id,text,label,mode\nv,a b,short,0.5,train\nv,a_b,long,-0.5,train\n")
+    out = tmp_path / "ds"
+    summary = run_extract(root, out, recipe)
+    assert summary.count("done") == 2 and len(list((out / "features").glob("*.npz"))) == 2
+    with np.load(out / "train.npz", allow_pickle=False) as z:
+        rows = {str(i): (float(lab), int(n), str(t)) for i, lab, n, t in zip(z["ids"], z["labels"], z["audio_lengths"], z["texts"])}
+    assert rows["v$_$a b"][0] == 0.5 and rows["v$_$a b"][2] == "short"
+    assert rows["v$_$a_b"][0] == -0.5 and rows["v$_$a_b"][2] == "long"
+    assert rows["v$_$a_b"][1] > 2 * rows["v$_$a b"][1]  # each label sits with its own clip's features
+
+    folder = tmp_path / "folder"
+    tm.make_audio_only(folder / "y z.wav", 0.5)
+    tm.make_audio_only(folder / "y_z.wav", 1.5)
+    (folder / "y z.txt").write_text("one")
+    (folder / "y_z.txt").write_text("two")
+    summary = run_extract(folder, tmp_path / "feats", recipe)
+    manifest = json.loads((tmp_path / "feats" / "manifest.json").read_text())
+    files = {c["key"]: c["file"] for c in manifest["clips"]}
+    assert set(files) == {"y z", "y_z"} and len(set(files.values())) == 2
+    assert {c["key"]: c["text"] for c in manifest["clips"]} == {"y z": "one", "y_z": "two"}
+
+
+def test_mmsa_pickle_records_the_scheme(tmp_path):
+    import pickle
+
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    root = _mmsa_corpus(tmp_path / "SIMS", (1, 1, 1))  # labels in [-1, 1]: would be guessed as sims
+    recipe = build_recipe(face="none", transcript=GIVEN)
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True, scheme="mosi")
+    with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
+        data = pickle.load(fh)
+    assert data["scheme"] == "mosi" and {"train", "valid", "test"} <= set(data)
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True)
+    with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
+        assert pickle.load(fh)["scheme"] == "sims"
