@@ -426,3 +426,73 @@ def test_mmsa_pickle_records_the_scheme(tmp_path):
     run_extract(root, tmp_path / "ds", recipe, mmsa=True)
     with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
         assert pickle.load(fh)["scheme"] == "sims"
+
+
+def test_label_file_errors_are_all_reported_at_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.batch import plan_jobs
+    from extractors.inputs import LabelFileError
+
+    (tmp_path / "Raw").mkdir()
+    (tmp_path / "label.csv").write_text(
+        "video_id,clip_id,text,label,mode\n"
+        "v,1,fine,0.1,train\n"   # row 2: good
+        "v,2,x,0.1,holdout\n"    # row 3: mode
+        "v,3,x,abc,train\n"      # row 4: label not a number
+        "v,4,x,,test\n"          # row 5: empty label
+        "v,1,x,0.2,valid\n"      # row 6: duplicate of row 2
+        "../x,5,x,0.1,train\n"   # row 7: id escapes
+        "v,6,x,inf,dev\n"        # row 8: not finite
+    )  # fmt: skip
+    with pytest.raises(LabelFileError) as err:
+        plan_jobs(tmp_path)
+    assert [(row, col) for row, col, _ in err.value.problems] == [
+        (3, "mode"), (4, "label"), (5, "label"), (6, "clip_id"), (7, "video_id"), (8, "label")]
+    message = str(err.value)
+    assert "6 bad rows" in message and "row 6, clip_id: clip v$_$1 is listed twice (also row 2)" in message
+    assert "row 3, mode: 'holdout' is not train, valid or test" in message
+    result = CliRunner().invoke(app, ["extract", str(tmp_path), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert all(f"row {r}," in result.output for r in (3, 4, 5, 6, 7, 8)) and "row 2," not in result.output
+
+
+def test_empty_split_is_named_in_the_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    root = _mmsa_corpus(tmp_path / "c", (2, 1, 0))
+    args = ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "--transcript", GIVEN]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["splits"] == {"train": 2, "valid": 1, "test": 0} and summary["empty_splits"] == ["test"]
+    assert any("test split is empty" in n for n in summary["notes"])
+    result = CliRunner().invoke(app, [*args, "-q"])
+    assert result.exit_code == 0 and "the test split is empty (there will be no test metrics)" in result.output
+
+
+def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypatch):
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # the default Whisper is not cached
+    root = _mmsa_corpus(tmp_path / "c", (2, 1, 1))
+    lines = (root / "label.csv").read_text().splitlines()
+    lines[3] = lines[3].replace("clip number 3", "")  # row 4: an empty text cell
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    recipe = build_recipe(face="none")  # transcript auto: label text > sidecar > Whisper
+    summary = run_extract(root, tmp_path / "ds", recipe)
+    assert summary.count("done") == 3 and [r.key for r in summary.failed] == ["vid1$_$0003"]
+    reason = summary.failed[0].reason
+    assert "empty text in row 4" in reason and "not cached locally" in reason
+    assert any(n.startswith("row 4 of label.csv has no text and needs Whisper") for n in summary.notes)
+    assert summary.manifest["splits"] == {"train": 2, "valid": 0, "test": 1} and summary.empty_splits == ["valid"]
+
+    for i in range(1, len(lines)):  # every row without text: nothing to extract, one line at once
+        lines[i] = lines[i].replace(f"clip number {i}", "")
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ExtractionError, match=r"rows 2, 3, 4, 5 of label.csv have no text and need Whisper: .*not cached"):
+        run_extract(root, tmp_path / "ds2", recipe)
