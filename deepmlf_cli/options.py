@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,3 +20,27 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
 AllowMissing = Annotated[bool, typer.Option("--allow-missing", help="Keep clips with no audio track, silent audio, no face or an empty transcript (read as absent) instead of failing them.")]
 SchemeOption = Annotated[Optional[str], typer.Option("--scheme", help="Metric scheme: mosi (MOSI/MOSEI, labels in [-3, 3]) or sims ([-1, 1]); default: the one the dataset records, else guessed from its labels.")]
+
+
+# --- transcripts: one definition for extract, transcribe and predict ---------------------------
+DEFAULT_WHISPER_MODEL = "openai/whisper-small"  # = extractors.transcript.DEFAULT_WHISPER_MODEL (not imported: CLI start stays fast)
+
+
+class WhisperBackendChoice(str, enum.Enum):
+    """Which Whisper implementation transcribes (extractors.transcript.WhisperBackend)."""
+
+    transformers = "transformers"
+    faster_whisper = "faster-whisper"
+
+
+WhisperModelOption = Annotated[Optional[str], typer.Option(
+    "--whisper-model",
+    help="Whisper hub id (must be cached) or a local model folder; a faster-whisper (CTranslate2) folder needs "
+         "--whisper-backend faster-whisper. predict: default the model's recipe.")]
+WhisperBackendOption = Annotated[Optional[WhisperBackendChoice], typer.Option(
+    "--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder). predict: default the model's recipe.")]
+LanguageOption = Annotated[Optional[str], typer.Option(
+    "--language", help="Spoken language for Whisper, e.g. zh for CH-SIMS or en, checked against the model's languages "
+                       "(default: detect; predict: the model's recipe).")]
+TranslateOption = Annotated[bool, typer.Option(
+    "--translate", help="Whisper translates the speech to English instead of transcribing it (multilingual models only).")]

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 from .dataset import build_dataset, clip_done, save_clip, write_features_manifest, write_text
-from .errors import ExtractionError
+from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 from .recipe import recipe_hash, validate_recipe
-from .transcript import TranscriptMode, find_sidecar, resolve_whisper_model
+from .transcript import TranscriptMode, check_whisper, find_sidecar
 
 ERRORS_FILE = "errors.tsv"
 
@@ -57,6 +57,13 @@ class ExtractSummary:
         return sum(r.status == status for r in self.results)
 
     @property
+    def empty_splits(self) -> list[str]:
+        """Splits of the written dataset that hold no clip (train cannot use them)."""
+        if self.kind != "dataset" or not self.manifest:
+            return []
+        return [name for name, n in self.manifest.get("splits", {}).items() if n == 0]
+
+    @property
     def failed(self) -> list[ClipResult]:
         return [r for r in self.results if r.status == "failed"]
 
@@ -82,6 +89,7 @@ class ExtractSummary:
             "realtime_factor": round(self.realtime_factor, 4),
             "errors_file": str(self.errors_file) if self.errors_file else None,
             "splits": (self.manifest or {}).get("splits"),
+            "empty_splits": self.empty_splits,
             "notes": self.notes,
             "clips": [asdict(r) for r in self.results],
         }
@@ -139,12 +147,13 @@ def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allo
     return base
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent_pid: int) -> None:
     # Each worker gets its share of the cores; oversubscribed BLAS/OpenCV threads
     # make N workers slower than one.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
+    _exit_with_parent(parent_pid)
     try:
         import cv2
 
@@ -153,16 +162,50 @@ def _worker_init(threads: int) -> None:
         pass
 
 
-def _needs_whisper(jobs: list[ClipJob], recipe: dict) -> bool:
+def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """End this worker when the batch process dies (kill -9 included), instead of running on orphaned.
+
+    A pool's workers never see EOF on their task queue (each holds its write
+    end too), and a worker mid-clip finishes it first. Linux: the kernel kills
+    us with the parent (PR_SET_PDEATHSIG); everywhere: a daemon thread checks
+    the parent id.
+    """
+    import threading
+
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="deepmlf-parent-watch", daemon=True).start()
+
+
+def _needs_whisper(job: ClipJob, recipe: dict) -> bool:
+    """Whether this clip's text can only come from Whisper (no label text, no sidecar)."""
     mode = TranscriptMode(recipe["transcript"]["mode"])
-    if mode in (TranscriptMode.none, TranscriptMode.given):
+    if mode in (TranscriptMode.none, TranscriptMode.given) or job.path is None or job.problem or job.text:
         return False
-    for job in jobs:
-        if job.path is None or job.text:
-            continue
-        if mode == TranscriptMode.whisper or find_sidecar(job.path) is None:
-            return True
-    return False
+    return mode == TranscriptMode.whisper or find_sidecar(job.path) is None
+
+
+def _rows(jobs: list[ClipJob], limit: int = 12) -> str:
+    """'rows 3, 7, 9' (label-file rows) or 'clips a, b' for the jobs, shortened past `limit`."""
+    labelled = all(j.row is not None for j in jobs)
+    names = [str(j.row) if labelled else j.key for j in jobs]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    noun = ("row" if labelled else "clip") + ("s" if len(names) != 1 else "")
+    return f"{noun} {', '.join(names[:limit])}{more}"
 
 
 def run_extract(
@@ -210,9 +253,31 @@ def run_extract(
             )
         else:
             todo.append(job)
-    if _needs_whisper(todo, recipe):
-        # One line for the whole batch rather than the same failure on every clip.
-        resolve_whisper_model(recipe["transcript"]["model"])
+    notes: list[str] = []
+    whisper_jobs = [j for j in todo if _needs_whisper(j, recipe)]
+    if whisper_jobs:
+        where = f" of {Path(labels).name if labels else 'label.csv'}" if labelled else ""
+        have, need = ("has", "needs") if len(whisper_jobs) == 1 else ("have", "need")
+        what = f"{have} no text" if labelled else f"{have} no sidecar transcript"
+        try:
+            # Checked once for the whole batch: a wrong model, backend or
+            # language would otherwise fail every clip after its audio/face work.
+            check_whisper(recipe["transcript"])
+        except (ModelNotCachedError, BackendUnavailableError) as exc:
+            needing = {id(j) for j in whisper_jobs}
+            others = [j for j in todo if not j.problem and id(j) not in needing]
+            if not others and not results:  # nothing could be extracted: one line, at once
+                raise ExtractionError(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper: {exc}") from None
+            # Whisper is missing here, not wrong: extract the clips that have text
+            # and fail only those that need it (a re-run resumes them).
+            for job in whisper_jobs:
+                lacks = f"empty text in row {job.row} and no sidecar" if job.row else "no sidecar transcript"
+                job.problem = f"{lacks}, and Whisper is unavailable: {exc}"
+            notes.append(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper, which is unavailable; "
+                         "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run")
+        else:
+            if labelled:
+                notes.append(f"{_rows(whisper_jobs)}{where} {what}: transcribed with Whisper {recipe['transcript']['model']}")
     if on_plan:
         on_plan(len(jobs), len(results))
     for r in results:
@@ -229,7 +294,8 @@ def run_extract(
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads, os.getpid())) as pool:
             pending = {pool.submit(extract_one, job, recipe, features_dir, rhash, allow_missing) for job in todo}
             try:
                 while pending:
@@ -251,7 +317,8 @@ def run_extract(
         errors_file.unlink(missing_ok=True)
         errors_file = None
 
-    summary = ExtractSummary(out=out, results=results, elapsed=0.0, kind="shard" if shard else ("dataset" if labelled else "features"), errors_file=errors_file)
+    summary = ExtractSummary(out=out, results=results, elapsed=0.0, kind="shard" if shard else ("dataset" if labelled else "features"),
+                             errors_file=errors_file, notes=notes)
     ok_keys = {r.key for r in results if r.status in ("done", "skipped")}
     extra = {"failed": [{"key": r.key, "reason": r.reason} for r in failed]} if failed else {}
     if shard:
@@ -260,6 +327,11 @@ def run_extract(
         good = [j for j in all_jobs if j.key in ok_keys]
         if good:
             summary.manifest = build_dataset(out, good, features_dir, recipe, name=name, scheme=scheme, mmsa=mmsa, extra=extra)
+            why = {"train": "train has nothing to learn from", "valid": "train picks its best epoch on valid clips",
+                   "test": "there will be no test metrics"}
+            for split in summary.empty_splits:
+                summary.notes.append(f"the {split} split is empty ({why[split]}); give some rows mode {split} "
+                                     "in the label file, or fix its failed clips")
         else:
             summary.notes.append("no clip could be extracted: no dataset written")
     else:

@@ -9,6 +9,7 @@ never leaves a manifest that points at half-written splits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -30,13 +31,32 @@ SPLITS = ("train", "valid", "test")
 
 # ---------------------------------------------------------------------------
 # atomic writes
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc), else by a swap."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _atomic_write(path: Path, write) -> None:
-    """Call write(file_object) on a temp file next to `path`, then rename it into place."""
+    """Call write(file_object) on a temp file next to `path`, then rename it into place.
+
+    mkstemp creates 0600 files; the result gets the mode a plain open() would
+    give (0666 & ~umask), so colleagues can read a shared dataset.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -60,16 +80,31 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Atomically write `text` as UTF-8."""
     _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 # ---------------------------------------------------------------------------
 # per-clip features
+_MAX_NAME_BYTES = 200  # file systems allow 255 bytes; leave room for suffixes and temp names
+
+
 def clip_filename(key: str) -> str:
-    """A file name for a clip key: path separators and unsafe characters become '__'/'_'."""
+    """A file name for a clip key, distinct for distinct keys.
+
+    A key that is already a safe name is used as is. Otherwise separators and
+    unsafe characters become '__'/'_' and a hash of the key is appended after
+    a '~' (a character no safe key holds), so `a b` and `a_b`, or `a/b` and
+    `a__b`, never share a feature file. The key itself is stored in the .json.
+    """
     name = key.replace("/", "__").replace("\\", "__")
-    name = re.sub(r"[^\w.$\-]", "_", name)
-    return name.lstrip(".") or "_"
+    name = re.sub(r"[^\w.$\-]", "_", name).lstrip(".")
+    if name == key and name and len(name.encode("utf-8")) <= _MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+    while len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        name = name[:-1]
+    return f"{name or '_'}~{digest}"
 
 
 def save_clip(features_dir: Path, job: ClipJob, clip: ClipFeatures, rhash: str) -> dict:
@@ -120,6 +155,11 @@ def load_clip(features_dir: Path, key: str) -> tuple[dict[str, np.ndarray], dict
     with np.load(Path(features_dir) / f"{stem}.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads((Path(features_dir) / f"{stem}.json").read_text(encoding="utf-8"))
+    if meta.get("key") != key:  # never hand one clip's features to another clip's label
+        raise ExtractionError(
+            f"{Path(features_dir) / stem}.json holds clip {meta.get('key')!r}, not {key!r}; "
+            "delete the features/ folder and extract again"
+        )
     return arrays, meta
 
 
@@ -198,6 +238,9 @@ def build_dataset(
         if mmsa:
             pickled[split] = _mmsa_split(arrays, rows)
     if mmsa:
+        # MMSA readers index the split keys; "scheme" rides beside them so a
+        # reader scores the pickle as it was extracted (a str, never guessed).
+        pickled["scheme"] = scheme
         _atomic_write(out / f"{name}.pkl", lambda fh: pickle.dump(pickled, fh, protocol=4))
     manifest = {
         "format": DATASET_FORMAT,

@@ -27,6 +27,7 @@ class ClipJob:
     labels: dict[str, float] = field(default_factory=dict)  # label, label_T, label_A, label_V
     annotation: str | None = None
     problem: str | None = None  # why this clip cannot be extracted (reported as its failure)
+    row: int | None = None  # its row in the label file (1 = the header), for messages
 
 
 def discover_media(root: Path) -> list[ClipJob]:
@@ -48,16 +49,31 @@ def discover_media(root: Path) -> list[ClipJob]:
 
 
 _SAFE_ID = re.compile(r"[^/\\\x00]+")
+_MAX_LISTED_ROWS = 30  # a label file with thousands of bad rows: the first ones say what is wrong
 
 
-def _check_id(value: str, column: str, row: int, labels: Path) -> str:
-    """A path component from a label file: no separators, no '..', nothing absolute."""
-    if not value or value in (".", "..") or not _SAFE_ID.fullmatch(value) or value.startswith("~"):
-        raise ExtractionError(
-            f"{labels} row {row}: {column} {value!r} is not a plain name (no '/', '\\', '..' or absolute paths); "
-            "fix the label file: clips must live under the dataset's Raw/ folder"
+def _id_problem(value: str) -> str | None:
+    """Why a label-file id cannot be a path component (no separators, no '..', nothing absolute), else None."""
+    if not value:
+        return "is empty"
+    if value in (".", "..") or not _SAFE_ID.fullmatch(value) or value.startswith("~"):
+        return f"{value!r} is not a plain name (no '/', '\\', '..' or absolute paths; clips live under Raw/)"
+    return None
+
+
+class LabelFileError(ExtractionError):
+    """A label file with bad rows; `problems` holds (row, column, why) for every one of them."""
+
+    def __init__(self, labels: Path, problems: list[tuple[int, str, str]]) -> None:
+        self.labels, self.problems = Path(labels), problems
+        rows = sorted({row for row, _, _ in problems})
+        lines = [f"  row {row}, {column}: {why}" for row, column, why in problems[:_MAX_LISTED_ROWS]]
+        if len(problems) > _MAX_LISTED_ROWS:
+            lines.append(f"  … and {len(problems) - _MAX_LISTED_ROWS} more")
+        super().__init__(
+            f"{labels}: {len(rows)} bad row{'s' if len(rows) != 1 else ''} (row 1 is the header); fix them and re-run:\n"
+            + "\n".join(lines)
         )
-    return value
 
 
 def _find_clip(roots: list[Path], video_id: str, clip_id: str) -> Path | None:
@@ -95,28 +111,38 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
     for base in ([Path(media_root)] if media_root else []) + [labels.parent]:
         roots += [base / "Raw", base]
     jobs: list[ClipJob] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
+    problems: list[tuple[int, str, str]] = []  # every bad row of the file, reported together
     for i, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
-        video_id = _check_id(str(row["video_id"]).strip(), "video_id", i, labels)
-        clip_id = _check_id(str(row["clip_id"]).strip(), "clip_id", i, labels)
+        bad = len(problems)
+        video_id, clip_id = str(row["video_id"]).strip(), str(row["clip_id"]).strip()
+        for column, value in (("video_id", video_id), ("clip_id", clip_id)):
+            why = _id_problem(value)
+            if why:
+                problems.append((i, column, why))
         key = f"{video_id}{KEY_SEP}{clip_id}"
-        if key in seen:
-            raise ExtractionError(f"{labels} row {i}: clip {key} is listed twice; remove the duplicate row")
-        seen.add(key)
+        if len(problems) == bad and key in seen:
+            problems.append((i, "clip_id", f"clip {key} is listed twice (also row {seen[key]}); remove one"))
+        seen.setdefault(key, i)
         split = _SPLIT_ALIASES.get(str(row["mode"]).strip().lower())
         if split is None:
-            raise ExtractionError(f"{labels} row {i}: mode {row['mode']!r} is not train, valid or test")
+            problems.append((i, "mode", f"{row['mode']!r} is not train, valid or test"))
         values = {}
         for col in ("label", "label_T", "label_A", "label_V"):
             if col in row and str(row[col]).strip() != "":
                 try:
-                    values[col] = float(row[col])
+                    value = float(row[col])
                 except ValueError:
-                    raise ExtractionError(f"{labels} row {i}: {col} {row[col]!r} is not a number") from None
-                if not math.isfinite(values[col]):
-                    raise ExtractionError(f"{labels} row {i}: {col} is not finite")
-        if "label" not in values:
-            raise ExtractionError(f"{labels} row {i}: empty label")
+                    problems.append((i, col, f"{row[col]!r} is not a number"))
+                    continue
+                if not math.isfinite(value):
+                    problems.append((i, col, f"{row[col]!r} is not finite"))
+                    continue
+                values[col] = value
+            elif col == "label":
+                problems.append((i, col, "is empty"))
+        if len(problems) > bad:
+            continue
         path = _find_clip(roots, video_id, clip_id)
         text = str(row.get("text", "")).strip() or None
         jobs.append(
@@ -128,8 +154,11 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                 labels=values,
                 annotation=str(row.get("annotation", "")) or None,
                 problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 next to {labels.name}",
+                row=i,
             )
         )
+    if problems:
+        raise LabelFileError(labels, problems)
     if not jobs:
         raise ExtractionError(f"{labels}: no rows")
     return jobs

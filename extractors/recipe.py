@@ -47,6 +47,7 @@ def build_recipe(
     whisper_model: str = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackend | str = WhisperBackend.transformers,
     language: str | None = None,
+    task: str = "transcribe",
     max_faces: int = 4,
     max_side: int = 640,
 ) -> dict:
@@ -58,6 +59,8 @@ def build_recipe(
         backend = WhisperBackend(whisper_backend)
     except ValueError as exc:
         raise ExtractionError(f"invalid transcript option: {exc}") from None
+    if task not in ("transcribe", "translate"):
+        raise ExtractionError(f"Whisper task must be transcribe or translate, not {task!r}")
     name = DEFAULT_RECIPE_NAME
     if (audio_ex.backend, face_ex.backend, face_ex.fps, functionals) != (AudioBackend.librosa_sims, FaceBackend.mediapipe, DEFAULT_FPS, False):
         name = f"custom-{audio_ex.backend.value}-{face_ex.backend.value}-v1"
@@ -71,7 +74,7 @@ def build_recipe(
             "backend": backend.value,
             "model": whisper_model,
             "language": language or None,
-            "task": "transcribe",
+            "task": task,
         },
         # Sequences are stored at their native rates (no time pooling): the models
         # pool to a fixed length themselves, length-aware.
@@ -105,6 +108,7 @@ def validate_recipe(recipe: dict) -> dict:
             whisper_model=text.get("model", DEFAULT_WHISPER_MODEL),
             whisper_backend=text.get("backend", "transformers"),
             language=text.get("language"),
+            task=text.get("task", "transcribe"),
             max_faces=face.get("params", {}).get("max_faces", 4),
             max_side=face.get("params", {}).get("max_side", 640),
         )

@@ -152,6 +152,83 @@ def resolve_whisper_model(model: str) -> str:
     return str(Path(cached).parent)
 
 
+# A CTranslate2 Whisper counts as multilingual from this vocabulary size on
+# (CTranslate2's own rule, which faster-whisper follows: smaller vocabularies
+# are the English-only models, and faster-whisper then silently decodes "en").
+_CT2_MULTILINGUAL_VOCAB = 51865
+
+
+@dataclass(frozen=True)
+class WhisperModelInfo:
+    """What a Whisper model folder is, read from its files without loading the weights."""
+
+    location: str
+    format: str  # "transformers" or "ctranslate2" (faster-whisper)
+    english_only: bool
+    languages: frozenset[str] | None  # codes the model knows; None when its files do not say
+
+
+def whisper_format(location: Path) -> str | None:
+    """'ctranslate2' for a faster-whisper folder (model.bin, no transformers weights), 'transformers', or None."""
+    location = Path(location)
+    hf_weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if (location / "model.bin").is_file() and not any((location / n).is_file() for n in hf_weights):
+        return "ctranslate2"
+    if (location / "config.json").is_file():
+        return "transformers"
+    return None
+
+
+def _read_json(path: Path) -> dict | list | None:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _model_languages(location: Path, fmt: str) -> tuple[bool, frozenset[str] | None]:
+    """(english_only, language codes) as the model's own files record them."""
+    if fmt == "ctranslate2":
+        vocab = _read_json(location / "vocabulary.json")
+        if not isinstance(vocab, list):
+            return False, None
+        if len(vocab) < _CT2_MULTILINGUAL_VOCAB:
+            return True, frozenset({"en"})
+        try:
+            from faster_whisper.tokenizer import _LANGUAGE_CODES
+        except ImportError:
+            return False, None
+        return False, frozenset(_LANGUAGE_CODES)
+    gen = _read_json(location / "generation_config.json")
+    if not isinstance(gen, dict):
+        return False, None
+    if gen.get("is_multilingual") is False:
+        return True, frozenset({"en"})
+    langs = gen.get("lang_to_id")
+    if isinstance(langs, dict) and langs:
+        return False, frozenset(k.strip("<|>") for k in langs)
+    return False, None
+
+
+def _language_code(language: str) -> str:
+    """An ISO code for `language` ("zh", or a name such as "Chinese" that Whisper's tokenizer knows)."""
+    language = language.strip().lower()
+    if len(language) <= 3:
+        return language
+    try:
+        from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+    except ImportError:
+        return language
+    return TO_LANGUAGE_CODE.get(language, language)
+
+
+def _short_list(items, limit: int = 16) -> str:
+    items = sorted(items)
+    return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+
 class WhisperTranscriber:
     """Speech to text with timestamps, through transformers' Whisper or faster-whisper.
 
@@ -176,22 +253,65 @@ class WhisperTranscriber:
         if language is not None and not re.fullmatch(r"[a-z]{2,3}|[A-Za-z ]+", language):
             raise ExtractionError(f"invalid --language {language!r}; use an ISO code such as zh or en")
         self.model_id = model
-        self.language = language.lower() if language else None
+        self.language = _language_code(language) if language else None
         self.task = task
         self._impl = None
+        self._info: WhisperModelInfo | None = None
 
-    def _load(self):
-        if self._impl is not None:
-            return self._impl
-        location = resolve_whisper_model(self.model_id)
+    def check(self) -> WhisperModelInfo:
+        """Find the model and check it against the backend, --language and --translate, without loading it.
+
+        Run once before a batch: every clip would otherwise fail the same way,
+        after its audio and face work.
+        """
+        if self._info is not None:
+            return self._info
+        location = Path(resolve_whisper_model(self.model_id))
+        fmt = whisper_format(location)
+        if self.backend == WhisperBackend.transformers and fmt == "ctranslate2":
+            raise ExtractionError(
+                f"Whisper model {self.model_id} is a faster-whisper (CTranslate2) model; use --whisper-backend faster-whisper"
+            )
         if self.backend == WhisperBackend.faster_whisper:
+            if fmt == "transformers":
+                raise ExtractionError(
+                    f"Whisper model {self.model_id} is a transformers model, not a faster-whisper (CTranslate2) one; "
+                    "use --whisper-backend transformers, or convert it: ct2-transformers-converter --model "
+                    f"{location} --output_dir DIR --copy_files tokenizer.json preprocessor_config.json"
+                )
             try:
-                from faster_whisper import WhisperModel
+                import faster_whisper  # noqa: F401
             except ImportError:
                 raise BackendUnavailableError(
                     "faster-whisper is not installed; `pip install -c requirements/constraints.txt faster-whisper`, "
                     "or use --whisper-backend transformers"
                 ) from None
+        english_only, languages = _model_languages(location, fmt or "transformers")
+        if english_only and self.task == "translate":
+            raise ExtractionError(
+                f"Whisper model {self.model_id} is English-only and cannot translate; drop --translate, "
+                "or use a multilingual model (e.g. openai/whisper-small, not a .en one)"
+            )
+        if english_only and self.language not in (None, "en"):
+            raise ExtractionError(
+                f"Whisper model {self.model_id} is English-only and cannot transcribe --language {self.language}; "
+                "drop --language, or use a multilingual model (e.g. openai/whisper-small, not a .en one)"
+            )
+        if self.language is not None and languages is not None and self.language not in languages:
+            raise ExtractionError(
+                f"Whisper model {self.model_id} does not know --language {self.language}; "
+                f"use one of {_short_list(languages)}, or leave --language out to detect it"
+            )
+        self._info = WhisperModelInfo(str(location), fmt or "transformers", english_only, languages)
+        return self._info
+
+    def _load(self):
+        if self._impl is not None:
+            return self._impl
+        location = self.check().location
+        if self.backend == WhisperBackend.faster_whisper:
+            from faster_whisper import WhisperModel
+
             self._impl = WhisperModel(location, device="cpu", compute_type="int8")
             return self._impl
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -230,7 +350,11 @@ class WhisperTranscriber:
 
     def _faster(self, model, samples: np.ndarray) -> Transcript:
         segments, info = model.transcribe(samples, language=self.language, task=self.task)
-        segs = [Segment(float(s.start), float(s.end), s.text.strip()) for s in segments]
+        duration = samples.size / WHISPER_RATE
+        segs = []
+        for s in segments:  # faster-whisper times the padded 30 s window: keep segments inside the audio
+            start = round(min(float(s.start), duration), 2)
+            segs.append(Segment(start, round(min(max(float(s.end), start), duration), 2), s.text.strip()))
         return Transcript(" ".join(s.text for s in segs).strip(), f"whisper:{self.model_id}", segs, getattr(info, "language", self.language))
 
     def _transformers(self, processor, model, samples: np.ndarray) -> Transcript:
@@ -298,6 +422,12 @@ def _segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Se
             seg_start = min(start if start is not None else last, duration)
             segments.append(Segment(round(seg_start, 2), round(duration, 2), text))
     return segments
+
+
+def check_whisper(transcript: dict) -> WhisperModelInfo:
+    """Check a recipe's transcript settings (model, backend, language, task) once, before a batch."""
+    return WhisperTranscriber(transcript["model"], transcript["backend"], transcript.get("language"),
+                              transcript.get("task", "transcribe")).check()
 
 
 def get_transcript(

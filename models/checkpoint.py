@@ -23,6 +23,7 @@ import torch
 
 from models.config import ModelConfig
 from models.errors import CheckpointError
+from models.files import default_dir_mode, default_file_mode
 
 EXTRA_PREFIX = "extra."
 
@@ -34,6 +35,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:  # transcripts: never the locale's encoding
+            os.fchmod(handle.fileno(), default_file_mode())  # mkstemp's 0600 would hide results from colleagues
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())  # the rename must not publish an empty file after a crash
@@ -64,10 +66,12 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
+        os.chmod(tmp, default_dir_mode())  # mkdtemp's 0700 would hide the checkpoint from colleagues
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
         for key, value in (extra or {}).items():
             tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
         save_file(tensors, str(tmp / "model.safetensors"))
+        os.chmod(tmp / "model.safetensors", default_file_mode())  # safetensors writes 0600
         (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
         replace_dir(tmp, directory)

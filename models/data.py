@@ -720,6 +720,9 @@ def save_dataset(dataset: MultimodalDataset, out_dir: Path) -> Path:
     # on one file system and parallel writers never share a temp name.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
+        from models.files import default_dir_mode
+
+        os.chmod(tmp, default_dir_mode())  # mkdtemp makes 0700; a dataset is for sharing
         for name in SPLITS:
             np.savez(tmp / f"{name}.npz", **_split_arrays(dataset.splits[name]))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -26,6 +26,7 @@ import torch
 
 from models.batching import EncodedSplit, autocast_context, collate, length_bucketed_batches, predict_encoded
 from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
+from models.files import default_file_mode
 from models.errors import ConfigError
 from models.metrics import compute_metrics
 from models.schedule import (CLIP_MODES, CLIP_SCOPES, accumulation_scale, clip_gradients, clipped_parameters,
@@ -157,6 +158,7 @@ def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> 
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "state.safetensors.tmp"
     save_file(tensors, str(tmp))
+    tmp.chmod(default_file_mode())  # safetensors writes 0600, whatever the umask
     tmp.replace(directory / "state.safetensors")
     counters = {**counters, "param_groups": [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
                                              for g in opt_state["param_groups"]]}

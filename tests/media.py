@@ -104,3 +104,19 @@ def make_bad_inputs(folder: Path) -> dict[str, Path]:
         "one_frame": make_one_frame_clip(folder / "one_frame.mp4"),
         "silent": make_silent_clip(folder / "silent.mp4"),
     }
+
+
+def make_mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale: float = 1.0, seconds: float = 0.6) -> Path:
+    """MMSA's raw layout: `label.csv` (text, labels, mode) and `Raw/<video>/<clip>.mp4` face clips with speech."""
+    root = Path(root)
+    rows = ["video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"]
+    i = 0
+    for split, n in zip(("train", "valid", "test"), n_per_split):
+        for _ in range(n):
+            i += 1
+            make_face_clip(root / "Raw" / f"vid{i % 2}" / f"{i:04d}.mp4", seconds + 0.2 * (i % 3), audio="speech")
+            label = scale * ((-1) ** i) * 0.2 * (i % 5)
+            rows.append(f"vid{i % 2},{i:04d},clip number {i},{label},{label},0.2,-0.4,Neutral,{split}")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "label.csv").write_text("\n".join(rows) + "\n")
+    return root

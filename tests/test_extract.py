@@ -203,16 +203,7 @@ def test_recipe_round_trip_and_validation(recipe):
 
 # --------------------------------------------------------------------------- datasets and the command
 def _mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale=1.0) -> Path:
-    rows = ["video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"]
-    i = 0
-    for split, n in zip(("train", "valid", "test"), n_per_split):
-        for _ in range(n):
-            i += 1
-            tm.make_face_clip(root / "Raw" / f"vid{i % 2}" / f"{i:04d}.mp4", 0.6 + 0.2 * (i % 3), audio="speech")
-            label = scale * ((-1) ** i) * 0.2 * (i % 5)
-            rows.append(f"vid{i % 2},{i:04d},clip number {i},{label},{label},0.2,-0.4,Neutral,{split}")
-    (root / "label.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return tm.make_mmsa_corpus(root, n_per_split, scale)
 
 
 def _check_dataset_spec(out: Path, n: dict[str, int], scheme: str) -> None:
@@ -377,3 +368,131 @@ def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     res = runner.invoke(app, ["train", "-d", str(out), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
                               "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
+
+
+# --------------------------------------------------------------------------- issue 11
+def test_clip_filenames_are_distinct_for_distinct_keys():
+    from extractors.dataset import clip_filename
+
+    keys = ["a b", "a_b", "a/b", "a__b", "a\\b", ".a", "a", "", "_", "x~y", "x_y", "é", "_" * 300, "_" * 301]
+    names = [clip_filename(k) for k in keys]
+    assert len(set(names)) == len(keys)
+    assert clip_filename("vid0$_$0001") == "vid0$_$0001" and clip_filename("a_b") == "a_b"  # safe keys unchanged
+    assert all("/" not in n and "\\" not in n and not n.startswith(".") and len(n.encode()) < 230 for n in names)
+
+
+def test_ids_differing_in_unsafe_characters_keep_their_own_features(tmp_path):
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    recipe = build_recipe(face="none", transcript=GIVEN)
+    root = tmp_path / "corpus"
+    tm.make_audio_only(root / "Raw" / "v" / "a b.wav", 0.5)
+    tm.make_audio_only(root / "Raw" / "v" / "a_b.wav", 1.5)
+    (root / "label.csv").write_text("video_id,clip_id,text,label,mode\nv,a b,short,0.5,train\nv,a_b,long,-0.5,train\n")
+    out = tmp_path / "ds"
+    summary = run_extract(root, out, recipe)
+    assert summary.count("done") == 2 and len(list((out / "features").glob("*.npz"))) == 2
+    with np.load(out / "train.npz", allow_pickle=False) as z:
+        rows = {str(i): (float(lab), int(n), str(t)) for i, lab, n, t in zip(z["ids"], z["labels"], z["audio_lengths"], z["texts"])}
+    assert rows["v$_$a b"][0] == 0.5 and rows["v$_$a b"][2] == "short"
+    assert rows["v$_$a_b"][0] == -0.5 and rows["v$_$a_b"][2] == "long"
+    assert rows["v$_$a_b"][1] > 2 * rows["v$_$a b"][1]  # each label sits with its own clip's features
+
+    folder = tmp_path / "folder"
+    tm.make_audio_only(folder / "y z.wav", 0.5)
+    tm.make_audio_only(folder / "y_z.wav", 1.5)
+    (folder / "y z.txt").write_text("one")
+    (folder / "y_z.txt").write_text("two")
+    summary = run_extract(folder, tmp_path / "feats", recipe)
+    manifest = json.loads((tmp_path / "feats" / "manifest.json").read_text())
+    files = {c["key"]: c["file"] for c in manifest["clips"]}
+    assert set(files) == {"y z", "y_z"} and len(set(files.values())) == 2
+    assert {c["key"]: c["text"] for c in manifest["clips"]} == {"y z": "one", "y_z": "two"}
+
+
+def test_mmsa_pickle_records_the_scheme(tmp_path):
+    import pickle
+
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    root = _mmsa_corpus(tmp_path / "SIMS", (1, 1, 1))  # labels in [-1, 1]: would be guessed as sims
+    recipe = build_recipe(face="none", transcript=GIVEN)
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True, scheme="mosi")
+    with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
+        data = pickle.load(fh)
+    assert data["scheme"] == "mosi" and {"train", "valid", "test"} <= set(data)
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True)
+    with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
+        assert pickle.load(fh)["scheme"] == "sims"
+
+
+def test_label_file_errors_are_all_reported_at_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.batch import plan_jobs
+    from extractors.inputs import LabelFileError
+
+    (tmp_path / "Raw").mkdir()
+    (tmp_path / "label.csv").write_text(
+        "video_id,clip_id,text,label,mode\n"
+        "v,1,fine,0.1,train\n"   # row 2: good
+        "v,2,x,0.1,holdout\n"    # row 3: mode
+        "v,3,x,abc,train\n"      # row 4: label not a number
+        "v,4,x,,test\n"          # row 5: empty label
+        "v,1,x,0.2,valid\n"      # row 6: duplicate of row 2
+        "../x,5,x,0.1,train\n"   # row 7: id escapes
+        "v,6,x,inf,dev\n"        # row 8: not finite
+    )  # fmt: skip
+    with pytest.raises(LabelFileError) as err:
+        plan_jobs(tmp_path)
+    assert [(row, col) for row, col, _ in err.value.problems] == [
+        (3, "mode"), (4, "label"), (5, "label"), (6, "clip_id"), (7, "video_id"), (8, "label")]
+    message = str(err.value)
+    assert "6 bad rows" in message and "row 6, clip_id: clip v$_$1 is listed twice (also row 2)" in message
+    assert "row 3, mode: 'holdout' is not train, valid or test" in message
+    result = CliRunner().invoke(app, ["extract", str(tmp_path), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert all(f"row {r}," in result.output for r in (3, 4, 5, 6, 7, 8)) and "row 2," not in result.output
+
+
+def test_empty_split_is_named_in_the_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    root = _mmsa_corpus(tmp_path / "c", (2, 1, 0))
+    args = ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "--transcript", GIVEN]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["splits"] == {"train": 2, "valid": 1, "test": 0} and summary["empty_splits"] == ["test"]
+    assert any("test split is empty" in n for n in summary["notes"])
+    result = CliRunner().invoke(app, [*args, "-q"])
+    assert result.exit_code == 0 and "the test split is empty (there will be no test metrics)" in result.output
+
+
+def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypatch):
+    from extractors.batch import run_extract
+    from extractors.recipe import build_recipe
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # the default Whisper is not cached
+    root = _mmsa_corpus(tmp_path / "c", (2, 1, 1))
+    lines = (root / "label.csv").read_text().splitlines()
+    lines[3] = lines[3].replace("clip number 3", "")  # row 4: an empty text cell
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    recipe = build_recipe(face="none")  # transcript auto: label text > sidecar > Whisper
+    summary = run_extract(root, tmp_path / "ds", recipe)
+    assert summary.count("done") == 3 and [r.key for r in summary.failed] == ["vid1$_$0003"]
+    reason = summary.failed[0].reason
+    assert "empty text in row 4" in reason and "not cached locally" in reason
+    assert any(n.startswith("row 4 of label.csv has no text and needs Whisper") for n in summary.notes)
+    assert summary.manifest["splits"] == {"train": 2, "valid": 0, "test": 1} and summary.empty_splits == ["valid"]
+
+    for i in range(1, len(lines)):  # every row without text: nothing to extract, one line at once
+        lines[i] = lines[i].replace(f"clip number {i}", "")
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ExtractionError, match=r"rows 2, 3, 4, 5 of label.csv have no text and need Whisper: .*not cached"):
+        run_extract(root, tmp_path / "ds2", recipe)

@@ -16,56 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import media as tm  # noqa: E402
+from tiny_whisper import build_tiny_whisper  # noqa: E402
 
 from extractors.errors import ExtractionError, ModelNotCachedError  # noqa: E402
-
-
-def build_tiny_whisper(folder: Path) -> Path:
-    """A 1-layer, 16-wide multilingual Whisper with a byte-level BPE tokenizer and Whisper's special tokens."""
-    import torch
-    from transformers import (
-        GenerationConfig,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-        WhisperTokenizer,
-    )
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
-    merges = []
-    for a, b in [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w")]:
-        merges.append((a, b))  # transformers 5 takes merges as pairs
-        vocab[a + b] = len(vocab)
-    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|zh|>", "<|translate|>", "<|transcribe|>",
-                "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]  # fmt: skip
-    specials += [f"<|{i * 0.02:.2f}|>" for i in range(1501)]  # timestamp tokens follow <|notimestamps|>
-    for s in specials:
-        vocab[s] = len(vocab)
-    eot = "<|endoftext|>"
-    tok = WhisperTokenizer(vocab=vocab, merges=merges, unk_token=eot, bos_token=eot, eos_token=eot, pad_token=eot)
-    tok.add_special_tokens({"additional_special_tokens": specials[1:]})
-    ids = {s: tok.convert_tokens_to_ids(s) for s in specials[:10]}
-    cfg = WhisperConfig(
-        vocab_size=len(tok), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        max_source_positions=1500, max_target_positions=64, pad_token_id=ids[eot], bos_token_id=ids[eot],
-        eos_token_id=ids[eot], decoder_start_token_id=ids["<|startoftranscript|>"],
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[eot], pad_token_id=ids[eot],
-        bos_token_id=ids[eot], max_length=24, no_timestamps_token_id=ids["<|notimestamps|>"],
-        lang_to_id={"<|en|>": ids["<|en|>"], "<|zh|>": ids["<|zh|>"]},
-        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
-        is_multilingual=True, begin_suppress_tokens=[], suppress_tokens=[], max_initial_timestamp_index=50,
-        prev_sot_token_id=ids["<|startofprev|>"],
-    )  # fmt: skip
-    model.save_pretrained(folder)
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +103,46 @@ def test_transcribe_command_formats(tiny_whisper, speech_clip, tmp_path):
     assert "sidecar words" in (out / "quiet.srt").read_text()
     res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "does not exist" in res.output and "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- issue 11: the model's languages
+@pytest.fixture(scope="module")
+def english_whisper(tmp_path_factory):
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper-en"), english_only=True)
+
+
+def test_language_and_translate_are_checked_against_the_model(tiny_whisper, english_whisper, speech_clip):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.transcript import WhisperTranscriber
+
+    assert WhisperTranscriber(str(tiny_whisper), language="zh").check().languages == {"en", "zh"}
+    assert WhisperTranscriber(str(tiny_whisper), language="Chinese").language == "zh"  # names as Whisper knows them
+    with pytest.raises(ExtractionError, match=r"does not know --language fr; use one of en, zh"):
+        WhisperTranscriber(str(tiny_whisper), language="fr").check()
+    assert WhisperTranscriber(str(english_whisper), language="en").check().english_only
+    with pytest.raises(ExtractionError, match="English-only and cannot translate"):
+        WhisperTranscriber(str(english_whisper), task="translate").check()
+    with pytest.raises(ExtractionError, match="English-only and cannot transcribe --language zh"):
+        WhisperTranscriber(str(english_whisper), language="zh").check()
+    runner = CliRunner()
+    for extra, message in ((["--language", "fr"], "does not know --language fr"), (["--translate"], "English-only")):
+        model = tiny_whisper if extra[0] == "--language" else english_whisper
+        res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(model), *extra])
+        assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper), "--translate", "--format", "json"])
+    assert res.exit_code == 0, res.output
+
+
+def test_transcript_options_are_one_definition_in_every_command():
+    import typer
+
+    from deepmlf_cli.app import app
+
+    group = typer.main.get_command(app)
+    options = {}
+    for name in ("extract", "transcribe", "predict"):
+        params = {p.opts[0]: p for p in group.commands[name].params if p.opts and p.opts[0].startswith("--")}
+        options[name] = {o: (params[o].help, tuple(params[o].opts)) for o in ("--whisper-model", "--whisper-backend", "--language", "--translate")}
+    assert options["extract"] == options["transcribe"] == options["predict"]

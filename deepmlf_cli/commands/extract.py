@@ -10,7 +10,19 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
-from deepmlf_cli.options import AllowMissing, Debug, JsonOutput, Quiet, Workers
+from deepmlf_cli.options import (
+    DEFAULT_WHISPER_MODEL,
+    AllowMissing,
+    Debug,
+    JsonOutput,
+    LanguageOption,
+    Quiet,
+    TranslateOption,
+    WhisperBackendChoice,
+    WhisperBackendOption,
+    WhisperModelOption,
+    Workers,
+)
 
 
 class AudioChoice(str, enum.Enum):
@@ -33,11 +45,6 @@ class TranscriptChoice(str, enum.Enum):
     none = "none"
 
 
-class WhisperBackendChoice(str, enum.Enum):
-    transformers = "transformers"
-    faster_whisper = "faster-whisper"
-
-
 class OutputFormat(str, enum.Enum):
     deepmlf = "deepmlf"
     mmsa = "mmsa"
@@ -57,9 +64,10 @@ def extract(
     fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = 5.0,
     functionals: Annotated[bool, typer.Option("--functionals", help="openSMILE: one row of clip-level functionals instead of frame-level LLDs.")] = False,
     transcript: Annotated[TranscriptChoice, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = TranscriptChoice.auto,
-    whisper_model: Annotated[str, typer.Option("--whisper-model", help="Whisper hub id (must be cached) or a local model folder.")] = "openai/whisper-small",
-    whisper_backend: Annotated[WhisperBackendChoice, typer.Option("--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder).")] = WhisperBackendChoice.transformers,
-    language: Annotated[Optional[str], typer.Option("--language", help="Spoken language for Whisper, e.g. zh for CH-SIMS, en (default: detect).")] = None,
+    whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
+    whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
+    language: LanguageOption = None,
+    translate: TranslateOption = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="mmsa also writes an MMSA-compatible pickle next to the dataset.")] = OutputFormat.deepmlf,
     scheme: Annotated[Optional[SchemeChoice], typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
@@ -87,9 +95,10 @@ def extract(
             fps=fps,
             functionals=functionals,
             transcript=transcript.value,
-            whisper_model=whisper_model,
-            whisper_backend=whisper_backend.value,
+            whisper_model=whisper_model or DEFAULT_WHISPER_MODEL,
+            whisper_backend=(whisper_backend or WhisperBackendChoice.transformers).value,
             language=language,
+            task="translate" if translate else "transcribe",
         )
         summary = run_with_progress(
             run_extract,

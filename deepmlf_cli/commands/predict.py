@@ -43,7 +43,17 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from deepmlf_cli.errors import EXIT_FAILURE, handle_errors, print_error
-from deepmlf_cli.options import AllowMissing, Debug, Device, JsonOutput, Quiet
+from deepmlf_cli.options import (
+    AllowMissing,
+    Debug,
+    Device,
+    JsonOutput,
+    LanguageOption,
+    Quiet,
+    TranslateOption,
+    WhisperBackendOption,
+    WhisperModelOption,
+)
 
 DEFAULT_RUNS = Path("runs")
 DEFAULT_WINDOW_S = 10.0
@@ -271,6 +281,7 @@ def predict_paths(
     out_dir: Path = Path("predictions"),
     device: str = "cpu",
     allow_missing: bool = False,
+    whisper: dict[str, str | None] | None = None,
     runs_root: Path = DEFAULT_RUNS,
     lm: str | None = None,
     on_plan: Callable[[int], None] | None = None,
@@ -282,12 +293,13 @@ def predict_paths(
     (one-line reason) and the others go on; so is a clip without speech, a
     face or a transcript unless `allow_missing` (with --segment only a missing
     audio or video track counts: a long video's silent or faceless stretches are normal); errors that concern every clip (no
-    model, no recipe, Whisper not cached) raise.
+    model, no recipe, Whisper not cached) raise. `whisper` overrides the recipe's
+    transcript settings (keys model, backend, language, task; None keeps the recipe's).
     """
     from extractors.errors import ExtractionError
     from extractors.pipeline import get_pipeline, recipe_modalities
     from extractors.recipe import version_differences, with_transcript
-    from extractors.transcript import resolve_whisper_model
+    from extractors.transcript import check_whisper
     from models.errors import ConfigError, DeepMLFError
     from models.evaluation import load_model
     from models.prediction import check_feature_sizes, model_scheme
@@ -301,6 +313,8 @@ def predict_paths(
     checkpoint = find_checkpoint(run_dir)
     loaded = load_model(checkpoint, device, lm=lm)
     recipe = model_recipe(loaded.meta, checkpoint)
+    if whisper:  # the user's Whisper (text only: audio and face stay exactly as trained)
+        recipe = with_transcript(recipe, **whisper)
     reads = model_inputs(loaded.meta.get("kind", "deepmlf"))
     if "text" not in reads:  # an AV or audio/vision-only model: never transcribe
         recipe = with_transcript(recipe, mode="none")
@@ -312,7 +326,7 @@ def predict_paths(
     pipeline = get_pipeline(recipe)  # validates the recipe and loads the extractors once
     check_feature_sizes(loaded, len(pipeline.audio.feature_names()), len(pipeline.face.feature_names()))
     if _needs_whisper(items, recipe, transcript):
-        resolve_whisper_model(recipe["transcript"]["model"])  # one line now, not one failure per clip
+        check_whisper(recipe["transcript"])  # model, backend, language: one line now, not one failure per clip
     report = PredictReport(run_dir, checkpoint, model_scheme(loaded))
     diffs = version_differences(recipe)
     if diffs:
@@ -431,6 +445,10 @@ def predict(
     window: Annotated[float, typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps.")] = DEFAULT_WINDOW_S,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")] = Path("predictions"),
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
+    whisper_model: WhisperModelOption = None,
+    whisper_backend: WhisperBackendOption = None,
+    language: LanguageOption = None,
+    translate: TranslateOption = False,
     allow_missing: AllowMissing = False,
     device: Device = "cpu",
     quiet: Quiet = False,
@@ -453,6 +471,9 @@ def predict(
             report = predict_paths(paths, model, transcript=transcript, no_whisper=no_whisper, segment=segment,
                                    window=window, out_dir=out, device=str(resolve_device(device)),
                                    allow_missing=allow_missing, lm=lm,
+                                   whisper={"model": whisper_model, "language": language,
+                                            "backend": whisper_backend.value if whisper_backend else None,
+                                            "task": "translate" if translate else None},
                                    **progress_kwargs.get("callbacks", {}))
         finally:
             if progress_kwargs.get("progress") is not None:

@@ -11,7 +11,17 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
-from deepmlf_cli.options import Debug, JsonOutput, Quiet
+from deepmlf_cli.options import (
+    DEFAULT_WHISPER_MODEL,
+    Debug,
+    JsonOutput,
+    LanguageOption,
+    Quiet,
+    TranslateOption,
+    WhisperBackendChoice,
+    WhisperBackendOption,
+    WhisperModelOption,
+)
 
 
 class FormatChoice(str, enum.Enum):
@@ -20,19 +30,14 @@ class FormatChoice(str, enum.Enum):
     json = "json"
 
 
-class BackendChoice(str, enum.Enum):
-    transformers = "transformers"
-    faster_whisper = "faster-whisper"
-
-
 def transcribe(
     inputs: Annotated[Path, typer.Argument(help="A media file or a folder of media (recursive).")],
     output_format: Annotated[FormatChoice, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")] = FormatChoice.txt,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript).")] = None,
-    whisper_model: Annotated[str, typer.Option("--whisper-model", help="Whisper hub id (must be cached) or a local model folder.")] = "openai/whisper-small",
-    whisper_backend: Annotated[BackendChoice, typer.Option("--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder).")] = BackendChoice.transformers,
-    language: Annotated[Optional[str], typer.Option("--language", help="Spoken language, e.g. zh or en (default: detect).")] = None,
-    translate: Annotated[bool, typer.Option("--translate", help="Translate to English instead of transcribing.")] = False,
+    whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
+    whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
+    language: LanguageOption = None,
+    translate: TranslateOption = False,
     use_sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="Use a .txt/.srt/.vtt next to the clip when there is one.")] = True,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
@@ -44,7 +49,7 @@ def transcribe(
         from extractors.dataset import clip_filename, write_text
         from extractors.errors import ExtractionError
         from extractors.media import probe
-        from extractors.transcript import TranscriptMode, WhisperTranscriber, find_sidecar, format_transcript, get_transcript, resolve_whisper_model
+        from extractors.transcript import TranscriptMode, WhisperTranscriber, find_sidecar, format_transcript, get_transcript
 
         from extractors.inputs import discover_media
 
@@ -54,9 +59,11 @@ def transcribe(
         if inputs.is_dir() and out is None and not json_output:
             raise ExtractionError(f"{inputs} is a folder: give --out DIR for the transcripts (or --json)")
         mode = TranscriptMode.auto if use_sidecar else TranscriptMode.whisper
-        transcriber = WhisperTranscriber(whisper_model, whisper_backend.value, language, "translate" if translate else "transcribe")
+        backend = (whisper_backend or WhisperBackendChoice.transformers).value
+        transcriber = WhisperTranscriber(whisper_model or DEFAULT_WHISPER_MODEL, backend, language,
+                                         "translate" if translate else "transcribe")
         if any(j.path is not None and (mode == TranscriptMode.whisper or find_sidecar(j.path) is None) for j in jobs):
-            resolve_whisper_model(whisper_model)  # one clear line now, not one per clip
+            transcriber.check()  # model, backend and language: one clear line now, not one per clip
         progress = _progress(quiet or json_output or len(jobs) == 1, len(jobs))
         with progress or _Null():
             task = progress.add_task("transcribe", total=len(jobs), failed=0) if progress else None
