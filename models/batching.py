@@ -109,12 +109,18 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
     Returns arrays (N,): "prediction", "text", "av", "fusion" (mean over the
     fusion tokens; NaN when the model has none).
     """
+    from models.distributed import gather_predictions, rank_and_world
+
     was_training = model.training
     model.eval()
     n = len(encoded)
     out = {k: np.full(n, np.nan, dtype=np.float32) for k in ("prediction", "text", "av", "fusion")}
+    # Under torchrun each rank predicts every world-th batch (the same batches as one process) and the
+    # shares are gathered, so every rank returns the full split; every rank must call this.
+    rank, world = rank_and_world()
+    mine = length_bucketed_batches(encoded, batch_size, rng=None)[rank::world]
     try:
-        for index in length_bucketed_batches(encoded, batch_size, rng=None):
+        for index in mine:
             batch = collate(encoded, index).to(device)
             with autocast_context(device):
                 result = model(batch, compute_loss=False)
@@ -125,4 +131,4 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
                 out["fusion"][index] = result.fusion.float().mean(-1).cpu().numpy()
     finally:
         model.train(was_training)
-    return out
+    return gather_predictions(out, np.concatenate(mine) if mine else np.zeros(0, np.int64), n)

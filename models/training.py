@@ -25,6 +25,8 @@ import torch
 
 from models.batching import EncodedSplit, autocast_context, collate, length_bucketed_batches, predict_encoded
 from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
+from models.distributed import (broadcast_object, is_distributed, local_rank, rank_and_world, shard_batches,
+                                sync_batchnorm_buffers)
 from models.errors import ConfigError
 from models.metrics import compute_metrics
 
@@ -87,23 +89,12 @@ def resolve_device(name: str) -> torch.device:
     """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            rank = int(torch.distributed.get_rank()) if is_distributed() else 0
-            return torch.device("cuda", rank % torch.cuda.device_count())
+            return torch.device("cuda", local_rank() % torch.cuda.device_count())
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
     return device
-
-
-def is_distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def rank_and_world() -> tuple[int, int]:
-    if is_distributed():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def seed_everything(seed: int) -> None:
@@ -220,7 +211,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
         batches = length_bucketed_batches(train, config.batch_size, rng)
         batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two clips
-        batches = batches[rank::world]
+        batches = shard_batches(batches, rank, world)  # the same count on every rank: no DDP hang
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started, losses, term_sums = time.time(), [], {}
@@ -247,6 +238,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 counters["step"] += 1
+        sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_metrics = compute_metrics(valid_pred, valid.labels, scheme)
         valid_mae = float(np.mean(np.abs(valid_pred - valid.labels)))  # the stopping criterion: plain L1
@@ -267,6 +259,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         record["best"] = improved
         counters["history"].append(record)
         counters["epoch"] = epoch + 1
+        counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
             _save_state(state_dir, model, optimizer, counters)
         callbacks.on_epoch_end(epoch, record)
