@@ -93,10 +93,16 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
     )
 
 
-def autocast_context(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_context(device: torch.device, enabled: bool | None = None):
+    """bf16 autocast: by default on CUDA only; `enabled=True` forces it on any device, False turns it off.
+
+    CPU bf16 autocast is slow, but it runs the same mixed-precision code as a
+    GPU, so tests catch dtype bugs on machines without one.
+    """
+    if enabled is None:
+        enabled = device.type == "cuda"
+    if enabled:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     import contextlib
 
     return contextlib.nullcontext()

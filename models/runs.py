@@ -30,7 +30,7 @@ from models.data import FeatureNormalizer, MultimodalDataset
 from models.errors import CheckpointError, ConfigError
 from models.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
 from models.training import (Callbacks, TrainConfig, fit, is_distributed, rank_and_world, resolve_device,
-                             seed_everything)
+                             resolve_lm_dtype, seed_everything)
 
 RUN_FILE = "run.json"
 
@@ -211,7 +211,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
-    hf_lm, tokenizer = (hf_lm_and_tokenizer or load_causal_lm(config.lm)) if needs_text(spec.kind) else (None, None)
+    lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, resolve_device(spec.train.device))
+    hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype)) if needs_text(spec.kind)
+                        else (None, None))
     encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer)
                for name, split in dataset.splits.items()}
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
@@ -226,6 +228,8 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             continue
         seed_everything(seed)
         model = build_model(spec.kind, config, hf_lm)
+        if hasattr(model, "lm"):
+            model.lm.checkpoint_layers = spec.train.checkpoint_layers
         if av_weights is not None:
             from models.av_pretrain import load_av_weights
 

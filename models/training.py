@@ -49,6 +49,8 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (DeepMLF) or "plateau" (AV pretraining: reduce on plateau)
     eval_batch_size: int = 64
     device: str = "auto"
+    lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
+    checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "plateau"):
@@ -58,6 +60,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         if self.patience < 1:
             raise ConfigError(f"patience={self.patience} must be >= 1")
+        if self.lm_dtype not in LM_DTYPES:
+            raise ConfigError(f"lm_dtype={self.lm_dtype!r}; choose one of {', '.join(LM_DTYPES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +99,21 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
     return device
+
+
+LM_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--lm-dtype: "auto" → bf16 on CUDA (the frozen LM at half the memory; trainable parts stay fp32
+    under bf16 autocast), fp32 elsewhere (CPU autocast is off, and CPU bf16 matmuls are slow)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name == "bfloat16" and device.type != "cuda":
+        # fp32 trainable layers meet bf16 LM activations only under autocast, which runs on CUDA.
+        raise ConfigError(f"--lm-dtype bfloat16 needs a CUDA device (bf16 autocast), not {device}; "
+                          f"use --lm-dtype float32 or auto on CPU")
+    return getattr(torch, name)
 
 
 def seed_everything(seed: int) -> None:

@@ -37,6 +37,8 @@ def train(
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
     lr: LearningRate = None,
     patience: Patience = None,
+    lm_dtype: Annotated[Optional[str], typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16.")] = None,
+    checkpoint_layers: Annotated[Optional[bool], typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
     out: OutDir = None,
     resume: Resume = False,
     device: Device = "auto",
@@ -59,7 +61,8 @@ def train(
         model_overrides = {"lm": lm, "n_fusion": n_fusion,
                            "mm_layers": parse_layer_list(mm_layers) if mm_layers else None}
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
-                           "patience": patience, "device": device}
+                           "patience": patience, "device": device, "lm_dtype": lm_dtype,
+                           "checkpoint_layers": checkpoint_layers}
         spec, _ = build_spec(model, data, preset, config, model_overrides, train_overrides, seed,
                              init_av=init_av, freeze_av=freeze_av)
         run_dir = out or default_run_dir(data, model)
