@@ -33,14 +33,16 @@ class EncodedSplit:
         return len(self.ids)
 
 
-def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None) -> EncodedSplit:
+def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None,
+                 in_place: bool = False) -> EncodedSplit:
     """Normalise features and tokenise transcripts once (never per batch).
 
     `tokenizer` may be None for models that read no text (AV pretraining):
-    every clip then gets one placeholder token.
+    every clip then gets one placeholder token. `in_place` normalises the
+    split's own arrays (FeatureNormalizer.apply), so the raw copy is not kept.
     """
     if normalizer is not None:
-        split = normalizer.apply(split)
+        split = normalizer.apply(split, in_place=in_place)
     if tokenizer is None:
         token_ids, pad_id = [[0] for _ in range(len(split))], 0
     else:

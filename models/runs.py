@@ -214,7 +214,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, resolve_device(spec.train.device))
     hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype)) if needs_text(spec.kind)
                         else (None, None))
-    encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer)
+    # In place: the dataset's raw features become the normalised ones (held once; a MOSEI-sized
+    # dataset is ~5 GB); `normalized_by` lets later runs on the same dataset object reuse them.
+    encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer, in_place=True)
                for name, split in dataset.splits.items()}
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
