@@ -10,7 +10,7 @@ Parts (each measured in a fresh subprocess, so every peak RSS is its own):
 * model: the mosi preset (5 LoRA MM blocks, n_f 8) on SmolLM2-1.7B shapes with
   random weights: build time, one training step at batch 4 (text 50, audio
   375x5, vision 500x20) without and with --checkpoint-layers, peak RSS (and
-  peak GPU memory on CUDA). On CPU the LM defaults to bf16 weights under CPU
+  peak GPU memory on CUDA), each after one warm-up step. On CPU the LM defaults to bf16 weights under CPU
   bf16 autocast (1.7B fp32 is ~7 GB); --lm-dtype float32 for fp32.
 
 Usage:
@@ -125,8 +125,10 @@ def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing
     # bf16 weights need autocast (fp32 trainable layers meet bf16 activations); on CUDA it is always on.
     autocast = dtype == torch.bfloat16 or device.type == "cuda"
     model.train()
-    for ckpt in checkpointing:
+    # A warm-up step first (kernel set-up, AdamW state allocation), not reported.
+    for ckpt in [checkpointing[0], *checkpointing]:
         model.lm.checkpoint_layers = ckpt
+        reset_peak_rss()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             torch.cuda.synchronize()
@@ -143,7 +145,16 @@ def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing
         if device.type == "cuda":
             step["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["steps"].append(step)
+    result["steps"] = result["steps"][1:]
     return result
+
+
+def reset_peak_rss() -> None:
+    """Restart VmHWM from the current RSS (Linux `clear_refs` 5), so each step reports its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def run_worker(args: list[str]) -> dict:
