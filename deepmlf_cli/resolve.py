@@ -128,16 +128,12 @@ def default_run_dir(dataset, what: str) -> Path:
 
 
 def init_distributed() -> bool:
-    """Join the process group when started by torchrun (gloo on CPU, NCCL on CUDA)."""
+    """Join the process group when started by torchrun (gloo on CPU; NCCL on CUDA, one GPU per local rank)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    import torch
-    import torch.distributed as dist
+    from models.distributed import init_process_group
 
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return True
+    return init_process_group()
 
 
 def is_main_process() -> bool:

@@ -33,14 +33,16 @@ class EncodedSplit:
         return len(self.ids)
 
 
-def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None) -> EncodedSplit:
+def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None,
+                 in_place: bool = False) -> EncodedSplit:
     """Normalise features and tokenise transcripts once (never per batch).
 
     `tokenizer` may be None for models that read no text (AV pretraining):
-    every clip then gets one placeholder token.
+    every clip then gets one placeholder token. `in_place` normalises the
+    split's own arrays (FeatureNormalizer.apply), so the raw copy is not kept.
     """
     if normalizer is not None:
-        split = normalizer.apply(split)
+        split = normalizer.apply(split, in_place=in_place)
     if tokenizer is None:
         token_ids, pad_id = [[0] for _ in range(len(split))], 0
     else:
@@ -93,10 +95,16 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
     )
 
 
-def autocast_context(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_context(device: torch.device, enabled: bool | None = None):
+    """bf16 autocast: by default on CUDA only; `enabled=True` forces it on any device, False turns it off.
+
+    CPU bf16 autocast is slow, but it runs the same mixed-precision code as a
+    GPU, so tests catch dtype bugs on machines without one.
+    """
+    if enabled is None:
+        enabled = device.type == "cuda"
+    if enabled:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     import contextlib
 
     return contextlib.nullcontext()
@@ -109,12 +117,18 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
     Returns arrays (N,): "prediction", "text", "av", "fusion" (mean over the
     fusion tokens; NaN when the model has none).
     """
+    from models.distributed import gather_predictions, rank_and_world
+
     was_training = model.training
     model.eval()
     n = len(encoded)
     out = {k: np.full(n, np.nan, dtype=np.float32) for k in ("prediction", "text", "av", "fusion")}
+    # Under torchrun each rank predicts every world-th batch (the same batches as one process) and the
+    # shares are gathered, so every rank returns the full split; every rank must call this.
+    rank, world = rank_and_world()
+    mine = length_bucketed_batches(encoded, batch_size, rng=None)[rank::world]
     try:
-        for index in length_bucketed_batches(encoded, batch_size, rng=None):
+        for index in mine:
             batch = collate(encoded, index).to(device)
             with autocast_context(device):
                 result = model(batch, compute_loss=False)
@@ -125,4 +139,4 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
                 out["fusion"][index] = result.fusion.float().mean(-1).cpu().numpy()
     finally:
         model.train(was_training)
-    return out
+    return gather_predictions(out, np.concatenate(mine) if mine else np.zeros(0, np.int64), n)

@@ -83,6 +83,9 @@ class SplitData:
     labels_T: np.ndarray | None = None  # (N,) float32 unimodal labels (SIMS)
     labels_A: np.ndarray | None = None
     labels_V: np.ndarray | None = None
+    # Set when the feature arrays were z-scored in place (training frees the raw copy): they then
+    # hold normalised values and this is the normaliser that made them (see FeatureNormalizer.apply).
+    normalized_by: "FeatureNormalizer | None" = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -113,6 +116,7 @@ class SplitData:
             labels_T=take(self.labels_T),
             labels_A=take(self.labels_A),
             labels_V=take(self.labels_V),
+            normalized_by=self.normalized_by,
         )
 
 
@@ -286,12 +290,19 @@ def resolve_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> P
 # --------------------------------------------------------------------------- #
 
 
-def _clean(array: np.ndarray) -> int:
-    """Set non-finite values to 0 in place; return how many there were."""
-    bad = ~np.isfinite(array)
-    count = int(np.count_nonzero(bad))
-    if count:
-        array[bad] = 0.0
+def _clean(array: np.ndarray, chunk: int = 256) -> int:
+    """Set non-finite values to 0 in place; return how many there were.
+
+    By blocks of clips, so the boolean mask never costs a quarter of a MOSEI-sized array.
+    """
+    count = 0
+    for start in range(0, max(1, array.shape[0]), chunk):
+        block = array[start : start + chunk]  # a view: cleaned in place
+        bad = ~np.isfinite(block)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            block[bad] = 0.0
+            count += n_bad
     return count
 
 
@@ -793,6 +804,26 @@ def _normalize(features: np.ndarray, lengths: np.ndarray | None, mean: np.ndarra
     return out.astype(np.float32, copy=False)
 
 
+def _normalize_split_array(features: np.ndarray, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, what: str,
+                           in_place: bool, undo: tuple[np.ndarray, np.ndarray] | None,
+                           chunk: int = 256) -> np.ndarray:
+    """z-score (N, T, D) `features` block by block of clips: into a new array, or over `features` itself.
+
+    `undo`: the (mean, std) the values already carry, taken off first. By
+    blocks, so no full-size temporary exists besides the output.
+    """
+    if features.shape[-1] != mean.shape[0]:
+        _normalize(features[:0], None, mean, std, what)  # raises the feature-size error
+    own = in_place and features.dtype == np.float32 and features.flags.writeable
+    out = features if own else np.empty(features.shape, dtype=np.float32)
+    for start in range(0, features.shape[0], chunk):
+        block = features[start : start + chunk]  # (B, T, D)
+        if undo is not None:
+            block = block * undo[1] + undo[0]
+        out[start : start + chunk] = _normalize(block, lengths[start : start + chunk], mean, std, what)
+    return out
+
+
 @dataclass(eq=False)
 class FeatureNormalizer:
     """Per-feature z-scoring of audio and vision with train-split statistics.
@@ -810,17 +841,37 @@ class FeatureNormalizer:
     @classmethod
     def fit(cls, split: SplitData) -> "FeatureNormalizer":
         """Statistics of ``split`` (the train split) over valid frames."""
+        if split.normalized_by is not None:  # its raw values are gone; these are their statistics
+            return split.normalized_by
         audio_mean, audio_std = _masked_moments(split.audio, split.audio_lengths)
         vision_mean, vision_std = _masked_moments(split.vision, split.vision_lengths)
         return cls(audio_mean, audio_std, vision_mean, vision_std)
 
-    def apply(self, split: SplitData) -> SplitData:
-        """A copy of ``split`` with normalised features (valid frames only; padding 0)."""
-        return replace(
-            split,
-            audio=_normalize(split.audio, split.audio_lengths, self.audio_mean, self.audio_std, "audio"),
-            vision=_normalize(split.vision, split.vision_lengths, self.vision_mean, self.vision_std, "vision"),
-        )
+    def apply(self, split: SplitData, in_place: bool = False) -> SplitData:
+        """``split`` with normalised features (valid frames only; padding 0).
+
+        By default a copy. With ``in_place`` the split's own arrays are
+        overwritten, so a MOSEI-sized dataset is held once, not raw plus
+        normalised (training does this), and the split remembers this
+        normaliser in ``normalized_by``: applying it again changes nothing,
+        another normaliser first undoes it, ``fit`` returns it.
+        """
+        done = split.normalized_by
+        if done is not None and done.same_as(self):
+            return split
+        arrays = {}
+        for m, lengths in (("audio", split.audio_lengths), ("vision", split.vision_lengths)):
+            undo = (getattr(done, f"{m}_mean"), getattr(done, f"{m}_std")) if done is not None else None
+            arrays[m] = _normalize_split_array(getattr(split, m), lengths, getattr(self, f"{m}_mean"),
+                                               getattr(self, f"{m}_std"), m, in_place, undo)
+        if in_place:
+            split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], self
+            return split
+        return replace(split, **arrays, normalized_by=self)
+
+    def same_as(self, other: "FeatureNormalizer") -> bool:
+        """The same statistics (so applying one after the other would change nothing)."""
+        return all(np.array_equal(a, b) for a, b in zip(self.state_dict().values(), other.state_dict().values()))
 
     def apply_array(
         self,

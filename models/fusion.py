@@ -73,8 +73,12 @@ class CrossAttention(nn.Module):
 
 
 def copy_mlp(mlp: nn.Module) -> nn.Module:
-    """An exact, trainable copy of an LM layer's MLP (weights, biases, activation)."""
-    clone = copy.deepcopy(mlp)
+    """An exact, trainable copy of an LM layer's MLP (weights, biases, activation), in fp32.
+
+    The copy trains, so it is fp32 even when the frozen LM is loaded in bf16
+    (bf16 autocast computes in bf16, the optimizer updates fp32 weights).
+    """
+    clone = copy.deepcopy(mlp).float()
     for p in clone.parameters():
         p.requires_grad_(True)
     return clone

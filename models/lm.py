@@ -109,11 +109,12 @@ def load_lm_config(name: str):
     return (GPT2Config if model_type == "gpt2" else LlamaConfig)(**kwargs)
 
 
-def load_causal_lm(name: str, random_init: bool = False, meta: bool = False):
+def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dtype: torch.dtype = torch.float32):
     """Load (model, tokenizer) for `name`; tokenizer is None with `random_init`.
 
     `random_init` builds the LM from its config alone (no weights needed);
     `meta` builds it on the meta device (shapes only, no memory), for counting.
+    `dtype` of the frozen weights: bf16 halves a large LM's memory (training picks it on CUDA).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -124,13 +125,13 @@ def load_causal_lm(name: str, random_init: bool = False, meta: bool = False):
         config._attn_implementation = "sdpa"
         if meta:
             with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config)
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         else:
-            model = AutoModelForCausalLM.from_config(config)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         return model, None
     source = resolve_lm_source(name)
     offline = {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {}
-    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32, **offline)
+    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=dtype, **offline)
     tokenizer = AutoTokenizer.from_pretrained(source, **offline)
     return model, tokenizer
 
@@ -156,6 +157,10 @@ class LayerContext:
 
 class FrozenLM(nn.Module):
     """A frozen causal LM whose layers DeepMLF calls one at a time."""
+
+    # Activation checkpointing per decoder layer (TrainConfig.checkpoint_layers): keep only each
+    # layer's input and recompute the layer in backward; for LMs whose activations do not fit.
+    checkpoint_layers: bool = False
 
     def __init__(self, hf_model: nn.Module, fuse_gelu: bool = True) -> None:
         super().__init__()
@@ -254,7 +259,13 @@ class FrozenLM(nn.Module):
         kwargs: dict[str, Any] = {"attention_mask": ctx.attention_mask, "position_ids": ctx.position_ids}
         if ctx.position_embeddings is not None:
             kwargs["position_embeddings"] = ctx.position_embeddings
-        out = self.layers[index](hidden, **kwargs)
+        layer = self.layers[index]
+        if self.checkpoint_layers and torch.is_grad_enabled() and hidden.requires_grad:
+            from torch.utils.checkpoint import checkpoint
+
+            out = checkpoint(layer, hidden, use_reentrant=False, **kwargs)  # same dropout mask on recompute
+        else:
+            out = layer(hidden, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from models.data import FeatureNormalizer, MultimodalDataset
 from models.errors import CheckpointError, ConfigError
 from models.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
 from models.training import (Callbacks, TrainConfig, fit, is_distributed, rank_and_world, resolve_device,
-                             seed_everything)
+                             resolve_lm_dtype, seed_everything)
 
 RUN_FILE = "run.json"
 
@@ -199,7 +199,10 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 # Options that may change between a run and its resume: where it runs, not what it computes.
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.device", "train.eval_batch_size"})
+# Settings of the machine, not of the recipe: a run may resume on another device, with
+# another LM dtype (bf16 on a GPU) or with layer checkpointing switched for memory.
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.device", "train.eval_batch_size", "train.lm_dtype",
+                                               "train.checkpoint_layers"})
 
 
 def portable_spec(spec: RunSpec) -> RunSpec:
@@ -333,8 +336,12 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
-    hf_lm, tokenizer = (hf_lm_and_tokenizer or load_causal_lm(config.lm)) if needs_text(spec.kind) else (None, None)
-    encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer)
+    lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, resolve_device(spec.train.device))
+    hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype)) if needs_text(spec.kind)
+                        else (None, None))
+    # In place: the dataset's raw features become the normalised ones (held once; a MOSEI-sized
+    # dataset is ~5 GB); `normalized_by` lets later runs on the same dataset object reuse them.
+    encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer, in_place=True)
                for name, split in dataset.splits.items() if len(split)}
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
@@ -353,6 +360,8 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             continue
         seed_everything(seed)
         model = build_model(spec.kind, config, hf_lm)
+        if hasattr(model, "lm"):
+            model.lm.checkpoint_layers = spec.train.checkpoint_layers
         if av_weights is not None:
             from models.av_pretrain import load_av_weights
 

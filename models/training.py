@@ -27,6 +27,8 @@ import torch
 from models.batching import EncodedSplit, autocast_context, collate, length_bucketed_batches, predict_encoded
 from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
 from models.files import default_file_mode
+from models.distributed import (broadcast_object, is_distributed, local_rank, rank_and_world, shard_batches,
+                                sync_batchnorm_buffers)
 from models.errors import ConfigError
 from models.metrics import compute_metrics
 from models.schedule import (CLIP_MODES, CLIP_SCOPES, accumulation_scale, clip_gradients, clipped_parameters,
@@ -61,6 +63,8 @@ class TrainConfig:
     clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
     eval_batch_size: int = 64
     device: str = "auto"
+    lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
+    checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
 
     def __post_init__(self) -> None:
         choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
@@ -75,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"max_epochs={self.max_epochs} must be > 0 (or unset: train until early stopping)")
         if self.patience < 1 or self.plateau_patience < 0:
             raise ConfigError(f"patience={self.patience} must be >= 1 and plateau_patience >= 0")
+        if self.lm_dtype not in LM_DTYPES:
+            raise ConfigError(f"lm_dtype={self.lm_dtype!r}; choose one of {', '.join(LM_DTYPES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,8 +112,7 @@ def resolve_device(name: str) -> torch.device:
     """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            rank = int(torch.distributed.get_rank()) if is_distributed() else 0
-            return torch.device("cuda", rank % torch.cuda.device_count())
+            return torch.device("cuda", local_rank() % torch.cuda.device_count())
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -115,14 +120,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def is_distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
+LM_DTYPES = ("auto", "float32", "bfloat16")
 
 
-def rank_and_world() -> tuple[int, int]:
-    if is_distributed():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--lm-dtype: "auto" → bf16 on CUDA (the frozen LM at half the memory; trainable parts stay fp32
+    under bf16 autocast), fp32 elsewhere (CPU autocast is off, and CPU bf16 matmuls are slow)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name == "bfloat16" and device.type != "cuda":
+        # fp32 trainable layers meet bf16 LM activations only under autocast, which runs on CUDA.
+        raise ConfigError(f"--lm-dtype bfloat16 needs a CUDA device (bf16 autocast), not {device}; "
+                          f"use --lm-dtype float32 or auto on CPU")
+    return getattr(torch, name)
 
 
 def seed_everything(seed: int) -> None:
@@ -251,7 +261,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
         batches = length_bucketed_batches(train, config.batch_size, rng)
         batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two clips
-        batches = batches[rank::world]
+        batches = shard_batches(batches, rank, world)  # the same count on every rank: no DDP hang
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started, losses, term_sums = time.time(), [], {}
@@ -278,6 +288,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 counters["step"] += 1
+        sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
         if plateau is not None:
@@ -297,6 +308,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         record["best"] = improved
         counters["history"].append(record)
         counters["epoch"] = epoch + 1
+        counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
             _save_state(state_dir, model, optimizer, counters)
         callbacks.on_epoch_end(epoch, record)

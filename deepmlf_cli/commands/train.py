@@ -41,6 +41,8 @@ def train(
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
     lr: LearningRate = None,
     patience: Patience = None,
+    lm_dtype: Annotated[Optional[str], typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16.")] = None,
+    checkpoint_layers: Annotated[Optional[bool], typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
     out: OutDir = None,
     resume: Resume = False,
     scheme: SchemeOption = None,
@@ -68,7 +70,8 @@ def train(
         model_overrides = {"lm": lm, "n_fusion": n_fusion,
                            "mm_layers": parse_layer_list(mm_layers) if mm_layers else None}
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
-                           "patience": patience, "device": device}
+                           "patience": patience, "device": device, "lm_dtype": lm_dtype,
+                           "checkpoint_layers": checkpoint_layers}
         if resume and run_started(out) and preset is None and config is None:
             # Options not given keep the run's values; those given must match them (train_run checks).
             spec = resumed_spec(saved, kind, model_overrides, train_overrides, seed, init_av, freeze_av)

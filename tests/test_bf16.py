@@ -1,0 +1,145 @@
+"""Mixed precision and memory switches without a GPU: every training path takes one step under CPU bf16
+autocast (fp32 and bf16 frozen LMs), --lm-dtype resolves per device, layer checkpointing changes no gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.batching import autocast_context
+from models.config import FFWMode, ModelConfig
+from models.deepmlf import Batch
+from models.lm import load_causal_lm
+from models.runs import build_model, needs_text
+from models.text import collate_text, tokenize_texts
+
+TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
+CPU = torch.device("cpu")
+
+# kind (as `deepmlf train --model` / pretraining names it) → ModelConfig overrides
+PATHS = {
+    "deepmlf-full": ("deepmlf", {}),
+    "deepmlf-lora": ("deepmlf", {"ffw_mode": FFWMode.LORA, "lora_r": 4, "lora_alpha": 8}),
+    "early": ("early", {}), "late": ("late", {}), "attention": ("attention", {}), "text": ("text", {}),
+    "audio": ("audio", {}), "vision": ("vision", {}),
+    "av-pretrain": ("av", {}),
+}
+TEXT_PATHS = [name for name, (kind, _) in PATHS.items() if needs_text(kind)]
+AV_PATHS = [name for name in PATHS if name not in TEXT_PATHS]
+
+
+def make_batch(tokenizer) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    B = len(TEXTS)
+    if tokenizer is None:  # models that read no text get one placeholder token, as encode_split gives them
+        ids, valid = collate_text([[0]] * B, 0)
+    else:
+        ids, valid = collate_text(tokenize_texts(tokenizer, TEXTS, 32), tokenizer.pad_token_id)
+    audio_lengths = torch.tensor([20, 5, 0, 13])
+    vision_lengths = torch.tensor([8, 8, 1, 3])
+    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
+    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
+    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, torch.linspace(-0.8, 0.8, B))
+
+
+@pytest.fixture(scope="module")
+def lms(tiny_gpt2, tiny_llama):
+    """(family, LM dtype) → (directory, (hf_lm, tokenizer)): fp32 as on CPU, bf16 as `--lm-dtype auto` on CUDA."""
+    dirs = {"gpt2": tiny_gpt2, "llama": tiny_llama}
+    return {(family, dtype): (path, load_causal_lm(str(path), dtype=dtype))
+            for family, path in dirs.items() for dtype in (torch.float32, torch.bfloat16)}
+
+
+def one_bf16_step(path: str, lm_dir, hf_lm, tokenizer) -> None:
+    kind, overrides = PATHS[path]
+    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
+                         max_text_tokens=32, av_input_batchnorm=True, lambda_lm=0.5, **overrides)
+    torch.manual_seed(0)
+    model = build_model(kind, config, hf_lm if needs_text(kind) else None)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(p.dtype == torch.float32 for p in trainable.values())  # masters stay fp32
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-3)
+    # Proof that autocast is on: the trainable Linear layers compute in bf16.
+    seen: set[torch.dtype] = set()
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.add(o.dtype) if torch.is_tensor(o) else None)
+             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("lm.")]
+    model.train()
+    with autocast_context(CPU, enabled=True):
+        out = model(make_batch(tokenizer if needs_text(kind) else None))
+    for hook in hooks:
+        hook.remove()
+    assert torch.bfloat16 in seen
+    assert torch.isfinite(out.loss) and torch.isfinite(out.prediction.float()).all()
+    out.loss.backward()
+    no_grad = [n for n, p in trainable.items() if p.grad is None]
+    assert not no_grad, f"no gradient reached {no_grad[:5]}"
+    assert all(torch.isfinite(p.grad).all() and p.grad.dtype == torch.float32 for p in trainable.values())
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in trainable.values())
+    assert any(not torch.equal(before[n], p) for n, p in trainable.items())
+
+
+@pytest.mark.parametrize("lm_dtype", [torch.float32, torch.bfloat16], ids=["fp32-lm", "bf16-lm"])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("path", TEXT_PATHS)
+def test_text_paths_take_a_bf16_step(path, family, lm_dtype, lms):
+    lm_dir, (hf_lm, tokenizer) = lms[family, lm_dtype]
+    assert next(hf_lm.parameters()).dtype == lm_dtype
+    one_bf16_step(path, lm_dir, hf_lm, tokenizer)
+
+
+@pytest.mark.parametrize("path", AV_PATHS)
+def test_audio_vision_paths_take_a_bf16_step(path, tiny_gpt2):
+    one_bf16_step(path, tiny_gpt2, None, None)
+
+
+def test_autocast_is_off_on_cpu_unless_asked():
+    with autocast_context(CPU):
+        assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.float32
+    with autocast_context(CPU, enabled=True):
+        assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.bfloat16
+
+
+def test_the_frozen_lm_is_bf16_on_cuda_and_fp32_on_cpu_by_default():
+    from models.errors import ConfigError
+    from models.training import TrainConfig, resolve_lm_dtype
+
+    assert resolve_lm_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16
+    assert resolve_lm_dtype("auto", CPU) == torch.float32
+    assert resolve_lm_dtype("float32", torch.device("cuda", 0)) == torch.float32
+    with pytest.raises(ConfigError, match="--lm-dtype bfloat16 needs a CUDA device"):
+        resolve_lm_dtype("bfloat16", CPU)
+    with pytest.raises(ConfigError, match="lm_dtype"):
+        TrainConfig(lm_dtype="float16")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_layer_checkpointing_recomputes_each_layer_and_gives_the_same_gradients(family, lms):
+    lm_dir, (hf_lm, tokenizer) = lms[family, torch.float32]
+    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
+                         max_text_tokens=32, lambda_lm=0.5)
+    batch = make_batch(tokenizer)
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model("deepmlf", config, hf_lm)
+        model.lm.checkpoint_layers = checkpointing
+        calls = [0]
+        # A pre-hook: the recompute stops early, once it has what backward needs, so a post-hook may not fire.
+        hooks = [layer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+                 for layer in model.lm.layers]
+        model.train()
+        torch.manual_seed(1)  # the same LM dropout masks in both runs
+        out = model(batch)
+        out.loss.backward()
+        for hook in hooks:
+            hook.remove()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((calls[0], out.loss.detach(), grads))
+    (plain_calls, plain_loss, plain), (ckpt_calls, ckpt_loss, ckpt) = results
+    n_layers = hf_lm.config.num_hidden_layers
+    assert plain_calls == n_layers and ckpt_calls == 2 * n_layers  # every layer recomputed in backward
+    torch.testing.assert_close(ckpt_loss, plain_loss)
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], msg=name)
