@@ -66,9 +66,9 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
         return file_config["preset"]
     if dataset.name.lower() in DATASET_PRESETS:
         return DATASET_PRESETS[dataset.name.lower()]
-    if not reads_text:
-        return "sims" if dataset.scheme == "sims" else "mosei"
     cjk = transcripts_are_cjk(dataset)
+    if not reads_text and cjk is None:
+        return "sims" if dataset.scheme == "sims" else "mosei"
     if cjk:
         return "sims"
     if cjk is not None and dataset.scheme == "mosi":
@@ -124,7 +124,12 @@ def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None,
 def default_run_dir(dataset, what: str) -> Path:
     """runs/<dataset>-<what>-<timestamp>: never overwrites an earlier run."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{dataset.name}-{what}-{stamp}"
+    run_dir = Path("runs") / f"{dataset.name}-{what}-{stamp}"
+    from models.distributed import broadcast_object, is_distributed
+
+    if is_distributed():  # ranks may reach this in different seconds: all take rank 0's folder
+        run_dir = Path(broadcast_object(str(run_dir)))
+    return run_dir
 
 
 def init_distributed() -> bool:

@@ -47,21 +47,30 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
         config = config.replace(lm=lm)
     hf_lm, tokenizer = None, None
     if needs_text(kind):
+        # On CUDA the LM loads in the dtype training used (bf16 by default); on the CPU, where
+        # autocast is off, in fp32.
+        on_cuda = torch.device(device).type == "cuda"
+        dtype = getattr(torch, meta.get("lm_dtype", "float32")) if on_cuda else torch.float32
         cache = lm_cache if lm_cache is not None else {}
-        if config.lm not in cache:
+        key = (config.lm, str(dtype))
+        if key not in cache:
             try:
-                cache[config.lm] = load_causal_lm(config.lm)
+                cache[key] = load_causal_lm(config.lm, dtype=dtype)
             except ModelNotAvailableError as exc:
                 if lm is not None:
                     raise
                 raise ModelNotAvailableError(f"{exc} (the LM {directory} was trained with; if it moved, "
                                              f"pass its new place with --lm)") from None
-        hf_lm, tokenizer = cache[config.lm]
+        hf_lm, tokenizer = cache[key]
     model = build_model(kind, config, hf_lm)
     weights, extra = split_extra(tensors)
-    missing = set(model.trainable_state_dict()) - set(weights)
+    expected = set(model.trainable_state_dict())
+    missing, unexpected = expected - set(weights), set(weights) - expected
     if missing:
         raise CheckpointError(f"{directory}: missing tensors {sorted(missing)[:3]}; the checkpoint is incomplete")
+    if unexpected:  # e.g. saved by an older model version: loading the rest would be another model
+        raise CheckpointError(f"{directory}: tensors this model does not have {sorted(unexpected)[:3]}; the checkpoint "
+                              f"is from another deepmlf model version: retrain it with this version")
     model.load_state_dict(weights, strict=False)
     normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in extra.items()})
     return LoadedModel(model.to(device).eval(), tokenizer, normalizer, meta, Path(directory))

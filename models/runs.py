@@ -120,7 +120,9 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
         train = TrainConfig.from_dict({**spec.train.to_dict(), **preset.pretrain, **kept, **lr_field})
         model = spec.model.replace(**preset.pretrain_model)
     else:
-        train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1, **lr_field)
+        # The AV encoder is the whole model here, so clipping covers every parameter.
+        train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1,
+                                    clip_scope="all", **lr_field)
         model = spec.model
     return dataclasses.replace(spec, kind="av", model=model, train=train, init_av=None, freeze_av=False)
 
@@ -228,9 +230,15 @@ def read_run_spec(run_dir: Path) -> RunSpec:
     if not run_file.is_file():
         raise ConfigError(f"{run_dir} holds no run to resume (no {RUN_FILE}); run without --resume to start one")
     try:
-        return RunSpec.from_dict(json.loads(run_file.read_text())["spec"])
+        saved = json.loads(run_file.read_text())["spec"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{run_file} is not a deepmlf run file ({exc}); choose another --out") from None
+    try:
+        return RunSpec.from_dict(saved)
+    except (ConfigError, KeyError, TypeError) as exc:
+        # e.g. a run started by an older deepmlf, whose settings this version no longer has
+        raise CheckpointError(f"{run_file} was written by another deepmlf version ({exc}); it cannot be resumed: "
+                              f"start a new run with another --out") from None
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -343,7 +351,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     # dataset is ~5 GB); `normalized_by` lets later runs on the same dataset object reuse them.
     encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer, in_place=True)
                for name, split in dataset.splits.items() if len(split)}
-    meta = {"kind": spec.kind, "dataset": dataset_info(dataset)}
+    # The LM dtype it trained with: `deepmlf evaluate` on CUDA loads the LM the same way, so it
+    # reproduces the test metrics written here.
+    meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
         av_weights = split_extra(read_checkpoint(find_checkpoint(Path(spec.init_av), seed=None))[1])[0]

@@ -117,6 +117,9 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
+    if device.type == "cuda" and is_distributed():
+        # Under torchrun every rank takes its own GPU: "cuda" (or one fixed index) would put all on one.
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
     return device
 
 
@@ -165,6 +168,8 @@ def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> 
         for key, value in state.items():
             tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout and SeqAug masks on the GPU draw from it
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "state.safetensors.tmp"
     save_file(tensors, str(tmp))
@@ -189,6 +194,8 @@ def _load_state(directory: Path, model, optimizer) -> dict[str, Any]:
             state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": counters.pop("param_groups")})
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return counters
 
 
@@ -255,6 +262,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     state_dir = out_dir / "state"
     if resume and (state_dir / "state.json").is_file():
         counters = _load_state(state_dir, model, optimizer)
+        if plateau is not None and "plateau" in counters:  # its best and bad-epoch count, so cuts come on time
+            plateau.load_state_dict(counters.pop("plateau"))
 
     while epochs_left(counters["epoch"], counters["bad_epochs"], config.patience, config.max_epochs):
         epoch = counters["epoch"]
@@ -310,7 +319,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         counters["epoch"] = epoch + 1
         counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
-            _save_state(state_dir, model, optimizer, counters)
+            _save_state(state_dir, model, optimizer,
+                        {**counters, **({"plateau": plateau.state_dict()} if plateau is not None else {})})
         callbacks.on_epoch_end(epoch, record)
     if is_distributed():
         torch.distributed.barrier()

@@ -39,6 +39,11 @@ def study(
         from models.metrics import PRIMARY_METRICS
         from models.studies import STUDIES, run_study
 
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("deepmlf study runs in one process; start it without torchrun (train a single "
+                              "variant with `torchrun ... train` for several GPUs)")
         if name not in STUDIES:
             raise ConfigError(f"unknown study {name!r}; choose one of: {STUDY_NAMES}")
         data = load_data(dataset, data_dir, quiet or as_json)

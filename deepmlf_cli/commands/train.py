@@ -56,7 +56,7 @@ def train(
         from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data, resumed_spec
         from models.config import parse_layer_list
         from models.errors import ConfigError
-        from models.runs import model_kind, read_run_spec, run_started
+        from models.runs import model_kind, read_run_spec
 
         if freeze_av and not init_av:
             raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
@@ -72,7 +72,9 @@ def train(
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
                            "patience": patience, "device": device, "lm_dtype": lm_dtype,
                            "checkpoint_layers": checkpoint_layers}
-        if resume and run_started(out) and preset is None and config is None:
+        # A run.json exists once training started (even if killed in its first epoch): its settings
+        # are the base, so --resume never falls back to the dataset's default preset.
+        if resume and (out / "run.json").is_file() and preset is None and config is None:
             # Options not given keep the run's values; those given must match them (train_run checks).
             spec = resumed_spec(saved, kind, model_overrides, train_overrides, seed, init_av, freeze_av)
         else:
