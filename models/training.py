@@ -47,6 +47,8 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (DeepMLF) or "plateau" (AV pretraining: reduce on plateau)
     eval_batch_size: int = 64
     device: str = "auto"
+    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
+    compile: bool = False  # torch.compile the MM blocks and the AV encoder
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "plateau"):
@@ -191,6 +193,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(config.device)
     model.to(device)
+    if hasattr(model, "configure_speed"):  # DeepMLF: caches and compilation that leave the math as it is
+        model.configure_speed(config.prefix_cache_gib, device, config.compile)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
@@ -224,9 +228,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started, losses, term_sums = time.time(), [], {}
+        text_cells = pad_cells = 0  # text positions processed, and how many of them were padding
         optimizer.zero_grad(set_to_none=True)
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
+            text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
             last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
             sync = ddp_model.no_sync() if (ddp_model is not model and not last_of_step) else contextlib.nullcontext()
             with sync:
@@ -255,7 +261,9 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 2)}
+                  "seconds": round(time.time() - started, 2), "text_padding": round(pad_cells / max(1, text_cells), 4)}
+        if getattr(model, "prefix_cache", None) is not None:
+            record["prefix_cache"] = model.prefix_cache.stats()
         improved = valid_mae < counters["best_mae"]
         if improved:
             counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
