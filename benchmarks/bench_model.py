@@ -179,26 +179,55 @@ def synthetic_split(n: int, seed: int, vocab: int, max_tokens: int, bucketed: bo
 
 
 class _Timer:
-    """fit callbacks: training time of each epoch (first batch to last batch)."""
+    """fit callbacks: training time of each epoch (first batch to last batch); FLOPs of the last one.
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.train_seconds, self.records, self._start = device, [], [], 0.0
+    The FLOPs are counted by torch's FlopCounterMode on the ops that ran (a
+    figure the machine's load cannot blur, unlike the times).
+    """
+
+    def __init__(self, device: torch.device, epochs: int) -> None:
+        self.device, self.epochs, self.train_seconds, self.records = device, epochs, [], []
+        self.counter, self.flops, self._left = None, None, 0
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
     def on_epoch_start(self, epoch, n_batches):
+        if epoch == self.epochs - 1:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self.counter, self._left = FlopCounterMode(display=False), n_batches
+            self.counter.__enter__()
         self._sync()
         self._start = time.perf_counter()
 
     def on_batch(self, loss):
         self._sync()
         self._end = time.perf_counter()
+        if self.counter is not None:
+            self._left -= 1
+            if self._left == 0:
+                self.counter.__exit__(None, None, None)
+                self.flops, self.counter = self.counter.get_total_flops(), None
 
     def on_epoch_end(self, epoch, record):
         self.train_seconds.append(self._end - self._start)
         self.records.append(record)
+
+
+def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -> float:
+    """The text padding share an epoch of all 1284 clips would have (lengths only, no model)."""
+    import numpy as np
+
+    from models.batching import EncodedSplit, length_bucketed_batches
+
+    lengths = np.minimum(mosi_like_lengths(1284, 0), max_tokens)
+    split = EncodedSplit([""] * 1284, [[0] * int(k) for k in lengths], np.zeros((1284, 1, 1)), np.ones(1284),
+                         np.zeros((1284, 1, 1)), np.ones(1284), np.zeros(1284), 0, bucketed=bucketed, pad_to=pad_to)
+    batches = length_bucketed_batches(split, batch, np.random.default_rng(0))
+    cells = sum(len(b) * max(pad_to, int(lengths[b].max())) for b in batches)
+    return 1 - float(lengths.sum()) / cells
 
 
 def epoch_mode(args) -> dict:
@@ -225,55 +254,42 @@ def epoch_mode(args) -> dict:
     train_config = TrainConfig(batch_size=args.batch, grad_accum=1, max_epochs=args.epochs, patience=args.epochs + 1,
                                device=args.device, prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
                                compile=args.compile)
-    timer = _Timer(device)
+    timer = _Timer(device, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer)
-    evals = []
-    for _ in range(2):  # cold, then warm
+    from torch.utils.flop_counter import FlopCounterMode
+
+    evals, eval_flops = [], None
+    for warm in (False, True):  # cold, then warm (what every validation pass after the first costs)
+        counter = FlopCounterMode(display=False) if warm else None
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        predict_encoded(model, evaluation, train_config.eval_batch_size, device)
+        if counter is not None:
+            with counter:
+                predict_encoded(model, evaluation, train_config.eval_batch_size, device)
+            eval_flops = counter.get_total_flops()
+        else:
+            predict_encoded(model, evaluation, train_config.eval_batch_size, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         evals.append(time.perf_counter() - start)
     row = {"clips": args.clips, "epochs": [round(s, 2) for s in timer.train_seconds],
            "eval_cold": round(evals[0], 2), "eval_warm": round(evals[1], 2),
+           "train_tflop": round(timer.flops / 1e12, 3), "eval_tflop": round(eval_flops / 1e12, 3),
            "text_padding": timer.records[-1]["text_padding"],
+           "text_padding_1284": round(full_set_padding(bucketed, pad_to, args.batch, max_tokens), 4),
            "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
            "peak_rss_gib": round(peak_rss_gib(), 2), "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
-        row.update(cuda_figures(model, train, train_config, device, timer.train_seconds[-1], args.peak_tflops))
+        seconds = timer.train_seconds[-1]
+        tokens = sum(len(t) for t in train.token_ids)
+        row.update(text_tokens_per_s=round(tokens / seconds), achieved_tflops=round(timer.flops / seconds / 1e12, 1),
+                   peak_gpu_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        peak = gpu_peak_tflops(device, args.peak_tflops)
+        if peak:
+            row["mfu"] = round(timer.flops / seconds / (peak * 1e12), 4)
     return row
-
-
-def cuda_figures(model, train, config, device, seconds: float, peak_override: float | None) -> dict:
-    """Tokens/s of the last epoch, and its FLOPs (counted on one more epoch) over the GPU's bf16 peak."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from models.batching import autocast_context, collate, length_bucketed_batches
-
-    import numpy as np
-
-    batches = [b for b in length_bucketed_batches(train, config.batch_size, np.random.default_rng(0)) if len(b) > 1]
-    tokens = sum(len(train.token_ids[i]) for b in batches for i in b)
-    model.train()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        for index in batches:
-            batch = collate(train, index).to(device)
-            with autocast_context(device):
-                out = model(batch)
-            out.loss.backward()
-            model.zero_grad(set_to_none=True)
-    flops = counter.get_total_flops()
-    peak = gpu_peak_tflops(device, peak_override)
-    figures = {"text_tokens_per_s": round(tokens / seconds), "tflop_per_epoch": round(flops / 1e12, 2),
-               "achieved_tflops": round(flops / seconds / 1e12, 1),
-               "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
-    if peak:
-        figures["mfu"] = round(flops / seconds / (peak * 1e12), 4)
-    return figures
 
 
 def table(args, passthrough: list[str]) -> None:
@@ -291,22 +307,28 @@ def table(args, passthrough: list[str]) -> None:
     any_row = next(iter(rows.values()))
     print(f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
           f"batch {args.batch}, device {any_row['device']}, {any_row['threads']} threads")
-    header = (f"{'configuration':36} {'epoch 1':>8} {'epoch 2':>8} {'eval cold':>9} {'eval warm':>9} "
-              f"{'padding':>7} {'RSS GiB':>7} {'speedup':>7} {'cache MiB':>9}")
+    header = (f"{'configuration':36} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
+              f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
     print(header)
+    print(f"{'':36} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
+          f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
     ref = rows.get(next(iter(TABLE)))
     for name, r in rows.items():
         steady = r["epochs"][-1] + r["eval_warm"]
         speedup = f"{(ref['epochs'][-1] + ref['eval_warm']) / steady:.2f}x" if ref else "-"
+        flop_speedup = (f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x"
+                        if ref else "-")
         cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
-        print(f"{name:36} {r['epochs'][0]:8.1f} {r['epochs'][-1]:8.1f} {r['eval_cold']:9.1f} {r['eval_warm']:9.1f} "
-              f"{r['text_padding']:7.0%} {r['peak_rss_gib']:7.2f} {speedup:>7} {cache:>9}")
+        print(f"{name:36} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
+              f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
+              f"{r['peak_rss_gib']:5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
     scale = 1284 / any_row["clips"]
     if ref and scale != 1:
         print(f"per epoch of all 1284 clips (x{scale:.1f}, extrapolated): reference-style "
               f"{ref['epochs'][-1] * scale / 60:.1f} min; "
               + "; ".join(f"{n} {r['epochs'][-1] * scale / 60:.1f} min" for n, r in rows.items() if r is not ref))
-    print("speedup: (epoch 2 train + warm eval) of the reference-style row over this row's")
+    print("speedup: (epoch 2 train + warm eval) of the reference-style row over this row's, in seconds and in "
+          "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch")
 
 
 def main() -> None:

@@ -8,8 +8,10 @@ token and the fusion tokens sit at the same indices in every row):
 
 Fusion tokens see the text through the LM's causal attention; the text never
 sees them. The forward pass is split into `encode_prefix` (everything below
-the first MM block, which depends on the text alone) and the rest, so the
-prefix can later be cached per sample.
+the first MM block, which depends on the text alone) and the rest. Below
+the first MM block the text rows run without autograd and the fusion rows
+attend to their keys/values (the prefix path), and with the LM's dropout off
+those text states are kept per clip (models/prefix_cache.py).
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         if self.patience < 1:
             raise ConfigError(f"patience={self.patience} must be >= 1")
+        if self.prefix_cache_gib < 0:
+            raise ConfigError(f"prefix_cache_gib={self.prefix_cache_gib} must be >= 0 (0 turns the cache off)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

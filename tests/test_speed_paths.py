@@ -247,3 +247,19 @@ def test_lm_loss_without_recompute_equals_the_checkpointed_chunks():
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
     torch.testing.assert_close(results[1][0], torch.nn.functional.cross_entropy(head(hidden), targets))
+
+
+def test_lm_dropout_study_and_option():
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from models.config import PRESETS
+    from models.studies import study_variants
+
+    base = PRESETS["sample"].model_config()
+    variants = study_variants("lm-dropout", base, 4)
+    assert [base.replace(**v.overrides).lm_dropout for v in variants] == [True, False, False]
+    assert base.replace(**variants[-1].overrides).text_aug.value == "none"
+    out = CliRunner().invoke(app, ["train", "--dataset", "sample", "--lm-dropout", "maybe"])
+    assert out.exit_code == 1 and "--lm-dropout maybe: choose on or off" in out.output
+    assert "Traceback" not in out.output
