@@ -1,28 +1,83 @@
-"""Forward+backward of the SIMS preset shape on CPU (or CUDA): time per step and peak memory.
+"""DeepMLF speed on CPU (or CUDA): one training step of the SIMS shape, or whole epochs of a MOSI-shaped set.
 
-GPT-2-base config with random weights (no download), 7 MM blocks after layers
-5..11, 20 fusion tokens, batch 32, text 39 tokens, audio 400x33, vision 55x709.
-Prints figures; asserts nothing. Usage:
+Prints figures; asserts nothing. GPT-2-base config with random weights (no
+download) in both modes.
+
+Step mode (default): 7 MM blocks after layers 5..11, 20 fusion tokens,
+batch 32, text 39 tokens, audio 400x33, vision 55x709; time per
+forward+backward, eval forward, peak memory.
 
     .venv/bin/python benchmarks/bench_model.py [--steps 3] [--device cpu] [--batch 32]
+
+Epoch mode: a synthetic set shaped like CMU-MOSI's 1284 training clips
+(transcript lengths drawn from a log-normal fitted to MOSI's: mean 12.5
+words, median 10, 90th percentile 23, max 114; one token per word, cut to the
+reference's 50; audio 375x5, vision 500x20), trained through the code
+`deepmlf train` runs (`fit`) and evaluated through `predict_encoded`. Every
+optimisation can be switched off. `--table` runs the standard set of
+configurations, each in its own process (so each peak RSS is its own):
+
+    .venv/bin/python benchmarks/bench_model.py --mode epoch --table --clips 128
+    .venv/bin/python benchmarks/bench_model.py --mode epoch --clips 128 --fixed-length 50 --no-bucketing \\
+        --no-prefix --no-cache --no-logits-budget        # the reference's way, none of ours
+
+Epoch 1 fills the prefix cache; epoch 2 is what every later epoch costs. The
+eval pass is timed twice over a separate split of the same size: cold, then
+warm (as every validation pass after the first).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=32)
-    args = parser.parse_args()
+# bf16 dense peak FLOP/s by GPU name fragment (vendor data sheets), for the model-FLOPs utilisation.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
+                    "V100": 125.0, "T4": 65.0}
 
+# --table: name → switches (the first row is the reference's way; speedups are against it).
+TABLE = {
+    "reference-style (fixed 50, none)": ["--fixed-length", "50", "--no-bucketing", "--no-prefix", "--no-cache",
+                                         "--no-logits-budget"],
+    "all on, LM dropout on (default)": [],
+    "all on, LM dropout off": ["--lm-dropout", "off"],
+    "LM dropout off, --no-cache": ["--lm-dropout", "off", "--no-cache"],
+    "all on, --no-prefix": ["--no-prefix"],
+    "all on, --no-bucketing": ["--no-bucketing"],
+    "all on, --fixed-length 50": ["--fixed-length", "50"],
+}
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def gpu_peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+# --- step mode -------------------------------------------------------------------------------------
+
+def step_mode(args) -> None:
     from models.batching import autocast_context
     from models.config import get_preset
     from models.deepmlf import Batch, DeepMLF
@@ -30,6 +85,7 @@ def main() -> None:
     device = torch.device(args.device)
     config = get_preset("sims").model_config(lm="gpt2", n_fusion=20)
     model, _ = DeepMLF.from_config(config, random_init=True)
+    apply_switches(model, args)
     model.to(device)
     B, T = args.batch, 39
     g = torch.Generator().manual_seed(0)
@@ -43,7 +99,9 @@ def main() -> None:
     ).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
-          f"padding {1 - float(text_valid.float().mean()):.0%} of text positions")
+          f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
+          f"prefix path {'on' if model.prefix_path else 'off'}, "
+          f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}")
 
     def step() -> float:
         model.train()
@@ -75,8 +133,237 @@ def main() -> None:
     print(f"eval forward (no LM logits): mean {sum(evals) / len(evals):.2f} s")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    else:
-        print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+        tokens = B * (T + config.n_fusion)
+        print(f"train tokens/s (text + fusion positions): {tokens / min(times):,.0f}")
+    print(f"peak process RSS: {peak_rss_gib():.2f} GiB")
+
+
+def apply_switches(model, args) -> None:
+    """The model-side optimisations that are class switches on DeepMLF."""
+    if args.no_prefix:
+        model.prefix_path = False
+    if args.no_logits_budget:
+        model.logits_budget_bytes = 0
+
+
+# --- epoch mode ------------------------------------------------------------------------------------
+
+def mosi_like_lengths(n: int, seed: int):
+    """Transcript lengths (words) with MOSI's shape: log-normal, median 10, p90 23 (mean ≈ 12.5), max 114."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sigma = (np.log(23) - np.log(10)) / 1.2816  # p90 = median·e^(1.2816σ)
+    lengths = np.clip(np.rint(np.exp(np.log(10) + sigma * rng.standard_normal(n))), 1, 114).astype(int)
+    lengths[int(rng.integers(n))] = 114  # MOSI's longest transcript is in every subset
+    return lengths
+
+
+def synthetic_split(n: int, seed: int, vocab: int, max_tokens: int, bucketed: bool, pad_to: int):
+    import numpy as np
+
+    from models.batching import EncodedSplit
+
+    rng = np.random.default_rng(seed + 1)
+    lengths = np.minimum(mosi_like_lengths(n, seed), max_tokens)
+    token_ids = [rng.integers(0, vocab, int(k)).tolist() for k in lengths]
+    audio_lengths = rng.integers(100, 376, n)
+    vision_lengths = rng.integers(100, 501, n)
+    audio = rng.standard_normal((n, 375, 5), dtype=np.float32)
+    audio *= np.arange(375)[None, :, None] < audio_lengths[:, None, None]  # zero past each clip's length
+    vision = rng.standard_normal((n, 500, 20), dtype=np.float32)
+    vision *= np.arange(500)[None, :, None] < vision_lengths[:, None, None]
+    return EncodedSplit([f"clip{i}" for i in range(n)], token_ids, audio.astype(np.float32), audio_lengths,
+                        vision.astype(np.float32), vision_lengths, rng.uniform(-3, 3, n).astype(np.float32),
+                        pad_id=50256, bucketed=bucketed, pad_to=pad_to)
+
+
+class _Timer:
+    """fit callbacks: training time of each epoch (first batch to last batch); FLOPs of the last one.
+
+    The FLOPs are counted by torch's FlopCounterMode on the ops that ran (a
+    figure the machine's load cannot blur, unlike the times).
+    """
+
+    def __init__(self, device: torch.device, epochs: int) -> None:
+        self.device, self.epochs, self.train_seconds, self.records = device, epochs, [], []
+        self.counter, self.flops, self._left = None, None, 0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def on_epoch_start(self, epoch, n_batches):
+        if epoch == self.epochs - 1:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self.counter, self._left = FlopCounterMode(display=False), n_batches
+            self.counter.__enter__()
+        self._sync()
+        self._start = time.perf_counter()
+
+    def on_batch(self, loss):
+        self._sync()
+        self._end = time.perf_counter()
+        if self.counter is not None:
+            self._left -= 1
+            if self._left == 0:
+                self.counter.__exit__(None, None, None)
+                self.flops, self.counter = self.counter.get_total_flops(), None
+
+    def on_epoch_end(self, epoch, record):
+        self.train_seconds.append(self._end - self._start)
+        self.records.append(record)
+
+
+def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -> float:
+    """The text padding share an epoch of all 1284 clips would have (lengths only, no model)."""
+    import numpy as np
+
+    from models.batching import EncodedSplit, length_bucketed_batches
+
+    lengths = np.minimum(mosi_like_lengths(1284, 0), max_tokens)
+    split = EncodedSplit([""] * 1284, [[0] * int(k) for k in lengths], np.zeros((1284, 1, 1)), np.ones(1284),
+                         np.zeros((1284, 1, 1)), np.ones(1284), np.zeros(1284), 0, bucketed=bucketed, pad_to=pad_to)
+    batches = length_bucketed_batches(split, batch, np.random.default_rng(0))
+    cells = sum(len(b) * max(pad_to, int(lengths[b].max())) for b in batches)
+    return 1 - float(lengths.sum()) / cells
+
+
+def epoch_mode(args) -> dict:
+    from models.batching import predict_encoded
+    from models.config import get_preset
+    from models.deepmlf import DeepMLF
+    from models.lm import load_causal_lm
+    from models.training import TrainConfig, fit
+
+    device = torch.device(args.device)
+    max_tokens = 50  # the reference's fixed length; every configuration sees the same tokens
+    config = get_preset("sims").model_config(lm="gpt2", n_fusion=20, d_audio=5, d_vision=20, av_pool_len=50,
+                                             av_input_batchnorm=False, max_text_tokens=max_tokens,
+                                             lm_dropout=args.lm_dropout == "on")
+    torch.manual_seed(0)
+    hf_lm, _ = load_causal_lm("gpt2", random_init=True)
+    model = DeepMLF(config, hf_lm)
+    apply_switches(model, args)
+    vocab = hf_lm.config.vocab_size
+    bucketed, pad_to = not args.no_bucketing, args.fixed_length or 0
+    train = synthetic_split(args.clips, 0, vocab, max_tokens, bucketed, pad_to)
+    valid = synthetic_split(8, 1, vocab, max_tokens, bucketed, pad_to)  # fit's own validation: small, not timed
+    evaluation = synthetic_split(args.clips, 2, vocab, max_tokens, bucketed, pad_to)
+    train_config = TrainConfig(batch_size=args.batch, grad_accum=1, max_epochs=args.epochs, patience=args.epochs + 1,
+                               device=args.device, prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
+                               compile=args.compile)
+    timer = _Timer(device, args.epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    evals, eval_flops = [], None
+    for warm in (False, True):  # cold, then warm (what every validation pass after the first costs)
+        counter = FlopCounterMode(display=False) if warm else None
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        if counter is not None:
+            with counter:
+                predict_encoded(model, evaluation, train_config.eval_batch_size, device)
+            eval_flops = counter.get_total_flops()
+        else:
+            predict_encoded(model, evaluation, train_config.eval_batch_size, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        evals.append(time.perf_counter() - start)
+    row = {"clips": args.clips, "epochs": [round(s, 2) for s in timer.train_seconds],
+           "eval_cold": round(evals[0], 2), "eval_warm": round(evals[1], 2),
+           "train_tflop": round(timer.flops / 1e12, 3), "eval_tflop": round(eval_flops / 1e12, 3),
+           "text_padding": timer.records[-1]["text_padding"],
+           "text_padding_1284": round(full_set_padding(bucketed, pad_to, args.batch, max_tokens), 4),
+           "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
+           "peak_rss_gib": round(peak_rss_gib(), 2), "device": str(device), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        seconds = timer.train_seconds[-1]
+        tokens = sum(len(t) for t in train.token_ids)
+        row.update(text_tokens_per_s=round(tokens / seconds), achieved_tflops=round(timer.flops / seconds / 1e12, 1),
+                   peak_gpu_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        peak = gpu_peak_tflops(device, args.peak_tflops)
+        if peak:
+            row["mfu"] = round(timer.flops / seconds / (peak * 1e12), 4)
+    return row
+
+
+def table(args, passthrough: list[str]) -> None:
+    rows = {}
+    for name, switches in TABLE.items():
+        command = [sys.executable, __file__, "--mode", "epoch", "--json", *passthrough, *switches]
+        print(f"running: {name} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not rows:
+        return
+    any_row = next(iter(rows.values()))
+    print(f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
+          f"batch {args.batch}, device {any_row['device']}, {any_row['threads']} threads")
+    header = (f"{'configuration':36} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
+              f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
+    print(header)
+    print(f"{'':36} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
+          f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
+    ref = rows.get(next(iter(TABLE)))
+    for name, r in rows.items():
+        steady = r["epochs"][-1] + r["eval_warm"]
+        speedup = f"{(ref['epochs'][-1] + ref['eval_warm']) / steady:.2f}x" if ref else "-"
+        flop_speedup = (f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x"
+                        if ref else "-")
+        cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
+        print(f"{name:36} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
+              f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
+              f"{r['peak_rss_gib']:5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
+    scale = 1284 / any_row["clips"]
+    if ref and scale != 1:
+        print(f"per epoch of all 1284 clips (x{scale:.1f}, extrapolated): reference-style "
+              f"{ref['epochs'][-1] * scale / 60:.1f} min; "
+              + "; ".join(f"{n} {r['epochs'][-1] * scale / 60:.1f} min" for n, r in rows.items() if r is not ref))
+    print("speedup: (epoch 2 train + warm eval) of the reference-style row over this row's, in seconds and in "
+          "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("step", "epoch"), default="step")
+    parser.add_argument("--steps", type=int, default=3, help="step mode: timed steps")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--clips", type=int, default=1284, help="epoch mode: training clips (MOSI has 1284)")
+    parser.add_argument("--epochs", type=int, default=2, help="epoch mode: epochs (the 2nd shows the cache's reuse)")
+    parser.add_argument("--fixed-length", type=int, default=0, help="pad every transcript to N tokens (reference: 50)")
+    parser.add_argument("--no-bucketing", action="store_true", help="batches in shuffled order, not by length")
+    parser.add_argument("--no-prefix", action="store_true", help="full pass below the first MM block")
+    parser.add_argument("--no-cache", action="store_true", help="no per-clip prefix cache")
+    parser.add_argument("--no-logits-budget", action="store_true", help="always recompute the LM-loss logits")
+    parser.add_argument("--lm-dropout", choices=("on", "off"), default="on", help="frozen LM's dropout in training")
+    parser.add_argument("--cache-gib", type=float, default=2.0, help="prefix cache budget")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the MM blocks and the AV encoder")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's bf16 peak, if not in the table")
+    parser.add_argument("--table", action="store_true",
+                        help="epoch mode: every standard configuration, one process each")
+    parser.add_argument("--json", action="store_true", help="epoch mode: print the row as one JSON line")
+    args = parser.parse_args()
+    if args.mode == "step":
+        step_mode(args)
+        return
+    if args.table:
+        passthrough = ["--clips", str(args.clips), "--epochs", str(args.epochs), "--batch", str(args.batch),
+                       "--device", args.device, "--cache-gib", str(args.cache_gib)]
+        if args.compile:
+            passthrough.append("--compile")
+        table(args, passthrough)
+        return
+    row = epoch_mode(args)
+    print(json.dumps(row) if args.json else "\n".join(f"{k}: {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":

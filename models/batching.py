@@ -28,6 +28,9 @@ class EncodedSplit:
     vision_lengths: np.ndarray  # (N,)
     labels: np.ndarray  # (N,) float32
     pad_id: int
+    # How batches are cut (benchmarks switch these to the reference's way to compare):
+    bucketed: bool = True  # batch clips of similar transcript length (else in the given / shuffled order)
+    pad_to: int = 0  # pad every batch's text to at least this many tokens (the reference pads to a fixed 50)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -59,9 +62,13 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
     With `rng` (training) the order is shuffled: clips are shuffled, grouped
     into pools of `bucket_factor` batches, sorted by length within a pool,
     cut into batches, and the batches shuffled. Without it (evaluation) the
-    whole split is sorted by length.
+    whole split is sorted by length. A split with `bucketed` False is cut
+    in order (shuffled with `rng`), as the reference does.
     """
     lengths = np.array([len(t) for t in encoded.token_ids])
+    if not encoded.bucketed:
+        order = np.arange(len(lengths)) if rng is None else rng.permutation(len(lengths))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is None:
         order = np.argsort(lengths, kind="stable")
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -79,7 +86,7 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
     """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip."""
     from models.text import collate_text
 
-    text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id)
+    text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id, encoded.pad_to)
     a_len = encoded.audio_lengths[index]
     v_len = encoded.vision_lengths[index]
     t_a = max(1, int(a_len.max()))

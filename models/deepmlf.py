@@ -8,8 +8,10 @@ token and the fusion tokens sit at the same indices in every row):
 
 Fusion tokens see the text through the LM's causal attention; the text never
 sees them. The forward pass is split into `encode_prefix` (everything below
-the first MM block, which depends on the text alone) and the rest, so the
-prefix can later be cached per sample.
+the first MM block, which depends on the text alone) and the rest. Below
+the first MM block the text rows run without autograd and the fusion rows
+attend to their keys/values (the prefix path), and with the LM's dropout off
+those text states are kept per clip (models/prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from models.augment import augment_text
 from models.av_encoder import AVEncoder, masked_mean
 from models.config import FFWMode, FusionInputs, ModelConfig
 from models.fusion import MMBlock, add_lora, mm_block_ffw
-from models.lm import FrozenLM, load_causal_lm
+from models.lm import FrozenLM, LayerContext, load_causal_lm
 from models.positions import check_position_budget, token_positions
+from models.prefix_cache import PrefixCache, PrefixEntry
 
 
 @dataclass
@@ -72,12 +75,17 @@ class TaskHead(nn.Module):
         return self.net(x).squeeze(-1)  # (B, d_in) → (B,)
 
 
-def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int = 512) -> torch.Tensor:
+LOGITS_BUDGET_BYTES = 512 * 2**20  # float32 logits kept for backward up to this size (chunked_lm_loss)
+
+
+def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int = 512,
+                    budget_bytes: int = LOGITS_BUDGET_BYTES) -> torch.Tensor:
     """Mean next-token cross-entropy of (N, d) hidden rows against (N,) targets.
 
-    Only rows that have a target are passed in; each chunk's logits are
-    recomputed in backward instead of stored, so memory holds one chunk of
-    (chunk, vocab) logits at a time.
+    Only rows that have a target are passed in. When the (N, vocab) logits
+    fit `budget_bytes` they are computed once and kept for backward; beyond
+    it, each chunk's logits are recomputed in backward instead of stored, so
+    memory holds one chunk of (chunk, vocab) logits at a time.
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
@@ -85,6 +93,10 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
     def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(head(h).float(), t, reduction="sum")
 
+    vocab = head.weight.shape[0]
+    # float32 logits plus their log-softmax, both held for backward
+    if hidden.shape[0] * vocab * 8 <= budget_bytes:
+        return chunk_loss(hidden, targets) / hidden.shape[0]
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk):
         h, t = hidden[start:start + chunk], targets[start:start + chunk]
@@ -98,9 +110,14 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
 class DeepMLF(nn.Module):
     """The DeepMLF model (DESIGN.md §3). Build with `DeepMLF.from_config` or from an LM instance."""
 
+    # Speed switches that never change the math (DESIGN.md §7); benchmarks turn them off to compare.
+    prefix_path = True  # below the first MM block: text rows without autograd, fusion rows against their K/V
+    logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits kept (not recomputed) up to this size
+
     def __init__(self, config: ModelConfig, hf_lm: nn.Module) -> None:
         super().__init__()
         self.config = config
+        self.prefix_cache: PrefixCache | None = None  # per-clip text states; see configure_speed
         self.lm = FrozenLM(hf_lm)
         self.lm.check_layers(config.mm_layers)
         check_position_budget(config, self.lm.max_positions)
@@ -126,6 +143,25 @@ class DeepMLF(nn.Module):
         """Build the model and load its LM; returns (model, tokenizer or None)."""
         hf_lm, tokenizer = load_causal_lm(config.lm, random_init=random_init, meta=meta)
         return cls(config, hf_lm), tokenizer
+
+    def configure_speed(self, prefix_cache_gib: float, device: torch.device, compile_parts: bool = False) -> None:
+        """Attach a per-clip prefix cache of `prefix_cache_gib` (0: none) and optionally compile the
+        MM blocks and the AV encoder (`torch.compile`). Neither changes what the model computes.
+
+        The cache serves batches the LM runs without dropout and without text
+        augmentation: every evaluation pass, and training with lm_dropout off.
+        It stores bf16 on CUDA, float32 elsewhere.
+        """
+        if prefix_cache_gib > 0 and self.config.mm_layers and min(self.config.mm_layers) > 0:
+            if self.prefix_cache is None or self.prefix_cache.budget_bytes != int(prefix_cache_gib * 2**30):
+                dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+                self.prefix_cache = PrefixCache(int(prefix_cache_gib * 2**30), dtype)
+        else:
+            self.prefix_cache = None
+        if compile_parts:
+            for block in self.mm_blocks.values():
+                block.compile(dynamic=True)
+            self.av_encoder.compile(dynamic=True)
 
     # --- training mode: the frozen LM keeps its dropout only if asked ---
     def train(self, mode: bool = True) -> "DeepMLF":
@@ -155,23 +191,81 @@ class DeepMLF(nn.Module):
     def encode_prefix(self, batch: Batch):
         """Embed text + fusion tokens and run the LM up to its first MM block.
 
-        Returns (hidden (B, T+n_f, d), LayerContext, index of the next LM layer).
+        Returns (hidden (B, T+n_f, d), LayerContext of the whole sequence,
+        index of the next LM layer). With `prefix_path` (the default) the text
+        rows run alone under no_grad (nothing trainable touches them there)
+        and the fusion rows attend to their keys/values; the result equals the
+        full pass over the concatenated sequence.
         """
         cfg = self.config
         text = self.lm.embed(batch.text_ids)  # (B, T, d)
+        embedded = text  # augment_text returns this very tensor when it does not fire
         text = augment_text(text, batch.text_valid, cfg, self.training)
         B, T, _ = text.shape
         fusion = self.fusion_tokens.to(text.dtype).expand(B, -1, -1)  # (B, n_f, d)
-        embeds = torch.cat([text, fusion], dim=1)  # (B, T+n_f, d)
         key_valid = torch.cat([batch.text_valid, batch.text_valid.new_ones(B, cfg.n_fusion)], dim=1)
         # Text positions count real tokens only (left padding does not shift them); fusion
         # tokens at max_text_tokens… (the reference) or right after the text (models.positions).
         positions = token_positions(batch.text_valid, cfg)  # (B, T+n_f)
-        hidden, ctx = self.lm.prepare(embeds, key_valid, positions)
         first = min(cfg.mm_layers) if cfg.mm_layers else self.lm.n_layers
+        if not (self.prefix_path and first > 0):
+            embeds = torch.cat([text, fusion], dim=1)  # (B, T+n_f, d)
+            hidden, ctx = self.lm.prepare(embeds, key_valid, positions)
+            for i in range(first):
+                hidden = self.lm.run_layer(i, hidden, ctx)
+            return hidden, ctx, first
+        ctx = self.lm.context(key_valid, positions, text)
+        # The cache holds clip-only states: usable when the LM has no dropout and the text is not augmented.
+        cacheable = self.prefix_cache is not None and not self.lm.training and text is embedded
+        with torch.no_grad():
+            text_hidden, text_kv = self._text_prefix(batch, text, positions[:, :T], ctx.part(slice(0, T), slice(0, T)),
+                                                     first, cacheable)  # (B, T, d), per layer (B, H_kv, T, d_h) x2
+        if not cfg.n_fusion:
+            return text_hidden, ctx, first
+        fusion_hidden = self.lm.add_positions(fusion, positions[:, T:])  # (B, n_f, d)
+        fusion_ctx = ctx.part(slice(T, None))  # fusion queries × all T+n_f keys
         for i in range(first):
-            hidden = self.lm.run_layer(i, hidden, ctx)
-        return hidden, ctx, first
+            fusion_hidden, _ = self.lm.run_layer_kv(i, fusion_hidden, fusion_ctx, past=text_kv[i])
+        return torch.cat([text_hidden, fusion_hidden], dim=1), ctx, first
+
+    def _run_text_layers(self, text: torch.Tensor, text_positions: torch.Tensor, ctx: LayerContext, first: int):
+        """Text rows alone through layers 0..first-1 → (hidden (B, T, d), [(keys, values)] per layer)."""
+        hidden = self.lm.add_positions(text, text_positions)
+        kvs = []
+        for i in range(first):
+            hidden, kv = self.lm.run_layer_kv(i, hidden, ctx)
+            kvs.append(kv)
+        return hidden, kvs
+
+    def _text_prefix(self, batch: Batch, text: torch.Tensor, text_positions: torch.Tensor, ctx: LayerContext,
+                     first: int, cacheable: bool):
+        """The text's prefix states, from the per-clip cache where it has them, else computed (and stored)."""
+        if not cacheable:
+            return self._run_text_layers(text, text_positions, ctx, first)
+        cache = self.prefix_cache
+        B, T, d = text.shape
+        keys = cache.keys(batch.text_ids, batch.text_valid, text_positions)
+        entries = [cache.get(k) for k in keys]
+        missing = [row for row, e in enumerate(entries) if e is None]
+        if missing:
+            rows = torch.tensor(missing, device=text.device)
+            hidden, kvs = self._run_text_layers(text[rows], text_positions[rows],
+                                                ctx.part(slice(None), slice(None), rows), first)
+            kv = torch.stack([torch.stack(pair) for pair in kvs])  # (L, 2, M, H_kv, T, d_h)
+            lengths = batch.text_valid[rows].sum(1).tolist()
+            for j, (row, n) in enumerate(zip(missing, lengths)):
+                # Left padding: a clip's n real tokens are the last n positions.
+                entries[row] = PrefixEntry(kv[:, :, j, :, T - n:], hidden[j, T - n:])
+                cache.put(keys[row], entries[row])
+        # Assemble the batch, left-padded; padding rows stay zero (no real token attends to them).
+        L, _, H, _, d_h = entries[0].kv.shape
+        out_kv = text.new_zeros(L, 2, B, H, T, d_h)
+        out_hidden = text.new_zeros(B, T, d)
+        for row, entry in enumerate(entries):
+            n = entry.hidden.shape[0]
+            out_kv[:, :, row, :, T - n:] = entry.kv
+            out_hidden[row, T - n:] = entry.hidden
+        return out_hidden, [(out_kv[i, 0], out_kv[i, 1]) for i in range(L)]
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
         """Run every head; with labels and `compute_loss`, also the total loss (DESIGN.md §3)."""
@@ -216,7 +310,7 @@ class DeepMLF(nn.Module):
             has_target = batch.text_valid[:, :-1] & batch.text_valid[:, 1:]  # (B, T-1)
             rows = text_hidden[:, :-1][has_target]  # (N, d)
             targets = batch.text_ids[:, 1:][has_target]  # (N,)
-            terms["lm"] = chunked_lm_loss(rows, targets, self.lm.lm_head)
+            terms["lm"] = chunked_lm_loss(rows, targets, self.lm.lm_head, budget_bytes=self.logits_budget_bytes)
         weights = {"task": 1.0, "fusion": cfg.lambda_f, "av": cfg.lambda_av, "text": cfg.lambda_t, "lm": cfg.lambda_lm}
         out.loss = sum(weights[k] * v for k, v in terms.items())
         out.terms = {k: float(v.detach()) for k, v in terms.items()}

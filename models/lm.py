@@ -154,6 +154,54 @@ class LayerContext:
     position_ids: torch.Tensor  # (B, T)
     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None  # rotary (cos, sin), Llama only
 
+    def part(self, queries: slice, keys: slice = slice(None), rows: torch.Tensor | None = None) -> "LayerContext":
+        """The context of some query positions (and batch `rows`) attending to some key positions.
+
+        Positions and rotary tables follow the queries; the mask keeps
+        (queries × keys). Used to run the text rows alone (keys = the text)
+        and the fusion rows against the text's keys/values (keys = all).
+        """
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        rotary = None
+        if self.position_embeddings is not None:
+            rotary = tuple(pick(t)[:, queries] for t in self.position_embeddings)
+        return LayerContext(pick(self.attention_mask)[:, :, queries, keys], pick(self.position_ids)[:, queries],
+                            rotary)
+
+
+class _KVShim:
+    """Stands in for a Hugging Face cache during one decoder-layer call.
+
+    HF attention calls `cache.update(k, v, layer_idx, ...)` with the keys and
+    values of the rows it was given and attends to what update returns. The
+    shim records those keys/values and, given `past`, puts the keys/values of
+    earlier positions in front of them: the fusion rows then attend to the
+    text without the text rows being run again (or tracked by autograd).
+    """
+
+    def __init__(self, past: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        self.past = past
+        self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        self.kv = (key_states, value_states)  # (B, H_kv, L, d_h) each, rotary already applied
+        if self.past is None:
+            return key_states, value_states
+        past_k, past_v = self.past
+        return (torch.cat([past_k.to(key_states.dtype), key_states], dim=2),
+                torch.cat([past_v.to(value_states.dtype), value_states], dim=2))
+
+
+def _cache_kwarg(layer: nn.Module) -> str:
+    """The name under which this transformers version's decoder layers take a KV cache."""
+    import inspect
+
+    params = inspect.signature(layer.forward).parameters
+    for name in ("cache", "past_key_values", "past_key_value", "layer_past"):
+        if name in params:
+            return name
+    raise ConfigError(f"{type(layer).__name__} takes no KV cache argument; run with the full pass (prefix_path off)")
+
 
 class FrozenLM(nn.Module):
     """A frozen causal LM whose layers DeepMLF calls one at a time."""
@@ -171,6 +219,7 @@ class FrozenLM(nn.Module):
             )
         self.layout = LAYOUTS[model_type]
         self.model = hf_model
+        self._cache_name: str | None = None  # found on first use (see _cache_kwarg)
         if fuse_gelu:
             _fuse_gelu(hf_model)
         # Freeze once, here; never inside forward.
@@ -238,21 +287,33 @@ class FrozenLM(nn.Module):
         embeds: (B, T, d); key_valid: (B, T) bool, False on padding;
         position_ids: (B, T). Returns (hidden (B, T, d), LayerContext).
         """
+        hidden = self.add_positions(embeds, position_ids)
+        return hidden, self.context(key_valid, position_ids, hidden)
+
+    def add_positions(self, embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) embeddings → layer-0 input: learned positions (GPT-2) and embedding dropout.
+
+        Both act per position, so a sequence's rows can be prepared in parts.
+        """
         hidden = embeds
         if self.layout.position_embed:
             hidden = hidden + getattr(self.backbone, self.layout.position_embed)(position_ids)
         if self.layout.embed_dropout:
             hidden = getattr(self.backbone, self.layout.embed_dropout)(hidden)
-        T = embeds.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=embeds.device).tril()
+        return hidden
+
+    def context(self, key_valid: torch.Tensor, position_ids: torch.Tensor, like: torch.Tensor) -> LayerContext:
+        """Causal mask and rotary tables of a (B, T) sequence; `like` gives device and dtype."""
+        T = key_valid.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=key_valid.device).tril()
         # (B, 1, T, T): causal and not padding; each position also sees itself,
         # so no row is fully masked (that would make NaN rows under SDPA).
         mask = causal[None, None] & key_valid[:, None, None, :]
-        mask = mask | torch.eye(T, dtype=torch.bool, device=embeds.device)[None, None]
+        mask = mask | torch.eye(T, dtype=torch.bool, device=key_valid.device)[None, None]
         rotary = None
         if self.layout.rotary:
-            rotary = getattr(self.backbone, self.layout.rotary)(hidden, position_ids=position_ids)
-        return hidden, LayerContext(mask, position_ids, rotary)
+            rotary = getattr(self.backbone, self.layout.rotary)(like, position_ids=position_ids)
+        return LayerContext(mask, position_ids, rotary)
 
     def run_layer(self, index: int, hidden: torch.Tensor, ctx: LayerContext) -> torch.Tensor:
         """Run decoder layer `index` on (B, T, d) hidden states."""
@@ -267,6 +328,26 @@ class FrozenLM(nn.Module):
         else:
             out = layer(hidden, **kwargs)
         return out[0] if isinstance(out, tuple) else out
+
+    def run_layer_kv(self, index: int, hidden: torch.Tensor, ctx: LayerContext,
+                     past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Run decoder layer `index` on (B, L, d) rows and also return their keys and values.
+
+        With `past` (keys, values (B, H_kv, P, d_h) of P earlier positions),
+        the rows attend to those positions first, then to themselves:
+        `ctx.attention_mask` is then (B, 1, L, P+L). Returns (hidden (B, L, d),
+        (keys, values) (B, H_kv, L, d_h) of these rows).
+        """
+        layer = self.layers[index]
+        if self._cache_name is None:
+            self._cache_name = _cache_kwarg(layer)
+        shim = _KVShim(past)
+        kwargs: dict[str, Any] = {"attention_mask": ctx.attention_mask, "position_ids": ctx.position_ids,
+                                  self._cache_name: shim}
+        if ctx.position_embeddings is not None:
+            kwargs["position_embeddings"] = ctx.position_embeddings
+        out = layer(hidden, **kwargs)
+        return (out[0] if isinstance(out, tuple) else out), shim.kv
 
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
         return getattr(self.backbone, self.layout.final_norm)(hidden)

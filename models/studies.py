@@ -98,6 +98,11 @@ STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
     "augmentation": ("Embedding augmentation", _augmentation),
     "gating": ("Gating of the MM blocks", _gating),
     "fusion-inputs": ("Fusion-block inputs (queries) with and without FFW", _fusion_inputs),
+    "lm-dropout": ("Frozen LM's dropout in training: on (reference) or off (text states cached per clip)",
+                   lambda base, n_layers: [Variant("dropout on", {"lm_dropout": True}),
+                                           Variant("dropout off", {"lm_dropout": False}),
+                                           Variant("dropout off, no text aug", {"lm_dropout": False,
+                                                                                 "text_aug": "none"})]),
 }
 
 

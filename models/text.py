@@ -27,9 +27,10 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[lis
     return [ids if ids else [stand_in] for ids in encoded]
 
 
-def collate_text(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad to the longest in the batch → ids (B, T) long, valid (B, T) bool."""
-    T = max(len(ids) for ids in token_ids)
+def collate_text(token_ids: Sequence[Sequence[int]], pad_id: int,
+                 min_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad to the longest in the batch (or `min_length`) → ids (B, T) long, valid (B, T) bool."""
+    T = max(min_length, max(len(ids) for ids in token_ids))
     ids = torch.full((len(token_ids), T), pad_id, dtype=torch.long)
     valid = torch.zeros((len(token_ids), T), dtype=torch.bool)
     for row, seq in enumerate(token_ids):

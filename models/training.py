@@ -65,6 +65,8 @@ class TrainConfig:
     device: str = "auto"
     lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
+    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
+    compile: bool = False  # torch.compile the MM blocks and the AV encoder
 
     def __post_init__(self) -> None:
         choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
@@ -81,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"patience={self.patience} must be >= 1 and plateau_patience >= 0")
         if self.lm_dtype not in LM_DTYPES:
             raise ConfigError(f"lm_dtype={self.lm_dtype!r}; choose one of {', '.join(LM_DTYPES)}")
+        if self.prefix_cache_gib < 0:
+            raise ConfigError(f"prefix_cache_gib={self.prefix_cache_gib} must be >= 0 (0 turns the cache off)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,6 +240,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(config.device)
     model.to(device)
+    if hasattr(model, "configure_speed"):  # DeepMLF: caches and compilation that leave the math as it is
+        model.configure_speed(config.prefix_cache_gib, device, config.compile)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
@@ -274,9 +280,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started, losses, term_sums = time.time(), [], {}
+        text_cells = pad_cells = 0  # text positions processed, and how many of them were padding
         optimizer.zero_grad(set_to_none=True)
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
+            text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
             last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
             sync = ddp_model.no_sync() if (ddp_model is not model and not last_of_step) else contextlib.nullcontext()
             with sync:
@@ -305,7 +313,10 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite}
+                  "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
+                  "text_padding": round(pad_cells / max(1, text_cells), 4)}
+        if getattr(model, "prefix_cache", None) is not None:
+            record["prefix_cache"] = model.prefix_cache.stats()
         improved = valid_mae < counters["best_mae"]
         if improved:
             counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)

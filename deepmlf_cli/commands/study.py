@@ -12,7 +12,7 @@ from deepmlf_cli.commands.train import ConfigFile
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet, Seed
 
-STUDY_NAMES = "depth, fusion-tokens, av-init, losses, augmentation, gating, fusion-inputs"
+STUDY_NAMES = "depth, fusion-tokens, av-init, losses, augmentation, gating, fusion-inputs, lm-dropout"
 
 
 def study(

@@ -35,6 +35,7 @@ def train(
     n_fusion: Annotated[Optional[int], typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
     init_av: Annotated[Optional[str], typer.Option("--init-av", help="A `deepmlf pretrain` run (Pre&Tune), or 'random'.")] = None,
     freeze_av: Annotated[bool, typer.Option("--freeze-av", help="Keep the pretrained AV encoder frozen (Pre&Fro).")] = False,
+    lm_dropout: Annotated[Optional[str], typer.Option("--lm-dropout", help="on (the reference) or off: the frozen LM without dropout, so each clip's text states below the first MM block are computed once and reused every epoch.")] = None,
     seed: Seed = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
@@ -62,13 +63,16 @@ def train(
             raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
         if resume and out is None:
             raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        if lm_dropout not in (None, "on", "off"):
+            raise ConfigError(f"--lm-dropout {lm_dropout}: choose on or off")
         kind = model_kind(model) if model is not None else None
         if resume:
             saved = read_run_spec(out)  # says so when --out holds no run
         init_distributed()
         data = load_data(dataset, data_dir, quiet, scheme=scheme)
         model_overrides = {"lm": lm, "n_fusion": n_fusion,
-                           "mm_layers": parse_layer_list(mm_layers) if mm_layers else None}
+                           "mm_layers": parse_layer_list(mm_layers) if mm_layers else None,
+                           "lm_dropout": None if lm_dropout is None else lm_dropout == "on"}
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
                            "patience": patience, "device": device, "lm_dtype": lm_dtype,
                            "checkpoint_layers": checkpoint_layers}
