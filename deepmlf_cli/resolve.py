@@ -53,8 +53,9 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
     reads it: Chinese transcripts get `sims` (a Chinese GPT-2), other
     transcripts on MOSI's [-3, 3] scale get `mosei` (GPT-2); anything else
     (e.g. English on [-1, 1]) is refused with the choices, not guessed. A
-    model that reads no text (`reads_text` False) loads no LM: there the
-    label range picks, as it always did (sims for [-1, 1], else mosei).
+    model that reads no text (`reads_text` False, e.g. AV pretraining) takes
+    the same choice where the transcripts decide it (so `pretrain` and `train`
+    agree), else the label range picks (sims for [-1, 1], else mosei).
     """
     from models.config import DATASET_PRESETS, PRESETS
     from models.data import transcripts_are_cjk
@@ -67,12 +68,12 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
     if dataset.name.lower() in DATASET_PRESETS:
         return DATASET_PRESETS[dataset.name.lower()]
     cjk = transcripts_are_cjk(dataset)
-    if not reads_text and cjk is None:
-        return "sims" if dataset.scheme == "sims" else "mosei"
     if cjk:
         return "sims"
     if cjk is not None and dataset.scheme == "mosi":
         return "mosei"
+    if not reads_text:  # no LM to choose: the label range picks the AV settings
+        return "sims" if dataset.scheme == "sims" else "mosei"
     what = "no transcripts" if cjk is None else "non-Chinese transcripts"
     choices = ", ".join(f"{name} ({p.description})" for name, p in PRESETS.items() if name != "sample")
     raise ConfigError(f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "
