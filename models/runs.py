@@ -280,6 +280,13 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
         if saved_source != _portable_source(dataset.source):
             raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source}; "
                               f"resume with the same --dataset")
+        saved_world, world = saved_info.get("world_size", 1), rank_and_world()[1]
+        if saved_world != world:
+            raise ConfigError(f"{run_dir} was trained with {saved_world} process(es), not {world}: the steps per "
+                              f"epoch (and so the lr schedule) depend on it; resume with "
+                              f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
+                              f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
+                              f"the lr schedule) depend on it; resume without torchrun")
         saved = read_run_spec(run_dir)
         differences = spec_differences(saved, spec)
         if differences:
@@ -301,8 +308,9 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
 def write_run_file(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset) -> None:
     """run.json: written once training really starts (the model is built, the data encoded)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / RUN_FILE, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset)},
-                                                     indent=2))
+    # The process count sets the steps per epoch, hence the warm-up and the restart period.
+    atomic_write_text(run_dir / RUN_FILE, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset),
+                                                      "world_size": rank_and_world()[1]}, indent=2))
 
 
 def check_splits(dataset: MultimodalDataset) -> None:

@@ -64,3 +64,18 @@ def test_resume_of_a_run_killed_in_its_first_epoch_keeps_its_settings(small_samp
     saved = json.loads((tmp_path / "run" / "run.json").read_text())["spec"]
     assert saved["train"]["lr"] == 3e-3 and saved["seeds"] == [4]  # not the dataset preset's defaults
     assert (tmp_path / "run" / "seed_4" / "metrics.json").is_file()
+
+
+def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, tmp_path, monkeypatch):  # noqa: F811
+    import models.runs
+    from models.errors import ConfigError
+
+    dataset, _ = small_sample
+    spec = spec_for(tiny_gpt2, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(dataset, spec, tmp_path / "run", progress=lambda s: StopAt(1))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 1
+    # As if resumed under torchrun with 2 processes (plan_run_dir runs before any collective).
+    monkeypatch.setattr(models.runs, "rank_and_world", lambda: (0, 2))
+    with pytest.raises(ConfigError, match="trained in one process, not 2"):
+        models.runs.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)
