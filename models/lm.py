@@ -47,7 +47,8 @@ KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
     "openai-community/gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
     "gpt2-xl": ("gpt2", dict(n_embd=1600, n_layer=48, n_head=25)),
-    "uer/gpt2-chinese-cluecorpussmall": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=21128)),
+    "uer/gpt2-chinese-cluecorpussmall": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=21128,
+                                                        bos_token_id=None, eos_token_id=None)),  # GPT-2's 50256 is outside its vocabulary
     "HuggingFaceTB/SmolLM2-135M": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                                                  num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
                                                  tie_word_embeddings=True)),
