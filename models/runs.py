@@ -200,11 +200,11 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "results.csv", buffer.getvalue())
 
 
-# Options that may change between a run and its resume: where it runs, not what it computes.
-# Settings of the machine, not of the recipe: a run may resume on another device, with
-# another LM dtype (bf16 on a GPU) or with layer checkpointing switched for memory.
+# Options that may change between a run and its resume: where and how fast it runs, not what
+# it computes (another device, bf16 LM on a GPU, layer checkpointing, the prefix cache, compile).
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.device", "train.eval_batch_size", "train.lm_dtype",
-                                               "train.checkpoint_layers"})
+                                               "train.checkpoint_layers", "train.prefix_cache_gib",
+                                               "train.compile"})
 
 
 def portable_spec(spec: RunSpec) -> RunSpec:
