@@ -39,7 +39,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import extractors.synthetic as tm
-
     from extractors.audio import AudioExtractor
     from extractors.batch import run_extract
     from extractors.face import FaceExtractor

@@ -78,9 +78,10 @@ def gpu_peak_tflops(device: torch.device, override: float | None) -> float | Non
 # --- step mode -------------------------------------------------------------------------------------
 
 def step_mode(args) -> None:
-    from models.batching import autocast_context
     from models.config import get_preset
-    from models.deepmlf import Batch, DeepMLF
+    from models.devices import autocast_context
+    from models.nn.deepmlf import DeepMLF
+    from models.nn.interface import Batch
 
     device = torch.device(args.device)
     config = get_preset("sims").model_config(lm="gpt2", n_fusion=20)
@@ -162,7 +163,7 @@ def mosi_like_lengths(n: int, seed: int):
 def synthetic_split(n: int, seed: int, vocab: int, max_tokens: int, bucketed: bool, pad_to: int):
     import numpy as np
 
-    from models.batching import EncodedSplit
+    from models.data.batching import EncodedSplit
 
     rng = np.random.default_rng(seed + 1)
     lengths = np.minimum(mosi_like_lengths(n, seed), max_tokens)
@@ -220,7 +221,7 @@ def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -
     """The text padding share an epoch of all 1284 clips would have (lengths only, no model)."""
     import numpy as np
 
-    from models.batching import EncodedSplit, length_bucketed_batches
+    from models.data.batching import EncodedSplit, length_bucketed_batches
 
     lengths = np.minimum(mosi_like_lengths(1284, 0), max_tokens)
     split = EncodedSplit([""] * 1284, [[0] * int(k) for k in lengths], np.zeros((1284, 1, 1)), np.ones(1284),
@@ -231,11 +232,11 @@ def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -
 
 
 def epoch_mode(args) -> dict:
-    from models.batching import predict_encoded
     from models.config import get_preset
-    from models.deepmlf import DeepMLF
-    from models.lm import load_causal_lm
-    from models.training import TrainConfig, fit
+    from models.evaluation.inference import predict_encoded
+    from models.nn.deepmlf import DeepMLF
+    from models.nn.lm import load_causal_lm
+    from models.training.loop import TrainConfig, fit
 
     device = torch.device(args.device)
     max_tokens = 50  # the reference's fixed length; every configuration sees the same tokens

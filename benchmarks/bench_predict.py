@@ -36,10 +36,10 @@ def _untrained_run(tmp: Path, recipe: dict) -> Path:
 
     from models.checkpoint import save_checkpoint
     from models.config import get_preset
-    from models.data import FeatureNormalizer
-    from models.lm import load_causal_lm
-    from models.runs import build_model
-    from models.tiny_lm import build_tiny_lm
+    from models.data.normalize import FeatureNormalizer
+    from models.nn.lm import load_causal_lm
+    from models.nn.registry import build_model
+    from models.nn.tiny_lm import build_tiny_lm
 
     lm_dir = build_tiny_lm(tmp / "tiny-gpt2", "gpt2")
     config = get_preset("sample").model_config(lm=str(lm_dir), d_audio=33, d_vision=181)
@@ -55,7 +55,7 @@ def _stages(pipe, loaded, clip: Path) -> dict[str, float]:
     """Seconds per stage for one clip, the same work `extract_clip` + `predict_features` do."""
     from extractors.media import load_audio, probe, sample_frames
     from extractors.transcript import get_transcript
-    from models.prediction import ClipInput, predict_features
+    from models.evaluation.predict import ClipInput, predict_features
 
     t = {}
     t0 = time.perf_counter()
@@ -91,8 +91,8 @@ def main() -> None:
     import extractors.synthetic as tm
     from extractors.pipeline import Pipeline
     from extractors.recipe import build_recipe, with_transcript
-    from models.evaluation import load_model
-    from models.runs import find_checkpoint
+    from models.evaluation.evaluate import load_model
+    from models.training.runs import find_checkpoint
 
     print(f"torch threads {torch.get_num_threads()}, cpu cores {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:

@@ -75,8 +75,9 @@ def write_dataset(out: Path, scale: float) -> int:
 
 def worker_data(path: str, in_place: bool) -> dict:
     """Load and normalise as training does; report peak RSS."""
-    from models.batching import encode_split
-    from models.data import FeatureNormalizer, load_dataset
+    from models.data.batching import encode_split
+    from models.data.load import load_dataset
+    from models.data.normalize import FeatureNormalizer
 
     imports_rss = peak_rss_mb()  # interpreter, numpy, torch: not the dataset's
     started = time.time()
@@ -93,11 +94,11 @@ def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing
     """Build the mosi preset on SmolLM2-1.7B shapes (random weights) and time one training step per setting."""
     import torch
 
-    from models.batching import autocast_context
     from models.config import get_preset
-    from models.deepmlf import Batch
-    from models.lm import load_causal_lm
-    from models.runs import build_model
+    from models.devices import autocast_context
+    from models.nn.interface import Batch
+    from models.nn.lm import load_causal_lm
+    from models.nn.registry import build_model
 
     torch.manual_seed(0)
     device = torch.device(device_name)

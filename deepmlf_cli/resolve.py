@@ -6,10 +6,11 @@ Shared by `train`, `pretrain` and `study` so their options mean the same.
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from deepmlf_cli.render import console
 
@@ -18,7 +19,8 @@ def load_data(dataset: str, data_dir: Path | None, quiet: bool = False, scheme: 
     """Load a dataset (with --scheme, if given) and say (once) how many non-finite values were cleaned."""
     from rich.markup import escape
 
-    from models.data import load_dataset, with_scheme
+    from models.data.load import load_dataset
+    from models.data.types import with_scheme
 
     data = load_dataset(dataset, data_dir)
     if scheme is not None:
@@ -58,7 +60,7 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
     agree), else the label range picks (sims for [-1, 1], else mosei).
     """
     from models.config import DATASET_PRESETS, PRESETS
-    from models.data import transcripts_are_cjk
+    from models.data.types import transcripts_are_cjk
     from models.errors import ConfigError
 
     if preset:
@@ -106,8 +108,9 @@ def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None,
     pretraining recipe (`pretrain`, `pretrain_model`); every other kind its `train`.
     """
     from models.config import get_preset
-    from models.runs import RunSpec, needs_text
-    from models.training import TrainConfig
+    from models.nn.registry import needs_text
+    from models.training.loop import TrainConfig
+    from models.training.runs import RunSpec
 
     file_config = read_config_file(config_file)
     chosen = get_preset(resolve_preset_name(preset, file_config, dataset, needs_text(kind)))
@@ -126,7 +129,7 @@ def default_run_dir(dataset, what: str) -> Path:
     """runs/<dataset>-<what>-<timestamp>: never overwrites an earlier run."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path("runs") / f"{dataset.name}-{what}-{stamp}"
-    from models.distributed import broadcast_object, is_distributed
+    from models.training.distributed import broadcast_object, is_distributed
 
     if is_distributed():  # ranks may reach this in different seconds: all take rank 0's folder
         run_dir = Path(broadcast_object(str(run_dir)))
@@ -137,7 +140,7 @@ def init_distributed() -> bool:
     """Join the process group when started by torchrun (gloo on CPU; NCCL on CUDA, one GPU per local rank)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    from models.distributed import init_process_group
+    from models.training.distributed import init_process_group
 
     return init_process_group()
 

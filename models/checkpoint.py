@@ -23,38 +23,9 @@ import torch
 
 from models.config import ModelConfig
 from models.errors import CheckpointError
-from models.files import default_dir_mode, default_file_mode
+from models.io import default_dir_mode, default_file_mode, replace_dir
 
 EXTRA_PREFIX = "extra."
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file under a temporary name in the same directory, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # transcripts: never the locale's encoding
-            os.fchmod(handle.fileno(), default_file_mode())  # mkstemp's 0600 would hide results from colleagues
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must not publish an empty file after a crash
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a finished temporary directory into place, replacing any older version."""
-    final_dir = Path(final_dir)
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | None = None,
@@ -112,7 +83,7 @@ def load_deepmlf(directory: Path, device: str | torch.device = "cpu", lm: str | 
     `lm` overrides where the frozen LM is loaded from (e.g. the same model in
     another directory); the config's own reference is used otherwise.
     """
-    from models.deepmlf import DeepMLF
+    from models.nn.deepmlf import DeepMLF
 
     config_dict, tensors, meta = read_checkpoint(directory)
     config = ModelConfig.from_dict(config_dict)

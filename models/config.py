@@ -203,7 +203,7 @@ class ModelConfig:
 class Preset:
     """A named recipe: model fields plus the training recipe of both curriculum stages.
 
-    `train` and `pretrain` are TrainConfig fields (models.training) for DeepMLF
+    `train` and `pretrain` are TrainConfig fields (models.training.loop) for DeepMLF
     training and AV-encoder pretraining; `pretrain_model` holds the ModelConfig
     fields that differ in pretraining (the pool length, which has no weights).
     """

@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory):
     """Directory of a 4-layer, 64-wide GPT-2 with its own BPE tokenizer."""
-    from models.tiny_lm import build_tiny_lm
+    from models.nn.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 
@@ -32,7 +32,7 @@ def tiny_gpt2(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
     """Directory of a 4-layer, 64-wide Llama (SwiGLU MLP, rotary positions) with its tokenizer."""
-    from models.tiny_lm import build_tiny_lm
+    from models.nn.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-llama"), "llama")
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.baselines import BASELINE_KINDS, late_vote, vote_classes
 from models.config import ModelConfig
-from models.deepmlf import Batch
-from models.lm import load_causal_lm
-from models.metrics import polarity_classes
-from models.runs import MODEL_KINDS, build_model, needs_text
-from models.text import collate_text, tokenize_texts
+from models.data.text import collate_text, tokenize_texts
+from models.evaluation.metrics import polarity_classes
+from models.nn.baselines import BASELINE_KINDS, late_vote, vote_classes
+from models.nn.interface import Batch
+from models.nn.lm import load_causal_lm
+from models.nn.registry import MODEL_KINDS, build_model, needs_text
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
 
@@ -100,8 +100,9 @@ def test_three_class_mapping():
 
 @pytest.fixture(scope="module")
 def tiny_sample(tmp_path_factory):
-    from models.data import load_dataset, save_dataset
-    from models.sample import make_sample_dataset
+    from models.data.format import save_dataset
+    from models.data.load import load_dataset
+    from models.data.sample import make_sample_dataset
 
     path = save_dataset(make_sample_dataset(n_train=64, n_valid=32, n_test=32),
                         tmp_path_factory.mktemp("sample") / "sample")
@@ -112,9 +113,9 @@ def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_toke
     import dataclasses
 
     from models.config import PRESETS
-    from models.evaluation import evaluate_checkpoint
-    from models.runs import RunSpec, train_run
-    from models.training import TrainConfig
+    from models.evaluation.evaluate import evaluate_checkpoint
+    from models.training.loop import TrainConfig
+    from models.training.runs import RunSpec, train_run
 
     preset = PRESETS["sample"]
     config = preset.model_config(lm=str(tiny_gpt2), av_layers=1)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.batching import autocast_context
 from models.config import FFWMode, ModelConfig
-from models.deepmlf import Batch
-from models.lm import load_causal_lm
-from models.runs import build_model, needs_text
-from models.text import collate_text, tokenize_texts
+from models.data.text import collate_text, tokenize_texts
+from models.devices import autocast_context
+from models.nn.interface import Batch
+from models.nn.lm import load_causal_lm
+from models.nn.registry import build_model, needs_text
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
 CPU = torch.device("cpu")
@@ -102,8 +102,9 @@ def test_autocast_is_off_on_cpu_unless_asked():
 
 
 def test_the_frozen_lm_is_bf16_on_cuda_and_fp32_on_cpu_by_default():
+    from models.devices import resolve_lm_dtype
     from models.errors import ConfigError
-    from models.training import TrainConfig, resolve_lm_dtype
+    from models.training.loop import TrainConfig
 
     assert resolve_lm_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16
     assert resolve_lm_dtype("auto", CPU) == torch.float32

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
-from models.compare import compare_runs, comparison_csv, table_rows, three_class_metrics
 from models.errors import ConfigError, DeepMLFError
-from models.runs import summarize_run, write_results
+from models.evaluation.compare import compare_runs, comparison_csv, table_rows, three_class_metrics
+from models.training.runs import summarize_run, write_results
 
 
 def make_run(path, kind, scheme, seed_rows, predictions=None):

@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import (
-    FeatureNormalizer,
-    MultimodalDataset,
-    SplitData,
-    build_split,
-    default_data_dir,
-    load_dataset,
-    resolve_dataset,
-    save_dataset,
-)
+from models.data.checks import build_split
+from models.data.format import save_dataset
+from models.data.load import load_dataset
+from models.data.locate import default_data_dir, resolve_dataset
+from models.data.normalize import FeatureNormalizer
+from models.data.types import MultimodalDataset, SplitData
 from models.errors import CheckpointError, DatasetError
 
 SPLIT_SIZES = {"train": 6, "valid": 3, "test": 4}
@@ -183,7 +179,7 @@ def test_bare_name_is_not_shadowed_by_a_local_folder(monkeypatch, tmp_path):
     (work / "sample").mkdir()
     monkeypatch.chdir(work)
     assert resolve_dataset("mosi", data_dir) == path
-    assert load_dataset("sample").source.startswith("models.sample")
+    assert load_dataset("sample").source.startswith("models.data.sample")
     # an explicit path still means the folder
     with pytest.raises(DatasetError, match="without manifest.json"):
         resolve_dataset("./mosi", data_dir)

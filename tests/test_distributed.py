@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
-from models.data import save_dataset
-from models.distributed import gather_predictions, shard_batches
-from models.sample import make_sample_dataset
+from models.data.format import save_dataset
+from models.data.sample import make_sample_dataset
+from models.training.distributed import gather_predictions, shard_batches
 
 runner = CliRunner()
 
@@ -48,14 +48,14 @@ def _free_port() -> int:
 # batch count of every epoch, how many epochs fit ran, and the test metrics it computed.
 _RECORDER = textwrap.dedent("""
     import json, os, sys
-    import models.runs, models.training
+    import models.training.loop, models.training.runs
     from deepmlf_cli.app import app
 
     rank, out = int(os.environ["RANK"]), os.environ["RECORD_DIR"]
     record = {"batches": [], "epochs": None, "test": None}
-    shard = models.training.shard_batches
-    fit = models.runs.fit
-    compute = models.runs.compute_metrics
+    shard = models.training.loop.shard_batches
+    fit = models.training.runs.fit
+    compute = models.training.runs.compute_metrics
 
     def shard_and_count(batches, r, w):
         mine = shard(batches, r, w)
@@ -71,9 +71,9 @@ _RECORDER = textwrap.dedent("""
         record["test"] = compute(*args, **kwargs)
         return record["test"]
 
-    models.training.shard_batches = shard_and_count
-    models.runs.fit = fit_and_count
-    models.runs.compute_metrics = metrics_and_keep
+    models.training.loop.shard_batches = shard_and_count
+    models.training.runs.fit = fit_and_count
+    models.training.runs.compute_metrics = metrics_and_keep
     try:
         app(sys.argv[1:], prog_name="deepmlf")
     finally:

@@ -242,7 +242,7 @@ def test_extract_command_builds_a_dataset_the_loader_reads(tmp_path):
         assert list(z["texts"]) == ["clip number 1", "clip number 2", "clip number 3"]
     assert (out / "ds.pkl").is_file() and not (out / "errors.tsv").exists()
     try:
-        from models.data import load_dataset
+        from models.data.load import load_dataset
     except ImportError:
         return
     ds = load_dataset(out)

@@ -21,12 +21,11 @@ pytestmark = pytest.mark.gpu
 
 
 def test_bf16_training_step_on_cuda(tiny_llama):
-    from models.batching import autocast_context
     from models.config import get_preset
-    from models.deepmlf import Batch
-    from models.lm import load_causal_lm
-    from models.runs import build_model
-    from models.training import resolve_device, resolve_lm_dtype
+    from models.devices import autocast_context, resolve_device, resolve_lm_dtype
+    from models.nn.interface import Batch
+    from models.nn.lm import load_causal_lm
+    from models.nn.registry import build_model
 
     device = resolve_device("auto")
     assert device.type == "cuda"
@@ -75,10 +74,10 @@ _DDP_SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
     from models.config import get_preset
-    from models.data import load_dataset
-    from models.distributed import init_process_group, is_distributed
-    from models.runs import RunSpec, train_run
-    from models.training import TrainConfig
+    from models.data.load import load_dataset
+    from models.training.distributed import init_process_group, is_distributed
+    from models.training.loop import TrainConfig
+    from models.training.runs import RunSpec, train_run
 
     init_process_group()
     if not is_distributed():  # torchrun with one process sets WORLD_SIZE=1: join a group of one anyway
@@ -97,8 +96,8 @@ _DDP_SCRIPT = textwrap.dedent("""
 
 
 def test_one_process_nccl_ddp_training_run(tiny_gpt2, tmp_path):
-    from models.data import save_dataset
-    from models.sample import make_sample_dataset
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
 
     data = save_dataset(make_sample_dataset(n_train=40, n_valid=16, n_test=16, seed=1), tmp_path / "data")
     script = tmp_path / "ddp.py"

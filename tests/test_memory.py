@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.batching import encode_split
-from models.data import FeatureNormalizer, _clean
-from models.sample import make_sample_dataset
+from models.data.batching import encode_split
+from models.data.checks import _clean
+from models.data.normalize import FeatureNormalizer
+from models.data.sample import make_sample_dataset
 
 
 def test_in_place_normalisation_overwrites_the_raw_arrays_with_the_same_values_as_a_copy():

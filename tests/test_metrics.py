@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.errors import ConfigError, DatasetError, DeepMLFError
-from models.metrics import (
+from models.evaluation.metrics import (
     PRIMARY_METRICS,
     compute_metrics,
     pearson,

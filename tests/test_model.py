@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from models.av_encoder import pool_to_grid, pooled_lengths
 from models.checkpoint import load_deepmlf, save_checkpoint
-from models.config import ModelConfig, PRESETS, parse_layer_list
-from models.deepmlf import Batch, DeepMLF
+from models.config import PRESETS, ModelConfig, parse_layer_list
+from models.data.text import collate_text, tokenize_texts
 from models.errors import ConfigError
-from models.text import collate_text, tokenize_texts
+from models.nn.av_encoder import pool_to_grid, pooled_lengths
+from models.nn.deepmlf import DeepMLF
+from models.nn.interface import Batch
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
 
@@ -202,7 +203,7 @@ def test_augmentation_changes_nothing_in_eval_mode(tiny_gpt2, aug):
 
 
 def test_seqaug_permutes_only_real_steps():
-    from models.augment import permute_valid_positions, seq_aug
+    from models.nn.augment import permute_valid_positions, seq_aug
 
     valid = torch.tensor([[False, False, True, True, True], [True, True, True, False, False]])
     for _ in range(20):
@@ -270,7 +271,7 @@ def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
 
 def test_a_missing_lm_is_one_clear_line(tmp_path, monkeypatch):
     from models.errors import ModelNotAvailableError
-    from models.lm import resolve_lm_source
+    from models.nn.lm import resolve_lm_source
 
     monkeypatch.chdir(tmp_path)  # no runs/demo here
     with pytest.raises(ModelNotAvailableError, match="sample` preset's tiny GPT-2, which `deepmlf demo`"):

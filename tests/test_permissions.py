@@ -78,8 +78,9 @@ def test_transcripts_follow_the_umask(tmp_path, umask):
 def test_checkpoints_results_and_state_follow_the_umask(tmp_path, umask):
     import torch
 
-    from models.checkpoint import atomic_write_text, save_checkpoint
-    from models.training import _save_state
+    from models.checkpoint import save_checkpoint
+    from models.io import atomic_write_text
+    from models.training.state import _save_state
 
     class Tiny(torch.nn.Linear):
         class config:  # noqa: N801 — stands in for ModelConfig
@@ -106,7 +107,8 @@ def test_checkpoints_results_and_state_follow_the_umask(tmp_path, umask):
 
 
 def test_saved_datasets_follow_the_umask(tmp_path, umask):
-    from models.data import load_dataset, save_dataset
+    from models.data.format import save_dataset
+    from models.data.load import load_dataset
 
     out = save_dataset(load_dataset("sample"), tmp_path / "copy")
     _assert_modes([out], umask, directory=True)

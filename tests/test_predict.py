@@ -56,9 +56,9 @@ def _invoke(args, cwd: Path | None = None, command: str | None = "predict"):
 
 
 def test_one_file_matches_evaluate_and_json_schema(trained):
-    from models.data import load_dataset
-    from models.evaluation import evaluate_checkpoint
-    from models.runs import find_checkpoint
+    from models.data.load import load_dataset
+    from models.evaluation.evaluate import evaluate_checkpoint
+    from models.training.runs import find_checkpoint
 
     clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"  # a test-split clip
     res = _invoke([str(clip), "--transcript", "clip number 7", "--json"], cwd=trained)  # default model: newest run
@@ -151,7 +151,7 @@ def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
     res = _invoke([str(trained / "SIMS" / "Raw" / "v" / "00.mp4")], cwd=tmp_path)
     assert res.exit_code == 1 and "no trained model found" in res.output and "Traceback" not in res.output
     # A run trained on features that cannot be computed from video: drop the recipe from its meta.
-    from models.runs import find_checkpoint
+    from models.training.runs import find_checkpoint
 
     meta_file = find_checkpoint(trained / "runs" / "r1") / "meta.json"
     saved = meta_file.read_text()
@@ -167,9 +167,9 @@ def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
 
 
 def test_prediction_library_normalises_like_training(trained):
-    from models.evaluation import load_model
-    from models.prediction import ClipInput, predict_features
-    from models.runs import find_checkpoint
+    from models.evaluation.evaluate import load_model
+    from models.evaluation.predict import ClipInput, predict_features
+    from models.training.runs import find_checkpoint
 
     loaded = load_model(find_checkpoint(trained / "runs" / "r1"))
     rng = np.random.default_rng(0)
@@ -188,7 +188,7 @@ def test_scores_outside_the_scale_are_shown_clipped_and_kept_raw_in_json():
     from rich.console import Console
 
     from deepmlf_cli.commands.predict import PredictReport, render_report
-    from models.prediction import Prediction
+    from models.evaluation.predict import Prediction
 
     pred = Prediction(raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None},
                       scale=(-1.0, 1.0))
@@ -212,8 +212,8 @@ def test_predict_help_explains_the_heads_and_takes_lm(trained, tmp_path):
     text = " ".join(res.output.replace("│", " ").split())
     assert "auxiliary heads" in text and "not parts of the score" in text and "--lm" in text
     # a run whose LM moved: --lm names its new place
-    from models.evaluation import load_model
-    from models.runs import find_checkpoint
+    from models.evaluation.evaluate import load_model
+    from models.training.runs import find_checkpoint
 
     lm = load_model(find_checkpoint(trained / "runs" / "r1")).model.config.lm
     shutil.copytree(lm, tmp_path / "moved-lm")

@@ -21,9 +21,15 @@ from typer.testing import CliRunner
 from deepmlf_cli.app import app
 from models.config import PRESETS, ModelConfig, get_preset
 from models.errors import CheckpointError, ConfigError
-from models.schedule import (accumulation_scale, clip_gradients, clipped_parameters, lr_at_step,
-                             restart_period_steps, warmup_steps_for)
-from models.training import TrainConfig, fit
+from models.training.loop import TrainConfig, fit
+from models.training.schedule import (
+    accumulation_scale,
+    clip_gradients,
+    clipped_parameters,
+    lr_at_step,
+    restart_period_steps,
+    warmup_steps_for,
+)
 
 runner = CliRunner()
 
@@ -146,15 +152,15 @@ def test_schedule_restarts_and_never_goes_below_eta_min():
 
 @pytest.fixture(scope="module")
 def av_data():
-    from models.batching import encode_split
-    from models.sample import make_sample_dataset
+    from models.data.batching import encode_split
+    from models.data.sample import make_sample_dataset
 
     data = make_sample_dataset(n_train=48, n_valid=16, n_test=16, seed=3)
     return {k: encode_split(v, None, 8, None) for k, v in data.splits.items()}, data.scheme
 
 
 def _av_model(**overrides):
-    from models.av_pretrain import AVPretrainModel
+    from models.nn.av_pretrain import AVPretrainModel
 
     torch.manual_seed(0)
     config = get_preset("sample").model_config(d_audio=33, d_vision=16, av_dropout=0.0, av_aug="none", **overrides)
@@ -196,7 +202,7 @@ def test_clip_by_value_and_by_norm():
 
 
 def test_value_clipping_leaves_the_av_encoder_out(tiny_gpt2):
-    from models.deepmlf import DeepMLF
+    from models.nn.deepmlf import DeepMLF
 
     model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 3), n_fusion=2, d_audio=7, d_vision=5))
     names = {id(p): n for n, p in model.named_parameters()}
@@ -209,8 +215,8 @@ def test_value_clipping_leaves_the_av_encoder_out(tiny_gpt2):
 @pytest.mark.parametrize("mode", ["value", "norm"])
 def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tmp_path, monkeypatch, mode):
     """Value mode: the clip sees the *sum* of the batches' gradients (loss not divided by grad_accum)."""
-    import models.training as training
-    from models.batching import collate
+    import models.training.loop as training
+    from models.data.batching import collate
 
     encoded, scheme = av_data
     model = _av_model()
@@ -294,7 +300,7 @@ def test_only_nan_validation_epochs_is_one_clear_error(av_data, tmp_path):
 # --- SeqAug as the reference applies it -------------------------------------------------------------------------
 
 def test_reference_seqaug_shares_one_permutation_over_the_padded_positions():
-    from models.augment import seq_aug_shared
+    from models.nn.augment import seq_aug_shared
 
     torch.manual_seed(0)
     B, T, D = 3, 9, 4
@@ -308,7 +314,7 @@ def test_reference_seqaug_shares_one_permutation_over_the_padded_positions():
 
 
 def test_reference_seqaug_mask_is_per_sample_and_dim_constant_in_time():
-    from models.augment import seq_aug_shared
+    from models.nn.augment import seq_aug_shared
 
     torch.manual_seed(3)
     B, T, D = 6, 12, 16
@@ -325,7 +331,7 @@ def test_reference_seqaug_mask_is_per_sample_and_dim_constant_in_time():
 
 
 def test_text_augmentation_follows_the_mode_and_the_batch_probability(tiny_gpt2):
-    from models.augment import augment_text
+    from models.nn.augment import augment_text
 
     torch.manual_seed(0)
     text = torch.randn(4, 7, 8)
@@ -343,8 +349,8 @@ def test_text_augmentation_follows_the_mode_and_the_batch_probability(tiny_gpt2)
 
 @pytest.mark.parametrize("mode,raw", [("reference", True), ("per-sample", False)])
 def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeypatch, mode, raw):
-    import models.av_encoder as av_encoder
-    from models.av_encoder import AVEncoder
+    import models.nn.av_encoder as av_encoder
+    from models.nn.av_encoder import AVEncoder
 
     calls = []
 
@@ -372,7 +378,7 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
 
 
 def test_batchnorm_is_per_modality():
-    from models.av_encoder import AVEncoder
+    from models.nn.av_encoder import AVEncoder
 
     mosi = AVEncoder.from_config(get_preset("mosi").model_config())
     assert mosi.audio_norm is not None and mosi.vision_norm is None
@@ -385,7 +391,7 @@ def test_batchnorm_is_per_modality():
 
 
 def test_augmentation_study_compares_both_seqaug_modes():
-    from models.studies import study_variants
+    from models.training.studies import study_variants
 
     rows = study_variants("augmentation", PRESETS["sample"].model_config(), 4)
     modes = [v.overrides.get("seqaug_mode") for v in rows if v.overrides.get("text_aug") == "seqaug"]
@@ -395,7 +401,7 @@ def test_augmentation_study_compares_both_seqaug_modes():
 # --- fusion-token positions -------------------------------------------------------------------------------------
 
 def test_fusion_tokens_sit_at_fixed_positions_after_max_text_tokens():
-    from models.positions import token_positions
+    from models.nn.positions import token_positions
 
     valid = torch.tensor([[False, False, True, True], [True, True, True, True]])
     fixed = token_positions(valid, ModelConfig(max_text_tokens=50, n_fusion=3))
@@ -407,8 +413,9 @@ def test_fusion_tokens_sit_at_fixed_positions_after_max_text_tokens():
 def test_deepmlf_gives_the_lm_the_fixed_fusion_positions(tiny_gpt2):
     from transformers import AutoTokenizer
 
-    from models.deepmlf import Batch, DeepMLF
-    from models.text import collate_text, tokenize_texts
+    from models.data.text import collate_text, tokenize_texts
+    from models.nn.deepmlf import DeepMLF
+    from models.nn.interface import Batch
 
     model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 3), n_fusion=3, d_audio=7,
                                                d_vision=5, max_text_tokens=20))
@@ -423,7 +430,7 @@ def test_deepmlf_gives_the_lm_the_fixed_fusion_positions(tiny_gpt2):
 
 
 def test_positions_beyond_the_lm_are_a_clear_error(tiny_gpt2):
-    from models.deepmlf import DeepMLF
+    from models.nn.deepmlf import DeepMLF
 
     # The tiny GPT-2 has 256 positions (GPT-2 itself: 1024).
     with pytest.raises(ConfigError, match=r"250 \+ n_fusion=8 = 258 positions, but the LM .* has 256"):
@@ -434,7 +441,7 @@ def test_positions_beyond_the_lm_are_a_clear_error(tiny_gpt2):
 # --- MM block and AV encoder details ----------------------------------------------------------------------------
 
 def test_mm_block_norms_follow_the_lm_family(tiny_gpt2, tiny_llama):
-    from models.deepmlf import DeepMLF
+    from models.nn.deepmlf import DeepMLF
 
     fields = dict(mm_layers=(1, 3), n_fusion=2, d_audio=7, d_vision=5)
     llama, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_llama), **fields))
@@ -447,7 +454,7 @@ def test_mm_block_norms_follow_the_lm_family(tiny_gpt2, tiny_llama):
 
 
 def test_cross_attention_uses_default_linear_init_and_output_dropout():
-    from models.fusion import CrossAttention
+    from models.nn.fusion import CrossAttention
 
     torch.manual_seed(0)
     ca = CrossAttention(d_model=64, d_context=30, n_heads=4, dropout=0.5)
@@ -464,7 +471,7 @@ def test_cross_attention_uses_default_linear_init_and_output_dropout():
 
 
 def test_lora_dropout_is_configurable(tiny_llama):
-    from models.deepmlf import DeepMLF
+    from models.nn.deepmlf import DeepMLF
 
     model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_llama), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
                                                ffw_mode="lora", lora_r=4, lora_alpha=8, lora_dropout=0.05))
@@ -473,7 +480,7 @@ def test_lora_dropout_is_configurable(tiny_llama):
 
 
 def test_modality_encoders_have_no_final_layernorm():
-    from models.av_encoder import AVEncoder
+    from models.nn.av_encoder import AVEncoder
 
     enc = AVEncoder(d_audio=3, d_vision=2, pool_len=4)
     assert enc.audio.encoder.norm is None and enc.vision.encoder.norm is None
@@ -484,8 +491,8 @@ def test_modality_encoders_have_no_final_layernorm():
 # --- AV pretraining: recipe and strict loading ------------------------------------------------------------------
 
 def test_av_weights_load_strictly_both_ways(tiny_gpt2):
-    from models.av_pretrain import AVPretrainModel, load_av_weights
-    from models.deepmlf import DeepMLF
+    from models.nn.av_pretrain import AVPretrainModel, load_av_weights
+    from models.nn.deepmlf import DeepMLF
 
     config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
                          av_input_batchnorm=("audio",))
@@ -508,8 +515,8 @@ def test_av_weights_load_strictly_both_ways(tiny_gpt2):
 
 
 def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
-    from models.data import save_dataset
-    from models.sample import make_sample_dataset
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
 
     data_dir = save_dataset(make_sample_dataset(n_train=40, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "pre"
@@ -523,7 +530,7 @@ def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
 
 
 def test_av_pretrain_spec_takes_the_recipe_and_keeps_the_cap(tiny_gpt2):
-    from models.runs import RunSpec, av_pretrain_spec
+    from models.training.runs import RunSpec, av_pretrain_spec
 
     preset = get_preset("mosei")
     base = RunSpec("deepmlf", preset.model_config(), TrainConfig.from_dict({**preset.train, "max_epochs": 3,

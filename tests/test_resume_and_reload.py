@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from models.runs import train_run
 from test_training import StopAt, small_sample, spec_for  # noqa: F401  (fixture re-used)
+
+from models.training.runs import train_run
 
 
 def _history(run_dir):
@@ -34,7 +34,7 @@ def test_checkpoint_with_tensors_the_model_lacks_is_refused(small_sample, tiny_g
     from safetensors.torch import load_file, save_file
 
     from models.errors import CheckpointError
-    from models.evaluation import load_model
+    from models.evaluation.evaluate import load_model
 
     dataset, _ = small_sample
     train_run(dataset, spec_for(tiny_gpt2, epochs=1), tmp_path / "run")
@@ -67,7 +67,7 @@ def test_resume_of_a_run_killed_in_its_first_epoch_keeps_its_settings(small_samp
 
 
 def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, tmp_path, monkeypatch):  # noqa: F811
-    import models.runs
+    import models.training.runs
     from models.errors import ConfigError
 
     dataset, _ = small_sample
@@ -76,6 +76,6 @@ def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, t
         train_run(dataset, spec, tmp_path / "run", progress=lambda s: StopAt(1))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 1
     # As if resumed under torchrun with 2 processes (plan_run_dir runs before any collective).
-    monkeypatch.setattr(models.runs, "rank_and_world", lambda: (0, 2))
+    monkeypatch.setattr(models.training.runs, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="trained in one process, not 2"):
-        models.runs.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)
+        models.training.runs.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from models.data import FeatureNormalizer, load_dataset
-from models.errors import ConfigError
-from models.sample import (
+from models.data.load import load_dataset
+from models.data.normalize import FeatureNormalizer
+from models.data.sample import (
     AUDIO_FEATURES,
     SARCASM_FEATURES,
     SARCASM_SHIFT,
@@ -18,6 +18,7 @@ from models.sample import (
     text_polarity,
     write_sample_dataset,
 )
+from models.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ def test_label_needs_text_and_audio_and_vision(sample):
 
 
 def test_lm_corpus_continuations_follow_the_words():
-    from models.sample import CONTINUATIONS, lm_corpus, sample_sentences, text_label
+    from models.data.sample import CONTINUATIONS, lm_corpus, sample_sentences, text_label
 
     corpus = lm_corpus(300, seed=3)
     assert corpus == lm_corpus(300, seed=3) and corpus != lm_corpus(300, seed=4)

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.batching import EncodedSplit, collate, predict_encoded
 from models.config import ModelConfig
-from models.deepmlf import Batch, DeepMLF, chunked_lm_loss
-from models.text import collate_text, tokenize_texts
-from models.training import TrainConfig, fit
+from models.data.batching import EncodedSplit, collate
+from models.data.text import collate_text, tokenize_texts
+from models.evaluation.inference import predict_encoded
+from models.nn.deepmlf import DeepMLF, chunked_lm_loss
+from models.nn.interface import Batch
+from models.training.loop import TrainConfig, fit
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", "", "what a wonderful day with people",
          "terrible acting and a boring story"]
@@ -26,7 +28,7 @@ QUIET = dict(lm_dropout=False, mm_dropout=0.0, av_dropout=0.0, text_aug="none", 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def wide_lm(request, tmp_path_factory):
-    from models.tiny_lm import build_tiny_lm
+    from models.nn.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp(f"wide-{request.param}"), request.param, initializer_range=0.3)
 
@@ -254,7 +256,7 @@ def test_lm_dropout_study_and_option():
 
     from deepmlf_cli.app import app
     from models.config import PRESETS
-    from models.studies import study_variants
+    from models.training.studies import study_variants
 
     base = PRESETS["sample"].model_config()
     variants = study_variants("lm-dropout", base, 4)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from deepmlf_cli.app import app
 from models.config import PRESETS, ModelConfig
 from models.errors import ConfigError
-from models.studies import STUDIES, depth_layer_sets, study_variants, variant_dir_name
+from models.training.studies import STUDIES, depth_layer_sets, study_variants, variant_dir_name
 
 
 def test_depth_variants_stay_inside_the_lm():
@@ -40,8 +40,8 @@ def test_every_study_builds_valid_configs():
 
 
 def test_av_init_study_end_to_end(tmp_path, tiny_gpt2):
-    from models.data import save_dataset
-    from models.sample import make_sample_dataset
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
 
     data_dir = save_dataset(make_sample_dataset(n_train=32, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "study"

@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
 from models.config import get_preset
-from models.data import load_dataset, save_dataset
-from models.runs import RunSpec, train_run
-from models.sample import make_sample_dataset
-from models.schedule import lr_at_step
-from models.training import TrainConfig
+from models.data.format import save_dataset
+from models.data.load import load_dataset
+from models.data.sample import make_sample_dataset
+from models.training.loop import TrainConfig
+from models.training.runs import RunSpec, train_run
+from models.training.schedule import lr_at_step
 
 runner = CliRunner()
 
@@ -104,9 +105,9 @@ def test_an_interrupted_run_resumes_without_losing_finished_epochs(small_sample,
 
 
 def test_pretrained_av_encoder_initialises_deepmlf(small_sample, tiny_gpt2, tmp_path):
-    from models.av_pretrain import load_av_weights
     from models.checkpoint import read_checkpoint, split_extra
-    from models.deepmlf import DeepMLF
+    from models.nn.av_pretrain import load_av_weights
+    from models.nn.deepmlf import DeepMLF
 
     dataset, _ = small_sample
     pre = spec_for(tiny_gpt2, epochs=1, kind="av", schedule="plateau")

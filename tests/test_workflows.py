@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
-from models.data import load_dataset, save_dataset
-from models.sample import make_sample_dataset
+from models.data.format import save_dataset
+from models.data.load import load_dataset
+from models.data.sample import make_sample_dataset
 
 runner = CliRunner()
 
@@ -88,7 +89,7 @@ def test_unknown_model_lists_the_choices_and_case_does_not_matter(datasets, tiny
 
 def test_train_help_lists_every_model_kind():
     from deepmlf_cli.commands.train import TRAIN_MODELS
-    from models.runs import MODEL_KINDS
+    from models.nn.registry import MODEL_KINDS
 
     assert set(TRAIN_MODELS) == set(MODEL_KINDS) - {"av"}
     out = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
@@ -108,7 +109,7 @@ def test_a_failed_start_leaves_no_trap_and_a_plain_rerun_uses_the_fixed_options(
 
 
 def test_a_run_json_without_a_finished_epoch_is_replaced_by_a_plain_rerun(datasets, tiny_gpt2, tmp_path):
-    from models.runs import RunSpec, train_run
+    from models.training.runs import RunSpec, train_run
     from tests.test_training import StopAt, spec_for
 
     data = load_dataset(datasets["small"])
@@ -139,7 +140,7 @@ def test_resume_refuses_changed_options_and_a_folder_without_a_run(datasets, tin
 
 def test_an_interrupted_run_refuses_a_changed_option_on_resume(datasets, tiny_gpt2, tmp_path):
     from models.errors import ConfigError
-    from models.runs import train_run
+    from models.training.runs import train_run
     from tests.test_training import StopAt, spec_for
 
     data = load_dataset(datasets["small"])
@@ -202,7 +203,7 @@ def _write_pickle(path: Path, data, scheme: str | None) -> Path:
 
 
 def test_a_pickle_records_its_scheme_and_train_takes_scheme(tmp_path):
-    from models.data import with_scheme
+    from models.data.types import with_scheme
     from models.errors import DatasetError
 
     data = make_sample_dataset(n_train=12, n_valid=4, n_test=4, seed=2)  # labels in [-1, 1]
@@ -236,7 +237,7 @@ def test_train_scheme_overrides_a_guessed_scheme_and_evaluate_scores_as_the_run_
 
 
 def test_evaluate_accepts_every_split_name_extract_accepts(datasets, tiny_gpt2, tmp_path):
-    from models.data import SPLIT_ALIASES, canonical_split
+    from models.data.types import SPLIT_ALIASES, canonical_split
 
     assert {canonical_split(a) for a in ("validation", "VAL", "dev", "valid")} == {"valid"}
     out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r")])
@@ -308,7 +309,7 @@ def test_hub_ids_with_a_dot_are_hub_ids_not_paths(name, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     from models.errors import ModelNotAvailableError
-    from models.lm import resolve_lm_source
+    from models.nn.lm import resolve_lm_source
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
@@ -359,7 +360,7 @@ def test_readme_demo_claim_matches_make_demo():
     assert claim, "the README names the command behind its demo figures"
     assert int(claim.group(1)) == claim.group(2).count("--seed")
     if int(claim.group(1)) != make_seeds:  # then the README says what `make demo` runs
-        assert f"`make demo` runs seed 0 alone" in readme and make_seeds == 1
+        assert "`make demo` runs seed 0 alone" in readme and make_seeds == 1
 
 
 # --------------------------------------------------------------------------- item 20: progress in a log file

@@ -21,8 +21,8 @@ def compare(
     """Compare runs: primary metrics plus 3-class Acc_3/F1_3, mean ± std over each run's seeds."""
     with handle_errors(debug):
         from deepmlf_cli.render import console, transposed_table
-        from models.checkpoint import atomic_write_text
-        from models.compare import compare_runs, comparison_csv, table_rows
+        from models.evaluation.compare import compare_runs, comparison_csv, table_rows
+        from models.io import atomic_write_text
 
         comparison = compare_runs(run_dirs)
         if csv_file is not None:

@@ -46,9 +46,10 @@ def demo(
         from deepmlf_cli.commands.train import run_and_report
         from deepmlf_cli.render import console
         from deepmlf_cli.resolve import build_spec, load_data
-        from models.runs import MODEL_KINDS, av_pretrain_spec
-        from models.sample import lm_corpus, write_sample_dataset
-        from models.tiny_lm import build_tiny_lm
+        from models.data.sample import lm_corpus, write_sample_dataset
+        from models.nn.registry import MODEL_KINDS
+        from models.nn.tiny_lm import build_tiny_lm
+        from models.training.runs import av_pretrain_spec
 
         seeds = seed or [0]
         data_dir = out / "sample"
@@ -60,7 +61,7 @@ def demo(
             if not quiet:
                 console.print(f"training the tiny GPT-2 for {lm_steps} steps on the sample's grammar …")
             # Pretrained, like any LM DeepMLF is built on: a random one's states carry
-            # too little of the sentence to its last token (see models.sample.lm_corpus).
+            # too little of the sentence to its last token (see models.data.sample.lm_corpus).
             build_tiny_lm(lm_dir, "gpt2", corpus=lm_corpus(), pretrain_steps=lm_steps)
         console.print(f"[bold]deepmlf demo[/]: {data.name} dataset ({', '.join(f'{k} {len(v)}' for k, v in data.splits.items())}), "
                       f"tiny GPT-2 in {lm_dir}, outputs in {out}")
@@ -115,8 +116,8 @@ def _video_dataset(out: Path, quiet: bool):
     from extractors.dataset import write_text
     from extractors.errors import ExtractionError
     from extractors.recipe import default_recipe
-    from extractors.synthetic import make_audio, face_frames, write_labelled_corpus, write_media
-    from models.sample import sample_sentences, text_label
+    from extractors.synthetic import face_frames, make_audio, write_labelled_corpus, write_media
+    from models.data.sample import sample_sentences, text_label
 
     texts = sample_sentences(len(VIDEO_SPLITS), seed=VIDEO_CORPUS_SEED)
     # The clips carry no sentiment of their own, so the labels are what the words say.
@@ -146,7 +147,7 @@ def _predict(run_dir: Path, clip: Path, console) -> None:
 def _print_comparison(console, results) -> None:
     from rich.table import Table
 
-    from models.metrics import PRIMARY_METRICS
+    from models.evaluation.metrics import PRIMARY_METRICS
 
     labels = {"pretrain": "AV only", "text-only": "text only", "deepmlf": "DeepMLF"}
     table = Table(title="Embedded sample, test split (mean over seeds)")

@@ -52,7 +52,7 @@ def describe(
 
 def resolved_recipe(chosen, config) -> dict:
     """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
-    from models.training import TrainConfig
+    from models.training.loop import TrainConfig
 
     pretrain_model = config.replace(**chosen.pretrain_model).to_dict()
     model = config.to_dict()
@@ -73,9 +73,9 @@ def resolved_recipe(chosen, config) -> dict:
 def _count(model_fields: dict) -> dict:
     """Parameter counts of the model built on the meta device; None with a reason when its LM is unknown."""
     from models.config import ModelConfig
-    from models.deepmlf import DeepMLF
     from models.errors import ModelNotAvailableError
-    from models.summary import count_parameters, per_block_parameters
+    from models.nn.deepmlf import DeepMLF
+    from models.nn.summary import count_parameters, per_block_parameters
 
     config = ModelConfig.from_dict(model_fields)
     try:

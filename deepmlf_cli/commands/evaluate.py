@@ -28,7 +28,7 @@ def evaluate(
     with handle_errors(debug):
         from deepmlf_cli.render import console, metrics_table, results_table
         from models.errors import ConfigError
-        from models.metrics import SCHEMES, compute_metrics, read_predictions_csv
+        from models.evaluation.metrics import SCHEMES, compute_metrics, read_predictions_csv
 
         if predictions is not None:
             if scheme not in SCHEMES:
@@ -44,10 +44,10 @@ def evaluate(
         if run_dir is None:
             raise ConfigError("give a RUN_DIR to evaluate, or --predictions FILE.csv --scheme mosi|sims")
         from deepmlf_cli.resolve import load_data
-        from models.data import canonical_split, with_scheme
-        from models.evaluation import evaluate_checkpoint
-        from models.runs import RUN_FILE, run_checkpoints, summarize_run
-        from models.training import resolve_device
+        from models.data.types import canonical_split, with_scheme
+        from models.devices import resolve_device
+        from models.evaluation.evaluate import evaluate_checkpoint
+        from models.training.runs import RUN_FILE, run_checkpoints, summarize_run
 
         split = canonical_split(split)
         checkpoints = run_checkpoints(run_dir)

@@ -79,7 +79,7 @@ class PredictReport:
 def latest_run(root: Path = DEFAULT_RUNS) -> Path:
     """The run under `root` (recursive) whose run.json is newest and that holds a checkpoint."""
     from models.errors import CheckpointError
-    from models.runs import RUN_FILE
+    from models.training.runs import RUN_FILE
 
     root = Path(root)
     runs = sorted((p for p in root.rglob(RUN_FILE)), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
@@ -146,7 +146,7 @@ def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | N
                  needs: frozenset[str]) -> dict[str, Any]:
     """One clip's prediction; fails (MissingModalityError) when it lacks a modality in `needs`."""
     from extractors.pipeline import extract_clip, require_modalities
-    from models.prediction import ClipInput, predict_features
+    from models.evaluation.predict import ClipInput, predict_features
 
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
@@ -200,8 +200,8 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     from extractors.media import probe
     from extractors.pipeline import extract_clip, require_modalities
     from extractors.recipe import with_transcript
-    from models.metrics import POLARITY_NAMES, polarity_classes
-    from models.prediction import ClipInput, clip_to_scale, predict_features
+    from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
+    from models.evaluation.predict import ClipInput, clip_to_scale, predict_features
 
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
@@ -251,7 +251,7 @@ def _scheme_of(scale) -> str:
 
 def plot_timeline(segments: list[dict], scale, path: Path, title: str = "") -> Path:
     """Sentiment over time: one step per segment, neutral band shaded; written via a temporary name."""
-    from models.plots import pyplot, save_figure
+    from models.evaluation.plots import pyplot, save_figure
 
     fig, ax = pyplot().subplots(figsize=(9, 3))
     for seg in segments:
@@ -301,9 +301,10 @@ def predict_paths(
     from extractors.recipe import version_differences, with_transcript
     from extractors.transcript import check_whisper
     from models.errors import ConfigError, DeepMLFError
-    from models.evaluation import load_model
-    from models.prediction import check_feature_sizes, model_scheme
-    from models.runs import find_checkpoint, model_inputs
+    from models.evaluation.evaluate import load_model
+    from models.evaluation.predict import check_feature_sizes, model_scheme
+    from models.nn.registry import model_inputs
+    from models.training.runs import find_checkpoint
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
@@ -368,7 +369,7 @@ def _csv_row(item: dict, start, end) -> dict:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    from models.checkpoint import atomic_write_text
+    from models.io import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
@@ -464,7 +465,7 @@ def predict(
     Exit code 1 when any clip failed (the others are still predicted and printed).
     """
     with handle_errors(debug):
-        from models.training import resolve_device
+        from models.devices import resolve_device
 
         progress_kwargs = _progress(quiet or as_json)
         try:

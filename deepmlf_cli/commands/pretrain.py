@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 
 from deepmlf_cli.commands.train import BatchSize, ConfigFile, Epochs, LearningRate, OutDir, Patience, Resume

@@ -32,14 +32,14 @@ def study(
 ) -> None:
     """Run a study of the paper (every variant trained like `deepmlf train`), then write study.csv/json and study.png."""
     with handle_errors(debug):
+        import os
+
         from deepmlf_cli.render import EpochProgress, console, make_progress, transposed_table
         from deepmlf_cli.resolve import build_spec, default_run_dir, load_data
-        from models.compare import format_mean_std
         from models.errors import ConfigError
-        from models.metrics import PRIMARY_METRICS
-        from models.studies import STUDIES, run_study
-
-        import os
+        from models.evaluation.compare import format_mean_std
+        from models.evaluation.metrics import PRIMARY_METRICS
+        from models.training.studies import STUDIES, run_study
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("deepmlf study runs in one process; start it without torchrun (train a single "

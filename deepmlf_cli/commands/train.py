@@ -9,8 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from deepmlf_cli.errors import handle_errors
-from deepmlf_cli.options import (DataDir, DatasetArg, Debug, Device, JsonOutput, LanguageModel, Preset, Quiet,
-                                  SchemeOption, Seed)
+from deepmlf_cli.options import (
+    DataDir,
+    DatasetArg,
+    Debug,
+    Device,
+    JsonOutput,
+    LanguageModel,
+    Preset,
+    Quiet,
+    SchemeOption,
+    Seed,
+)
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
@@ -18,7 +28,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 Epochs = Annotated[Optional[int], typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
 LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
-# The kinds `train` offers (models.runs.MODEL_KINDS, listed here so --help needs no torch import;
+# The kinds `train` offers (models.training.runs.MODEL_KINDS, listed here so --help needs no torch import;
 # tests check the two agree). "av" is `deepmlf pretrain`'s.
 TRAIN_MODELS = ("deepmlf", "early", "late", "attention", "text", "audio", "vision")
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
@@ -57,7 +67,8 @@ def train(
         from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data, resumed_spec
         from models.config import parse_layer_list
         from models.errors import ConfigError
-        from models.runs import model_kind, read_run_spec
+        from models.nn.registry import model_kind
+        from models.training.runs import read_run_spec
 
         if freeze_av and not init_av:
             raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
@@ -94,8 +105,8 @@ def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json
 
     from deepmlf_cli.render import EpochProgress, console, make_progress, results_table
     from deepmlf_cli.resolve import is_main_process
-    from models.metrics import PRIMARY_METRICS
-    from models.runs import train_run
+    from models.evaluation.metrics import PRIMARY_METRICS
+    from models.training.runs import train_run
 
     primary = PRIMARY_METRICS[data.scheme][0]
     show = is_main_process() and not as_json

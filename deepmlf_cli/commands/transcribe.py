@@ -48,10 +48,15 @@ def transcribe(
     with handle_errors(debug):
         from extractors.dataset import clip_filename, write_text
         from extractors.errors import ExtractionError
-        from extractors.media import probe
-        from extractors.transcript import TranscriptMode, WhisperTranscriber, find_sidecar, format_transcript, get_transcript
-
         from extractors.inputs import discover_media
+        from extractors.media import probe
+        from extractors.transcript import (
+            TranscriptMode,
+            WhisperTranscriber,
+            find_sidecar,
+            format_transcript,
+            get_transcript,
+        )
 
         jobs = discover_media(inputs)
         if not jobs:

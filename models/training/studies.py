@@ -1,7 +1,7 @@
 """The paper's studies (DESIGN.md §3 ablations): one DeepMLF run per variant, then a table and a plot.
 
     OUT/
-      <variant>/        an ordinary run directory (models.runs layout), one per row
+      <variant>/        an ordinary run directory (models.training.runs layout), one per row
       pretrain/         the AV pretraining run (av-init study only)
       study.json, study.csv   one row per variant: mean ± std over seeds of the primary metrics
       study.png         bar plot of the headline metric (± std)
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from models.checkpoint import atomic_write_text
 from models.config import Augmentation, FFWMode, FusionInputs, Gating, ModelConfig, SeqAugMode
 from models.errors import ConfigError
-from models.metrics import PRIMARY_METRICS
+from models.evaluation.metrics import PRIMARY_METRICS
+from models.io import atomic_write_text
 
 PRETRAIN_DIR = "pretrain"
 
@@ -119,7 +119,7 @@ def variant_dir_name(name: str) -> str:
 
 
 def _lm_layers(name: str) -> int:
-    from models.lm import load_lm_config
+    from models.nn.lm import load_lm_config
 
     config = load_lm_config(name)
     return int(getattr(config, "n_layer", None) or config.num_hidden_layers)
@@ -134,8 +134,8 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
     with `pretrain_preset`'s pretraining recipe (a models.config.Preset; without
     one, reduce-on-plateau on the base spec's settings), at `pretrain_lr` if given.
     """
-    from models.lm import load_causal_lm
-    from models.runs import RunSpec, av_pretrain_spec, train_run
+    from models.nn.lm import load_causal_lm
+    from models.training.runs import RunSpec, av_pretrain_spec, train_run
 
     out_dir = Path(out_dir)
     base = base_spec.model
@@ -198,7 +198,7 @@ def write_study(out_dir: Path, study: dict[str, Any]) -> None:
 
 def plot_study(study: dict[str, Any], path: Path) -> Path:
     """Bar per variant of the headline metric, with the std over seeds as error bars."""
-    from models.plots import pyplot, save_figure
+    from models.evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
     metric = study["primary"][0]

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.data import FeatureNormalizer, SplitData
-from models.deepmlf import Batch
-from models.text import fallback_token_id, tokenize_texts
+from models.data.normalize import FeatureNormalizer
+from models.data.text import fallback_token_id, tokenize_texts
+from models.data.types import SplitData
+from models.nn.interface import Batch
 
 
 @dataclass
@@ -84,7 +85,7 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
 
 def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
     """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip."""
-    from models.text import collate_text
+    from models.data.text import collate_text
 
     text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id, encoded.pad_to)
     a_len = encoded.audio_lengths[index]
@@ -100,50 +101,3 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
         vision_lengths=torch.from_numpy(v_len.astype(np.int64)),
         labels=torch.from_numpy(encoded.labels[index]),
     )
-
-
-def autocast_context(device: torch.device, enabled: bool | None = None):
-    """bf16 autocast: by default on CUDA only; `enabled=True` forces it on any device, False turns it off.
-
-    CPU bf16 autocast is slow, but it runs the same mixed-precision code as a
-    GPU, so tests catch dtype bugs on machines without one.
-    """
-    if enabled is None:
-        enabled = device.type == "cuda"
-    if enabled:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
-    """Every head's output for every clip, in the split's order.
-
-    Returns arrays (N,): "prediction", "text", "av", "fusion" (mean over the
-    fusion tokens; NaN when the model has none).
-    """
-    from models.distributed import gather_predictions, rank_and_world
-
-    was_training = model.training
-    model.eval()
-    n = len(encoded)
-    out = {k: np.full(n, np.nan, dtype=np.float32) for k in ("prediction", "text", "av", "fusion")}
-    # Under torchrun each rank predicts every world-th batch (the same batches as one process) and the
-    # shares are gathered, so every rank returns the full split; every rank must call this.
-    rank, world = rank_and_world()
-    mine = length_bucketed_batches(encoded, batch_size, rng=None)[rank::world]
-    try:
-        for index in mine:
-            batch = collate(encoded, index).to(device)
-            with autocast_context(device):
-                result = model(batch, compute_loss=False)
-            out["prediction"][index] = result.prediction.float().cpu().numpy()
-            out["text"][index] = result.text.float().cpu().numpy()
-            out["av"][index] = result.av.float().cpu().numpy()
-            if result.fusion.numel():
-                out["fusion"][index] = result.fusion.float().mean(-1).cpu().numpy()
-    finally:
-        model.train(was_training)
-    return gather_predictions(out, np.concatenate(mine) if mine else np.zeros(0, np.int64), n)

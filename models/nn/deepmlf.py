@@ -16,64 +16,19 @@ those text states are kept per clip (models/prefix_cache.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.augment import augment_text
-from models.av_encoder import AVEncoder, masked_mean
 from models.config import FFWMode, FusionInputs, ModelConfig
-from models.fusion import MMBlock, add_lora, mm_block_ffw
-from models.lm import FrozenLM, LayerContext, load_causal_lm
-from models.positions import check_position_budget, token_positions
-from models.prefix_cache import PrefixCache, PrefixEntry
-
-
-@dataclass
-class Batch:
-    """Model inputs for B clips (tensors on one device)."""
-
-    text_ids: torch.Tensor  # (B, T) long, left-padded
-    text_valid: torch.Tensor  # (B, T) bool, False on padding
-    audio: torch.Tensor  # (B, T_a, D_a) float, zero-padded at the end
-    audio_lengths: torch.Tensor  # (B,) long
-    vision: torch.Tensor  # (B, T_v, D_v) float
-    vision_lengths: torch.Tensor  # (B,) long
-    labels: torch.Tensor | None = None  # (B,) float
-
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None)
-                        for k, v in self.__dict__.items()})
-
-    def __len__(self) -> int:
-        return self.text_ids.shape[0]
-
-
-@dataclass
-class Output:
-    """Predictions of every head and, with labels, the loss and its terms."""
-
-    prediction: torch.Tensor  # (B,) task head y_o
-    text: torch.Tensor  # (B,) text head y_t (on the last real text token)
-    av: torch.Tensor  # (B,) AV head y_av (on ⟨z⟩)
-    fusion: torch.Tensor  # (B, n_f) one y_f per fusion token
-    loss: torch.Tensor | None = None
-    terms: dict[str, float] = field(default_factory=dict)
-
-
-class TaskHead(nn.Module):
-    """Linear(2d+d_av → 64) → BatchNorm → ReLU → Linear(64 → 1)."""
-
-    def __init__(self, d_in: int, hidden: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)  # (B, d_in) → (B,)
-
+from models.nn.augment import augment_text
+from models.nn.av_encoder import AVEncoder, masked_mean
+from models.nn.fusion import MMBlock, add_lora, mm_block_ffw
+from models.nn.interface import Batch, Output, TaskHead
+from models.nn.lm import FrozenLM, LayerContext, load_causal_lm
+from models.nn.positions import check_position_budget, token_positions
+from models.nn.prefix_cache import PrefixCache, PrefixEntry
 
 LOGITS_BUDGET_BYTES = 512 * 2**20  # float32 logits kept for backward up to this size (chunked_lm_loss)
 
@@ -205,7 +160,7 @@ class DeepMLF(nn.Module):
         fusion = self.fusion_tokens.to(text.dtype).expand(B, -1, -1)  # (B, n_f, d)
         key_valid = torch.cat([batch.text_valid, batch.text_valid.new_ones(B, cfg.n_fusion)], dim=1)
         # Text positions count real tokens only (left padding does not shift them); fusion
-        # tokens at max_text_tokens… (the reference) or right after the text (models.positions).
+        # tokens at max_text_tokens… (the reference) or right after the text (models.nn.positions).
         positions = token_positions(batch.text_valid, cfg)  # (B, T+n_f)
         first = min(cfg.mm_layers) if cfg.mm_layers else self.lm.n_layers
         if not (self.prefix_path and first > 0):

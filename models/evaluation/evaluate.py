@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.batching import encode_split, predict_encoded
 from models.checkpoint import read_checkpoint, split_extra
 from models.config import ModelConfig
-from models.data import FeatureNormalizer, MultimodalDataset, canonical_split
+from models.data.batching import encode_split
+from models.data.normalize import FeatureNormalizer
+from models.data.types import MultimodalDataset, canonical_split
 from models.errors import CheckpointError, DatasetError, ModelNotAvailableError
-from models.metrics import compute_metrics
+from models.evaluation.inference import predict_encoded
+from models.evaluation.metrics import compute_metrics
 
 
 @dataclass
@@ -37,8 +39,8 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
     moved to another machine, or an LM directory that moved); it must be the
     same model, only its place differs.
     """
-    from models.lm import load_causal_lm
-    from models.runs import build_model, needs_text
+    from models.nn.lm import load_causal_lm
+    from models.nn.registry import build_model, needs_text
 
     config_dict, tensors, meta = read_checkpoint(directory)
     kind = meta.get("kind", "deepmlf")
@@ -91,7 +93,7 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
                         lm: str | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(metrics, every head's predictions) of one checkpoint on one split; lm_cache and lm as in `load_model`.
 
-    `split` may be any name of `models.data.SPLIT_ALIASES` ("validation", "dev", ...).
+    `split` may be any name of `models.data.types.SPLIT_ALIASES` ("validation", "dev", ...).
     """
     split = canonical_split(split)
     if split not in dataset.splits:

@@ -24,61 +24,21 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from models.batching import encode_split, predict_encoded
-from models.checkpoint import atomic_write_text, read_checkpoint, split_extra
+from models.checkpoint import read_checkpoint, split_extra
 from models.config import ModelConfig
-from models.data import FeatureNormalizer, MultimodalDataset
+from models.data.batching import encode_split
+from models.data.normalize import FeatureNormalizer
+from models.data.types import MultimodalDataset
+from models.devices import resolve_device, resolve_lm_dtype
 from models.errors import CheckpointError, ConfigError
-from models.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
-from models.training import (Callbacks, TrainConfig, fit, is_distributed, rank_and_world, resolve_device,
-                             resolve_lm_dtype, seed_everything)
+from models.evaluation.inference import predict_encoded
+from models.evaluation.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
+from models.io import atomic_write_text
+from models.nn.registry import build_model, model_kind, needs_text
+from models.training.distributed import is_distributed, rank_and_world
+from models.training.loop import Callbacks, TrainConfig, fit, seed_everything
 
 RUN_FILE = "run.json"
-
-
-def _build_deepmlf(config: ModelConfig, hf_lm):
-    from models.deepmlf import DeepMLF
-
-    return DeepMLF(config, hf_lm)
-
-
-def _build_av(config: ModelConfig, hf_lm):
-    from models.av_pretrain import AVPretrainModel
-
-    return AVPretrainModel(config)
-
-
-ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
-
-# kind -> (builder(config, hf_lm), the modalities the model reads). Other model
-# families (baselines) register themselves here.
-MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], frozenset[str]]] = {
-    "deepmlf": (_build_deepmlf, ALL_MODALITIES),
-    "av": (_build_av, frozenset({"audio", "vision"})),
-}
-
-
-def model_kind(name: str) -> str:
-    """The registered model kind `name` names, case-insensitively ("Early" → "early")."""
-    kind = str(name).strip().lower()
-    if kind not in MODEL_KINDS:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_KINDS)}")
-    return kind
-
-
-def build_model(kind: str, config: ModelConfig, hf_lm=None) -> torch.nn.Module:
-    """A fresh model of `kind` on an already-loaded LM (None for kinds that read no text)."""
-    return MODEL_KINDS[model_kind(kind)][0](config, hf_lm)
-
-
-def model_inputs(kind: str) -> frozenset[str]:
-    """The modalities ("text", "audio", "vision") a model kind reads."""
-    return MODEL_KINDS[model_kind(kind)][1]
-
-
-def needs_text(kind: str) -> bool:
-    """Whether a model kind reads text (and so needs its LM loaded)."""
-    return "text" in model_inputs(kind)
 
 
 @dataclass
@@ -337,7 +297,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     Without a test split the seeds are trained and saved but not tested:
     their rows are empty and the results carry a note saying so.
     """
-    from models.lm import load_causal_lm
+    from models.nn.lm import load_causal_lm
 
     run_dir = Path(run_dir)
     rank, _ = rank_and_world()
@@ -381,7 +341,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
         if hasattr(model, "lm"):
             model.lm.checkpoint_layers = spec.train.checkpoint_layers
         if av_weights is not None:
-            from models.av_pretrain import load_av_weights
+            from models.nn.av_pretrain import load_av_weights
 
             load_av_weights(model, av_weights, freeze=spec.freeze_av)
         result = fit(model, encoded["train"], encoded["valid"], spec.train, dataset.scheme, seed_dir, seed,
@@ -415,7 +375,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
 
 
 def _plot_seed(seed_dir: Path, history, predictions, labels, scheme) -> None:
-    from models.plots import plot_confusions, plot_curves, plot_scatter
+    from models.evaluation.plots import plot_confusions, plot_curves, plot_scatter
 
     plots = seed_dir / "plots"
     plot_curves(history, plots / "curves.png")
@@ -423,8 +383,3 @@ def _plot_seed(seed_dir: Path, history, predictions, labels, scheme) -> None:
         return
     plot_scatter(predictions, labels, scheme, plots / "scatter_test.png")
     plot_confusions(predictions, labels, scheme, plots / "confusion_test.png")
-
-
-# The baselines (models/baselines.py) add their kinds to MODEL_KINDS on import;
-# imported here, at the end, so every `models.runs` user sees them.
-import models.baselines  # noqa: E402,F401

@@ -47,7 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import SAMPLE_NAME, MultimodalDataset, SplitData, build_split, save_dataset
+from models.data.checks import build_split
+from models.data.format import save_dataset
+from models.data.locate import SAMPLE_NAME
+from models.data.types import MultimodalDataset, SplitData
 from models.errors import ConfigError
 
 AUDIO_FEATURES: list[str] = ["zcr"] + [f"mfcc_{i}" for i in range(20)] + [f"chroma_{i}" for i in range(12)]
@@ -331,7 +334,7 @@ def _dataset(splits: dict[str, SplitData], report: dict[str, dict[str, int]], se
         vision_features=list(VISION_FEATURES),
         # No raw media exist, so there is no extraction recipe to reproduce.
         recipe=None,
-        source=f"models.sample (seed {seed})",
+        source=f"models.data.sample (seed {seed})",
         audio_rate_hz=AUDIO_RATE_HZ,
         vision_rate_hz=VISION_RATE_HZ,
         cleaning_report=report,

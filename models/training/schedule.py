@@ -1,6 +1,6 @@
 """The learning-rate schedule, gradient clipping and accumulation of the reference recipe, as pure functions.
 
-`fit` (models.training) calls these; they hold no state, so each can be
+`fit` (models.training.loop) calls these; they hold no state, so each can be
 tested alone and a resumed run recomputes the same values from its counters.
 
 Schedule (DESIGN.md §3): a linear warm-up over the first epoch's optimizer

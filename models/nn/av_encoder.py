@@ -17,8 +17,8 @@ import math
 import torch
 from torch import nn
 
-from models.augment import augment_sequence, seq_aug_shared, uses_reference_seqaug
 from models.config import AV_MODALITIES, Augmentation, SeqAugMode
+from models.nn.augment import augment_sequence, seq_aug_shared, uses_reference_seqaug
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -12,7 +12,6 @@ counters, RNG) atomically, so a kill loses at most the current epoch.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
@@ -24,15 +23,31 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.batching import EncodedSplit, autocast_context, collate, length_bucketed_batches, predict_encoded
-from models.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint, split_extra
-from models.files import default_file_mode
-from models.distributed import (broadcast_object, is_distributed, local_rank, rank_and_world, shard_batches,
-                                sync_batchnorm_buffers)
+from models.checkpoint import read_checkpoint, save_checkpoint, split_extra
+from models.data.batching import EncodedSplit, collate, length_bucketed_batches
+from models.devices import LM_DTYPES, autocast_context, resolve_device
 from models.errors import ConfigError
-from models.metrics import compute_metrics
-from models.schedule import (CLIP_MODES, CLIP_SCOPES, accumulation_scale, clip_gradients, clipped_parameters,
-                             epochs_left, lr_at_step, restart_period_steps, warmup_steps_for)
+from models.evaluation.inference import predict_encoded
+from models.evaluation.metrics import compute_metrics
+from models.training.distributed import (
+    broadcast_object,
+    is_distributed,
+    rank_and_world,
+    shard_batches,
+    sync_batchnorm_buffers,
+)
+from models.training.schedule import (
+    CLIP_MODES,
+    CLIP_SCOPES,
+    accumulation_scale,
+    clip_gradients,
+    clipped_parameters,
+    epochs_left,
+    lr_at_step,
+    restart_period_steps,
+    warmup_steps_for,
+)
+from models.training.state import _load_state, _save_state
 
 
 @dataclass(frozen=True)
@@ -112,36 +127,6 @@ class _Silent:
     def on_epoch_end(self, epoch, record): pass
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank() % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is visible here; use --device cpu or auto")
-    if device.type == "cuda" and is_distributed():
-        # Under torchrun every rank takes its own GPU: "cuda" (or one fixed index) would put all on one.
-        return torch.device("cuda", local_rank() % torch.cuda.device_count())
-    return device
-
-
-LM_DTYPES = ("auto", "float32", "bfloat16")
-
-
-def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
-    """--lm-dtype: "auto" → bf16 on CUDA (the frozen LM at half the memory; trainable parts stay fp32
-    under bf16 autocast), fp32 elsewhere (CPU autocast is off, and CPU bf16 matmuls are slow)."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name == "bfloat16" and device.type != "cuda":
-        # fp32 trainable layers meet bf16 LM activations only under autocast, which runs on CUDA.
-        raise ConfigError(f"--lm-dtype bfloat16 needs a CUDA device (bf16 autocast), not {device}; "
-                          f"use --lm-dtype float32 or auto on CPU")
-    return getattr(torch, name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -159,48 +144,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-# --- resume state: tensors in safetensors, counters in JSON --------------------------------------
-
-def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
-    opt_state = optimizer.state_dict()
-    for pid, state in opt_state["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout and SeqAug masks on the GPU draw from it
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.chmod(default_file_mode())  # safetensors writes 0600, whatever the umask
-    tmp.replace(directory / "state.safetensors")
-    counters = {**counters, "param_groups": [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-                                             for g in opt_state["param_groups"]]}
-    # The JSON is written last: a state directory counts only once it names its epoch.
-    atomic_write_text(directory / "state.json", json.dumps(counters, indent=1))
-
-
-def _load_state(directory: Path, model, optimizer) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    counters = json.loads((directory / "state.json").read_text())
-    tensors = load_file(str(directory / "state.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": counters.pop("param_groups")})
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return counters
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Runs side by side: each run's test metrics as mean ± std over seeds, as table rows and CSV.
 
-Reads what `models.runs.train_run` writes: ``results.json`` (scheme, primary
+Reads what `models.training.runs.train_run` writes: ``results.json`` (scheme, primary
 metrics, per-seed rows, mean, std), ``run.json`` (kind, dataset) and each
 seed's ``predictions_test.csv``. The 3-class polarity metrics (negative /
-neutral / positive, ``models.metrics.polarity_classes``) are computed here
+neutral / positive, ``models.evaluation.metrics.polarity_classes``) are computed here
 from the saved predictions: the models regress, and 3-class mode is an
 evaluation of their scores.
 """
@@ -21,7 +21,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from models.errors import ConfigError, DeepMLFError
-from models.metrics import PRIMARY_METRICS, polarity_classes, read_predictions_csv, summarize_seeds, weighted_f1
+from models.evaluation.metrics import (
+    PRIMARY_METRICS,
+    polarity_classes,
+    read_predictions_csv,
+    summarize_seeds,
+    weighted_f1,
+)
 
 # The 3-class metrics added to every run's row.
 THREE_CLASS_METRICS: tuple[str, ...] = ("Acc_3", "F1_3")

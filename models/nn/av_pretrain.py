@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.av_encoder import AVEncoder, masked_mean
 from models.config import ModelConfig
-from models.deepmlf import Batch, Output
+from models.nn.av_encoder import AVEncoder, masked_mean
+from models.nn.interface import Batch, Output
 
 
 class AVPretrainModel(nn.Module):

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.batching import encode_split, predict_encoded
-from models.data import SplitData
+from models.data.batching import encode_split
+from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
-from models.evaluation import LoadedModel
-from models.metrics import POLARITY_NAMES, polarity_classes
+from models.evaluation.evaluate import LoadedModel
+from models.evaluation.inference import predict_encoded
+from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
 
 # Label range of each metric scheme: SIMS labels lie in [-1, 1], MOSI/MOSEI in [-3, 3].
 SCHEME_SCALE: dict[str, tuple[float, float]] = {"sims": (-1.0, 1.0), "mosi": (-3.0, 3.0)}

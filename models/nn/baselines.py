@@ -17,7 +17,7 @@ encoder's sizes (``d_av``, ``av_layers``, ``av_heads``, ``av_ffn``).
 
 The models follow DeepMLF's contract (``__init__(config, hf_lm)``,
 ``forward(batch) -> Output``, ``trainable_state_dict``) and register
-themselves in ``models.runs.MODEL_KINDS``, so ``deepmlf train --model X``,
+themselves in ``models.nn.registry.MODEL_KINDS``, so ``deepmlf train --model X``,
 ``evaluate`` and ``load_model`` handle them like DeepMLF.
 """
 
@@ -27,12 +27,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.augment import augment_sequence
-from models.av_encoder import MaskedBatchNorm, ModalityEncoder, lengths_to_mask, masked_mean, pool_to_grid, pooled_lengths
 from models.config import Augmentation, ModelConfig
 from models.errors import ConfigError
-from models.deepmlf import Batch, Output, TaskHead
-from models.lm import FrozenLM
+from models.nn.augment import augment_sequence
+from models.nn.av_encoder import (
+    MaskedBatchNorm,
+    ModalityEncoder,
+    lengths_to_mask,
+    masked_mean,
+    pool_to_grid,
+    pooled_lengths,
+)
+from models.nn.interface import Batch, Output, TaskHead
+from models.nn.lm import FrozenLM
 
 MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 
@@ -209,7 +216,7 @@ class BaselineModel(nn.Module):
         return out
 
 
-def _builder(fusion: str):
+def baseline_builder(fusion: str):
     def build(config: ModelConfig, hf_lm) -> BaselineModel:
         return BaselineModel(config, hf_lm, fusion)
 
@@ -217,18 +224,9 @@ def _builder(fusion: str):
     return build
 
 
-# kind → reads text through the LM?
 # kind -> the modalities it reads
 BASELINE_KINDS: dict[str, frozenset[str]] = {
     "early": frozenset(MODALITIES), "late": frozenset(MODALITIES), "attention": frozenset(MODALITIES),
     "text": frozenset({"text"}), "audio": frozenset({"audio"}), "vision": frozenset({"vision"}),
 }
 
-
-def _register() -> None:
-    from models.runs import MODEL_KINDS
-
-    MODEL_KINDS.update({kind: (_builder(kind), inputs) for kind, inputs in BASELINE_KINDS.items()})
-
-
-_register()

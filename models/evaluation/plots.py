@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.metrics import SIMS_EDGES_2, SIMS_EDGES_5
+from models.evaluation.metrics import SIMS_EDGES_2, SIMS_EDGES_5
 
 
 def pyplot():

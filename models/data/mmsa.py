@@ -1,0 +1,94 @@
+"""MMSA processed pickles (``unaligned_50.pkl`` and friends).
+
+A dict ``{train, valid, test}`` of dicts holding ``raw_text``, ``audio`` (N,T_a,D_a),
+``vision`` (N,T_v,D_v), ``audio_lengths``/``vision_lengths`` (optional),
+``id``, ``regression_labels`` and, for SIMS, ``regression_labels_T/A/V``. Read only
+from the user's own data paths.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from models.data.checks import _build_split, _check_feature_dims, _guess_scheme
+from models.data.types import SPLITS, MultimodalDataset, SplitData
+from models.errors import DatasetError
+from models.evaluation.metrics import SCHEMES
+
+_MMSA_REQUIRED = ("raw_text", "audio", "vision", "id", "regression_labels")
+
+
+# --------------------------------------------------------------------------- #
+# Loading
+# --------------------------------------------------------------------------- #
+
+_MMSA_KEYS = {
+    "audio": "audio",
+    "vision": "vision",
+    "audio_lengths": "audio_lengths",
+    "vision_lengths": "vision_lengths",
+    "labels": "regression_labels",
+    "labels_T": "regression_labels_T",
+    "labels_A": "regression_labels_A",
+    "labels_V": "regression_labels_V",
+    "ids": "id",
+    "texts": "raw_text",
+}
+
+
+def _mmsa_name(path: Path) -> str:
+    # MMSA layout: <NAME>/Processed/<file>.pkl -> "name"; else the file stem.
+    if path.parent.name.lower() == "processed" and path.parent.parent.name:
+        return path.parent.parent.name.lower()
+    return path.stem
+
+
+def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
+    # Unpickling can run arbitrary code. This is only ever called on a file the
+    # user named (a path they gave, or a file in their own data dir), never on
+    # anything downloaded or found by this program.
+    try:
+        with open(path, "rb") as handle:
+            data = pickle.load(handle)
+    except Exception as exc:  # a damaged pickle can fail in many ways; all mean "unreadable"
+        raise DatasetError(f"{path}: not a readable MMSA pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a dict of splits {list(SPLITS)}, found {type(data).__name__}")
+    missing_splits = [s for s in SPLITS if s not in data]
+    if missing_splits:
+        raise DatasetError(
+            f"{path}: missing split(s) {', '.join(missing_splits)}; found {', '.join(map(str, data)) or 'none'}"
+        )
+    splits: dict[str, SplitData] = {}
+    report: dict[str, dict[str, int]] = {}
+    for split_name in SPLITS:
+        fields = data[split_name]
+        where = f"{path} [{split_name}]"
+        if not isinstance(fields, dict):
+            raise DatasetError(f"{where}: expected a dict of arrays, found {type(fields).__name__}")
+        missing = [k for k in _MMSA_REQUIRED if k not in fields]
+        if missing:
+            raise DatasetError(
+                f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, fields))}"
+            )
+        splits[split_name], report[split_name] = _build_split(
+            fields, where, keys=_MMSA_KEYS, infer_lengths=True, copy=False
+        )
+    _check_feature_dims(splits, str(path))
+    name = name or _mmsa_name(path)
+    # `deepmlf extract --format mmsa` records the scheme; MMSA's own files do not.
+    recorded = data.get("scheme")
+    if recorded is not None and recorded not in SCHEMES:
+        raise DatasetError(f"{path}: 'scheme' is {recorded!r}, expected one of {', '.join(SCHEMES)}")
+    return MultimodalDataset(
+        name=name,
+        scheme=recorded or _guess_scheme(name, splits),
+        scheme_guessed=recorded is None,
+        splits=splits,
+        audio_features=None,
+        vision_features=None,
+        recipe=None,
+        source=str(path),
+        cleaning_report=report,
+    )

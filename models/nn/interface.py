@@ -1,0 +1,51 @@
+"""What every model kind shares: the batch it reads, the output it returns, the task head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Batch:
+    """Model inputs for B clips (tensors on one device)."""
+
+    text_ids: torch.Tensor  # (B, T) long, left-padded
+    text_valid: torch.Tensor  # (B, T) bool, False on padding
+    audio: torch.Tensor  # (B, T_a, D_a) float, zero-padded at the end
+    audio_lengths: torch.Tensor  # (B,) long
+    vision: torch.Tensor  # (B, T_v, D_v) float
+    vision_lengths: torch.Tensor  # (B,) long
+    labels: torch.Tensor | None = None  # (B,) float
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None)
+                        for k, v in self.__dict__.items()})
+
+    def __len__(self) -> int:
+        return self.text_ids.shape[0]
+
+
+@dataclass
+class Output:
+    """Predictions of every head and, with labels, the loss and its terms."""
+
+    prediction: torch.Tensor  # (B,) task head y_o
+    text: torch.Tensor  # (B,) text head y_t (on the last real text token)
+    av: torch.Tensor  # (B,) AV head y_av (on ⟨z⟩)
+    fusion: torch.Tensor  # (B, n_f) one y_f per fusion token
+    loss: torch.Tensor | None = None
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+class TaskHead(nn.Module):
+    """Linear(2d+d_av → 64) → BatchNorm → ReLU → Linear(64 → 1)."""
+
+    def __init__(self, d_in: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)  # (B, d_in) → (B,)

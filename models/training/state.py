@@ -1,0 +1,52 @@
+"""Resume state of a training run: model, optimizer, counters and RNGs of the last finished epoch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.io import atomic_write_text, default_file_mode
+
+# --- resume state: tensors in safetensors, counters in JSON --------------------------------------
+
+def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for pid, state in opt_state["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout and SeqAug masks on the GPU draw from it
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.chmod(default_file_mode())  # safetensors writes 0600, whatever the umask
+    tmp.replace(directory / "state.safetensors")
+    counters = {**counters, "param_groups": [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+                                             for g in opt_state["param_groups"]]}
+    # The JSON is written last: a state directory counts only once it names its epoch.
+    atomic_write_text(directory / "state.json", json.dumps(counters, indent=1))
+
+
+def _load_state(directory: Path, model, optimizer) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    counters = json.loads((directory / "state.json").read_text())
+    tensors = load_file(str(directory / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": counters.pop("param_groups")})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return counters
