@@ -232,11 +232,11 @@ def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -
 
 
 def epoch_mode(args) -> dict:
-    from models.config import get_preset
+    from models.config import TrainConfig, get_preset
     from models.evaluation.inference import predict_encoded
     from models.nn.deepmlf import DeepMLF
     from models.nn.lm import load_causal_lm
-    from models.training.loop import TrainConfig, fit
+    from models.training.loop import fit
 
     device = torch.device(args.device)
     max_tokens = 50  # the reference's fixed length; every configuration sees the same tokens

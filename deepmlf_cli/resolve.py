@@ -107,9 +107,8 @@ def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None,
     The AV encoder alone (kind "av", `deepmlf pretrain`) takes the preset's
     pretraining recipe (`pretrain`, `pretrain_model`); every other kind its `train`.
     """
-    from models.config import get_preset
+    from models.config import TrainConfig, get_preset
     from models.nn.registry import needs_text
-    from models.training.loop import TrainConfig
     from models.training.runs import RunSpec
 
     file_config = read_config_file(config_file)

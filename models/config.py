@@ -1,4 +1,4 @@
-"""Every size and switch of DeepMLF in one frozen dataclass, plus the paper's presets.
+"""Every size and switch of DeepMLF and of its training in frozen dataclasses, plus the paper's presets.
 
 The config is the single source of truth for building a model: a checkpoint
 stores it as JSON and rebuilds with `ModelConfig.from_dict(saved)`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -199,11 +199,80 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+# Training choices (TrainConfig checks them; the schedule and device code act on them).
+CLIP_MODES = ("value", "norm")
+CLIP_SCOPES = ("non-av", "all")
+LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" = bfloat16 on CUDA
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (DESIGN.md §3 "Optimisation")."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.1  # preset-dependent: 0.005 MOSEI base, 0.1 MOSEI large and SIMS, 0.001 MOSI
+    beta1: float = 0.9
+    beta2: float = 0.95
+    batch_size: int = 32
+    grad_accum: int = 8  # optimizer step every `grad_accum` batches
+    max_epochs: int | None = None  # an optional cap; None trains until early stopping (the reference)
+    patience: int = 10  # epochs without a better validation L1 before stopping
+    warmup_epochs: float = 1.0  # linear warm-up, per optimizer step
+    min_lr: float = 1e-7  # cosine floor (eta_min)
+    # Cosine with warm restarts: the period is (E+1)·steps per epoch − warm-up steps,
+    # E = this (the reference's `max_epochs`: 15 MOSEI, 20 MOSEI large, 100 SIMS, 150 MOSI).
+    cosine_period_epochs: int = 100
+    schedule: str = "cosine"  # "cosine" (DeepMLF) or "plateau" (AV pretraining: reduce on plateau)
+    plateau_factor: float = 0.1  # reduce-on-plateau: lr × factor ...
+    plateau_patience: int = 10  # ... after this many epochs without a better validation L1
+    # "value": clamp every gradient entry to ±clip_threshold, over gradients *summed*
+    # across the accumulated batches (the reference); "norm": clip the global norm,
+    # over the *mean* of the accumulated batches' gradients.
+    clip_mode: str = "value"
+    clip_threshold: float = 5.0
+    clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
+    eval_batch_size: int = 64
+    device: str = "auto"
+    lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
+    checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
+    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
+    compile: bool = False  # torch.compile the MM blocks and the AV encoder
+
+    def __post_init__(self) -> None:
+        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
+        for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "cosine_period_epochs",
+                     "clip_threshold", "plateau_factor"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ConfigError(f"max_epochs={self.max_epochs} must be > 0 (or unset: train until early stopping)")
+        if self.patience < 1 or self.plateau_patience < 0:
+            raise ConfigError(f"patience={self.patience} must be >= 1 and plateau_patience >= 0")
+        if self.lm_dtype not in LM_DTYPES:
+            raise ConfigError(f"lm_dtype={self.lm_dtype!r}; choose one of {', '.join(LM_DTYPES)}")
+        if self.prefix_cache_gib < 0:
+            raise ConfigError(f"prefix_cache_gib={self.prefix_cache_gib} must be >= 0 (0 turns the cache off)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named recipe: model fields plus the training recipe of both curriculum stages.
 
-    `train` and `pretrain` are TrainConfig fields (models.training.loop) for DeepMLF
+    `train` and `pretrain` are TrainConfig fields (above) for DeepMLF
     training and AV-encoder pretraining; `pretrain_model` holds the ModelConfig
     fields that differ in pretraining (the pool length, which has no weights).
     """

@@ -23,7 +23,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-LM_DTYPES = ("auto", "float32", "bfloat16")
 
 
 def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -112,9 +112,8 @@ def tiny_sample(tmp_path_factory):
 def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_tokenizer, tmp_path):
     import dataclasses
 
-    from models.config import PRESETS
+    from models.config import PRESETS, TrainConfig
     from models.evaluation.evaluate import evaluate_checkpoint
-    from models.training.loop import TrainConfig
     from models.training.runs import RunSpec, train_run
 
     preset = PRESETS["sample"]

@@ -102,9 +102,9 @@ def test_autocast_is_off_on_cpu_unless_asked():
 
 
 def test_the_frozen_lm_is_bf16_on_cuda_and_fp32_on_cpu_by_default():
+    from models.config import TrainConfig
     from models.devices import resolve_lm_dtype
     from models.errors import ConfigError
-    from models.training.loop import TrainConfig
 
     assert resolve_lm_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16
     assert resolve_lm_dtype("auto", CPU) == torch.float32

@@ -76,7 +76,7 @@ _DDP_SCRIPT = textwrap.dedent("""
     from models.config import get_preset
     from models.data.load import load_dataset
     from models.training.distributed import init_process_group, is_distributed
-    from models.training.loop import TrainConfig
+    from models.config import TrainConfig
     from models.training.runs import RunSpec, train_run
 
     init_process_group()

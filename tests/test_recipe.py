@@ -19,9 +19,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
-from models.config import PRESETS, ModelConfig, get_preset
+from models.config import PRESETS, ModelConfig, TrainConfig, get_preset
 from models.errors import CheckpointError, ConfigError
-from models.training.loop import TrainConfig, fit
+from models.training.loop import fit
 from models.training.schedule import (
     accumulation_scale,
     clip_gradients,

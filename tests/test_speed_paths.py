@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import ModelConfig
+from models.config import ModelConfig, TrainConfig
 from models.data.batching import EncodedSplit, collate
 from models.data.text import collate_text, tokenize_texts
 from models.evaluation.inference import predict_encoded
 from models.nn.deepmlf import DeepMLF, chunked_lm_loss
 from models.nn.interface import Batch
-from models.training.loop import TrainConfig, fit
+from models.training.loop import fit
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", "", "what a wonderful day with people",
          "terrible acting and a boring story"]

@@ -13,11 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 from deepmlf_cli.app import app
-from models.config import get_preset
+from models.config import TrainConfig, get_preset
 from models.data.format import save_dataset
 from models.data.load import load_dataset
 from models.data.sample import make_sample_dataset
-from models.training.loop import TrainConfig
 from models.training.runs import RunSpec, train_run
 from models.training.schedule import lr_at_step
 

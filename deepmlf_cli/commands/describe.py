@@ -52,7 +52,7 @@ def describe(
 
 def resolved_recipe(chosen, config) -> dict:
     """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
-    from models.training.loop import TrainConfig
+    from models.config import TrainConfig
 
     pretrain_model = config.replace(**chosen.pretrain_model).to_dict()
     model = config.to_dict()

@@ -16,7 +16,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, save_checkpoint, split_extra
+from models.config import TrainConfig
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
-from models.devices import LM_DTYPES, autocast_context, resolve_device
+from models.devices import autocast_context, resolve_device
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics
@@ -37,8 +38,6 @@ from models.training.distributed import (
     sync_batchnorm_buffers,
 )
 from models.training.schedule import (
-    CLIP_MODES,
-    CLIP_SCOPES,
     accumulation_scale,
     clip_gradients,
     clipped_parameters,
@@ -48,69 +47,6 @@ from models.training.schedule import (
     warmup_steps_for,
 )
 from models.training.state import _load_state, _save_state
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (DESIGN.md §3 "Optimisation")."""
-
-    lr: float = 1e-4
-    weight_decay: float = 0.1  # preset-dependent: 0.005 MOSEI base, 0.1 MOSEI large and SIMS, 0.001 MOSI
-    beta1: float = 0.9
-    beta2: float = 0.95
-    batch_size: int = 32
-    grad_accum: int = 8  # optimizer step every `grad_accum` batches
-    max_epochs: int | None = None  # an optional cap; None trains until early stopping (the reference)
-    patience: int = 10  # epochs without a better validation L1 before stopping
-    warmup_epochs: float = 1.0  # linear warm-up, per optimizer step
-    min_lr: float = 1e-7  # cosine floor (eta_min)
-    # Cosine with warm restarts: the period is (E+1)·steps per epoch − warm-up steps,
-    # E = this (the reference's `max_epochs`: 15 MOSEI, 20 MOSEI large, 100 SIMS, 150 MOSI).
-    cosine_period_epochs: int = 100
-    schedule: str = "cosine"  # "cosine" (DeepMLF) or "plateau" (AV pretraining: reduce on plateau)
-    plateau_factor: float = 0.1  # reduce-on-plateau: lr × factor ...
-    plateau_patience: int = 10  # ... after this many epochs without a better validation L1
-    # "value": clamp every gradient entry to ±clip_threshold, over gradients *summed*
-    # across the accumulated batches (the reference); "norm": clip the global norm,
-    # over the *mean* of the accumulated batches' gradients.
-    clip_mode: str = "value"
-    clip_threshold: float = 5.0
-    clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
-    eval_batch_size: int = 64
-    device: str = "auto"
-    lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
-    checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
-    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
-    compile: bool = False  # torch.compile the MM blocks and the AV encoder
-
-    def __post_init__(self) -> None:
-        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
-        for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "cosine_period_epochs",
-                     "clip_threshold", "plateau_factor"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        if self.max_epochs is not None and self.max_epochs <= 0:
-            raise ConfigError(f"max_epochs={self.max_epochs} must be > 0 (or unset: train until early stopping)")
-        if self.patience < 1 or self.plateau_patience < 0:
-            raise ConfigError(f"patience={self.patience} must be >= 1 and plateau_patience >= 0")
-        if self.lm_dtype not in LM_DTYPES:
-            raise ConfigError(f"lm_dtype={self.lm_dtype!r}; choose one of {', '.join(LM_DTYPES)}")
-        if self.prefix_cache_gib < 0:
-            raise ConfigError(f"prefix_cache_gib={self.prefix_cache_gib} must be >= 0 (0 turns the cache off)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
 
 
 class Callbacks(Protocol):

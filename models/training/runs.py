@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, split_extra
-from models.config import ModelConfig
+from models.config import ModelConfig, TrainConfig
 from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
 from models.data.types import MultimodalDataset
@@ -36,7 +36,7 @@ from models.evaluation.metrics import PRIMARY_METRICS, compute_metrics, summariz
 from models.io import atomic_write_text
 from models.nn.registry import build_model, model_kind, needs_text
 from models.training.distributed import is_distributed, rank_and_world
-from models.training.loop import Callbacks, TrainConfig, fit, seed_everything
+from models.training.loop import Callbacks, fit, seed_everything
 
 RUN_FILE = "run.json"
 

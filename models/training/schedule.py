@@ -19,8 +19,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-CLIP_MODES = ("value", "norm")
-CLIP_SCOPES = ("non-av", "all")
+from models.config import CLIP_MODES
+
 # Parameters the reference leaves out of clipping in DeepMLF training: the AV encoder.
 AV_PREFIX = "av_encoder."
 
