@@ -253,11 +253,11 @@ def epoch_mode(args) -> dict:
     valid = synthetic_split(8, 1, vocab, max_tokens, bucketed, pad_to)  # fit's own validation: small, not timed
     evaluation = synthetic_split(args.clips, 2, vocab, max_tokens, bucketed, pad_to)
     train_config = TrainConfig(batch_size=args.batch, grad_accum=1, max_epochs=args.epochs, patience=args.epochs + 1,
-                               device=args.device, prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
+                               prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
                                compile=args.compile)
     timer = _Timer(device, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer)
+        fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer, device=args.device)
     from torch.utils.flop_counter import FlopCounterMode
 
     evals, eval_flops = [], None

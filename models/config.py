@@ -207,7 +207,7 @@ LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" =
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (DESIGN.md §3 "Optimisation")."""
+    """Optimisation settings (DESIGN.md §3 "Optimisation"): what a run computes, not where it runs."""
 
     lr: float = 1e-4
     weight_decay: float = 0.1  # preset-dependent: 0.005 MOSEI base, 0.1 MOSEI large and SIMS, 0.001 MOSI
@@ -232,7 +232,6 @@ class TrainConfig:
     clip_threshold: float = 5.0
     clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
     eval_batch_size: int = 64
-    device: str = "auto"
     lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
     prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
@@ -261,6 +260,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        # Where a run runs is not what it computes: the device is an argument of training, not a
+        # setting (run.json files written before it moved out still hold one).
+        data = {k: v for k, v in data.items() if k != "device"}
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:

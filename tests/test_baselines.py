@@ -118,7 +118,7 @@ def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_toke
 
     preset = PRESETS["sample"]
     config = preset.model_config(lm=str(tiny_gpt2), av_layers=1)
-    train = TrainConfig.from_dict({**preset.train, "max_epochs": 1, "device": "cpu"})
+    train = TrainConfig.from_dict({**preset.train, "max_epochs": 1})
     for kind in ("late", "audio"):  # one reading text through the LM, one without it
         spec = RunSpec(kind=kind, model=config, train=dataclasses.replace(train), seeds=(0,))
         results = train_run(tiny_sample, spec, tmp_path / kind, hf_lm_and_tokenizer=lm_and_tokenizer)

@@ -86,8 +86,7 @@ _DDP_SCRIPT = textwrap.dedent("""
     assert torch.distributed.get_backend() == "nccl"
     data_path, lm_dir, out = sys.argv[1:4]
     model = get_preset("sample").model_config(lm=lm_dir, mm_layers=(1, 3), n_fusion=2)
-    spec = RunSpec("deepmlf", model, TrainConfig(lr=1e-3, batch_size=8, grad_accum=2, max_epochs=1, patience=2,
-                                                 device="auto"), (0,))
+    spec = RunSpec("deepmlf", model, TrainConfig(lr=1e-3, batch_size=8, grad_accum=2, max_epochs=1, patience=2), (0,))
     torch.cuda.reset_peak_memory_stats()
     results = train_run(load_dataset(data_path), spec, out)
     print(json.dumps({"peak_mb": torch.cuda.max_memory_allocated() / 2**20, "test": results["seeds"]["0"]}))

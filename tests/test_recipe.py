@@ -171,7 +171,7 @@ def test_fit_steps_the_warm_restarts_per_optimizer_step(av_data, tmp_path):
     encoded, scheme = av_data
     # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps; E = 1 → T_0 = 2·3 − 3 = 3 steps.
     config = TrainConfig(lr=1e-3, min_lr=0.0, batch_size=16, grad_accum=1, max_epochs=3, patience=10,
-                         cosine_period_epochs=1, device="cpu")
+                         cosine_period_epochs=1)
     result = fit(_av_model(), encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     lrs = [h["lr"] for h in result.history]  # the lr of each epoch's last step
     assert lrs[0] == pytest.approx(1e-3)  # end of the warm-up
@@ -238,7 +238,7 @@ def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tm
     monkeypatch.setattr(training, "collate", spy_collate)
     monkeypatch.setattr(training, "clip_gradients", spy_clip)
     config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=2, max_epochs=1, clip_mode=mode, clip_threshold=1e-3,
-                         clip_scope="all", device="cpu")
+                         clip_scope="all")
     fit(model, encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     # The first optimizer step accumulated the first two batches; recompute their gradients from the start.
     start.train()
@@ -278,7 +278,7 @@ class _NaNOnValidation(nn.Module):
 
 def test_a_nan_validation_epoch_is_a_bad_epoch_with_a_warning(av_data, tmp_path):
     encoded, scheme = av_data
-    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=1, max_epochs=3, patience=5, device="cpu")
+    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=1, max_epochs=3, patience=5)
     with pytest.warns(RuntimeWarning, match="validation predictions are NaN/inf"):
         result = fit(_NaNOnValidation({2}), encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     history = result.history
@@ -290,7 +290,7 @@ def test_a_nan_validation_epoch_is_a_bad_epoch_with_a_warning(av_data, tmp_path)
 
 def test_only_nan_validation_epochs_is_one_clear_error(av_data, tmp_path):
     encoded, scheme = av_data
-    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=1, max_epochs=2, patience=5, device="cpu")
+    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=1, max_epochs=2, patience=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(ConfigError, match="no epoch gave finite validation predictions"):
@@ -536,6 +536,6 @@ def test_av_pretrain_spec_takes_the_recipe_and_keeps_the_cap(tiny_gpt2):
     base = RunSpec("deepmlf", preset.model_config(), TrainConfig.from_dict({**preset.train, "max_epochs": 3,
                                                                            "device": "cpu"}), (0,))
     spec = av_pretrain_spec(base, preset=preset)
-    assert spec.kind == "av" and spec.train.max_epochs == 3 and spec.train.device == "cpu"
+    assert spec.kind == "av" and spec.train.max_epochs == 3
     assert _mismatches(REFERENCE["mosei"]["pretrain"] | {"max_epochs": 3}, spec.train.to_dict()) == []
     assert av_pretrain_spec(base, lr=0.01, preset=preset).train.lr == 0.01

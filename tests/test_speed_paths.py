@@ -223,7 +223,7 @@ def test_bucketed_predictions_equal_fixed_length_padding(wide_lm):
 
 def test_fit_logs_the_padding_share_and_the_cache(wide_lm, tmp_path):
     model, tok = make_model(wide_lm, **QUIET)
-    config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, device="cpu", prefix_cache_gib=0.01)
+    config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, prefix_cache_gib=0.01)
     bucketed = fit(model, encoded_split(tok), encoded_split(tok, n=6, seed=1), config, "mosi", tmp_path / "a", 0)
     model, tok = make_model(wide_lm, **QUIET)
     fixed = fit(model, encoded_split(tok, bucketed=False, pad_to=50), encoded_split(tok, n=6, seed=1),

@@ -33,7 +33,7 @@ def small_sample(tmp_path_factory):
 def spec_for(lm_dir, epochs=2, seeds=(0,), kind="deepmlf", **train):
     model = get_preset("sample").model_config(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=2)
     return RunSpec(kind, model, TrainConfig(**{"lr": 1e-3, "batch_size": 16, "grad_accum": 2, "max_epochs": epochs,
-                                              "patience": 5, "device": "cpu", **train}), seeds)
+                                              "patience": 5, **train}), seeds)
 
 
 class StopAt:

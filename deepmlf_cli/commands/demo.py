@@ -71,13 +71,13 @@ def demo(
             run_dir = out / name
             spec, chosen = build_spec(kind, dataset, preset="sample", config_file=None, seeds=seeds,
                                       model_overrides={"lm": str(lm_dir)},
-                                      train_overrides={**train_overrides, "device": "cpu"}, **extra)
+                                      train_overrides=train_overrides, **extra)
             if kind == "av":
                 spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
             if not quiet:
                 console.rule(title)
             return run_and_report(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
-                                  quiet=quiet, as_json=False, title=title)
+                                  quiet=quiet, as_json=False, title=title, device="cpu")
 
         sample_epochs = {"max_epochs": epochs}
         results["pretrain"] = stage(data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs)

@@ -36,9 +36,9 @@ def pretrain(
         data = load_data(dataset, data_dir, quiet)
         # Kind "av" takes the preset's pretraining recipe; the options below override it.
         spec, _ = build_spec("av", data, preset, config, {}, {
-            "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr, "device": device}, seed)
+            "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr}, seed)
         run_and_report(data, spec, out or default_run_dir(data, "pretrain"), resume, quiet, as_json,
-                       title=f"AV encoder pretraining on {data.name}")
+                       title=f"AV encoder pretraining on {data.name}", device=device)
 
 
 def register(app: typer.Typer) -> None:

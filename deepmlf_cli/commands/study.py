@@ -48,13 +48,13 @@ def study(
             raise ConfigError(f"unknown study {name!r}; choose one of: {STUDY_NAMES}")
         data = load_data(dataset, data_dir, quiet or as_json)
         spec, chosen = build_spec("deepmlf", data, preset, config, {"lm": lm},
-                                  {"max_epochs": epochs, "device": device}, seed)
+                                  {"max_epochs": epochs}, seed)
         out_dir = out or default_run_dir(data, f"study-{name}")
         primary = PRIMARY_METRICS[data.scheme]
         show = not (quiet or as_json)
         with make_progress(not show) as progress:
             result = run_study(
-                name, data, spec, out_dir, pretrain_preset=chosen,
+                name, data, spec, out_dir, pretrain_preset=chosen, device=device,
                 progress=lambda variant, s: EpochProgress(f"{variant} · seed {s}", progress, primary[0]),
                 on_variant=(lambda v: console.print(f"[bold]{v}[/]")) if show else None,
             )

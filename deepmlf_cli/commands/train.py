@@ -85,7 +85,7 @@ def train(
                            "mm_layers": parse_layer_list(mm_layers) if mm_layers else None,
                            "lm_dropout": None if lm_dropout is None else lm_dropout == "on"}
         train_overrides = {"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
-                           "patience": patience, "device": device, "lm_dtype": lm_dtype,
+                           "patience": patience, "lm_dtype": lm_dtype,
                            "checkpoint_layers": checkpoint_layers}
         # A run.json exists once training started (even if killed in its first epoch): its settings
         # are the base, so --resume never falls back to the dataset's default preset.
@@ -96,10 +96,11 @@ def train(
             spec, _ = build_spec(kind or "deepmlf", data, preset, config, model_overrides, train_overrides, seed,
                                  init_av=init_av, freeze_av=freeze_av)
         run_dir = out or default_run_dir(data, spec.kind)
-        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{spec.kind} on {data.name}")
+        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{spec.kind} on {data.name}", device=device)
 
 
-def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json: bool, title: str) -> dict:
+def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json: bool, title: str,
+                   device: str = "auto") -> dict:
     """Train every seed with progress bars, then print the results table (or JSON)."""
     from rich.markup import escape
 
@@ -111,7 +112,7 @@ def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json
     primary = PRIMARY_METRICS[data.scheme][0]
     show = is_main_process() and not as_json
     with make_progress(quiet or not show) as progress:
-        results = train_run(data, spec, run_dir, resume=resume,
+        results = train_run(data, spec, run_dir, resume=resume, device=device,
                             progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
     if not is_main_process():
         return results

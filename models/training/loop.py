@@ -108,7 +108,8 @@ def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
 
 def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config: TrainConfig, scheme: str,
         out_dir: Path, seed: int, extra_tensors: dict[str, torch.Tensor] | None = None,
-        meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False) -> FitResult:
+        meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False,
+        device: torch.device | str = "auto") -> FitResult:
     """Train `model` with early stopping on validation L1; the best state is saved to `out_dir/best`.
 
     Returns with the best state loaded into `model`. With `resume`, continues
@@ -117,7 +118,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     callbacks = callbacks or _Silent()
     out_dir = Path(out_dir)
     rank, world = rank_and_world()
-    device = resolve_device(config.device)
+    device = resolve_device(str(device))
     model.to(device)
     if hasattr(model, "configure_speed"):  # DeepMLF: caches and compilation that leave the math as it is
         model.configure_speed(config.prefix_cache_gib, device, config.compile)

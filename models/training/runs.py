@@ -68,7 +68,7 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
 
     With `preset` (a models.config.Preset) the run takes its pretraining recipe
     (`preset.pretrain` TrainConfig fields, `preset.pretrain_model` model fields,
-    e.g. the pool length); the spec's device, eval batch size and epoch cap stay.
+    e.g. the pool length); the spec's eval batch size and epoch cap stay.
     Without one: reduce-on-plateau, no warm-up, no accumulation on the spec's
     settings. `lr` overrides the learning rate either way.
     """
@@ -76,7 +76,7 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
 
     lr_field = {"lr": lr} if lr else {}
     if preset is not None:
-        kept = {k: getattr(spec.train, k) for k in ("device", "eval_batch_size", "max_epochs")}
+        kept = {k: getattr(spec.train, k) for k in ("eval_batch_size", "max_epochs")}
         train = TrainConfig.from_dict({**spec.train.to_dict(), **preset.pretrain, **kept, **lr_field})
         model = spec.model.replace(**preset.pretrain_model)
     else:
@@ -161,8 +161,8 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 # Options that may change between a run and its resume: where and how fast it runs, not what
-# it computes (another device, bf16 LM on a GPU, layer checkpointing, the prefix cache, compile).
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.device", "train.eval_batch_size", "train.lm_dtype",
+# it computes (bf16 LM on a GPU, layer checkpointing, the prefix cache, compile).
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.eval_batch_size", "train.lm_dtype",
                                                "train.checkpoint_layers", "train.prefix_cache_gib",
                                                "train.compile"})
 
@@ -291,8 +291,11 @@ NO_TEST_NOTE = "the test split is empty: no test metrics (the best validation st
 
 def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
               progress: Callable[[int], Callbacks] | None = None, hf_lm_and_tokenizer=None,
-              on_seed_done: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train every seed of `spec` on `dataset`; returns the results dict (also saved in `run_dir`).
+              on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
+              device: torch.device | str = "auto") -> dict[str, Any]:
+    """Train every seed of `spec` on `dataset` on `device`; returns the results dict (also saved in `run_dir`).
+
+    The device is not part of the spec: a run may resume on another one.
 
     Without a test split the seeds are trained and saved but not tested:
     their rows are empty and the results carry a note saying so.
@@ -312,7 +315,8 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
-    lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, resolve_device(spec.train.device))
+    device = resolve_device(str(device))
+    lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, device)
     hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype)) if needs_text(spec.kind)
                         else (None, None))
     # In place: the dataset's raw features become the normalised ones (held once; a MOSEI-sized
@@ -345,10 +349,10 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
 
             load_av_weights(model, av_weights, freeze=spec.freeze_av)
         result = fit(model, encoded["train"], encoded["valid"], spec.train, dataset.scheme, seed_dir, seed,
-                     extra_tensors=extra, meta=meta, callbacks=progress(seed) if progress else None, resume=resume)
+                     extra_tensors=extra, meta=meta, callbacks=progress(seed) if progress else None, resume=resume,
+                     device=device)
         metrics: dict[str, float] = {}
         if tested:
-            device = resolve_device(spec.train.device)
             test_pred = predict_encoded(model, encoded["test"], spec.train.eval_batch_size, device)
             metrics = compute_metrics(test_pred["prediction"], encoded["test"].labels, dataset.scheme)
         rows[seed] = metrics

@@ -126,7 +126,7 @@ def _lm_layers(name: str) -> int:
 
 
 def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_variant=None,
-              pretrain_lr: float | None = None, pretrain_preset=None) -> dict[str, Any]:
+              pretrain_lr: float | None = None, pretrain_preset=None, device: str = "auto") -> dict[str, Any]:
     """Train every variant of study `name` from `base_spec` (a deepmlf RunSpec); write and return the table.
 
     `progress(variant, seed)` gives training callbacks; `on_variant(name)` is
@@ -150,7 +150,7 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
             on_variant(variant_name)
         return train_run(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
                          progress=(lambda s: progress(variant_name, s)) if progress else None,
-                         hf_lm_and_tokenizer=lm_and_tokenizer)
+                         hf_lm_and_tokenizer=lm_and_tokenizer, device=device)
 
     if any(v.init_av == "pretrain" for v in variants):
         run("AV pretraining", av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr, pretrain_preset),
