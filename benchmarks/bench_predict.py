@@ -92,13 +92,13 @@ def main() -> None:
     from extractors.pipeline import Pipeline
     from extractors.recipe import build_recipe, with_transcript
     from models.evaluation.evaluate import load_model
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
     print(f"torch threads {torch.get_num_threads()}, cpu cores {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
         tmp = Path(tmp_name)
         recipe = build_recipe(transcript="given")
-        checkpoint = find_checkpoint(args.model) if args.model else _untrained_run(tmp, recipe)
+        checkpoint = Run(args.model).best() if args.model else _untrained_run(tmp, recipe)
         t0 = time.perf_counter()
         loaded = load_model(checkpoint)
         load_s = time.perf_counter() - t0

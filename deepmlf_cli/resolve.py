@@ -109,7 +109,7 @@ def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None,
     """
     from models.config import TrainConfig, get_preset
     from models.nn.registry import needs_text
-    from models.training.runs import RunSpec
+    from models.run import RunSpec
 
     file_config = read_config_file(config_file)
     chosen = get_preset(resolve_preset_name(preset, file_config, dataset, needs_text(kind)))

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 from deepmlf_cli.app import app
 from models.errors import ConfigError, DeepMLFError
 from models.evaluation.compare import compare_runs, comparison_csv, table_rows, three_class_metrics
-from models.training.runs import summarize_run, write_results
+from models.run import Run
+from models.training.runs import summarize_run
 
 
 def make_run(path, kind, scheme, seed_rows, predictions=None):
     path.mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({"spec": {"kind": kind}, "dataset": {"name": "toy"}}))
-    write_results(path, summarize_run(seed_rows, scheme))
+    Run(path).write_results(summarize_run(seed_rows, scheme))
     for seed, (labels, preds) in (predictions or {}).items():
         (path / f"seed_{seed}").mkdir()
         lines = ["id,label,prediction,text_head,av_head,fusion_head"]

@@ -77,7 +77,8 @@ _DDP_SCRIPT = textwrap.dedent("""
     from models.data.load import load_dataset
     from models.training.distributed import init_process_group, is_distributed
     from models.config import TrainConfig
-    from models.training.runs import RunSpec, train_run
+    from models.run import RunSpec
+    from models.training.runs import train_run
 
     init_process_group()
     if not is_distributed():  # torchrun with one process sets WORLD_SIZE=1: join a group of one anyway

@@ -58,7 +58,7 @@ def _invoke(args, cwd: Path | None = None, command: str | None = "predict"):
 def test_one_file_matches_evaluate_and_json_schema(trained):
     from models.data.load import load_dataset
     from models.evaluation.evaluate import evaluate_checkpoint
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
     clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"  # a test-split clip
     res = _invoke([str(clip), "--transcript", "clip number 7", "--json"], cwd=trained)  # default model: newest run
@@ -68,7 +68,7 @@ def test_one_file_matches_evaluate_and_json_schema(trained):
     assert set(item["heads"]) == HEAD_KEYS and all(isinstance(v, float) for v in item["heads"].values())
     assert item["scale"] == [-1.0, 1.0] and item["polarity"] in ("negative", "neutral", "positive")
     assert item["transcript"] == "clip number 7" and item["transcript_source"] == "given"
-    _, preds = evaluate_checkpoint(find_checkpoint(trained / "runs" / "r1"), load_dataset(trained / "ds"), "test")
+    _, preds = evaluate_checkpoint(Run(trained / "runs" / "r1").best(), load_dataset(trained / "ds"), "test")
     test_ids = list(load_dataset(trained / "ds").splits["test"].ids)
     k = test_ids.index("v$_$07")
     # raw values are what evaluate scores; the shown ones are the same, clipped to the scale
@@ -151,9 +151,9 @@ def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
     res = _invoke([str(trained / "SIMS" / "Raw" / "v" / "00.mp4")], cwd=tmp_path)
     assert res.exit_code == 1 and "no trained model found" in res.output and "Traceback" not in res.output
     # A run trained on features that cannot be computed from video: drop the recipe from its meta.
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
-    meta_file = find_checkpoint(trained / "runs" / "r1") / "meta.json"
+    meta_file = Run(trained / "runs" / "r1").best() / "meta.json"
     saved = meta_file.read_text()
     meta = json.loads(saved)
     meta["dataset"]["recipe"] = None
@@ -169,9 +169,9 @@ def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
 def test_prediction_library_normalises_like_training(trained):
     from models.evaluation.evaluate import load_model
     from models.evaluation.predict import ClipInput, predict_features
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
-    loaded = load_model(find_checkpoint(trained / "runs" / "r1"))
+    loaded = load_model(Run(trained / "runs" / "r1").best())
     rng = np.random.default_rng(0)
     clip = ClipInput(rng.standard_normal((20, 33)).astype(np.float32), rng.standard_normal((4, 181)).astype(np.float32), "hi")
     empty = ClipInput(np.zeros((0, 33), np.float32), np.zeros((0, 181), np.float32), "")
@@ -213,9 +213,9 @@ def test_predict_help_explains_the_heads_and_takes_lm(trained, tmp_path):
     assert "auxiliary heads" in text and "not parts of the score" in text and "--lm" in text
     # a run whose LM moved: --lm names its new place
     from models.evaluation.evaluate import load_model
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
-    lm = load_model(find_checkpoint(trained / "runs" / "r1")).model.config.lm
+    lm = load_model(Run(trained / "runs" / "r1").best()).model.config.lm
     shutil.copytree(lm, tmp_path / "moved-lm")
     clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"
     args = [str(clip), "--model", str(trained / "runs" / "r1"), "--transcript", "clip number 7", "--json"]

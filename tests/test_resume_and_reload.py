@@ -83,7 +83,7 @@ def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, t
 
 def test_the_device_is_not_a_run_setting_and_old_run_files_still_resume(small_sample, tiny_gpt2, tmp_path):  # noqa: F811
     """run.json holds what a run computes; a file written while it also held the device reads the same."""
-    from models.training.runs import read_run_spec
+    from models.run import Run
 
     dataset, _ = small_sample
     spec, run_dir = spec_for(tiny_gpt2, epochs=2), tmp_path / "r"
@@ -93,6 +93,6 @@ def test_the_device_is_not_a_run_setting_and_old_run_files_still_resume(small_sa
     assert "device" not in info["spec"]["train"]
     info["spec"]["train"]["device"] = "cuda:3"  # as deepmlf wrote it before the device moved out
     (run_dir / "run.json").write_text(json.dumps(info))
-    assert read_run_spec(run_dir).train == spec.train
+    assert Run(run_dir).spec().train == spec.train
     results = train_run(dataset, spec, run_dir, resume=True, device="cpu")
     assert set(results["seeds"]) == {"0"}

@@ -17,7 +17,8 @@ from models.config import TrainConfig, get_preset
 from models.data.format import save_dataset
 from models.data.load import load_dataset
 from models.data.sample import make_sample_dataset
-from models.training.runs import RunSpec, train_run
+from models.run import RunSpec
+from models.training.runs import train_run
 from models.training.schedule import lr_at_step
 
 runner = CliRunner()

@@ -109,7 +109,8 @@ def test_a_failed_start_leaves_no_trap_and_a_plain_rerun_uses_the_fixed_options(
 
 
 def test_a_run_json_without_a_finished_epoch_is_replaced_by_a_plain_rerun(datasets, tiny_gpt2, tmp_path):
-    from models.training.runs import RunSpec, train_run
+    from models.run import RunSpec
+    from models.training.runs import train_run
     from tests.test_training import StopAt, spec_for
 
     data = load_dataset(datasets["small"])

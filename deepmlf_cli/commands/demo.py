@@ -47,8 +47,10 @@ def demo(
         from deepmlf_cli.render import console
         from deepmlf_cli.resolve import build_spec, load_data
         from models.data.sample import lm_corpus, write_sample_dataset
+        from models.io import atomic_write_text
         from models.nn.registry import MODEL_KINDS
         from models.nn.tiny_lm import build_tiny_lm
+        from models.run import Run
         from models.training.runs import av_pretrain_spec
 
         seeds = seed or [0]
@@ -76,7 +78,7 @@ def demo(
                 spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
             if not quiet:
                 console.rule(title)
-            return run_and_report(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
+            return run_and_report(dataset, spec, run_dir, resume=Run(run_dir).exists(),
                                   quiet=quiet, as_json=False, title=title, device="cpu")
 
         sample_epochs = {"max_epochs": epochs}
@@ -86,7 +88,7 @@ def demo(
         results["deepmlf"] = stage(data, "deepmlf", "deepmlf", "3. DeepMLF from the pretrained AV encoder (Pre&Tune)",
                                    sample_epochs, init_av=str(out / "pretrain"))
         summary = {name: {"seeds": res["seeds"], "mean": res["mean"], "std": res["std"]} for name, res in results.items()}
-        (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=2))
         _print_comparison(console, results)
 
         missing = [m for m in ("skimage", "cv2", "mediapipe") if importlib.util.find_spec(m) is None]

@@ -47,14 +47,15 @@ def evaluate(
         from models.data.types import canonical_split, with_scheme
         from models.devices import resolve_device
         from models.evaluation.evaluate import evaluate_checkpoint
-        from models.training.runs import RUN_FILE, run_checkpoints, summarize_run
+        from models.run import Run, checkpoint_seed
+        from models.training.runs import summarize_run
 
         split = canonical_split(split)
-        checkpoints = run_checkpoints(run_dir)
-        run_file = next((p / RUN_FILE for p in (run_dir, *run_dir.parents) if (p / RUN_FILE).is_file()), None)
-        trained_on = json.loads(run_file.read_text())["dataset"] if run_file is not None else {}
+        checkpoints = Run(run_dir).checkpoints()
+        run = Run.find_upwards(run_dir)  # a seed or checkpoint directory belongs to the run above it
+        trained_on = run.dataset() if run is not None else {}
         if dataset is None:
-            if run_file is None:
+            if run is None:
                 raise ConfigError(f"{run_dir}: no run.json to take the dataset from; pass --dataset")
             dataset = trained_on["source"]
             if not Path(dataset).expanduser().exists() and ("/" in dataset or "\\" in dataset):
@@ -65,7 +66,7 @@ def evaluate(
             data = with_scheme(data, trained_on["scheme"])  # score as the run was scored
         rows, lm_cache = {}, {}  # the seeds share one frozen LM: load it once
         for checkpoint in checkpoints:
-            seed = checkpoint.parent.name.removeprefix("seed_")
+            seed = checkpoint_seed(checkpoint) or "0"
             metrics, _ = evaluate_checkpoint(checkpoint, data, split, device=resolve_device(device), lm_cache=lm_cache,
                                              lm=lm)
             rows[seed] = metrics

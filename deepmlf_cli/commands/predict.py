@@ -78,18 +78,9 @@ class PredictReport:
 # --------------------------------------------------------------------------- finding the model
 def latest_run(root: Path = DEFAULT_RUNS) -> Path:
     """The run under `root` (recursive) whose run.json is newest and that holds a checkpoint."""
-    from models.errors import CheckpointError
-    from models.training.runs import RUN_FILE
+    from models.run import Run
 
-    root = Path(root)
-    runs = sorted((p for p in root.rglob(RUN_FILE)), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
-    for run_file in runs:
-        if any(run_file.parent.glob("seed_*/best/model.safetensors")) or (run_file.parent / "best").is_dir():
-            return run_file.parent
-    raise CheckpointError(
-        f"no trained model found under {root}/ (no run.json with a checkpoint); train one with "
-        f"`deepmlf train --dataset DIR` (or run `make demo`), or pass --model RUN_DIR"
-    )
+    return Run.latest(root).path
 
 
 def model_recipe(meta: dict, checkpoint: Path) -> dict:
@@ -304,14 +295,14 @@ def predict_paths(
     from models.evaluation.evaluate import load_model
     from models.evaluation.predict import check_feature_sizes, model_scheme
     from models.nn.registry import model_inputs
-    from models.training.runs import find_checkpoint
+    from models.run import Run
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
     run_dir = Path(run_dir) if run_dir is not None else latest_run(runs_root)
     if not run_dir.exists():
         raise FileNotFoundError(f"model run not found: {run_dir}")
-    checkpoint = find_checkpoint(run_dir)
+    checkpoint = Run(run_dir).best()
     loaded = load_model(checkpoint, device, lm=lm)
     recipe = model_recipe(loaded.meta, checkpoint)
     if whisper:  # the user's Whisper (text only: audio and face stay exactly as trained)

@@ -68,7 +68,7 @@ def train(
         from models.config import parse_layer_list
         from models.errors import ConfigError
         from models.nn.registry import model_kind
-        from models.training.runs import read_run_spec
+        from models.run import Run
 
         if freeze_av and not init_av:
             raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
@@ -78,7 +78,7 @@ def train(
             raise ConfigError(f"--lm-dropout {lm_dropout}: choose on or off")
         kind = model_kind(model) if model is not None else None
         if resume:
-            saved = read_run_spec(out)  # says so when --out holds no run
+            saved = Run(out).spec()  # says so when --out holds no run
         init_distributed()
         data = load_data(dataset, data_dir, quiet, scheme=scheme)
         model_overrides = {"lm": lm, "n_fusion": n_fusion,
@@ -89,7 +89,7 @@ def train(
                            "checkpoint_layers": checkpoint_layers}
         # A run.json exists once training started (even if killed in its first epoch): its settings
         # are the base, so --resume never falls back to the dataset's default preset.
-        if resume and (out / "run.json").is_file() and preset is None and config is None:
+        if resume and Run(out).exists() and preset is None and config is None:
             # Options not given keep the run's values; those given must match them (train_run checks).
             spec = resumed_spec(saved, kind, model_overrides, train_overrides, seed, init_av, freeze_av)
         else:

@@ -1,6 +1,6 @@
 """Runs side by side: each run's test metrics as mean ± std over seeds, as table rows and CSV.
 
-Reads what `models.training.runs.train_run` writes: ``results.json`` (scheme, primary
+Reads what `models.training.runs.train_run` writes (through `models.run.Run`): ``results.json`` (scheme, primary
 metrics, per-seed rows, mean, std), ``run.json`` (kind, dataset) and each
 seed's ``predictions_test.csv``. The 3-class polarity metrics (negative /
 neutral / positive, ``models.evaluation.metrics.polarity_classes``) are computed here
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from models.evaluation.metrics import (
     summarize_seeds,
     weighted_f1,
 )
+from models.run import Run
 
 # The 3-class metrics added to every run's row.
 THREE_CLASS_METRICS: tuple[str, ...] = ("Acc_3", "F1_3")
@@ -66,12 +66,12 @@ class Comparison:
                           "mean": r.mean, "std": r.std} for r in self.rows]}
 
 
-def _seed_three_class(run_dir: Path, seeds: Sequence[str], scheme: str) -> list[dict[str, float]]:
+def _seed_three_class(run: Run, seeds: Sequence[str], scheme: str) -> list[dict[str, float]]:
     rows = []
     for seed in seeds:
-        path = run_dir / f"seed_{seed}" / "predictions_test.csv"
-        if not path.is_file():
-            return []  # a run without saved predictions shows the regression metrics only
+        path = run.seed_predictions(seed)
+        if path is None:  # a run without saved predictions shows the regression metrics only
+            return []
         predictions, labels = read_predictions_csv(path)
         rows.append(three_class_metrics(predictions, labels, scheme))
     return rows
@@ -80,23 +80,21 @@ def _seed_three_class(run_dir: Path, seeds: Sequence[str], scheme: str) -> list[
 def load_run_row(run_dir: Path, name: str | None = None) -> RunRow:
     """A run directory written by `deepmlf train` (or a study variant) → its summary row."""
     run_dir = Path(run_dir)
-    results_file = run_dir / "results.json"
-    if not results_file.is_file():
+    run = Run(run_dir)
+    results = run.results()
+    if results is None:
         what = "does not exist" if not run_dir.exists() else "has no results.json (is the run finished?)"
         raise DeepMLFError(f"{run_dir} {what}; pass run directories written by `deepmlf train`")
     try:
-        results = json.loads(results_file.read_text())
         scheme, seed_rows = results["scheme"], results["seeds"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DeepMLFError(f"{results_file} is not a deepmlf results file ({exc})") from None
-    info: dict[str, Any] = {}
-    if (run_dir / "run.json").is_file():
-        info = json.loads((run_dir / "run.json").read_text())
+    except (KeyError, TypeError) as exc:
+        raise DeepMLFError(f"{run.results_file} is not a deepmlf results file (no {exc})") from None
+    info: dict[str, Any] = run.info() if run.exists() else {}
     kind = info.get("spec", {}).get("kind", "?")
     dataset = info.get("dataset", {}).get("name", "?")
     seeds = list(seed_rows)
     per_seed = [dict(seed_rows[s]) for s in seeds]
-    extra = _seed_three_class(run_dir, seeds, scheme)
+    extra = _seed_three_class(run, seeds, scheme)
     if extra:
         per_seed = [{**row, **more} for row, more in zip(per_seed, extra)]
     summary = summarize_seeds(per_seed)

@@ -30,6 +30,7 @@ from models.devices import autocast_context, resolve_device
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics
+from models.run import BEST_DIR, STATE_DIR
 from models.training.distributed import (
     broadcast_object,
     is_distributed,
@@ -145,7 +146,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
     counters = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "history": [], "best_valid": {}}
-    state_dir = out_dir / "state"
+    state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
         counters = _load_state(state_dir, model, optimizer)
         if plateau is not None and "plateau" in counters:  # its best and bad-epoch count, so cuts come on time
@@ -201,7 +202,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         if improved:
             counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
             if rank == 0:
-                save_checkpoint(out_dir / "best", model, extra=extra_tensors,
+                save_checkpoint(out_dir / BEST_DIR, model, extra=extra_tensors,
                                 meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics})
         else:
             counters["bad_epochs"] += 1
@@ -218,7 +219,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     if counters["best_epoch"] < 0:
         raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
                           "or check the features for extreme values")
-    _, tensors, _ = read_checkpoint(out_dir / "best")
+    _, tensors, _ = read_checkpoint(out_dir / BEST_DIR)
     weights, _ = split_extra(tensors)
     model.load_state_dict(weights, strict=False)
     return FitResult(counters["best_epoch"], counters["best_valid"], counters["history"],

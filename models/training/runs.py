@@ -1,66 +1,29 @@
 """Training runs: several seeds in one call, each seed's best checkpoint kept, results saved.
 
-    RUN_DIR/
-      run.json                 resolved model + training config, dataset, seeds, kind
-      seed_<S>/best/           checkpoint (config.json, model.safetensors, meta.json)
-      seed_<S>/state/          resume state of the last finished epoch
-      seed_<S>/history.json    per-epoch losses and validation metrics
-      seed_<S>/metrics.json    test metrics of the best state (written last: marks the seed done)
-      seed_<S>/predictions_test.csv
-      results.json, results.csv  every seed's test row plus mean and std
-      plots/*.png
+The run directory's layout is `models.run.Run`'s; this module decides what goes in it.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, split_extra
-from models.config import ModelConfig, TrainConfig
+from models.config import TrainConfig
 from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
 from models.data.types import MultimodalDataset
 from models.devices import resolve_device, resolve_lm_dtype
-from models.errors import CheckpointError, ConfigError
+from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
-from models.io import atomic_write_text
 from models.nn.registry import build_model, model_kind, needs_text
+from models.run import Run, RunSpec
 from models.training.distributed import is_distributed, rank_and_world
 from models.training.loop import Callbacks, fit, seed_everything
-
-RUN_FILE = "run.json"
-
-
-@dataclass
-class RunSpec:
-    """Everything a run needs besides the data."""
-
-    kind: str
-    model: ModelConfig
-    train: TrainConfig
-    seeds: tuple[int, ...]
-    init_av: str | None = None  # a pretraining run/checkpoint dir, or None/"random"
-    freeze_av: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model.to_dict(), "train": self.train.to_dict(),
-                "seeds": list(self.seeds), "init_av": self.init_av, "freeze_av": self.freeze_av}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
-        return cls(kind=data["kind"], model=ModelConfig.from_dict(data["model"]),
-                   train=TrainConfig.from_dict(data["train"]), seeds=tuple(data["seeds"]),
-                   init_av=data.get("init_av"), freeze_av=bool(data.get("freeze_av", False)))
 
 
 def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> RunSpec:
@@ -104,60 +67,12 @@ def _portable_source(source: str) -> str:
     return str(path.resolve()) if path.exists() else source
 
 
-def find_checkpoint(path: Path, seed: int | None = None) -> Path:
-    """A checkpoint directory from a run dir, a seed dir or a checkpoint dir itself."""
-    path = Path(path)
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-        return path
-    if (path / "best").is_dir():
-        return path / "best"
-    seeds = sorted(path.glob("seed_*/best"))
-    if seed is not None:
-        seeds = [p for p in seeds if p.parent.name == f"seed_{seed}"]
-    if not seeds:
-        raise CheckpointError(f"{path} holds no checkpoint (no best/ or seed_*/best/); pass a run directory "
-                              f"written by `deepmlf train` or `deepmlf pretrain`")
-    return seeds[0]
-
-
-def run_checkpoints(run_dir: Path) -> list[Path]:
-    """Every seed's best checkpoint of a run (or the one checkpoint given)."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise CheckpointError(f"{run_dir} does not exist; pass a run directory written by `deepmlf train`")
-    found = sorted(run_dir.glob("seed_*/best"))
-    return found or [find_checkpoint(run_dir)]
-
-
-def _write_predictions_csv(path: Path, ids: list[str], labels: np.ndarray, preds: dict[str, np.ndarray]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "label", "prediction", "text_head", "av_head", "fusion_head"])
-    for i, clip in enumerate(ids):
-        writer.writerow([clip, f"{labels[i]:.6g}"] + [f"{preds[k][i]:.6g}" for k in ("prediction", "text", "av", "fusion")])
-    atomic_write_text(path, buffer.getvalue())
-
-
 def summarize_run(rows: dict[int, dict[str, float]], scheme: str) -> dict[str, Any]:
     """Per-seed metric rows plus mean ± std over seeds."""
     summary = summarize_seeds(list(rows.values()))
     return {"scheme": scheme, "primary": list(PRIMARY_METRICS[scheme]),
             "seeds": {str(k): v for k, v in rows.items()},
             "mean": {k: m for k, (m, _) in summary.items()}, "std": {k: s for k, (_, s) in summary.items()}}
-
-
-def write_results(run_dir: Path, results: dict[str, Any]) -> None:
-    """results.json and results.csv (one row per seed, then mean and std)."""
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
-    names = list(results["mean"])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["seed"] + names)
-    for seed, row in results["seeds"].items():
-        writer.writerow([seed] + [f"{row[n]:.6g}" for n in names])
-    writer.writerow(["mean"] + [f"{results['mean'][n]:.6g}" for n in names])
-    writer.writerow(["std"] + [f"{results['std'][n]:.6g}" for n in names])
-    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
 
 
 # Options that may change between a run and its resume: where and how fast it runs, not what
@@ -175,30 +90,6 @@ def portable_spec(spec: RunSpec) -> RunSpec:
         init_av = str(Path(init_av).expanduser().resolve())
     model = spec.model.replace(lm=str(lm.resolve())) if lm.is_dir() else spec.model
     return dataclasses.replace(spec, model=model, init_av=init_av)
-
-
-def run_started(run_dir: Path) -> bool:
-    """Whether a run directory holds trained work: a finished epoch (state/) or a finished seed."""
-    run_dir = Path(run_dir)
-    return (run_dir / RUN_FILE).is_file() and (any(run_dir.glob("seed_*/state/state.json"))
-                                              or any(run_dir.glob("seed_*/metrics.json")))
-
-
-def read_run_spec(run_dir: Path) -> RunSpec:
-    """The spec saved in a run directory; a plain error when there is no run to continue."""
-    run_file = Path(run_dir) / RUN_FILE
-    if not run_file.is_file():
-        raise ConfigError(f"{run_dir} holds no run to resume (no {RUN_FILE}); run without --resume to start one")
-    try:
-        saved = json.loads(run_file.read_text())["spec"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{run_file} is not a deepmlf run file ({exc}); choose another --out") from None
-    try:
-        return RunSpec.from_dict(saved)
-    except (ConfigError, KeyError, TypeError) as exc:
-        # e.g. a run started by an older deepmlf, whose settings this version no longer has
-        raise CheckpointError(f"{run_file} was written by another deepmlf version ({exc}); it cannot be resumed: "
-                              f"start a new run with another --out") from None
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -219,38 +110,33 @@ def spec_differences(saved: RunSpec, requested: RunSpec) -> list[str]:
             if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
 
 
-def _finished(run_dir: Path, spec: RunSpec) -> bool:
-    return all((run_dir / f"seed_{s}" / "metrics.json").is_file() for s in spec.seeds)
-
-
 def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool) -> tuple[RunSpec, bool]:
     """Check `run_dir` before anything is written; return (the spec to train, whether it resumes).
 
-    A run counts once an epoch has finished (`run_started`): a directory whose
+    A run counts once an epoch has finished (`Run.is_started`): a directory whose
     start failed before that is replaced by a plain rerun (and by --resume,
     which has nothing to continue). A resumed run must be asked for with the
     settings it was started with: any difference is an error that lists them.
     """
-    run_file = run_dir / RUN_FILE
-    if run_file.is_file() and run_started(run_dir):
+    run = Run(run_dir)
+    if run.is_started():
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-        saved_info = json.loads(run_file.read_text())
-        saved_source = saved_info.get("dataset", {}).get("source")
+        saved_source = run.dataset().get("source")
         if saved_source != _portable_source(dataset.source):
             raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source}; "
                               f"resume with the same --dataset")
-        saved_world, world = saved_info.get("world_size", 1), rank_and_world()[1]
+        saved_world, world = run.world_size(), rank_and_world()[1]
         if saved_world != world:
             raise ConfigError(f"{run_dir} was trained with {saved_world} process(es), not {world}: the steps per "
                               f"epoch (and so the lr schedule) depend on it; resume with "
                               f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
                               f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
                               f"the lr schedule) depend on it; resume without torchrun")
-        saved = read_run_spec(run_dir)
+        saved = run.spec()
         differences = spec_differences(saved, spec)
         if differences:
-            if _finished(run_dir, saved) and any(d.startswith("max_epochs:") for d in differences):
+            if run.is_finished(saved) and any(d.startswith("max_epochs:") for d in differences):
                 raise ConfigError(
                     f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed done) and "
                     f"--resume only continues an interrupted run: every seed has stopped (early stopping or the cap) "
@@ -258,19 +144,11 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
             raise ConfigError(f"{run_dir} was started with other settings ({'; '.join(differences)}); "
                               f"resume with the run's own settings, or choose another --out for new ones")
         return saved, True
-    if resume and not run_file.is_file():
-        raise ConfigError(f"{run_dir} holds no run to resume (no {RUN_FILE}); run without --resume to start one")
-    if not run_file.is_file() and run_dir.exists() and any(run_dir.iterdir()):
+    if resume and not run.exists():
+        run.spec()  # raises: there is no run to resume
+    if not run.exists() and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
     return spec, False
-
-
-def write_run_file(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset) -> None:
-    """run.json: written once training really starts (the model is built, the data encoded)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # The process count sets the steps per epoch, hence the warm-up and the restart period.
-    atomic_write_text(run_dir / RUN_FILE, json.dumps({"spec": spec.to_dict(), "dataset": dataset_info(dataset),
-                                                      "world_size": rank_and_world()[1]}, indent=2))
 
 
 def check_splits(dataset: MultimodalDataset) -> None:
@@ -303,13 +181,14 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     from models.nn.lm import load_causal_lm
 
     run_dir = Path(run_dir)
-    rank, _ = rank_and_world()
+    run = Run(run_dir)
+    rank, world = rank_and_world()
     check_splits(dataset)
     spec = portable_spec(dataclasses.replace(spec, kind=model_kind(spec.kind)))
     if rank == 0:
         spec, resume = plan_run_dir(run_dir, spec, dataset, resume)
-    elif resume and run_started(run_dir):  # rank 0 checks; the others take the saved spec
-        spec = read_run_spec(run_dir)
+    elif resume and run.is_started():  # rank 0 checks; the others take the saved spec
+        spec = run.spec()
     else:
         resume = False
     config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
@@ -328,17 +207,18 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
-        av_weights = split_extra(read_checkpoint(find_checkpoint(Path(spec.init_av), seed=None))[1])[0]
+        av_weights = split_extra(read_checkpoint(Run(spec.init_av).best())[1])[0]
     if rank == 0 and not resume:
-        write_run_file(run_dir, spec, dataset)
+        # The process count sets the steps per epoch, hence the warm-up and the restart period.
+        run.write_info(spec, dataset_info(dataset), world)
     if is_distributed():
         torch.distributed.barrier()  # the run directory exists before any rank writes into it
     tested = has_test_split(dataset)
     rows: dict[int, dict[str, float]] = {}
     for seed in spec.seeds:
-        seed_dir = run_dir / f"seed_{seed}"
-        if (seed_dir / "metrics.json").is_file():  # finished earlier: resume skips it
-            rows[seed] = json.loads((seed_dir / "metrics.json").read_text())["test"]
+        seed_dir = run.seed_dir(seed)
+        if run.seed_done(seed):  # finished earlier: resume skips it
+            rows[seed] = run.seed_metrics(seed)["test"]
             continue
         seed_everything(seed)
         model = build_model(spec.kind, config, hf_lm)
@@ -357,15 +237,12 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             metrics = compute_metrics(test_pred["prediction"], encoded["test"].labels, dataset.scheme)
         rows[seed] = metrics
         if rank == 0:
-            if tested:
-                _write_predictions_csv(seed_dir / "predictions_test.csv", encoded["test"].ids,
-                                       encoded["test"].labels, test_pred)
-            atomic_write_text(seed_dir / "history.json", json.dumps(result.history, indent=1))
             _plot_seed(seed_dir, result.history, test_pred["prediction"] if tested else None,
                        encoded["test"].labels if tested else None, dataset.scheme)
-            atomic_write_text(seed_dir / "metrics.json", json.dumps(
-                {"test": metrics, "valid": result.best_valid, "best_epoch": result.best_epoch,
-                 "epochs": len(result.history), "stopped_early": result.stopped_early}, indent=2))
+            run.write_seed(seed, result.history,
+                           {"test": metrics, "valid": result.best_valid, "best_epoch": result.best_epoch,
+                            "epochs": len(result.history), "stopped_early": result.stopped_early},
+                           (encoded["test"].ids, encoded["test"].labels, test_pred) if tested else None)
         if on_seed_done:
             on_seed_done(seed, metrics)
         del model
@@ -374,7 +251,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     if not tested:
         results["notes"] = [NO_TEST_NOTE]
     if rank == 0:
-        write_results(run_dir, results)
+        run.write_results(results)
     return results
 
 

@@ -135,7 +135,8 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
     one, reduce-on-plateau on the base spec's settings), at `pretrain_lr` if given.
     """
     from models.nn.lm import load_causal_lm
-    from models.training.runs import RunSpec, av_pretrain_spec, train_run
+    from models.run import Run, RunSpec
+    from models.training.runs import av_pretrain_spec, train_run
 
     out_dir = Path(out_dir)
     base = base_spec.model
@@ -144,11 +145,12 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
     lm_and_tokenizer = load_causal_lm(base.lm)
 
     def run(variant_name: str, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        if (run_dir / "results.json").is_file():
-            return json.loads((run_dir / "results.json").read_text())
+        done = Run(run_dir).results()
+        if done is not None:
+            return done
         if on_variant:
             on_variant(variant_name)
-        return train_run(dataset, spec, run_dir, resume=(run_dir / "run.json").is_file(),
+        return train_run(dataset, spec, run_dir, resume=Run(run_dir).exists(),
                          progress=(lambda s: progress(variant_name, s)) if progress else None,
                          hf_lm_and_tokenizer=lm_and_tokenizer, device=device)
 
