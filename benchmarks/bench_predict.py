@@ -91,7 +91,7 @@ def main() -> None:
     import extractors.synthetic as tm
     from extractors.pipeline import Pipeline
     from extractors.recipe import build_recipe, with_transcript
-    from models.evaluation.evaluate import load_model
+    from models.checkpoint import load_model
     from models.run import Run
 
     print(f"torch threads {torch.get_num_threads()}, cpu cores {os.cpu_count()}")

@@ -1,13 +1,17 @@
-"""Checkpoints: a directory with the resolved config (JSON) and the trainable tensors (safetensors).
+"""Checkpoints: a directory with the model's config (JSON) and its trainable tensors (safetensors).
 
     checkpoint/
-      config.json        ModelConfig.to_dict()
-      model.safetensors  DeepMLF.trainable_state_dict() (+ extra tensors, prefixed "extra.")
-      meta.json          anything JSON-able the caller adds (dataset, normaliser, metrics, versions)
+      config.json        {"kind": the model kind, **ModelConfig.to_dict()} (the LM's id and hub revision)
+      model.safetensors  the model's trainable_state_dict() (+ extra tensors, prefixed "extra.")
+      meta.json          anything JSON-able the caller adds (dataset, metrics, LM dtype, epoch)
 
-The frozen LM is referenced by `config.lm` (hub id or path), never copied.
-Directories are written under a temporary name and renamed, so a crash never
-leaves a half-written checkpoint behind. No pickles anywhere.
+The frozen LM is referenced by `config.lm` (hub id or path) and its revision,
+never copied. Directories are written under a temporary name and renamed, so a
+crash never leaves a half-written checkpoint behind. No pickles anywhere.
+
+This module is the one reader: `read_checkpoint` (the files), `load_weights`
+(tensors into a model, refusing any that do not fit) and `load_model` (any
+model kind, rebuilt with its LM, ready to predict).
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from models.config import ModelConfig
-from models.errors import CheckpointError
+from models.data.normalize import FeatureNormalizer
+from models.errors import CheckpointError, ConfigError, ModelNotAvailableError
 from models.io import default_dir_mode, default_file_mode, replace_dir
 
 EXTRA_PREFIX = "extra."
@@ -30,7 +36,7 @@ EXTRA_PREFIX = "extra."
 
 def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | None = None,
                     meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` (a DeepMLF or any module with `config` and `trainable_state_dict`) atomically."""
+    """Write `model` (any model kind: it has `kind`, `config` and `trainable_state_dict`) atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -43,7 +49,8 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
             tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
         save_file(tensors, str(tmp / "model.safetensors"))
         os.chmod(tmp / "model.safetensors", default_file_mode())  # safetensors writes 0600
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        config = {"kind": model.kind, **model.config.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
         replace_dir(tmp, directory)
     except BaseException:
@@ -52,8 +59,20 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
     return directory
 
 
-def read_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """(config dict, tensors, meta) of a checkpoint directory, with clear errors when parts are missing."""
+@dataclass
+class Checkpoint:
+    """What a checkpoint directory holds."""
+
+    directory: Path
+    kind: str
+    config: ModelConfig
+    weights: dict[str, torch.Tensor]  # the model's trainable tensors
+    extra: dict[str, torch.Tensor]  # the caller's extra tensors (the feature normaliser's statistics)
+    meta: dict[str, Any]
+
+
+def read_checkpoint(directory: Path) -> Checkpoint:
+    """The files of a checkpoint directory, with clear errors when parts are missing or corrupt."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -66,35 +85,75 @@ def read_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Te
         meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").is_file() else {}
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{directory}: corrupt JSON ({exc}); retrain or restore the checkpoint") from None
+    kind = config.pop("kind", None) or meta.get("kind", "deepmlf")  # older checkpoints kept it in meta.json
+    try:
+        model_config = ModelConfig.from_dict(config)
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{directory} was written by another deepmlf model version ({exc}); "
+                              f"retrain it with this version") from None
     tensors = load_file(str(directory / "model.safetensors"))
-    return config, tensors, meta
-
-
-def split_extra(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Separate model tensors from the caller's extra tensors."""
-    model = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
     extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
-    return model, extra
+    return Checkpoint(directory, kind, model_config, weights, extra, meta)
 
 
-def load_deepmlf(directory: Path, device: str | torch.device = "cpu", lm: str | None = None):
-    """Rebuild a DeepMLF checkpoint: returns (model in eval mode, tokenizer, extra tensors, meta).
-
-    `lm` overrides where the frozen LM is loaded from (e.g. the same model in
-    another directory); the config's own reference is used otherwise.
-    """
-    from models.nn.deepmlf import DeepMLF
-
-    config_dict, tensors, meta = read_checkpoint(directory)
-    config = ModelConfig.from_dict(config_dict)
-    if lm is not None:
-        config = config.replace(lm=lm)
-    model, tokenizer = DeepMLF.from_config(config)
-    weights, extra = split_extra(tensors)
+def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
+    """Load a checkpoint's tensors into `model`: every trainable tensor present, none it does not have."""
     expected = set(model.trainable_state_dict())
-    missing, unexpected = expected - set(weights), set(weights) - expected
-    if missing or unexpected:
-        raise CheckpointError(f"{directory}: tensors do not match the config (missing {sorted(missing)[:3]}, "
-                              f"unexpected {sorted(unexpected)[:3]}); the checkpoint is from another model version")
-    model.load_state_dict(weights, strict=False)
-    return model.to(device).eval(), tokenizer, extra, meta
+    missing, unexpected = expected - set(checkpoint.weights), set(checkpoint.weights) - expected
+    if missing:
+        raise CheckpointError(f"{checkpoint.directory}: missing tensors {sorted(missing)[:3]}; "
+                              f"the checkpoint is incomplete")
+    if unexpected:  # e.g. saved by an older model version: loading the rest would be another model
+        raise CheckpointError(f"{checkpoint.directory}: tensors this model does not have {sorted(unexpected)[:3]}; "
+                              f"the checkpoint is from another deepmlf model version: retrain it with this version")
+    model.load_state_dict(checkpoint.weights, strict=False)  # the frozen LM's weights are not in it
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready to predict: the model, its tokenizer and its feature normaliser."""
+
+    model: torch.nn.Module
+    tokenizer: object | None
+    normalizer: FeatureNormalizer
+    meta: dict
+    directory: Path
+
+
+def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None,
+               lm: str | None = None) -> LoadedModel:
+    """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode.
+
+    lm_cache: a dict shared across calls (e.g. one per seed of a run) so the
+    frozen LM, which checkpoints only name, is loaded once per LM name.
+    lm: the frozen LM to load instead of the one the checkpoint names (a run
+    moved to another machine, or an LM directory that moved); it must be the
+    same model, only its place differs.
+    """
+    from models.nn.lm import load_causal_lm
+    from models.nn.registry import build_model, needs_text
+
+    checkpoint = read_checkpoint(directory)
+    config = checkpoint.config if lm is None else checkpoint.config.replace(lm=lm)
+    hf_lm, tokenizer = None, None
+    if needs_text(checkpoint.kind):
+        # On CUDA the LM loads in the dtype training used (bf16 by default); on the CPU, where
+        # autocast is off, in fp32.
+        on_cuda = torch.device(device).type == "cuda"
+        dtype = getattr(torch, checkpoint.meta.get("lm_dtype", "float32")) if on_cuda else torch.float32
+        cache = lm_cache if lm_cache is not None else {}
+        key = (config.lm, config.lm_revision, str(dtype))
+        if key not in cache:
+            try:
+                cache[key] = load_causal_lm(config.lm, dtype=dtype, revision=config.lm_revision)
+            except ModelNotAvailableError as exc:
+                if lm is not None:
+                    raise
+                raise ModelNotAvailableError(f"{exc} (the LM {directory} was trained with; if it moved, "
+                                             f"pass its new place with --lm)") from None
+        hf_lm, tokenizer = cache[key]
+    model = build_model(checkpoint.kind, config, hf_lm)
+    load_weights(model, checkpoint)
+    normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in checkpoint.extra.items()})
+    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, checkpoint.meta, Path(directory))

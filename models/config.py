@@ -100,6 +100,7 @@ class ModelConfig:
 
     # --- language model ---
     lm: str = "gpt2"  # hub id or local directory of a causal LM (frozen, never copied into checkpoints)
+    lm_revision: str | None = None  # the hub commit of `lm` it trains on (set by training; None: a directory)
     max_text_tokens: int = 50  # transcripts are cut to this many tokens, keeping the start (the reference: 50, SIMS 39)
     lm_dropout: bool = True  # the reference trains with the frozen LM's own dropout active
     # --- audio-visual encoder ---

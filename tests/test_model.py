@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from models.checkpoint import load_deepmlf, save_checkpoint
+from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import PRESETS, ModelConfig, parse_layer_list
 from models.data.text import collate_text, tokenize_texts
 from models.errors import ConfigError
@@ -151,9 +151,14 @@ def test_checkpoint_round_trip_gives_identical_outputs(tiny_lm, tmp_path):
         before = model(batch, compute_loss=False)
     save_checkpoint(tmp_path / "ckpt", model, extra={"audio_mean": torch.ones(7)}, meta={"note": "x"})
     saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert saved["lm"] == str(tiny_lm) and saved["ffw_mode"] == "lora"
+    assert saved["lm"] == str(tiny_lm) and saved["ffw_mode"] == "lora" and saved["kind"] == "deepmlf"
     assert not list(tmp_path.glob(".*tmp"))  # no temporary leftovers
-    loaded, _, extra, meta = load_deepmlf(tmp_path / "ckpt")
+    checkpoint = read_checkpoint(tmp_path / "ckpt")
+    extra, meta = checkpoint.extra, checkpoint.meta
+    assert checkpoint.kind == "deepmlf" and checkpoint.config == model.config
+    loaded, _ = DeepMLF.from_config(checkpoint.config)
+    load_weights(loaded, checkpoint)
+    loaded.eval()
     with torch.no_grad():
         after = loaded(batch, compute_loss=False)
     assert torch.equal(before.prediction, after.prediction)

@@ -167,7 +167,7 @@ def test_clear_errors_no_model_and_no_recipe(trained, tmp_path):
 
 
 def test_prediction_library_normalises_like_training(trained):
-    from models.evaluation.evaluate import load_model
+    from models.checkpoint import load_model
     from models.evaluation.predict import ClipInput, predict_features
     from models.run import Run
 
@@ -212,7 +212,7 @@ def test_predict_help_explains_the_heads_and_takes_lm(trained, tmp_path):
     text = " ".join(res.output.replace("│", " ").split())
     assert "auxiliary heads" in text and "not parts of the score" in text and "--lm" in text
     # a run whose LM moved: --lm names its new place
-    from models.evaluation.evaluate import load_model
+    from models.checkpoint import load_model
     from models.run import Run
 
     lm = load_model(Run(trained / "runs" / "r1").best()).model.config.lm

@@ -258,7 +258,7 @@ class _NaNOnValidation(nn.Module):
     def __init__(self, nan_passes):
         super().__init__()
         self.inner = _av_model()
-        self.config = self.inner.config
+        self.config, self.kind = self.inner.config, self.inner.kind
         self.nan_passes, self.validations = set(nan_passes), 0
 
     def train(self, mode=True):

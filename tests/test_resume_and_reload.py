@@ -33,8 +33,8 @@ def test_resumed_plateau_run_cuts_the_lr_like_an_uninterrupted_one(small_sample,
 def test_checkpoint_with_tensors_the_model_lacks_is_refused(small_sample, tiny_gpt2, tmp_path):  # noqa: F811
     from safetensors.torch import load_file, save_file
 
+    from models.checkpoint import load_model
     from models.errors import CheckpointError
-    from models.evaluation.evaluate import load_model
 
     dataset, _ = small_sample
     train_run(dataset, spec_for(tiny_gpt2, epochs=1), tmp_path / "run")

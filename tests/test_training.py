@@ -105,15 +105,14 @@ def test_an_interrupted_run_resumes_without_losing_finished_epochs(small_sample,
 
 
 def test_pretrained_av_encoder_initialises_deepmlf(small_sample, tiny_gpt2, tmp_path):
-    from models.checkpoint import read_checkpoint, split_extra
+    from models.checkpoint import read_checkpoint
     from models.nn.av_pretrain import load_av_weights
     from models.nn.deepmlf import DeepMLF
 
     dataset, _ = small_sample
     pre = spec_for(tiny_gpt2, epochs=1, kind="av", schedule="plateau")
     train_run(dataset, pre, tmp_path / "pre")
-    _, tensors, _ = read_checkpoint(tmp_path / "pre" / "seed_0" / "best")
-    weights, _ = split_extra(tensors)
+    weights = read_checkpoint(tmp_path / "pre" / "seed_0" / "best").weights
     config = pre.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights, freeze=True) > 10

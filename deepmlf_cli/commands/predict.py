@@ -291,8 +291,8 @@ def predict_paths(
     from extractors.pipeline import get_pipeline, recipe_modalities
     from extractors.recipe import version_differences, with_transcript
     from extractors.transcript import check_whisper
+    from models.checkpoint import load_model
     from models.errors import ConfigError, DeepMLFError
-    from models.evaluation.evaluate import load_model
     from models.evaluation.predict import check_feature_sizes, model_scheme
     from models.nn.registry import model_inputs
     from models.run import Run

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from models.checkpoint import LoadedModel
 from models.data.batching import encode_split
 from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
-from models.evaluation.evaluate import LoadedModel
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
 

@@ -19,6 +19,8 @@ from models.nn.interface import Batch, Output
 class AVPretrainModel(nn.Module):
     """AV encoder + the linear AV head on ⟨z⟩."""
 
+    kind = "av"  # the model kind its checkpoints record (models.nn.registry)
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

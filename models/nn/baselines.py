@@ -142,6 +142,7 @@ class BaselineModel(nn.Module):
         super().__init__()
         self.config = config
         self.fusion = fusion
+        self.kind = fusion  # the model kind its checkpoints record (models.nn.registry)
         self.modalities = MODALITIES if fusion in ("early", "attention", "late") else (fusion,)
         d = config.d_av
         if "text" in self.modalities:

@@ -65,6 +65,7 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
 class DeepMLF(nn.Module):
     """The DeepMLF model (DESIGN.md §3). Build with `DeepMLF.from_config` or from an LM instance."""
 
+    kind = "deepmlf"  # the model kind its checkpoints record (models.nn.registry)
     # Speed switches that never change the math (DESIGN.md §7); benchmarks turn them off to compare.
     prefix_path = True  # below the first MM block: text rows without autograd, fusion rows against their K/V
     logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits kept (not recomputed) up to this size

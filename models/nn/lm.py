@@ -69,11 +69,12 @@ def _not_cached(name: str) -> ModelNotAvailableError:
     )
 
 
-def resolve_lm_source(name: str) -> str:
+def resolve_lm_source(name: str, revision: str | None = None) -> str:
     """Return a path or hub id that `from_pretrained` can load without the network.
 
     Raises at once (no 20 s hub retries) when the model is neither a local
-    directory nor cached.
+    directory nor cached (at `revision`, a hub commit, when given; directories
+    have no revision).
     """
     path = Path(name).expanduser()
     if path.is_dir():
@@ -90,10 +91,31 @@ def resolve_lm_source(name: str) -> str:
         raise ModelNotAvailableError(f"language model directory {path} does not exist{hint}")
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(name, "config.json")
+    cached = try_to_load_from_cache(name, "config.json", revision=revision)
     if not isinstance(cached, str):
+        if revision is not None and isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ModelNotAvailableError(
+                f"language model {name!r} is cached, but not at revision {revision} (the one the model was "
+                f"trained on): run `hf download {name} --revision {revision}` where there is network and copy "
+                f"the cache")
         raise _not_cached(name)
     return name
+
+
+def lm_revision(name: str) -> str | None:
+    """The hub commit `name` loads from the cache now (None for a local directory).
+
+    Recorded in the model's config (`ModelConfig.lm_revision`), so a model is
+    always rebuilt on the LM snapshot it was trained on, even after the cache
+    has fetched a newer one.
+    """
+    source = resolve_lm_source(name)
+    if Path(source).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    return Path(str(cached)).parent.name  # .../models--ns--name/snapshots/<commit>/config.json
 
 
 def load_lm_config(name: str):
@@ -110,8 +132,9 @@ def load_lm_config(name: str):
     return (GPT2Config if model_type == "gpt2" else LlamaConfig)(**kwargs)
 
 
-def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dtype: torch.dtype = torch.float32):
-    """Load (model, tokenizer) for `name`; tokenizer is None with `random_init`.
+def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dtype: torch.dtype = torch.float32,
+                   revision: str | None = None):
+    """Load (model, tokenizer) for `name` (at hub commit `revision` if given); tokenizer is None with `random_init`.
 
     `random_init` builds the LM from its config alone (no weights needed);
     `meta` builds it on the meta device (shapes only, no memory), for counting.
@@ -130,8 +153,10 @@ def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dty
         else:
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         return model, None
-    source = resolve_lm_source(name)
+    source = resolve_lm_source(name, revision)
     offline = {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {}
+    if revision is not None and not Path(source).is_dir():
+        offline["revision"] = revision
     model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=dtype, **offline)
     tokenizer = AutoTokenizer.from_pretrained(source, **offline)
     return model, tokenizer

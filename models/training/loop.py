@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.checkpoint import read_checkpoint, save_checkpoint, split_extra
+from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import TrainConfig
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
 from models.devices import autocast_context, resolve_device
@@ -219,8 +219,6 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     if counters["best_epoch"] < 0:
         raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
                           "or check the features for extreme values")
-    _, tensors, _ = read_checkpoint(out_dir / BEST_DIR)
-    weights, _ = split_extra(tensors)
-    model.load_state_dict(weights, strict=False)
+    load_weights(model, read_checkpoint(out_dir / BEST_DIR))
     return FitResult(counters["best_epoch"], counters["best_valid"], counters["history"],
                      stopped_early=counters["bad_epochs"] >= config.patience)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from models.checkpoint import read_checkpoint, split_extra
+from models.checkpoint import read_checkpoint
 from models.config import TrainConfig
 from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
@@ -178,13 +178,16 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     Without a test split the seeds are trained and saved but not tested:
     their rows are empty and the results carry a note saying so.
     """
-    from models.nn.lm import load_causal_lm
+    from models.nn.lm import lm_revision, load_causal_lm
 
     run_dir = Path(run_dir)
     run = Run(run_dir)
     rank, world = rank_and_world()
     check_splits(dataset)
     spec = portable_spec(dataclasses.replace(spec, kind=model_kind(spec.kind)))
+    if needs_text(spec.kind) and spec.model.lm_revision is None:
+        # The hub snapshot it trains on, so evaluate/predict rebuild the same LM after the cache moves on.
+        spec = dataclasses.replace(spec, model=spec.model.replace(lm_revision=lm_revision(spec.model.lm)))
     if rank == 0:
         spec, resume = plan_run_dir(run_dir, spec, dataset, resume)
     elif resume and run.is_started():  # rank 0 checks; the others take the saved spec
@@ -196,7 +199,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
     device = resolve_device(str(device))
     lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, device)
-    hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype)) if needs_text(spec.kind)
+    hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype, revision=config.lm_revision)) if needs_text(spec.kind)
                         else (None, None))
     # In place: the dataset's raw features become the normalised ones (held once; a MOSEI-sized
     # dataset is ~5 GB); `normalized_by` lets later runs on the same dataset object reuse them.
@@ -207,7 +210,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
-        av_weights = split_extra(read_checkpoint(Run(spec.init_av).best())[1])[0]
+        av_weights = read_checkpoint(Run(spec.init_av).best()).weights
     if rank == 0 and not resume:
         # The process count sets the steps per epoch, hence the warm-up and the restart period.
         run.write_info(spec, dataset_info(dataset), world)
