@@ -13,9 +13,6 @@ leaves a half-written checkpoint behind. No pickles anywhere.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ import torch
 
 from models.config import ModelConfig
 from models.errors import CheckpointError
-from models.io import default_dir_mode, default_file_mode, replace_dir
+from models.io import atomic_dir
 
 EXTRA_PREFIX = "extra."
 
@@ -34,21 +31,13 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        os.chmod(tmp, default_dir_mode())  # mkdtemp's 0700 would hide the checkpoint from colleagues
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
-        for key, value in (extra or {}).items():
-            tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    for key, value in (extra or {}).items():
+        tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    with atomic_dir(directory) as tmp:  # its files get shareable modes (safetensors writes 0600)
         save_file(tensors, str(tmp / "model.safetensors"))
-        os.chmod(tmp / "model.safetensors", default_file_mode())  # safetensors writes 0600
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n", encoding="utf-8")
     return directory
 
 
