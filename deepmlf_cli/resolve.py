@@ -62,6 +62,7 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
     from models.config import DATASET_PRESETS, PRESETS
     from models.data.types import transcripts_are_cjk
     from models.errors import ConfigError
+    from models.schemes import Scheme
 
     if preset:
         return preset
@@ -72,10 +73,10 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
     cjk = transcripts_are_cjk(dataset)
     if cjk:
         return "sims"
-    if cjk is not None and dataset.scheme == "mosi":
+    if cjk is not None and dataset.scheme == Scheme.MOSI:
         return "mosei"
     if not reads_text:  # no LM to choose: the label range picks the AV settings
-        return "sims" if dataset.scheme == "sims" else "mosei"
+        return "sims" if dataset.scheme == Scheme.SIMS else "mosei"
     what = "no transcripts" if cjk is None else "non-Chinese transcripts"
     choices = ", ".join(f"{name} ({p.description})" for name, p in PRESETS.items() if name != "sample")
     raise ConfigError(f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "

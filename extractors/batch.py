@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
-from .dataset import build_dataset, clip_done, save_clip, write_features_manifest, write_text
+from .dataset import assemble_dataset, clip_done, save_clip, write_features_manifest, write_text
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 from .recipe import recipe_hash, validate_recipe
@@ -221,6 +221,7 @@ def run_extract(
     allow_missing: bool = False,
     on_plan: Callable[[int, int], None] | None = None,
     on_result: Callable[[ClipResult], None] | None = None,
+    write_dataset: Callable[..., dict] | None = None,
 ) -> ExtractSummary:
     """Extract every clip of `inputs` into `out`, then write a dataset (with labels) or a features manifest.
 
@@ -229,6 +230,9 @@ def run_extract(
     on_result(result) after each clip (in the calling process). With a shard,
     only that shard's clips are extracted and nothing is assembled: a final
     run without --shard skips every finished clip and writes the dataset.
+    write_dataset(out, **assemble_dataset(...), name=, scheme=, mmsa=, extra=)
+    writes a labelled run's dataset and returns its manifest: the CLI passes
+    `models.data.format.save_extracted`, the dataset format's one writer.
     """
     t_start = time.perf_counter()
     recipe = validate_recipe(recipe)
@@ -239,6 +243,9 @@ def run_extract(
         raise ExtractionError(f"--out {out} is a file; give a directory")
     all_jobs = plan_jobs(inputs, labels)
     labelled = all_jobs[0].split is not None
+    if labelled and not shard and write_dataset is None:
+        raise TypeError("run_extract: a labelled extraction writes a dataset; pass "
+                        "write_dataset=models.data.format.save_extracted")
     jobs = [j for j in all_jobs if in_shard(j.key, shard)]
 
     results: list[ClipResult] = []
@@ -326,7 +333,8 @@ def run_extract(
     elif labelled:
         good = [j for j in all_jobs if j.key in ok_keys]
         if good:
-            summary.manifest = build_dataset(out, good, features_dir, recipe, name=name, scheme=scheme, mmsa=mmsa, extra=extra)
+            summary.manifest = write_dataset(out, **assemble_dataset(good, features_dir, recipe), name=name,
+                                             scheme=scheme, mmsa=mmsa, extra=extra)
             why = {"train": "train has nothing to learn from", "valid": "train picks its best epoch on valid clips",
                    "test": "there will be no test metrics"}
             for split in summary.empty_splits:

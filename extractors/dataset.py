@@ -1,10 +1,13 @@
-"""On-disk outputs: per-clip feature files and the dataset of docs/dataset-format.md.
+"""On-disk outputs of extraction: per-clip feature files, the features manifest, and a dataset's arrays.
 
-Everything is written atomically: to a temporary file in the same folder,
+Every file is written atomically: to a temporary file in the same folder,
 then `os.replace`. A per-clip `.json` is written after its `.npz` and marks
-the clip as done (what resume looks for). A dataset's `manifest.json` is
-removed before its split files are rewritten and written last, so a crash
-never leaves a manifest that points at half-written splits.
+the clip as done (what resume looks for).
+
+The dataset of docs/dataset-format.md is not written here: `assemble_dataset`
+gathers its arrays and manifest fields, and `models.data.format.save_extracted`
+(the format's one writer, handed over by the CLI: `models` and `extractors`
+never import each other) writes them.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -23,46 +25,37 @@ from .errors import ExtractionError
 from .inputs import ClipJob
 from .pipeline import ClipFeatures
 
-DATASET_FORMAT = "deepmlf-dataset"
 FEATURES_FORMAT = "deepmlf-features"
-DATASET_VERSION = 1
-SPLITS = ("train", "valid", "test")
+FEATURES_VERSION = 1
+SPLITS = ("train", "valid", "test")  # the label file's modes (inputs._SPLIT_ALIASES values)
 
 
 # ---------------------------------------------------------------------------
-# atomic writes
-def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux /proc), else by a swap."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
+# atomic writes (extractors' own: it cannot use models.io)
 def _atomic_write(path: Path, write) -> None:
     """Call write(file_object) on a temp file next to `path`, then rename it into place.
 
-    mkstemp creates 0600 files; the result gets the mode a plain open() would
-    give (0666 & ~umask), so colleagues can read a shared dataset.
+    The temp file is created with mode 0666 and O_EXCL, so the kernel applies
+    the umask exactly as a plain open() would (colleagues can read a shared
+    output) and no other writer's temp file is ever reused.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -165,11 +158,6 @@ def load_clip(features_dir: Path, key: str) -> tuple[dict[str, np.ndarray], dict
 
 # ---------------------------------------------------------------------------
 # datasets
-def infer_scheme(labels: np.ndarray) -> str:
-    """'sims' when every label lies in [-1, 1], else 'mosi' (the [-3, 3] scheme)."""
-    return "sims" if labels.size and float(np.max(np.abs(labels))) <= 1.0 + 1e-6 else "mosi"
-
-
 def _pad(seqs: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack (T_i, D) sequences into (N, T_max, D) zero-padded at the end, and their lengths (N,)."""
     lengths = np.array([len(s) for s in seqs], np.int64)
@@ -180,24 +168,16 @@ def _pad(seqs: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
-def build_dataset(
-    out: Path,
-    jobs: list[ClipJob],
-    features_dir: Path,
-    recipe: dict,
-    name: str | None = None,
-    scheme: str | None = None,
-    mmsa: bool = False,
-    extra: dict | None = None,
-) -> dict:
-    """Assemble finished clips into `out/{train,valid,test}.npz` + `out/manifest.json`; returns the manifest.
+def assemble_dataset(jobs: list[ClipJob], features_dir: Path, recipe: dict) -> dict:
+    """The arrays and manifest fields of a dataset of finished clips (nothing is written).
 
-    jobs: the labelled clips to include (each with a split); their per-clip files
-    must exist in `features_dir`. With `mmsa`, also writes `out/<name>.pkl` in
-    MMSA's layout (a pickle, written only on request).
+    jobs: the labelled clips to include (each with a split); their per-clip
+    files must exist in `features_dir`. Returns the keyword arguments of
+    `models.data.format.save_extracted`: `splits` (per split, arrays named as
+    in a dataset's `<split>.npz`), `annotations` (per split, one string per
+    clip, for `--format mmsa`), `audio_features`, `vision_features`,
+    `audio_rate_hz`, `vision_rate_hz` and `recipe`.
     """
-    out = Path(out)
-    name = name or out.name
     per_split: dict[str, list[tuple[ClipJob, dict, dict]]] = {s: [] for s in SPLITS}
     audio_names = vision_names = None
     for job in jobs:
@@ -206,18 +186,9 @@ def build_dataset(
         audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
         vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
     if audio_names is None:
-        raise ExtractionError(f"{out}: no clip was extracted, so there is no dataset to write")
-    all_labels = np.array([j.labels["label"] for j in jobs], np.float32)
-    if scheme is None:
-        scheme = infer_scheme(all_labels)
-    elif scheme not in ("sims", "mosi"):
-        raise ExtractionError(f"--scheme must be sims or mosi, not {scheme!r}")
+        raise ExtractionError(f"{features_dir}: no clip was extracted, so there is no dataset to write")
     has_unimodal = all(all(k in j.labels for k in ("label_T", "label_A", "label_V")) for j in jobs)
-
-    # The split files are about to change: drop the manifest first so no reader
-    # sees it next to a mix of old and new splits.
-    (out / "manifest.json").unlink(missing_ok=True)
-    counts, pickled = {}, {}
+    splits, annotations = {}, {}
     for split, rows in per_split.items():
         audio, a_len = _pad([r[1]["audio"] for r in rows], len(audio_names))  # (N, T_a, D_a), (N,)
         vision, v_len = _pad([r[1]["vision"] for r in rows], len(vision_names))  # (N, T_v, D_v), (N,)
@@ -226,62 +197,32 @@ def build_dataset(
             "vision": vision,
             "audio_lengths": a_len,
             "vision_lengths": v_len,
-            "labels": np.array([r[0].labels["label"] for r in rows], np.float32),
+            "labels": np.array([r[0].labels["label"] for r in rows], np.float32),  # (N,)
             "ids": np.array([r[0].key for r in rows], dtype=str).astype("<U") if rows else np.zeros(0, "<U1"),
             "texts": np.array([r[2]["text"] for r in rows], dtype=str) if rows else np.zeros(0, "<U1"),
         }
         if has_unimodal:
             for col in ("label_T", "label_A", "label_V"):
-                arrays[f"labels_{col[-1]}"] = np.array([r[0].labels[col] for r in rows], np.float32)
-        write_npz(out / f"{split}.npz", arrays)
-        counts[split] = len(rows)
-        if mmsa:
-            pickled[split] = _mmsa_split(arrays, rows)
-    if mmsa:
-        # MMSA readers index the split keys; "scheme" rides beside them so a
-        # reader scores the pickle as it was extracted (a str, never guessed).
-        pickled["scheme"] = scheme
-        _atomic_write(out / f"{name}.pkl", lambda fh: pickle.dump(pickled, fh, protocol=4))
-    manifest = {
-        "format": DATASET_FORMAT,
-        "version": DATASET_VERSION,
-        "name": name,
-        "scheme": scheme,
-        "splits": counts,
+                arrays[f"labels_{col[-1]}"] = np.array([r[0].labels[col] for r in rows], np.float32)  # (N,)
+        splits[split] = arrays
+        annotations[split] = [r[0].annotation or "" for r in rows]
+        rows.clear()  # the unpadded per-clip arrays are no longer needed
+    return {
+        "splits": splits,
+        "annotations": annotations,
         "audio_features": audio_names,
         "vision_features": vision_names,
         "audio_rate_hz": float(recipe.get("audio_rate_hz", 0.0)),
         "vision_rate_hz": float(recipe.get("vision_rate_hz", 0.0)),
         "recipe": recipe,
-        **(extra or {}),
     }
-    write_json(out / "manifest.json", manifest)
-    return manifest
-
-
-def _mmsa_split(arrays: dict[str, np.ndarray], rows: list) -> dict:
-    """One split in MMSA's pickle layout (no BERT `text` arrays: DeepMLF tokenises raw_text itself)."""
-    split = {
-        "raw_text": arrays["texts"].astype(object),
-        "audio": arrays["audio"],
-        "vision": arrays["vision"],
-        "audio_lengths": arrays["audio_lengths"],
-        "vision_lengths": arrays["vision_lengths"],
-        "id": arrays["ids"].astype(object),
-        "regression_labels": arrays["labels"],
-        "annotations": np.array([r[0].annotation or "" for r in rows], dtype=object),
-    }
-    for m in "TAV":
-        if f"labels_{m}" in arrays:
-            split[f"regression_labels_{m}"] = arrays[f"labels_{m}"]
-    return split
 
 
 def write_features_manifest(out: Path, jobs_meta: list[dict], recipe: dict, audio_names: list[str], vision_names: list[str], extra: dict | None = None) -> dict:
     """Manifest of an unlabelled run: per-clip files under `features/`, no splits."""
     manifest = {
         "format": FEATURES_FORMAT,
-        "version": DATASET_VERSION,
+        "version": FEATURES_VERSION,
         "name": Path(out).name,
         "clips": [
             {

@@ -17,9 +17,6 @@ model kind, rebuilt with its LM, ready to predict).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ import torch
 from models.config import ModelConfig
 from models.data.normalize import FeatureNormalizer
 from models.errors import CheckpointError, ConfigError, ModelNotAvailableError
-from models.io import default_dir_mode, default_file_mode, replace_dir
+from models.io import atomic_dir
 
 EXTRA_PREFIX = "extra."
 
@@ -40,22 +37,14 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        os.chmod(tmp, default_dir_mode())  # mkdtemp's 0700 would hide the checkpoint from colleagues
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
-        for key, value in (extra or {}).items():
-            tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    for key, value in (extra or {}).items():
+        tensors[EXTRA_PREFIX + key] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    with atomic_dir(directory) as tmp:  # its files get shareable modes (safetensors writes 0600)
         save_file(tensors, str(tmp / "model.safetensors"))
-        os.chmod(tmp / "model.safetensors", default_file_mode())  # safetensors writes 0600
         config = {"kind": model.kind, **model.config.to_dict()}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n", encoding="utf-8")
     return directory
 
 

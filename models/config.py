@@ -193,7 +193,9 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from models.io import atomic_write
+
+        atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "ModelConfig":

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import media as tm  # noqa: E402
 
 from extractors.errors import ExtractionError, MediaError  # noqa: E402
+from models.data.format import save_extracted  # noqa: E402  (the dataset format's one writer)
 
 GIVEN = "given"  # transcript mode that never needs Whisper
 
@@ -262,13 +263,13 @@ def test_resume_sharding_and_scheme(tmp_path, recipe):
     assert s1.kind == "shard" and not (out / "manifest.json").exists()
     assert s1.count("done") + s2.count("done") == 7 and s1.count("done") and s2.count("done")
     assert {r.key for r in s1.results}.isdisjoint({r.key for r in s2.results})
-    full = run_extract(root, out, recipe)
+    full = run_extract(root, out, recipe, write_dataset=save_extracted)
     assert full.count("skipped") == 7 and full.count("done") == 0
     _check_dataset_spec(out, {"train": 3, "valid": 2, "test": 2}, "mosi")
     # A crash mid-clip leaves no .json: that clip alone is redone.
     victim = full.results[0].key
     (out / "features" / f"{clip_filename(victim)}.json").unlink()
-    again = run_extract(root, out, recipe, scheme="sims")
+    again = run_extract(root, out, recipe, scheme="sims", write_dataset=save_extracted)
     assert again.count("done") == 1 and again.count("skipped") == 6
     assert json.loads((out / "manifest.json").read_text())["scheme"] == "sims"
     assert not list(out.rglob("*.tmp"))
@@ -391,7 +392,7 @@ def test_ids_differing_in_unsafe_characters_keep_their_own_features(tmp_path):
     tm.make_audio_only(root / "Raw" / "v" / "a_b.wav", 1.5)
     (root / "label.csv").write_text("video_id,clip_id,text,label,mode\nv,a b,short,0.5,train\nv,a_b,long,-0.5,train\n")
     out = tmp_path / "ds"
-    summary = run_extract(root, out, recipe)
+    summary = run_extract(root, out, recipe, write_dataset=save_extracted)
     assert summary.count("done") == 2 and len(list((out / "features").glob("*.npz"))) == 2
     with np.load(out / "train.npz", allow_pickle=False) as z:
         rows = {str(i): (float(lab), int(n), str(t)) for i, lab, n, t in zip(z["ids"], z["labels"], z["audio_lengths"], z["texts"])}
@@ -419,11 +420,11 @@ def test_mmsa_pickle_records_the_scheme(tmp_path):
 
     root = _mmsa_corpus(tmp_path / "SIMS", (1, 1, 1))  # labels in [-1, 1]: would be guessed as sims
     recipe = build_recipe(face="none", transcript=GIVEN)
-    run_extract(root, tmp_path / "ds", recipe, mmsa=True, scheme="mosi")
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True, scheme="mosi", write_dataset=save_extracted)
     with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
         data = pickle.load(fh)
     assert data["scheme"] == "mosi" and {"train", "valid", "test"} <= set(data)
-    run_extract(root, tmp_path / "ds", recipe, mmsa=True)
+    run_extract(root, tmp_path / "ds", recipe, mmsa=True, write_dataset=save_extracted)
     with open(tmp_path / "ds" / "ds.pkl", "rb") as fh:
         assert pickle.load(fh)["scheme"] == "sims"
 
@@ -484,7 +485,7 @@ def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypa
     lines[3] = lines[3].replace("clip number 3", "")  # row 4: an empty text cell
     (root / "label.csv").write_text("\n".join(lines) + "\n")
     recipe = build_recipe(face="none")  # transcript auto: label text > sidecar > Whisper
-    summary = run_extract(root, tmp_path / "ds", recipe)
+    summary = run_extract(root, tmp_path / "ds", recipe, write_dataset=save_extracted)
     assert summary.count("done") == 3 and [r.key for r in summary.failed] == ["vid1$_$0003"]
     reason = summary.failed[0].reason
     assert "empty text in row 4" in reason and "not cached locally" in reason
@@ -495,4 +496,4 @@ def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypa
         lines[i] = lines[i].replace(f"clip number {i}", "")
     (root / "label.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(ExtractionError, match=r"rows 2, 3, 4, 5 of label.csv have no text and need Whisper: .*not cached"):
-        run_extract(root, tmp_path / "ds2", recipe)
+        run_extract(root, tmp_path / "ds2", recipe, write_dataset=save_extracted)

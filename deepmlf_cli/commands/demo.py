@@ -119,7 +119,9 @@ def _video_dataset(out: Path, quiet: bool):
     from extractors.errors import ExtractionError
     from extractors.recipe import default_recipe
     from extractors.synthetic import face_frames, make_audio, write_labelled_corpus, write_media
+    from models.data.format import save_extracted
     from models.data.sample import sample_sentences, text_label
+    from models.schemes import Scheme
 
     texts = sample_sentences(len(VIDEO_SPLITS), seed=VIDEO_CORPUS_SEED)
     # The clips carry no sentiment of their own, so the labels are what the words say.
@@ -131,7 +133,8 @@ def _video_dataset(out: Path, quiet: bool):
         write_media(new_clip, face_frames(20), 10.0, make_audio(2.0, "speech", seed=99))
     write_text(new_clip.with_suffix(".txt"), NEW_CLIP_TEXT + "\n")  # sidecar transcript
     summary = run_with_progress(run_extract, quiet=quiet, inputs=videos, out=out / "video-dataset",
-                                 recipe=default_recipe(), scheme="sims", name="demo-videos")
+                                 recipe=default_recipe(), scheme=Scheme.SIMS, name="demo-videos",
+                                 write_dataset=save_extracted)
     if summary.failed:
         raise ExtractionError(f"{len(summary.failed)} generated clip(s) failed to extract; see {summary.errors_file}")
     return load_data(str(out / "video-dataset"), None, quiet=True), new_clip
@@ -149,14 +152,14 @@ def _predict(run_dir: Path, clip: Path, console) -> None:
 def _print_comparison(console, results) -> None:
     from rich.table import Table
 
-    from models.evaluation.metrics import PRIMARY_METRICS
+    from models.schemes import Scheme
 
     labels = {"pretrain": "AV only", "text-only": "text only", "deepmlf": "DeepMLF"}
     table = Table(title="Embedded sample, test split (mean over seeds)")
     table.add_column("metric", no_wrap=True)
     for run in results:
         table.add_column(labels.get(run, run), justify="right", style="bold" if run == "deepmlf" else None)
-    for name in PRIMARY_METRICS["sims"]:
+    for name in Scheme.SIMS.primary_metrics:
         table.add_row(name, *[f"{res['mean'][name]:.4f}" for res in results.values()])
     console.print(table)
 

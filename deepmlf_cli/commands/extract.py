@@ -23,6 +23,7 @@ from deepmlf_cli.options import (
     WhisperModelOption,
     Workers,
 )
+from models.schemes import Scheme
 
 
 class AudioChoice(str, enum.Enum):
@@ -50,11 +51,6 @@ class OutputFormat(str, enum.Enum):
     mmsa = "mmsa"
 
 
-class SchemeChoice(str, enum.Enum):
-    sims = "sims"
-    mosi = "mosi"
-
-
 def extract(
     inputs: Annotated[Path, typer.Argument(help="A media file, a folder of media (recursive), or an MMSA folder with label.csv and Raw/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (dataset or per-clip features).")],
@@ -69,7 +65,7 @@ def extract(
     language: LanguageOption = None,
     translate: TranslateOption = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="mmsa also writes an MMSA-compatible pickle next to the dataset.")] = OutputFormat.deepmlf,
-    scheme: Annotated[Optional[SchemeChoice], typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
+    scheme: Annotated[Optional[Scheme], typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (1-based); re-run without it to assemble.")] = None,
     workers: Workers = 1,
@@ -87,6 +83,7 @@ def extract(
         from extractors.batch import run_extract
         from extractors.inputs import parse_shard
         from extractors.recipe import build_recipe
+        from models.data.format import save_extracted
 
         shard_kn = parse_shard(shard)
         recipe = build_recipe(
@@ -110,9 +107,10 @@ def extract(
             workers=workers,
             shard=shard_kn,
             mmsa=output_format == OutputFormat.mmsa,
-            scheme=scheme.value if scheme else None,
+            scheme=scheme,
             name=name,
             allow_missing=allow_missing,
+            write_dataset=save_extracted,
         )
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

@@ -236,8 +236,10 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
             "segments": segments, "timeline_csv": str(timeline_csv), "plot": str(plot)}
 
 
-def _scheme_of(scale) -> str:
-    return "sims" if tuple(scale) == (-1.0, 1.0) else "mosi"
+def _scheme_of(scale):
+    from models.schemes import Scheme
+
+    return Scheme.SIMS if tuple(scale) == Scheme.SIMS.scale else Scheme.MOSI
 
 
 def plot_timeline(segments: list[dict], scale, path: Path, title: str = "") -> Path:
@@ -250,7 +252,7 @@ def plot_timeline(segments: list[dict], scale, path: Path, title: str = "") -> P
         ax.hlines(seg["score"], seg["start"], seg["end"], colors=colour, linewidth=3)
     xs = [(s["start"] + s["end"]) / 2 for s in segments]
     ax.plot(xs, [s["score"] for s in segments], color="black", linewidth=0.8, alpha=0.5)
-    band = 0.1 if _scheme_of(scale) == "sims" else 0.0
+    band = _scheme_of(scale).neutral_band
     ax.axhspan(-band, band, color="gray", alpha=0.15) if band else ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_ylim(scale[0] * 1.05, scale[1] * 1.05)
     ax.set_xlabel("time (s)")
@@ -392,9 +394,11 @@ def render_report(report: PredictReport, console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from models.schemes import Scheme
+
     console = console or Console(highlight=False, soft_wrap=True)
     ok = [r for r in report.results if r["status"] == "ok"]
-    lo, hi = (-1, 1) if report.scheme == "sims" else (-3, 3)
+    lo, hi = (int(v) for v in Scheme(report.scheme).scale)
     if ok:
         table = Table(title=f"predictions · {report.checkpoint} · scale [{lo}, {hi}]", title_justify="left",
                       caption="scores clipped to the scale (raw values: --json); text/AV/fusion: each path's own "

@@ -208,14 +208,3 @@ def _check_feature_dims(splits: Mapping[str, SplitData], source: str) -> None:
                 f"{source}: {modality} feature size differs between splits ({detail}); "
                 "all splits must come from the same feature recipe"
             )
-
-
-def _guess_scheme(name: str, splits: Mapping[str, SplitData]) -> str:
-    """SIMS-style ([-1, 1]) when the name says so or every label lies in [-1, 1]."""
-    if "sims" in name.lower():
-        return "sims"
-    in_unit_range = all(
-        len(split) == 0 or (float(split.labels.min()) >= -1.0 and float(split.labels.max()) <= 1.0)
-        for split in splits.values()
-    )
-    return "sims" if in_unit_range else "mosi"

@@ -1,21 +1,24 @@
 """deepmlf's own dataset format (``docs/dataset-format.md``): a directory with
 ``manifest.json`` and one ``.npz`` per split, read without pickle. Its one reader and writer.
+
+``deepmlf extract --labels`` writes through here too: ``extractors`` assembles the
+arrays and manifest fields (``save_extracted``'s arguments) and the CLI hands
+them over, since ``extractors`` and ``models`` never import each other.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from models.data.checks import _NPZ_KEYS, _NPZ_REQUIRED, _build_split, _check_feature_dims
 from models.data.types import _UNIMODAL, SPLITS, MultimodalDataset, SplitData
 from models.errors import DatasetError
-from models.evaluation.metrics import SCHEMES
+from models.io import atomic_dir, atomic_write
+from models.schemes import Scheme
 
 FORMAT_NAME = "deepmlf-dataset"
 FORMAT_VERSION = 1
@@ -40,8 +43,8 @@ def _read_manifest(directory: Path) -> dict:
             f"({FORMAT_VERSION}); upgrade deepmlf"
         )
     scheme = manifest.get("scheme")
-    if scheme not in SCHEMES:
-        raise DatasetError(f"{path}: 'scheme' is {scheme!r}, expected one of {', '.join(SCHEMES)}")
+    if Scheme.get(scheme) is None:
+        raise DatasetError(f"{path}: 'scheme' is {scheme!r}, expected one of {Scheme.choices()}")
     for key in ("audio_features", "vision_features"):
         value = manifest.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
@@ -87,7 +90,7 @@ def _load_npz_dir(directory: Path) -> MultimodalDataset:
             )
     return MultimodalDataset(
         name=str(manifest.get("name") or directory.name),
-        scheme=manifest["scheme"],
+        scheme=Scheme(manifest["scheme"]),
         splits=splits,
         audio_features=manifest.get("audio_features"),
         vision_features=manifest.get("vision_features"),
@@ -105,8 +108,8 @@ def _load_npz_dir(directory: Path) -> MultimodalDataset:
 
 
 def _check_for_save(dataset: MultimodalDataset) -> None:
-    if dataset.scheme not in SCHEMES:
-        raise DatasetError(f"dataset {dataset.name!r}: scheme {dataset.scheme!r} is not one of {', '.join(SCHEMES)}")
+    if Scheme.get(dataset.scheme) is None:
+        raise DatasetError(f"dataset {dataset.name!r}: scheme {dataset.scheme!r} is not one of {Scheme.choices()}")
     missing = [s for s in SPLITS if s not in dataset.splits]
     if missing:
         raise DatasetError(f"dataset {dataset.name!r}: missing split(s) {', '.join(missing)}")
@@ -131,56 +134,150 @@ def _split_arrays(split: SplitData) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_dataset(dataset: MultimodalDataset, out_dir: Path) -> Path:
-    """Write ``dataset`` in the deepmlf format (docs/dataset-format.md); return ``out_dir``.
-
-    The files are written to a temporary directory next to ``out_dir`` and
-    renamed into place, so a reader never sees half a dataset. An existing
-    deepmlf dataset at ``out_dir`` is replaced; any other non-empty directory
-    is refused.
-    """
-    out_dir = Path(out_dir).expanduser()
-    _check_for_save(dataset)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DatasetError(f"{out_dir}: exists and is not a directory; choose another output path")
-        if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-            raise DatasetError(
-                f"{out_dir}: a non-empty directory that is not a deepmlf dataset; refusing to overwrite it"
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    manifest = {
+def dataset_manifest(dataset: MultimodalDataset, extra: Mapping[str, Any] | None = None) -> dict:
+    """The ``manifest.json`` of ``dataset`` (``extra``: more keys after the format's own, e.g. extract's ``failed``)."""
+    return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "name": dataset.name,
-        "scheme": dataset.scheme,
+        "scheme": Scheme(dataset.scheme).value,  # the plain string, whatever the caller held
         "splits": {name: len(dataset.splits[name]) for name in SPLITS},
         "audio_features": dataset.audio_features,
         "vision_features": dataset.vision_features,
         "audio_rate_hz": dataset.audio_rate_hz,
         "vision_rate_hz": dataset.vision_rate_hz,
         "recipe": dataset.recipe,
+        **(extra or {}),
     }
-    # A fresh directory per call in the same parent, so the final rename stays
-    # on one file system and parallel writers never share a temp name.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        from models.io import default_dir_mode
 
-        os.chmod(tmp, default_dir_mode())  # mkdtemp makes 0700; a dataset is for sharing
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    atomic_write(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def save_dataset(dataset: MultimodalDataset, out_dir: Path, *, extra: Mapping[str, Any] | None = None,
+                 keep_other_files: bool = False) -> Path:
+    """Write ``dataset`` in the deepmlf format (docs/dataset-format.md); return ``out_dir``.
+
+    By default the files are written to a temporary directory next to
+    ``out_dir`` and swapped in, so a reader never sees half a dataset. An
+    existing deepmlf dataset at ``out_dir`` is replaced; any other non-empty
+    directory is refused.
+
+    ``keep_other_files``: ``out_dir`` also holds files that are not the
+    dataset's (``deepmlf extract`` keeps its per-clip ``features/`` and
+    ``errors.tsv`` there, which a swap would throw away). The split files are
+    then replaced one by one, each atomically, with ``manifest.json`` removed
+    first and written last: a crash leaves no manifest, never one beside
+    splits from another write. ``extra``: more manifest keys (see ``dataset_manifest``).
+    """
+    out_dir = Path(out_dir).expanduser()
+    _check_for_save(dataset)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DatasetError(f"{out_dir}: exists and is not a directory; choose another output path")
+        if not keep_other_files and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+            raise DatasetError(
+                f"{out_dir}: a non-empty directory that is not a deepmlf dataset; refusing to overwrite it"
+            )
+    manifest = dataset_manifest(dataset, extra)
+    if keep_other_files:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MANIFEST).unlink(missing_ok=True)  # the splits are about to change
         for name in SPLITS:
-            np.savez(tmp / f"{name}.npz", **_split_arrays(dataset.splits[name]))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            # Move the old copy aside first: a rename cannot replace a non-empty directory.
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            _write_npz(out_dir / f"{name}.npz", _split_arrays(dataset.splits[name]))
+        _write_manifest(out_dir / MANIFEST, manifest)
+        return out_dir
+    with atomic_dir(out_dir) as tmp:
+        for name in SPLITS:
+            _write_npz(tmp / f"{name}.npz", _split_arrays(dataset.splits[name]))
+        _write_manifest(tmp / MANIFEST, manifest)
     return out_dir
+
+
+# --------------------------------------------------------------------------- #
+# Extracted datasets (deepmlf extract --labels)
+# --------------------------------------------------------------------------- #
+
+
+def dataset_from_arrays(
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    name: str,
+    scheme: str | None = None,
+    audio_features: list[str] | None = None,
+    vision_features: list[str] | None = None,
+    audio_rate_hz: float | None = None,
+    vision_rate_hz: float | None = None,
+    recipe: dict | None = None,
+    source: str = "",
+) -> MultimodalDataset:
+    """A dataset from arrays named as in a ``<split>.npz``, checked as the reader checks a file.
+
+    ``splits``: train/valid/test, each with ``audio`` (N,T_a,D_a), ``vision``
+    (N,T_v,D_v), ``audio_lengths``/``vision_lengths`` (N,), ``labels`` (N,),
+    ``ids``, ``texts`` and optionally ``labels_T/A/V``. The arrays are used as
+    they are (not copied). ``scheme`` None: guessed from the labels
+    (``Scheme.guess``).
+    """
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise DatasetError(f"dataset {name!r}: missing split(s) {', '.join(missing)}")
+    built: dict[str, SplitData] = {}
+    report: dict[str, dict[str, int]] = {}
+    for split_name in SPLITS:
+        fields = splits[split_name]
+        where = f"dataset {name!r} [{split_name}]"
+        absent = [k for k in _NPZ_REQUIRED if k not in fields]
+        if absent:
+            raise DatasetError(f"{where}: missing key(s) {', '.join(absent)}; found {', '.join(fields)}")
+        built[split_name], report[split_name] = _build_split(fields, where, keys=_NPZ_KEYS, infer_lengths=False,
+                                                             copy=False)
+    _check_feature_dims(built, f"dataset {name!r}")
+    chosen = Scheme.parse(scheme) if scheme is not None else Scheme.guess(s.labels for s in built.values())
+    return MultimodalDataset(
+        name=name,
+        scheme=chosen,
+        splits=built,
+        audio_features=audio_features,
+        vision_features=vision_features,
+        recipe=recipe,
+        source=source,
+        audio_rate_hz=audio_rate_hz,
+        vision_rate_hz=vision_rate_hz,
+        cleaning_report=report,
+    )
+
+
+def save_extracted(
+    out_dir: Path,
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    name: str | None = None,
+    scheme: str | None = None,
+    mmsa: bool = False,
+    annotations: Mapping[str, list[str]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> dict:
+    """Write what ``extractors`` assembled as a dataset in ``out_dir``, beside its per-clip files; return the manifest.
+
+    ``splits`` and ``fields`` (``audio_features``, ``vision_features``,
+    ``audio_rate_hz``, ``vision_rate_hz``, ``recipe``) as ``dataset_from_arrays``
+    takes them; ``name`` defaults to the folder's name and ``scheme`` to a guess
+    from the labels. With ``mmsa``, ``<out_dir>/<name>.pkl`` in MMSA's layout
+    too (``annotations``: each split's per-clip annotation strings).
+    """
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    dataset = dataset_from_arrays(splits, name=name, scheme=scheme, source=str(out_dir), **fields)
+    save_dataset(dataset, out_dir, extra=extra, keep_other_files=True)
+    if mmsa:
+        from models.data.mmsa import save_mmsa_pickle
+
+        save_mmsa_pickle(dataset, out_dir / f"{name}.pkl", annotations)
+    return dataset_manifest(dataset, extra)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Mapping
 
-from models.data.checks import _build_split, _check_feature_dims, _guess_scheme
-from models.data.types import SPLITS, MultimodalDataset, SplitData
+from models.data.checks import _build_split, _check_feature_dims
+from models.data.types import _UNIMODAL, SPLITS, MultimodalDataset, SplitData
 from models.errors import DatasetError
-from models.evaluation.metrics import SCHEMES
+from models.schemes import Scheme
 
 _MMSA_REQUIRED = ("raw_text", "audio", "vision", "id", "regression_labels")
 
@@ -79,11 +80,11 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
     name = name or _mmsa_name(path)
     # `deepmlf extract --format mmsa` records the scheme; MMSA's own files do not.
     recorded = data.get("scheme")
-    if recorded is not None and recorded not in SCHEMES:
-        raise DatasetError(f"{path}: 'scheme' is {recorded!r}, expected one of {', '.join(SCHEMES)}")
+    if recorded is not None and Scheme.get(recorded) is None:
+        raise DatasetError(f"{path}: 'scheme' is {recorded!r}, expected one of {Scheme.choices()}")
     return MultimodalDataset(
         name=name,
-        scheme=recorded or _guess_scheme(name, splits),
+        scheme=Scheme(recorded) if recorded is not None else Scheme.guess((s.labels for s in splits.values()), name),
         scheme_guessed=recorded is None,
         splits=splits,
         audio_features=None,
@@ -92,3 +93,43 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
         source=str(path),
         cleaning_report=report,
     )
+
+
+# --------------------------------------------------------------------------- #
+# Saving (deepmlf extract --format mmsa)
+# --------------------------------------------------------------------------- #
+
+
+def save_mmsa_pickle(dataset: MultimodalDataset, path: Path, annotations: Mapping[str, list[str]] | None = None) -> Path:
+    """Write ``dataset`` as an MMSA processed pickle (the layout ``_load_mmsa_pickle`` reads); return ``path``.
+
+    No BERT ``text`` arrays: DeepMLF tokenises ``raw_text`` itself. ``scheme``
+    rides beside the split keys as a plain str (MMSA readers index only the
+    splits), so a reader scores the pickle as it was made instead of guessing.
+    ``annotations``: per split, one string per clip (MMSA's ``annotations``).
+    """
+    import numpy as np
+
+    from models.io import atomic_write
+
+    pickled: dict[str, object] = {}
+    for split_name in SPLITS:
+        split = dataset.splits[split_name]
+        notes = list((annotations or {}).get(split_name) or [""] * len(split))
+        fields = {
+            "raw_text": np.array(split.texts, dtype=object),
+            "audio": split.audio,  # (N, T_a, D_a)
+            "vision": split.vision,  # (N, T_v, D_v)
+            "audio_lengths": split.audio_lengths,  # (N,)
+            "vision_lengths": split.vision_lengths,  # (N,)
+            "id": np.array(split.ids, dtype=object),
+            "regression_labels": split.labels,  # (N,)
+            "annotations": np.array(notes, dtype=object),
+        }
+        for m in _UNIMODAL:
+            values = getattr(split, f"labels_{m}")
+            if values is not None:
+                fields[f"regression_labels_{m}"] = values
+        pickled[split_name] = fields
+    pickled["scheme"] = Scheme(dataset.scheme).value  # a str: the pickle must load without deepmlf
+    return atomic_write(Path(path), lambda handle: pickle.dump(pickled, handle, protocol=4))

@@ -52,6 +52,7 @@ from models.data.format import save_dataset
 from models.data.locate import SAMPLE_NAME
 from models.data.types import MultimodalDataset, SplitData
 from models.errors import ConfigError
+from models.schemes import Scheme
 
 AUDIO_FEATURES: list[str] = ["zcr"] + [f"mfcc_{i}" for i in range(20)] + [f"chroma_{i}" for i in range(12)]
 VISION_FEATURES: list[str] = [
@@ -328,7 +329,7 @@ def _raw_splits(n_train: int, n_valid: int, n_test: int, seed: int) -> dict[str,
 def _dataset(splits: dict[str, SplitData], report: dict[str, dict[str, int]], seed: int) -> MultimodalDataset:
     return MultimodalDataset(
         name=SAMPLE_NAME,
-        scheme="sims",
+        scheme=Scheme.SIMS,
         splits=splits,
         audio_features=list(AUDIO_FEATURES),
         vision_features=list(VISION_FEATURES),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.errors import DatasetError
-from models.evaluation.metrics import SCHEMES
+from models.schemes import Scheme
 
 if TYPE_CHECKING:  # normalize imports this module
     from models.data.normalize import FeatureNormalizer
@@ -84,7 +84,7 @@ class MultimodalDataset:
     """A dataset with train/valid/test splits and what is known about its features."""
 
     name: str
-    scheme: str  # metric scheme: "mosi" (labels in [-3, 3]) or "sims" ([-1, 1])
+    scheme: Scheme  # metric scheme: "mosi" (labels in [-3, 3]) or "sims" ([-1, 1]); a str
     splits: dict[str, SplitData]  # "train", "valid", "test"
     audio_features: list[str] | None  # names of the D_a columns, when known
     vision_features: list[str] | None
@@ -140,8 +140,9 @@ def transcripts_are_cjk(dataset: MultimodalDataset, sample: int = 500) -> bool |
 
 def with_scheme(dataset: MultimodalDataset, scheme: str) -> MultimodalDataset:
     """The dataset scored with `scheme` (--scheme): sets a guessed scheme; a recorded one must agree."""
-    if scheme not in SCHEMES:
-        raise DatasetError(f"--scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+    if Scheme.get(scheme) is None:
+        raise DatasetError(f"--scheme {scheme!r}: use one of {Scheme.choices()}")
+    scheme = Scheme(scheme)
     if scheme == dataset.scheme:
         return dataset
     if not dataset.scheme_guessed:

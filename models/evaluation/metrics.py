@@ -1,5 +1,7 @@
 """The field's sentiment metrics, computed exactly as the MMSA toolkit computes them.
 
+The scheme's scale, clipping and class bins are ``models.schemes.Scheme``'s.
+
 Reference: thuiar/MMSA, ``src/MMSA/utils/metricsTop.py`` (``MetricsTop``),
 regression mode:
 
@@ -49,34 +51,22 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from models.errors import ConfigError, DatasetError, DeepMLFError
+from models.schemes import SIMS_EDGES, Scheme
 
-Scheme = Literal["mosi", "sims"]
-SCHEMES: tuple[str, ...] = ("mosi", "sims")
+SCHEMES: tuple[str, ...] = tuple(s.value for s in Scheme)
 
 # Keys in the order tables show them. The first entry is the headline number.
-PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
-    "mosi": (
-        "Non0_acc_2",
-        "Non0_F1_score",
-        "Has0_acc_2",
-        "Has0_F1_score",
-        "MAE",
-        "Corr",
-        "Mult_acc_5",
-        "Mult_acc_7",
-    ),
-    "sims": ("Mult_acc_2", "F1_score", "MAE", "Corr", "Mult_acc_3", "Mult_acc_5"),
-}
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {s.value: s.primary_metrics for s in Scheme}
 
-# MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i.
-SIMS_EDGES_2: tuple[float, ...] = (-1.01, 0.0, 1.01)
-SIMS_EDGES_3: tuple[float, ...] = (-1.01, -0.1, 0.1, 1.01)
-SIMS_EDGES_5: tuple[float, ...] = (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)
+# MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i (kept here for callers; Scheme owns them).
+SIMS_EDGES_2: tuple[float, ...] = SIMS_EDGES[2]
+SIMS_EDGES_3: tuple[float, ...] = SIMS_EDGES[3]
+SIMS_EDGES_5: tuple[float, ...] = SIMS_EDGES[5]
 
 POLARITY_NAMES: dict[int, tuple[str, ...]] = {
     2: ("negative", "positive"),
@@ -84,9 +74,8 @@ POLARITY_NAMES: dict[int, tuple[str, ...]] = {
 }
 
 
-def _check_scheme(scheme: str) -> None:
-    if scheme not in SCHEMES:
-        raise ConfigError(f"unknown metric scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+def _check_scheme(scheme: str) -> Scheme:
+    return Scheme.parse(scheme)
 
 
 def _as_vector(values, what: str) -> np.ndarray:
@@ -146,17 +135,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.corrcoef(a, b)[0][1])
 
 
-def _bin(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Class index of each value for left-open, right-closed bins (MMSA's SIMS loop)."""
-    out = np.full(values.shape, -1, dtype=np.int64)  # (N,)
-    for i in range(len(edges) - 1):
-        # np.float32 edges: MMSA compares float32 tensors against Python floats,
-        # which numpy evaluates in float32.
-        lo, hi = np.float32(edges[i]), np.float32(edges[i + 1])
-        out[(values > lo) & (values <= hi)] = i
-    return out
-
-
 def _round4(value: float) -> float:
     # MMSA calls round(x, 4) on numpy scalars, i.e. np.round (half to even).
     return value if math.isnan(value) else float(np.round(value, 4))
@@ -165,8 +143,9 @@ def _round4(value: float) -> float:
 def _mosi_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     mae = float(np.mean(np.abs(pred - truth)))
     corr = pearson(pred, truth)
-    acc7 = _accuracy(np.round(np.clip(pred, -3.0, 3.0)), np.round(np.clip(truth, -3.0, 3.0)))
-    acc5 = _accuracy(np.round(np.clip(pred, -2.0, 2.0)), np.round(np.clip(truth, -2.0, 2.0)))
+    classes = Scheme.MOSI.classes  # round(clip(±3)) / round(clip(±2)), compared for equality
+    acc7 = _accuracy(classes(pred, 7), classes(truth, 7))
+    acc5 = _accuracy(classes(pred, 5), classes(truth, 5))
 
     nonzero = truth != 0
     non0_truth = truth[nonzero] > 0
@@ -190,20 +169,22 @@ def _mosi_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def _sims_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    pred = np.clip(pred, -1.0, 1.0)
-    truth = np.clip(truth, -1.0, 1.0)
-    pred2, truth2 = _bin(pred, SIMS_EDGES_2), _bin(truth, SIMS_EDGES_2)
+    lo, hi = Scheme.SIMS.scale
+    pred = np.clip(pred, lo, hi)
+    truth = np.clip(truth, lo, hi)
+    classes = Scheme.SIMS.classes  # bins of the clipped values
+    pred2, truth2 = classes(pred, 2), classes(truth, 2)
     return {
         "Mult_acc_2": _accuracy(pred2, truth2),
-        "Mult_acc_3": _accuracy(_bin(pred, SIMS_EDGES_3), _bin(truth, SIMS_EDGES_3)),
-        "Mult_acc_5": _accuracy(_bin(pred, SIMS_EDGES_5), _bin(truth, SIMS_EDGES_5)),
+        "Mult_acc_3": _accuracy(classes(pred, 3), classes(truth, 3)),
+        "Mult_acc_5": _accuracy(classes(pred, 5), classes(truth, 5)),
         "F1_score": weighted_f1(truth2, pred2),
         "MAE": float(np.mean(np.abs(pred - truth))),
         "Corr": pearson(pred, truth),
     }
 
 
-def compute_metrics(predictions, labels, scheme: Scheme) -> dict[str, float]:
+def compute_metrics(predictions, labels, scheme: Scheme | str) -> dict[str, float]:
     """The MMSA regression metrics for one set of predictions.
 
     Args:
@@ -216,7 +197,7 @@ def compute_metrics(predictions, labels, scheme: Scheme) -> dict[str, float]:
         MMSA's metric names mapped to floats; accuracies and F1 are fractions
         in [0, 1] (not percent). See the module docstring for the exact rules.
     """
-    _check_scheme(scheme)
+    scheme = _check_scheme(scheme)
     pred = _as_vector(predictions, "predictions")
     truth = _as_vector(labels, "labels")
     if pred.shape != truth.shape:
@@ -225,12 +206,12 @@ def compute_metrics(predictions, labels, scheme: Scheme) -> dict[str, float]:
         )
     if truth.size == 0:
         raise DeepMLFError("no predictions to score: the split is empty")
-    if scheme == "mosi":
-        return _mosi_metrics(pred, truth)
-    return _sims_metrics(pred, truth)
+    if scheme.clips_before_scoring:
+        return _sims_metrics(pred, truth)
+    return _mosi_metrics(pred, truth)
 
 
-def polarity_classes(values, scheme: Scheme, n_classes: int = 3) -> np.ndarray:
+def polarity_classes(values, scheme: Scheme | str, n_classes: int = 3) -> np.ndarray:
     """Map regression values to polarity classes (names in ``POLARITY_NAMES``).
 
     3 classes (0 negative, 1 neutral, 2 positive):
@@ -244,16 +225,10 @@ def polarity_classes(values, scheme: Scheme, n_classes: int = 3) -> np.ndarray:
     Returns:
         (N,) int64 class indices.
     """
-    _check_scheme(scheme)
+    scheme = _check_scheme(scheme)
     if n_classes not in POLARITY_NAMES:
         raise ConfigError(f"n_classes={n_classes} is not supported: use 2 or 3")
-    array = _as_vector(values, "values")  # (N,)
-    if scheme == "sims":
-        clipped = np.clip(array, -1.0, 1.0)
-        return _bin(clipped, SIMS_EDGES_3 if n_classes == 3 else SIMS_EDGES_2)
-    if n_classes == 2:
-        return (array >= 0).astype(np.int64)
-    return (np.sign(array) + 1).astype(np.int64)
+    return scheme.classes(_as_vector(values, "values"), n_classes)  # (N,)
 
 
 def summarize_seeds(results: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:

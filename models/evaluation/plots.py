@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from models.evaluation.metrics import SIMS_EDGES_2, SIMS_EDGES_5
+from models.io import atomic_write
+from models.schemes import Scheme
 
 
 def pyplot():
@@ -23,27 +23,23 @@ def pyplot():
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Save under a temporary name, then rename (a crash never leaves half a PNG); closes the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    pyplot().close(fig)
+    try:
+        atomic_write(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
 
 
 def class_bins(values: np.ndarray, scheme: str, n_classes: int) -> tuple[np.ndarray, list[str]]:
     """Class index per value and class names: 2 and 7 bins (mosi), 2 and 5 bins (sims), as the metrics bin."""
-    values = np.asarray(values, dtype=np.float64)
-    if scheme == "sims":
-        edges = {2: SIMS_EDGES_2, 5: SIMS_EDGES_5}[n_classes]
-        clipped = np.clip(values, -1.0, 1.0)
-        index = np.searchsorted(np.asarray(edges[1:-1]), clipped, side="left")  # left-open, right-closed bins
+    scheme = Scheme.parse(scheme)
+    index = scheme.classes(values, n_classes)  # (N,)
+    if scheme is Scheme.SIMS:
         names = {2: ["neg", "pos"], 5: ["strong neg", "weak neg", "neutral", "weak pos", "strong pos"]}[n_classes]
         return index, names
     if n_classes == 2:
-        return (values >= 0).astype(int), ["neg", "non-neg"]
+        return index, ["neg", "non-neg"]
     bound = (n_classes - 1) // 2
-    return (np.round(np.clip(values, -bound, bound)) + bound).astype(int), [str(v) for v in range(-bound, bound + 1)]
+    return index, [str(v) for v in range(-bound, bound + 1)]
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -66,7 +62,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
 def plot_scatter(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
     """Predicted against true sentiment with the identity line."""
     plt = pyplot()
-    bound = 1.0 if scheme == "sims" else 3.0
+    bound = Scheme.parse(scheme).scale[1]
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(labels, predictions, s=8, alpha=0.6)
     ax.plot([-bound, bound], [-bound, bound], color="grey", linestyle="--", linewidth=1)
@@ -82,7 +78,7 @@ def plot_scatter(predictions: np.ndarray, labels: np.ndarray, scheme: str, path:
 def plot_confusions(predictions: np.ndarray, labels: np.ndarray, scheme: str, path: Path) -> Path:
     """Confusion matrices of the 2-class and the 7-class (mosi) / 5-class (sims) bins."""
     plt = pyplot()
-    fine = 5 if scheme == "sims" else 7
+    fine = Scheme.parse(scheme).finest_classes
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, n in zip(axes, (2, fine)):
         truth, names = class_bins(labels, scheme, n)

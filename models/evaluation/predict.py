@@ -20,9 +20,7 @@ from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
-
-# Label range of each metric scheme: SIMS labels lie in [-1, 1], MOSI/MOSEI in [-3, 3].
-SCHEME_SCALE: dict[str, tuple[float, float]] = {"sims": (-1.0, 1.0), "mosi": (-3.0, 3.0)}
+from models.schemes import Scheme
 
 
 @dataclass(eq=False)
@@ -76,11 +74,12 @@ class Prediction:
                 "raw_heads": dict(self.raw_heads), "scale": list(self.scale)}
 
 
-def model_scheme(loaded: LoadedModel) -> str:
+def model_scheme(loaded: LoadedModel) -> Scheme:
     """The metric scheme of the data the model was trained on (sims or mosi)."""
-    scheme = (loaded.meta.get("dataset") or {}).get("scheme", "mosi")
-    if scheme not in SCHEME_SCALE:
-        raise CheckpointError(f"{loaded.directory}: unknown scheme {scheme!r} in meta.json; re-run training")
+    recorded = (loaded.meta.get("dataset") or {}).get("scheme", Scheme.MOSI)
+    scheme = Scheme.get(recorded)
+    if scheme is None:
+        raise CheckpointError(f"{loaded.directory}: unknown scheme {recorded!r} in meta.json; re-run training")
     return scheme
 
 
@@ -139,7 +138,7 @@ def predict_features(
                 raw_score=float(heads["prediction"][i]),
                 polarity=POLARITY_NAMES[3][int(classes[i])],
                 raw_heads={k: (None if np.isnan(heads[k][i]) else float(heads[k][i])) for k in ("text", "av", "fusion")},
-                scale=SCHEME_SCALE[scheme],
+                scale=scheme.scale,
             )
         )
     return results

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from models.io import atomic_write_text, default_file_mode
+from models.io import atomic_dir
 
 # --- resume state: tensors in safetensors, counters in JSON --------------------------------------
 
@@ -23,15 +23,13 @@ def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> 
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout and SeqAug masks on the GPU draw from it
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.chmod(default_file_mode())  # safetensors writes 0600, whatever the umask
-    tmp.replace(directory / "state.safetensors")
     counters = {**counters, "param_groups": [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
                                              for g in opt_state["param_groups"]]}
-    # The JSON is written last: a state directory counts only once it names its epoch.
-    atomic_write_text(directory / "state.json", json.dumps(counters, indent=1))
+    # Both files swap in together: a state directory never pairs one epoch's
+    # tensors with another epoch's counters, and counts once it names its epoch.
+    with atomic_dir(Path(directory)) as tmp:
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(counters, indent=1), encoding="utf-8")
 
 
 def _load_state(directory: Path, model, optimizer) -> dict[str, Any]:
