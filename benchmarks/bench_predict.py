@@ -90,7 +90,7 @@ def main() -> None:
 
     import extractors.synthetic as tm
     from extractors.pipeline import Pipeline
-    from extractors.recipe import build_recipe, with_transcript
+    from extractors.recipe import Recipe, build_recipe
     from models.checkpoint import load_model
     from models.run import Run
 
@@ -98,12 +98,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
         tmp = Path(tmp_name)
         recipe = build_recipe(transcript="given")
-        checkpoint = Run(args.model).best() if args.model else _untrained_run(tmp, recipe)
+        checkpoint = Run(args.model).best() if args.model else _untrained_run(tmp, recipe.to_dict())
         t0 = time.perf_counter()
         loaded = load_model(checkpoint)
         load_s = time.perf_counter() - t0
         if args.model:
-            recipe = with_transcript(loaded.meta["dataset"]["recipe"], mode="given")
+            recipe = Recipe.from_dict(loaded.meta["dataset"]["recipe"]).with_transcript(mode="given")
         clip = tm.make_face_clip(tmp / "clip.mp4", args.seconds, fps=25, audio="speech", size=(240, 320))
         clip.with_suffix(".txt").write_text("I really liked this film, the acting was great.")
         t0 = time.perf_counter()

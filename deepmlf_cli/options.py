@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from extractors import choices
 
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the final result.")]
@@ -23,15 +24,9 @@ SchemeOption = Annotated[Optional[str], typer.Option("--scheme", help="Metric sc
 
 
 # --- transcripts: one definition for extract, transcribe and predict ---------------------------
-DEFAULT_WHISPER_MODEL = "openai/whisper-small"  # = extractors.transcript.DEFAULT_WHISPER_MODEL (not imported: CLI start stays fast)
-
-
-class WhisperBackendChoice(str, enum.Enum):
-    """Which Whisper implementation transcribes (extractors.transcript.WhisperBackend)."""
-
-    transformers = "transformers"
-    faster_whisper = "faster-whisper"
-
+# The choices and defaults come from extractors.choices (standard library only: CLI start stays fast).
+DEFAULT_WHISPER_MODEL = choices.DEFAULT_WHISPER_MODEL
+WhisperBackendChoice = choices.WhisperBackend
 
 WhisperModelOption = Annotated[Optional[str], typer.Option(
     "--whisper-model",

@@ -6,25 +6,15 @@ and has one method, `extract(path | samples) -> Features`.
 
 from __future__ import annotations
 
-import enum
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .choices import AudioBackend
 from .errors import ExtractionError
 from .features import Features
 from .media import load_audio
-
-
-class AudioBackend(str, enum.Enum):
-    """Which audio recipe to run."""
-
-    librosa_sims = "librosa_sims"  # CH-SIMS / MMSA-FET: 22050 Hz, 1 ZCR + 20 MFCC + 12 CQT chroma = 33
-    egemaps = "egemaps"  # openSMILE eGeMAPSv02: 25 LLDs at 100 Hz (88 functionals)
-    compare = "compare"  # openSMILE ComParE_2016: 65 LLDs at 100 Hz (6373 functionals)
-    none = "none"  # no audio features
-
 
 # Versions bump whenever an extractor's output changes for the same input, so
 # a recipe recorded at training time can refuse features from a different one.

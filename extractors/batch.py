@@ -3,7 +3,8 @@
 A bad clip never stops the batch: its error becomes a one-line reason in the
 results (and in `<out>/errors.tsv`). Finished clips are skipped on re-runs
 (resume after a crash or Ctrl-C) because each one's files are written
-atomically and its `.json` marks it done for one recipe hash.
+atomically and its `.json` marks it done for one feature hash (a changed
+transcript policy redoes only the clip's text).
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
-from .dataset import assemble_dataset, clip_done, save_clip, write_features_manifest, write_text
+from .dataset import (
+    assemble_dataset,
+    clip_done,
+    clip_filename,
+    save_clip,
+    write_features_manifest,
+    write_json,
+    write_text,
+)
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
-from .recipe import recipe_hash, validate_recipe
-from .transcript import TranscriptMode, check_whisper, find_sidecar
+from .recipe import Recipe
 
 ERRORS_FILE = "errors.tsv"
 
@@ -110,12 +118,15 @@ def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
     return jobs
 
 
-def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allow_missing: bool = False) -> ClipResult:
+def extract_one(job: ClipJob, recipe: Recipe, features_dir: Path, allow_missing: bool = False,
+                done: dict | None = None) -> ClipResult:
     """Extract and save one clip; every known failure becomes a one-line reason (never a traceback).
 
     A clip without speech, a face or a transcript fails unless `allow_missing`.
+    done: the metadata of the clip's features made with the same feature hash
+    under another transcript policy: only its text is redone.
     """
-    from .pipeline import extract_clip, recipe_modalities, require_modalities
+    from .pipeline import extract_clip, require_modalities, transcribe_clip
 
     t0 = time.perf_counter()
     base = ClipResult(key=job.key, path=str(job.path or ""), status="failed")
@@ -123,10 +134,20 @@ def extract_one(job: ClipJob, recipe: dict, features_dir: Path, rhash: str, allo
         base.reason = job.problem
         return base
     try:
-        clip = extract_clip(job.path, recipe, transcript=job.text)
-        if not allow_missing:
-            require_modalities(job.path, clip.info, clip.text, "extract", recipe_modalities(recipe))
-        meta = save_clip(features_dir, job, clip, rhash)
+        if done is not None:
+            text, tracks = transcribe_clip(job.path, recipe, transcript=job.text)
+            if not allow_missing:
+                require_modalities(job.path, {**done, **tracks}, text.text, "extract", recipe.modalities)
+            meta = {**done, "path": str(job.path), "text": text.text, "transcript": text.to_dict(),
+                    "transcript_hash": recipe.transcript.hash}
+            write_json(Path(features_dir) / f"{clip_filename(job.key)}.json", meta)  # the .npz stays as it is
+        else:
+            clip = extract_clip(job.path, recipe, transcript=job.text)
+            if not allow_missing:
+                require_modalities(job.path, clip.info, clip.text, "extract", recipe.modalities)
+            # Beside the feature hash (the done-marker): a later run with another transcript policy redoes only the text.
+            clip.info["transcript_hash"] = recipe.transcript.hash
+            meta = save_clip(features_dir, job, clip, recipe.feature_hash)
     except ExtractionError as exc:
         base.reason = str(exc).replace(str(job.path) + ": ", "", 1)
     except (MemoryError, OSError, ValueError, RuntimeError) as exc:
@@ -191,14 +212,6 @@ def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="deepmlf-parent-watch", daemon=True).start()
 
 
-def _needs_whisper(job: ClipJob, recipe: dict) -> bool:
-    """Whether this clip's text can only come from Whisper (no label text, no sidecar)."""
-    mode = TranscriptMode(recipe["transcript"]["mode"])
-    if mode in (TranscriptMode.none, TranscriptMode.given) or job.path is None or job.problem or job.text:
-        return False
-    return mode == TranscriptMode.whisper or find_sidecar(job.path) is None
-
-
 def _rows(jobs: list[ClipJob], limit: int = 12) -> str:
     """'rows 3, 7, 9' (label-file rows) or 'clips a, b' for the jobs, shortened past `limit`."""
     labelled = all(j.row is not None for j in jobs)
@@ -211,7 +224,7 @@ def _rows(jobs: list[ClipJob], limit: int = 12) -> str:
 def run_extract(
     inputs: Path,
     out: Path,
-    recipe: dict,
+    recipe: Recipe,
     labels: Path | None = None,
     workers: int = 1,
     shard: tuple[int, int] | None = None,
@@ -235,8 +248,6 @@ def run_extract(
     `models.data.format.save_extracted`, the dataset format's one writer.
     """
     t_start = time.perf_counter()
-    recipe = validate_recipe(recipe)
-    rhash = recipe_hash(recipe)
     out = Path(out)
     features_dir = out / "features"
     if out.exists() and not out.is_dir():
@@ -250,9 +261,13 @@ def run_extract(
 
     results: list[ClipResult] = []
     todo: list[ClipJob] = []
+    stale: dict[str, dict] = {}  # key -> metadata of features that stand, with text made by another transcript policy
     for job in jobs:
-        meta = clip_done(features_dir, job.key, rhash) if job.path is not None else None
-        if meta is not None:
+        meta = clip_done(features_dir, job.key, recipe.feature_hash) if job.path is not None else None
+        if meta is not None and meta.get("transcript_hash") != recipe.transcript.hash:
+            stale[job.key] = meta
+            todo.append(job)
+        elif meta is not None:
             results.append(
                 ClipResult(job.key, str(job.path), "skipped", duration=float(meta.get("duration") or 0.0),
                            audio_frames=int(meta["audio_frames"]), vision_frames=int(meta["vision_frames"]),
@@ -261,7 +276,10 @@ def run_extract(
         else:
             todo.append(job)
     notes: list[str] = []
-    whisper_jobs = [j for j in todo if _needs_whisper(j, recipe)]
+    if stale:
+        notes.append(f"{len(stale)} clip(s) keep their audio and face features and get a new transcript "
+                     "(the transcript settings changed)")
+    whisper_jobs = [j for j in todo if not j.problem and recipe.needs_whisper(j.path, j.text)]
     if whisper_jobs:
         where = f" of {Path(labels).name if labels else 'label.csv'}" if labelled else ""
         have, need = ("has", "needs") if len(whisper_jobs) == 1 else ("have", "need")
@@ -269,7 +287,7 @@ def run_extract(
         try:
             # Checked once for the whole batch: a wrong model, backend or
             # language would otherwise fail every clip after its audio/face work.
-            check_whisper(recipe["transcript"])
+            recipe.transcript.check_whisper()
         except (ModelNotCachedError, BackendUnavailableError) as exc:
             needing = {id(j) for j in whisper_jobs}
             others = [j for j in todo if not j.problem and id(j) not in needing]
@@ -284,7 +302,7 @@ def run_extract(
                          "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run")
         else:
             if labelled:
-                notes.append(f"{_rows(whisper_jobs)}{where} {what}: transcribed with Whisper {recipe['transcript']['model']}")
+                notes.append(f"{_rows(whisper_jobs)}{where} {what}: transcribed with Whisper {recipe.transcript.model}")
     if on_plan:
         on_plan(len(jobs), len(results))
     for r in results:
@@ -294,7 +312,7 @@ def run_extract(
 
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
-            result = extract_one(job, recipe, features_dir, rhash, allow_missing)
+            result = extract_one(job, recipe, features_dir, allow_missing, stale.get(job.key))
             results.append(result)
             if on_result:
                 on_result(result)
@@ -303,7 +321,7 @@ def run_extract(
         # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads, os.getpid())) as pool:
-            pending = {pool.submit(extract_one, job, recipe, features_dir, rhash, allow_missing) for job in todo}
+            pending = {pool.submit(extract_one, job, recipe, features_dir, allow_missing, stale.get(job.key)) for job in todo}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -333,7 +351,7 @@ def run_extract(
     elif labelled:
         good = [j for j in all_jobs if j.key in ok_keys]
         if good:
-            summary.manifest = write_dataset(out, **assemble_dataset(good, features_dir, recipe), name=name,
+            summary.manifest = write_dataset(out, **assemble_dataset(good, features_dir, recipe.to_dict()), name=name,
                                              scheme=scheme, mmsa=mmsa, extra=extra)
             why = {"train": "train has nothing to learn from", "valid": "train picks its best epoch on valid clips",
                    "test": "there will be no test metrics"}
@@ -354,7 +372,7 @@ def run_extract(
                 audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
                 vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
         if metas:
-            summary.manifest = write_features_manifest(out, metas, recipe, audio_names, vision_names, extra)
+            summary.manifest = write_features_manifest(out, metas, recipe.to_dict(), audio_names, vision_names, extra)
         if mmsa:
             summary.notes.append("--format mmsa needs --labels (MMSA pickles hold labelled splits); wrote per-clip features only")
     summary.elapsed = time.perf_counter() - t_start

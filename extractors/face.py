@@ -10,7 +10,6 @@ and `face_present = 0` (and `Features.present` False): never dropped.
 from __future__ import annotations
 
 import contextlib
-import enum
 import math
 import os
 import sys
@@ -18,18 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import FaceBackend
 from .errors import BackendUnavailableError, ExtractionError
 from .features import Features
 from .media import sample_frames
-
-
-class FaceBackend(str, enum.Enum):
-    """Which face recipe to run."""
-
-    mediapipe = "mediapipe"  # offline: MediaPipe 0.10.21's bundled 478-point face mesh
-    pyfeat = "pyfeat"  # py-feat: action units, emotions, pose, landmarks (needs its hub models)
-    none = "none"  # no vision features
-
 
 FACE_VERSIONS = {FaceBackend.mediapipe: 1, FaceBackend.pyfeat: 1, FaceBackend.none: 1}
 

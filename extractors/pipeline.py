@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioExtractor
 from .errors import MissingModalityError
-from .face import FaceExtractor
 from .features import Features
 from .media import load_audio, probe
-from .recipe import recipe_hash, validate_recipe
-from .transcript import SILENCE_RMS, Transcript, TranscriptMode, WhisperTranscriber, get_transcript
+from .recipe import Recipe
+from .transcript import SILENCE_RMS, Transcript, TranscriptMode, TranscriptPolicy, WhisperTranscriber, get_transcript
 
 
 @dataclass
@@ -48,25 +46,18 @@ class ClipFeatures:
 class Pipeline:
     """The extractors of one recipe, built once and reused for many clips (models stay loaded)."""
 
-    def __init__(self, recipe: dict) -> None:
-        self.recipe = validate_recipe(recipe)
-        self.hash = recipe_hash(self.recipe)
-        audio, face, text = self.recipe["audio"], self.recipe["face"], self.recipe["transcript"]
-        audio_params = {k: v for k, v in audio["params"].items() if k in ("functionals", "hop_length", "n_mfcc")}
-        if audio["extractor"] == "librosa_sims":
-            audio_params["sample_rate"] = audio["params"]["sample_rate"]
-        self.audio = AudioExtractor(audio["extractor"], **audio_params)
-        face_params = {k: v for k, v in face["params"].items() if k in ("fps", "max_faces", "max_side", "min_detection_confidence")}
-        self.face = FaceExtractor(face["extractor"], **face_params)
-        self.transcript_mode = TranscriptMode(text["mode"])
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.audio = recipe.audio.build()
+        self.face = recipe.face.build()
+        self.transcript_mode = recipe.transcript.mode
         self._whisper = None
 
     @property
     def whisper(self) -> WhisperTranscriber:
         """Built on first need: most labelled corpora never call Whisper."""
         if self._whisper is None:
-            text = self.recipe["transcript"]
-            self._whisper = WhisperTranscriber(text["model"], text["backend"], text["language"], text["task"])
+            self._whisper = self.recipe.transcript.transcriber()
         return self._whisper
 
     def extract(
@@ -136,14 +127,9 @@ class Pipeline:
 ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
 
 
-def recipe_modalities(recipe: dict) -> frozenset[str]:
-    """The modalities a recipe extracts: an extractor or transcript mode set to 'none' drops one."""
-    dropped = {
-        "audio": recipe["audio"]["extractor"] == "none",
-        "vision": recipe["face"]["extractor"] == "none",
-        "text": recipe["transcript"]["mode"] == TranscriptMode.none.value,
-    }
-    return frozenset(m for m in ALL_MODALITIES if not dropped[m])
+def recipe_modalities(recipe: Recipe) -> frozenset[str]:
+    """The modalities a recipe extracts (`Recipe.modalities`): an extractor or transcript mode set to 'none' drops one."""
+    return recipe.modalities
 
 
 def missing_modalities(info: dict, text: str | None, needs: frozenset[str] = ALL_MODALITIES) -> list[str]:
@@ -184,19 +170,19 @@ def require_modalities(path: Path, info: dict, text: str | None, action: str,
         )
 
 
-_PIPELINES: dict[str, Pipeline] = {}  # per process: recipe hash -> built pipeline
+_PIPELINES: dict[tuple[str, TranscriptPolicy], Pipeline] = {}  # per process: (feature hash, text policy) -> pipeline
 
 
-def get_pipeline(recipe: dict) -> Pipeline:
+def get_pipeline(recipe: Recipe) -> Pipeline:
     """The (cached) pipeline for a recipe; extractors and models are built once per process."""
-    key = recipe_hash(recipe)
+    key = (recipe.feature_hash, recipe.transcript)  # the transcript policy picks the Whisper it holds
     if key not in _PIPELINES:
         _PIPELINES[key] = Pipeline(recipe)
     return _PIPELINES[key]
 
 
 def extract_clip(
-    path: Path, recipe: dict, transcript: str | None = None, *, start: float | None = None, end: float | None = None
+    path: Path, recipe: Recipe, transcript: str | None = None, *, start: float | None = None, end: float | None = None
 ) -> ClipFeatures:
     """Recompute a clip's features exactly as `recipe` says (the recipe stored with a dataset or model run).
 
@@ -204,3 +190,16 @@ def extract_clip(
     start, end: optional window in seconds (predict's segments); timestamps count from `start`.
     """
     return get_pipeline(recipe).extract(Path(path), transcript, start, end)
+
+
+def transcribe_clip(path: Path, recipe: Recipe, transcript: str | None = None) -> tuple[Transcript, dict]:
+    """Only a clip's text by the recipe's transcript policy, and the probe's track info (has_audio, has_video).
+
+    For clips whose features are already extracted under the same feature hash
+    but whose transcript policy changed: no audio or face work is redone.
+    """
+    path = Path(path)
+    info = probe(path)  # raises MediaError for empty / non-media / truncated files
+    pipeline = get_pipeline(recipe)
+    text = get_transcript(path, pipeline.transcript_mode, transcript, pipeline._lazy_whisper(), info.has_audio)
+    return text, {"has_audio": info.has_audio, "has_video": info.has_video}

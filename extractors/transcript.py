@@ -10,38 +10,32 @@ waiting on the hub.
 
 from __future__ import annotations
 
-import enum
+import hashlib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from .choices import (
+    DEFAULT_WHISPER_BACKEND,
+    DEFAULT_WHISPER_MODEL,
+    DEFAULT_WHISPER_TASK,
+    WHISPER_TASKS,
+    TranscriptFormat,
+    TranscriptMode,
+    WhisperBackend,
+)
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
 from .media import load_audio
 
-DEFAULT_WHISPER_MODEL = "openai/whisper-small"
 WHISPER_RATE = 16000
 SIDECAR_EXTENSIONS = (".txt", ".srt", ".vtt")
 # Below this RMS the track is digital silence: Whisper would only hallucinate.
 SILENCE_RMS = 1e-4
-
-
-class TranscriptMode(str, enum.Enum):
-    """Where a clip's text comes from."""
-
-    auto = "auto"  # given text > sidecar > Whisper
-    given = "given"  # given text > sidecar, else empty (never runs Whisper)
-    whisper = "whisper"  # always Whisper (given text still wins: it is the label file's truth)
-    none = "none"  # no text
-
-
-class WhisperBackend(str, enum.Enum):
-    """Which Whisper implementation transcribes."""
-
-    transformers = "transformers"
-    faster_whisper = "faster-whisper"
 
 
 @dataclass
@@ -180,8 +174,6 @@ def whisper_format(location: Path) -> str | None:
 
 
 def _read_json(path: Path) -> dict | list | None:
-    import json
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -229,6 +221,19 @@ def _short_list(items, limit: int = 16) -> str:
     return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
+def _whisper_options(backend: WhisperBackend | str, language: str | None, task: str) -> WhisperBackend:
+    """The backend as an enum, after checking the backend, language and task (one-line errors naming the option)."""
+    try:
+        backend = WhisperBackend(backend)
+    except ValueError:
+        raise ExtractionError(f"unknown Whisper backend {backend!r}; choose transformers or faster-whisper") from None
+    if task not in WHISPER_TASKS:
+        raise ExtractionError(f"Whisper task must be transcribe or translate, not {task!r}")
+    if language is not None and not (isinstance(language, str) and re.fullmatch(r"[a-z]{2,3}|[A-Za-z ]+", language)):
+        raise ExtractionError(f"invalid --language {language!r}; use an ISO code such as zh or en")
+    return backend
+
+
 class WhisperTranscriber:
     """Speech to text with timestamps, through transformers' Whisper or faster-whisper.
 
@@ -244,14 +249,7 @@ class WhisperTranscriber:
         language: str | None = None,
         task: str = "transcribe",
     ) -> None:
-        try:
-            self.backend = WhisperBackend(backend)
-        except ValueError:
-            raise ExtractionError(f"unknown Whisper backend {backend!r}; choose transformers or faster-whisper") from None
-        if task not in ("transcribe", "translate"):
-            raise ExtractionError(f"Whisper task must be transcribe or translate, not {task!r}")
-        if language is not None and not re.fullmatch(r"[a-z]{2,3}|[A-Za-z ]+", language):
-            raise ExtractionError(f"invalid --language {language!r}; use an ISO code such as zh or en")
+        self.backend = _whisper_options(backend, language, task)
         self.model_id = model
         self.language = _language_code(language) if language else None
         self.task = task
@@ -424,10 +422,74 @@ def _segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Se
     return segments
 
 
-def check_whisper(transcript: dict) -> WhisperModelInfo:
-    """Check a recipe's transcript settings (model, backend, language, task) once, before a batch."""
-    return WhisperTranscriber(transcript["model"], transcript["backend"], transcript.get("language"),
-                              transcript.get("task", "transcribe")).check()
+@dataclass(frozen=True)
+class TranscriptPolicy:
+    """How a recipe gets each clip's text: the mode and, when Whisper runs, which model and how.
+
+    Validated on construction (one-line errors naming the option). It is not
+    part of a recipe's feature hash: changing it re-transcribes clips, it
+    does not re-extract their audio and face features.
+    """
+
+    mode: TranscriptMode = TranscriptMode.auto
+    backend: WhisperBackend = DEFAULT_WHISPER_BACKEND
+    model: str = DEFAULT_WHISPER_MODEL  # hub id (must be cached) or a local model folder
+    language: str | None = None  # None: Whisper detects it
+    task: str = DEFAULT_WHISPER_TASK  # "transcribe", or "translate" to English
+
+    def __post_init__(self) -> None:
+        try:
+            mode = TranscriptMode(self.mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in TranscriptMode)
+            raise ExtractionError(f"unknown transcript mode {self.mode!r}; choose one of: {choices}") from None
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ExtractionError(f"Whisper model must be a hub id or a model folder, not {self.model!r}; check --whisper-model")
+        language = self.language or None
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "backend", _whisper_options(self.backend, language, self.task))
+        object.__setattr__(self, "language", language)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TranscriptPolicy:
+        """From a recipe's `transcript` entry; absent keys take the defaults older recipes had."""
+        return cls(
+            mode=d.get("mode", TranscriptMode.auto.value),
+            backend=d.get("backend", DEFAULT_WHISPER_BACKEND.value),
+            model=d.get("model", DEFAULT_WHISPER_MODEL),
+            language=d.get("language"),
+            task=d.get("task", DEFAULT_WHISPER_TASK),
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON form stored in recipes (keys and order as datasets and runs have them)."""
+        return {"mode": self.mode.value, "backend": self.backend.value, "model": self.model,
+                "language": self.language, "task": self.task}
+
+    @cached_property
+    def hash(self) -> str:
+        """Short hash of the policy: a clip's text is redone when this changes, its features are not."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def needs_whisper(self, path: Path | None, given: str | None = None) -> bool:
+        """Whether the clip at `path` gets its text from Whisper: no given text, and no sidecar unless the mode is whisper.
+
+        The same precedence as `get_transcript`; callers ask it before a batch
+        to check Whisper once (`check_whisper`) instead of failing every clip.
+        """
+        if self.mode in (TranscriptMode.none, TranscriptMode.given) or path is None:
+            return False
+        if given is not None and str(given).strip():
+            return False  # given text wins in every mode
+        return self.mode == TranscriptMode.whisper or find_sidecar(path) is None
+
+    def transcriber(self) -> WhisperTranscriber:
+        """A Whisper transcriber with these settings (nothing loads until it transcribes)."""
+        return WhisperTranscriber(self.model, self.backend, self.language, self.task)
+
+    def check_whisper(self) -> WhisperModelInfo:
+        """Check the Whisper settings (model, backend, language, task) once, before a batch, without loading it."""
+        return self.transcriber().check()
 
 
 def get_transcript(
@@ -458,14 +520,6 @@ def get_transcript(
 
 # ---------------------------------------------------------------------------
 # Output formats
-class TranscriptFormat(str, enum.Enum):
-    """How `deepmlf transcribe` writes a transcript."""
-
-    txt = "txt"
-    srt = "srt"
-    json = "json"
-
-
 def _srt_time(seconds: float) -> str:
     ms = int(round(max(0.0, seconds) * 1000))
     h, ms = divmod(ms, 3_600_000)
@@ -480,8 +534,6 @@ def format_transcript(transcript: Transcript, fmt: TranscriptFormat | str, durat
     if fmt == TranscriptFormat.txt:
         return transcript.text + "\n"
     if fmt == TranscriptFormat.json:
-        import json
-
         return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
     segments = transcript.segments or ([Segment(0.0, duration or 0.0, transcript.text)] if transcript.text else [])
     cues = [f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text}\n" for i, s in enumerate(segments, start=1)]

@@ -189,17 +189,17 @@ def test_sidecar_and_given_text_precedence(tmp_path):
 
 
 def test_recipe_round_trip_and_validation(recipe):
-    from extractors.recipe import recipe_hash, validate_recipe, version_differences
+    from extractors.recipe import Recipe
 
-    again = validate_recipe(json.loads(json.dumps(recipe)))
-    assert recipe_hash(again) == recipe_hash(recipe)
-    assert version_differences(recipe) == []
-    assert recipe["audio"]["extractor"] == "librosa_sims" and recipe["face"]["params"]["fps"] == 5.0
-    broken = json.loads(json.dumps(recipe))
+    again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+    assert again == recipe and again.feature_hash == recipe.feature_hash
+    assert recipe.version_differences() == []
+    assert recipe.audio.extractor == "librosa_sims" and recipe.face.fps == 5.0
+    broken = recipe.to_dict()
     broken["audio"]["params"]["hop_length"] = 256
     broken["audio"]["version"] = 99
     with pytest.raises(ExtractionError, match="differs"):
-        validate_recipe(broken)
+        Recipe.from_dict(broken)
 
 
 # --------------------------------------------------------------------------- datasets and the command

@@ -23,27 +23,16 @@ from deepmlf_cli.options import (
     WhisperModelOption,
     Workers,
 )
+from extractors.choices import (
+    DEFAULT_AUDIO,
+    DEFAULT_FACE,
+    DEFAULT_FPS,
+    DEFAULT_TRANSCRIPT,
+    AudioBackend,
+    FaceBackend,
+    TranscriptMode,
+)
 from models.schemes import Scheme
-
-
-class AudioChoice(str, enum.Enum):
-    librosa_sims = "librosa_sims"
-    egemaps = "egemaps"
-    compare = "compare"
-    none = "none"
-
-
-class FaceChoice(str, enum.Enum):
-    mediapipe = "mediapipe"
-    pyfeat = "pyfeat"
-    none = "none"
-
-
-class TranscriptChoice(str, enum.Enum):
-    auto = "auto"
-    given = "given"
-    whisper = "whisper"
-    none = "none"
 
 
 class OutputFormat(str, enum.Enum):
@@ -55,11 +44,11 @@ def extract(
     inputs: Annotated[Path, typer.Argument(help="A media file, a folder of media (recursive), or an MMSA folder with label.csv and Raw/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (dataset or per-clip features).")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="MMSA label.csv: builds train/valid/test splits from its mode column.")] = None,
-    audio: Annotated[AudioChoice, typer.Option("--audio", help="Audio extractor.")] = AudioChoice.librosa_sims,
-    face: Annotated[FaceChoice, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = FaceChoice.mediapipe,
-    fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = 5.0,
+    audio: Annotated[AudioBackend, typer.Option("--audio", help="Audio extractor.")] = DEFAULT_AUDIO,
+    face: Annotated[FaceBackend, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = DEFAULT_FACE,
+    fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = DEFAULT_FPS,
     functionals: Annotated[bool, typer.Option("--functionals", help="openSMILE: one row of clip-level functionals instead of frame-level LLDs.")] = False,
-    transcript: Annotated[TranscriptChoice, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = TranscriptChoice.auto,
+    transcript: Annotated[TranscriptMode, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = DEFAULT_TRANSCRIPT,
     whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
     language: LanguageOption = None,

@@ -38,7 +38,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
@@ -54,6 +54,9 @@ from deepmlf_cli.options import (
     WhisperBackendOption,
     WhisperModelOption,
 )
+
+if TYPE_CHECKING:
+    from extractors.recipe import Recipe
 
 DEFAULT_RUNS = Path("runs")
 DEFAULT_WINDOW_S = 10.0
@@ -83,8 +86,9 @@ def latest_run(root: Path = DEFAULT_RUNS) -> Path:
     return Run.latest(root).path
 
 
-def model_recipe(meta: dict, checkpoint: Path) -> dict:
-    """The feature recipe stored with the model's training data, or a plain error when there is none."""
+def model_recipe(meta: dict, checkpoint: Path) -> Recipe:
+    """The feature recipe stored with the model's training data (validated), or a plain error when there is none."""
+    from extractors.recipe import Recipe
     from models.errors import CheckpointError
 
     dataset = meta.get("dataset") or {}
@@ -96,7 +100,7 @@ def model_recipe(meta: dict, checkpoint: Path) -> dict:
             f"features: `deepmlf extract videos/ --labels label.csv --out data/my` then `deepmlf train --dataset data/my`, "
             f"and pass that run to --model"
         )
-    return recipe
+    return Recipe.from_dict(recipe)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -118,22 +122,13 @@ def collect_inputs(paths: list[Path]) -> list[tuple[str, Path]]:
     return items
 
 
-def _needs_whisper(items: list[tuple[str, Path]], recipe: dict, transcript: str | None) -> bool:
-    from extractors.transcript import find_sidecar
-
-    mode = recipe["transcript"]["mode"]
-    if transcript is not None or mode in ("none", "given"):
-        return False
-    return mode == "whisper" or any(p.is_file() and find_sidecar(p) is None for _, p in items)
-
-
 # --------------------------------------------------------------------------- one clip
 def _failed(key: str, path: Path, reason: str) -> dict[str, Any]:
     return {"path": str(path), "key": key, "status": "failed", "error": reason, "score": None, "raw_score": None,
             "polarity": None, "heads": None, "raw_heads": None, "scale": None, "transcript": None, "transcript_source": None, "duration": None, "timings": None}
 
 
-def _predict_one(loaded, recipe: dict, key: str, path: Path, transcript: str | None, device: str,
+def _predict_one(loaded, recipe: Recipe, key: str, path: Path, transcript: str | None, device: str,
                  needs: frozenset[str]) -> dict[str, Any]:
     """One clip's prediction; fails (MissingModalityError) when it lacks a modality in `needs`."""
     from extractors.pipeline import extract_clip, require_modalities
@@ -164,19 +159,19 @@ def fixed_windows(duration: float, window: float) -> list[tuple[float, float]]:
     return bounds
 
 
-def _segments_of(path: Path, recipe: dict, transcript: str | None, duration: float, has_audio: bool,
+def _segments_of(path: Path, recipe: Recipe, transcript: str | None, duration: float, has_audio: bool,
                  window: float) -> tuple[list[tuple[float, float, str]], Any]:
     """(start, end, text) per utterance (sidecar subtitles or Whisper), else fixed windows with no text."""
-    from extractors.transcript import Transcript, WhisperTranscriber, get_transcript
+    from extractors.transcript import Transcript, get_transcript
 
-    text_cfg = recipe["transcript"]
+    text_cfg = recipe.transcript
     if transcript is not None:
         full = Transcript(" ".join(transcript.split()), "given")
     else:
         whisper = None
-        if text_cfg["mode"] in ("auto", "whisper"):
-            whisper = WhisperTranscriber(text_cfg["model"], text_cfg["backend"], text_cfg["language"], text_cfg["task"])
-        full = get_transcript(path, text_cfg["mode"], None, whisper, has_audio)
+        if text_cfg.mode in ("auto", "whisper"):
+            whisper = text_cfg.transcriber()
+        full = get_transcript(path, text_cfg.mode, None, whisper, has_audio)
     spans = [(max(0.0, s.start), min(s.end, duration), s.text) for s in full.segments if s.start < duration]
     spans = [s for s in spans if s[1] - s[0] > 0.05]
     if not spans:
@@ -184,13 +179,12 @@ def _segments_of(path: Path, recipe: dict, transcript: str | None, duration: flo
     return spans, full
 
 
-def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: str | None, window: float,
+def _predict_segments(loaded, recipe: Recipe, key: str, path: Path, transcript: str | None, window: float,
                       out_dir: Path, device: str, needs: frozenset[str]) -> dict[str, Any]:
     """A long clip's timeline; only a missing audio/video track in `needs` fails it (see predict_paths)."""
     from extractors.dataset import clip_filename
     from extractors.media import probe
     from extractors.pipeline import extract_clip, require_modalities
-    from extractors.recipe import with_transcript
     from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
     from models.evaluation.predict import ClipInput, clip_to_scale, predict_features
 
@@ -201,7 +195,7 @@ def _predict_segments(loaded, recipe: dict, key: str, path: Path, transcript: st
     t0 = time.perf_counter()
     spans, full = _segments_of(path, recipe, transcript, info.duration, info.has_audio, window)
     transcript_s = time.perf_counter() - t0
-    silent = with_transcript(recipe, mode="none")  # windows get the segment's own text, never the whole sidecar
+    silent = recipe.with_transcript(mode="none")  # windows get the segment's own text, never the whole sidecar
     inputs, timings = [], {"audio_s": 0.0, "face_s": 0.0, "transcript_s": transcript_s}
     for i, (start, end, text) in enumerate(spans):
         feats = extract_clip(path, silent, start=start, end=end)
@@ -291,8 +285,6 @@ def predict_paths(
     """
     from extractors.errors import ExtractionError
     from extractors.pipeline import get_pipeline, recipe_modalities
-    from extractors.recipe import version_differences, with_transcript
-    from extractors.transcript import check_whisper
     from models.checkpoint import load_model
     from models.errors import ConfigError, DeepMLFError
     from models.evaluation.predict import check_feature_sizes, model_scheme
@@ -308,21 +300,21 @@ def predict_paths(
     loaded = load_model(checkpoint, device, lm=lm)
     recipe = model_recipe(loaded.meta, checkpoint)
     if whisper:  # the user's Whisper (text only: audio and face stay exactly as trained)
-        recipe = with_transcript(recipe, **whisper)
+        recipe = recipe.with_transcript(**whisper)
     reads = model_inputs(loaded.meta.get("kind", "deepmlf"))
     if "text" not in reads:  # an AV or audio/vision-only model: never transcribe
-        recipe = with_transcript(recipe, mode="none")
-    elif no_whisper and recipe["transcript"]["mode"] in ("auto", "whisper"):
-        recipe = with_transcript(recipe, mode="given")
+        recipe = recipe.with_transcript(mode="none")
+    elif no_whisper and recipe.transcript.mode in ("auto", "whisper"):
+        recipe = recipe.with_transcript(mode="given")
     # What every clip must have: what the recipe extracts and this model reads.
     needs = frozenset() if allow_missing else recipe_modalities(recipe) & reads
     items = collect_inputs(paths)
     pipeline = get_pipeline(recipe)  # validates the recipe and loads the extractors once
     check_feature_sizes(loaded, len(pipeline.audio.feature_names()), len(pipeline.face.feature_names()))
-    if _needs_whisper(items, recipe, transcript):
-        check_whisper(recipe["transcript"])  # model, backend, language: one line now, not one failure per clip
+    if any(p.is_file() and recipe.needs_whisper(p, transcript) for _, p in items):
+        recipe.transcript.check_whisper()  # model, backend, language: one line now, not one failure per clip
     report = PredictReport(run_dir, checkpoint, model_scheme(loaded))
-    diffs = version_differences(recipe)
+    diffs = recipe.version_differences()
     if diffs:
         report.notes.append("features may differ slightly from training: " + ", ".join(diffs))
     if on_plan:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from pathlib import Path
@@ -22,17 +21,12 @@ from deepmlf_cli.options import (
     WhisperBackendOption,
     WhisperModelOption,
 )
-
-
-class FormatChoice(str, enum.Enum):
-    txt = "txt"
-    srt = "srt"
-    json = "json"
+from extractors.choices import TranscriptFormat, TranscriptMode
 
 
 def transcribe(
     inputs: Annotated[Path, typer.Argument(help="A media file or a folder of media (recursive).")],
-    output_format: Annotated[FormatChoice, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")] = FormatChoice.txt,
+    output_format: Annotated[TranscriptFormat, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")] = TranscriptFormat.txt,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript).")] = None,
     whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
@@ -50,24 +44,18 @@ def transcribe(
         from extractors.errors import ExtractionError
         from extractors.inputs import discover_media
         from extractors.media import probe
-        from extractors.transcript import (
-            TranscriptMode,
-            WhisperTranscriber,
-            find_sidecar,
-            format_transcript,
-            get_transcript,
-        )
+        from extractors.transcript import TranscriptPolicy, format_transcript, get_transcript
 
         jobs = discover_media(inputs)
         if not jobs:
             raise ExtractionError(f"{inputs}: no media files found")
         if inputs.is_dir() and out is None and not json_output:
             raise ExtractionError(f"{inputs} is a folder: give --out DIR for the transcripts (or --json)")
-        mode = TranscriptMode.auto if use_sidecar else TranscriptMode.whisper
-        backend = (whisper_backend or WhisperBackendChoice.transformers).value
-        transcriber = WhisperTranscriber(whisper_model or DEFAULT_WHISPER_MODEL, backend, language,
-                                         "translate" if translate else "transcribe")
-        if any(j.path is not None and (mode == TranscriptMode.whisper or find_sidecar(j.path) is None) for j in jobs):
+        policy = TranscriptPolicy(TranscriptMode.auto if use_sidecar else TranscriptMode.whisper,
+                                  whisper_backend or WhisperBackendChoice.transformers, whisper_model or DEFAULT_WHISPER_MODEL,
+                                  language, "translate" if translate else "transcribe")
+        mode, transcriber = policy.mode, policy.transcriber()
+        if any(policy.needs_whisper(j.path) for j in jobs):
             transcriber.check()  # model, backend and language: one clear line now, not one per clip
         progress = _progress(quiet or json_output or len(jobs) == 1, len(jobs))
         with progress or _Null():
