@@ -187,7 +187,8 @@ def test_prediction_library_normalises_like_training(trained):
 def test_scores_outside_the_scale_are_shown_clipped_and_kept_raw_in_json():
     from rich.console import Console
 
-    from deepmlf_cli.commands.predict import PredictReport, render_report
+    from deepmlf_cli.views import render_report
+    from deepmlf_cli.workflows.predict import PredictReport
     from models.evaluation.predict import Prediction
 
     pred = Prediction(raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None},
