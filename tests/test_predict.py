@@ -187,7 +187,8 @@ def test_prediction_library_normalises_like_training(trained):
 def test_scores_outside_the_scale_are_shown_clipped_and_kept_raw_in_json():
     from rich.console import Console
 
-    from deepmlf_cli.commands.predict import PredictReport, render_report
+    from deepmlf_cli.views import render_report
+    from deepmlf_cli.workflows.predict import PredictReport
     from models.evaluation.predict import Prediction
 
     pred = Prediction(raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None},
@@ -225,3 +226,41 @@ def test_predict_help_explains_the_heads_and_takes_lm(trained, tmp_path):
     plain = _invoke(args)
     assert moved.exit_code == 0, moved.output
     assert json.loads(moved.stdout)[0]["raw_score"] == pytest.approx(json.loads(plain.stdout)[0]["raw_score"], abs=1e-6)
+
+
+def test_the_workflow_returns_results_and_writes_no_files(trained, tmp_path):
+    from deepmlf_cli.outputs import timeline_saver
+    from deepmlf_cli.workflows.predict import predict_paths
+
+    clips = tmp_path / "clips"
+    long = tm.make_face_clip(clips / "long.mp4", 2.0, fps=10, audio="speech")
+    (clips / "long.srt").write_text("1\n00:00:00,000 --> 00:00:00,800\nfirst part\n\n"
+                                    "2\n00:00:00,800 --> 00:00:02,000\nsecond part\n")
+    other = tm.make_face_clip(clips / "other.mp4", 1.5, fps=10, audio="speech")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    old = Path.cwd()
+    os.chdir(tmp_path)  # the command's default --out (predictions/) would land here
+    try:
+        report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True)
+    finally:
+        os.chdir(old)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert [r["status"] for r in report.results] == ["ok", "ok"]
+    assert [s["text"] for s in report.results[0]["segments"]] == ["first part", "second part"]
+    assert "plot" not in report.results[0] and "timeline_csv" not in report.results[0]
+    # the command's hook writes each timeline; a write that fails fails that clip only
+    save = timeline_saver(tmp_path / "tl")
+    calls = []
+
+    def flaky(result):
+        calls.append(result["key"])
+        if result["key"] == "long":
+            raise PermissionError(f"cannot write {tmp_path / 'tl'}")
+        save(result)
+
+    report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True,
+                           save=flaky)
+    assert calls == ["long", "other"]
+    failed, ok = report.results
+    assert failed["status"] == "failed" and "cannot write" in failed["error"]
+    assert Path(ok["plot"]).read_bytes()[:4] == b"\x89PNG" and Path(ok["timeline_csv"]).is_file()

@@ -112,7 +112,7 @@ def demo(
 
 def _video_dataset(out: Path, quiet: bool):
     """Write the demo clips (once), extract them into a dataset (resumable); return (dataset, new clip path)."""
-    from deepmlf_cli.commands.extract import run_with_progress
+    from deepmlf_cli.progress import run_with_progress
     from deepmlf_cli.resolve import load_data
     from extractors.batch import run_extract
     from extractors.dataset import write_text
@@ -141,7 +141,8 @@ def _video_dataset(out: Path, quiet: bool):
 
 
 def _predict(run_dir: Path, clip: Path, console) -> None:
-    from deepmlf_cli.commands.predict import predict_paths, render_report
+    from deepmlf_cli.views import render_report
+    from deepmlf_cli.workflows.predict import predict_paths
 
     report = predict_paths([clip], run_dir=run_dir)
     render_report(report, console)

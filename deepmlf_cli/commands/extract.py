@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -69,6 +68,8 @@ def extract(
     batch: it is listed in OUT/errors.tsv and the summary, and the exit code is 1.
     """
     with handle_errors(debug):
+        from deepmlf_cli.progress import run_with_progress
+        from deepmlf_cli.views import show_extract
         from extractors.batch import run_extract
         from extractors.inputs import parse_shard
         from extractors.recipe import build_recipe
@@ -101,85 +102,9 @@ def extract(
             allow_missing=allow_missing,
             write_dataset=save_extracted,
         )
-    if json_output:
-        typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        _render(summary, quiet)
+    show_extract(summary, json_output, quiet)
     if summary.failed:
         raise typer.Exit(EXIT_FAILURE)
-
-
-def run_with_progress(run, quiet: bool, **kwargs):
-    """Call run(**kwargs, on_plan=..., on_result=...) under a Rich progress bar (clips/s, failures)."""
-    if quiet:
-        return run(**kwargs)
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from deepmlf_cli.errors import err_console
-    from deepmlf_cli.render import make_progress
-
-    state = {"failed": 0, "done": 0}
-    with make_progress(False, err_console, (
-        TextColumn("[bold]extract[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} clips/s"),
-        TextColumn("[red]{task.fields[failed]} failed[/]"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )) as progress:
-        # The bar appears once the batch is planned: an error before that prints no empty "0/?" bar.
-        task = None
-
-        def on_plan(total: int, already: int) -> None:
-            nonlocal task
-            task = progress.add_task("extract", total=total, rate=0.0, failed=0)
-
-        def on_result(result) -> None:
-            state["failed"] += result.status == "failed"
-            state["done"] += result.status == "done"
-            elapsed = progress.tasks[0].elapsed or 1e-9
-            progress.update(task, advance=1, failed=state["failed"], rate=state["done"] / elapsed)
-
-        return run(**kwargs, on_plan=on_plan, on_result=on_result)
-
-
-def _render(summary, quiet: bool) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)
-    if summary.failed:
-        table = Table(title="failed clips", title_justify="left")
-        table.add_column("clip", style="bold")
-        table.add_column("reason", overflow="fold")
-        for r in summary.failed:
-            table.add_row(escape(r.key), escape(r.reason))
-        console.print(table)
-    table = Table(title=f"extract → {summary.out}", title_justify="left")
-    for col in ("done", "skipped", "failed", "clips/s", "RTF", "output"):
-        table.add_column(col, justify="right" if col not in ("output",) else "left")
-    if summary.manifest and summary.kind == "dataset":
-        splits = summary.manifest["splits"]
-        output = f"dataset ({summary.manifest['scheme']}): " + ", ".join(f"{k} {v}" for k, v in splits.items())
-    elif summary.manifest:
-        output = f"{len(summary.manifest['clips'])} clips in features/"
-    else:
-        output = "per-clip features only"
-    table.add_row(
-        str(summary.count("done")),
-        str(summary.count("skipped")),
-        f"[red]{summary.count('failed')}[/]" if summary.failed else "0",
-        f"{summary.clips_per_s:.2f}",
-        f"{summary.realtime_factor:.3f}",
-        output,
-    )
-    console.print(table)
-    for note in summary.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
-    if summary.errors_file:
-        console.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
+from deepmlf_cli.errors import EXIT_FAILURE, fail, handle_errors
 from deepmlf_cli.options import (
     DEFAULT_WHISPER_MODEL,
     Debug,
@@ -21,7 +19,7 @@ from deepmlf_cli.options import (
     WhisperBackendOption,
     WhisperModelOption,
 )
-from extractors.choices import TranscriptFormat, TranscriptMode
+from extractors.choices import TranscriptFormat
 
 
 def transcribe(
@@ -38,100 +36,26 @@ def transcribe(
     debug: Debug = False,
 ) -> None:
     """Transcribe speech with Whisper, or read the clip's sidecar transcript when it has one."""
-    results: list[dict] = []
     with handle_errors(debug):
-        from extractors.dataset import clip_filename, write_text
+        from deepmlf_cli.outputs import transcript_writer
+        from deepmlf_cli.progress import ClipProgress
+        from deepmlf_cli.views import show_transcripts
+        from deepmlf_cli.workflows.transcribe import transcribe_paths
         from extractors.errors import ExtractionError
-        from extractors.inputs import discover_media
-        from extractors.media import probe
-        from extractors.transcript import TranscriptPolicy, format_transcript, get_transcript
 
-        jobs = discover_media(inputs)
-        if not jobs:
-            raise ExtractionError(f"{inputs}: no media files found")
         if inputs.is_dir() and out is None and not json_output:
             raise ExtractionError(f"{inputs} is a folder: give --out DIR for the transcripts (or --json)")
-        policy = TranscriptPolicy(TranscriptMode.auto if use_sidecar else TranscriptMode.whisper,
-                                  whisper_backend or WhisperBackendChoice.transformers, whisper_model or DEFAULT_WHISPER_MODEL,
-                                  language, "translate" if translate else "transcribe")
-        mode, transcriber = policy.mode, policy.transcriber()
-        if any(policy.needs_whisper(j.path) for j in jobs):
-            transcriber.check()  # model, backend and language: one clear line now, not one per clip
-        progress = _progress(quiet or json_output or len(jobs) == 1, len(jobs))
-        with progress or _Null():
-            task = progress.add_task("transcribe", total=len(jobs), failed=0) if progress else None
-            failed = 0
-            for job in jobs:
-                t0 = time.perf_counter()
-                row = {"key": job.key, "path": str(job.path), "status": "done", "reason": "", "source": "", "text": ""}
-                try:
-                    info = probe(job.path)
-                    transcript = get_transcript(job.path, mode, None, transcriber, info.has_audio)
-                    rendered = format_transcript(transcript, output_format.value, info.duration)
-                    row.update(source=transcript.source, text=transcript.text, transcript=transcript.to_dict())
-                    if out is not None:
-                        target = out / f"{clip_filename(job.key)}.{output_format.value}"
-                        write_text(target, rendered)
-                        row["file"] = str(target)
-                    else:
-                        row["rendered"] = rendered
-                except ExtractionError as exc:
-                    failed += 1
-                    row.update(status="failed", reason=str(exc))
-                row["seconds"] = round(time.perf_counter() - t0, 3)
-                results.append(row)
-                if progress:
-                    progress.update(task, advance=1, failed=failed)
-    if json_output:
-        for row in results:
-            row.pop("rendered", None)
-        typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
-    elif out is None and len(results) == 1 and results[0]["status"] == "done":
-        typer.echo(results[0]["rendered"], nl=False)
-    else:
-        _render(results, out)
+        with ClipProgress("transcribe", quiet=quiet or json_output, transient=False, min_total=2) as bar:
+            results = transcribe_paths(
+                inputs, output_format.value, whisper_model=whisper_model or DEFAULT_WHISPER_MODEL,
+                backend=(whisper_backend or WhisperBackendChoice.transformers).value, language=language,
+                translate=translate, use_sidecar=use_sidecar, on_plan=bar.on_plan, on_result=bar.on_result,
+                write=transcript_writer(out, output_format.value) if out is not None else None)
+    show_transcripts(results, out, json_output)
     if any(r["status"] == "failed" for r in results):
         if len(results) == 1 and not json_output:
-            from deepmlf_cli.errors import fail
-
             raise fail(results[0]["reason"])
         raise typer.Exit(EXIT_FAILURE)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(disabled: bool, total: int):
-    if disabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from deepmlf_cli.errors import err_console
-
-    return Progress(
-        TextColumn("[bold]transcribe[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed[/]"), TimeElapsedColumn(), console=err_console,
-    )
-
-
-def _render(results: list[dict], out: Path | None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"transcribe → {out}" if out else "transcribe", title_justify="left")
-    for col in ("clip", "status", "source", "text / reason"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        detail = r["reason"] if r["status"] == "failed" else (r["text"][:80] + ("…" if len(r["text"]) > 80 else ""))
-        status = "[red]failed[/]" if r["status"] == "failed" else "done"
-        table.add_row(escape(r["key"]), status, escape(r["source"]), escape(detail))
-    Console(highlight=False, soft_wrap=True).print(table)
 
 
 def register(app: typer.Typer) -> None:

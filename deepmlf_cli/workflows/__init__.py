@@ -1,0 +1,1 @@
+"""Library functions behind the commands: compose extractors and models, return results, write no files."""
