@@ -83,10 +83,12 @@ def test_checkpoints_results_and_state_follow_the_umask(tmp_path, umask):
     from models.training.state import _save_state
 
     class Tiny(torch.nn.Linear):
+        kind = "tiny"
+
         class config:  # noqa: N801 — stands in for ModelConfig
             @staticmethod
             def to_dict():
-                return {"kind": "tiny"}
+                return {}
 
         def trainable_state_dict(self):
             return self.state_dict()

@@ -36,12 +36,12 @@ def test_utterances_are_clipped_to_the_clip_slivers_dropped_else_windows():
 
 
 def test_segment_clip_takes_subtitles_and_a_given_text_has_no_times(tmp_path):
-    from extractors.recipe import default_recipe, with_transcript
+    from extractors.recipe import default_recipe
     from extractors.segments import segment_clip
 
     clip = tmp_path / "talk.mp4"  # the transcript's rules only look next to it: no media needed
     (tmp_path / "talk.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nfirst\n\n2\n00:00:01,500 --> 00:00:04,000\nsecond\n")
-    recipe = with_transcript(default_recipe(), mode="given")
+    recipe = default_recipe().with_transcript(mode="given")
     spans, full = segment_clip(clip, recipe, None, 3.0, True, 10.0)
     assert [tuple(s) for s in spans] == [(0.0, 1.5, "first"), (1.5, 3.0, "second")]
     assert full.source.startswith("sidecar:") and full.text == "first second"
