@@ -16,6 +16,7 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -201,11 +202,13 @@ def build_dataset(
     per_split: dict[str, list[tuple[ClipJob, dict, dict]]] = {s: [] for s in SPLITS}
     audio_names = vision_names = None
     for job in jobs:
+        if job.split is None:
+            raise ExtractionError(f"{job.key}: no split (the label file's mode column); it cannot go into a dataset")
         arrays, meta = load_clip(features_dir, job.key)
         per_split[job.split].append((job, arrays, meta))
         audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
         vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
-    if audio_names is None:
+    if audio_names is None or vision_names is None:
         raise ExtractionError(f"{out}: no clip was extracted, so there is no dataset to write")
     all_labels = np.array([j.labels["label"] for j in jobs], np.float32)
     if scheme is None:
@@ -217,7 +220,8 @@ def build_dataset(
     # The split files are about to change: drop the manifest first so no reader
     # sees it next to a mix of old and new splits.
     (out / "manifest.json").unlink(missing_ok=True)
-    counts, pickled = {}, {}
+    counts: dict[str, int] = {}
+    pickled: dict[str, Any] = {}  # split → MMSA's arrays, and "scheme" → str
     for split, rows in per_split.items():
         audio, a_len = _pad([r[1]["audio"] for r in rows], len(audio_names))  # (N, T_a, D_a), (N,)
         vision, v_len = _pad([r[1]["vision"] for r in rows], len(vision_names))  # (N, T_v, D_v), (N,)

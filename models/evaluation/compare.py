@@ -14,15 +14,17 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from models.errors import ConfigError, DeepMLFError
 from models.evaluation.metrics import (
     PRIMARY_METRICS,
+    Scheme,
     polarity_classes,
     read_predictions_csv,
     summarize_seeds,
@@ -33,7 +35,7 @@ from models.evaluation.metrics import (
 THREE_CLASS_METRICS: tuple[str, ...] = ("Acc_3", "F1_3")
 
 
-def three_class_metrics(predictions, labels, scheme: str) -> dict[str, float]:
+def three_class_metrics(predictions, labels, scheme: Scheme) -> dict[str, float]:
     """Accuracy and weighted F1 over negative/neutral/positive (the scheme's 3-class bins)."""
     pred = polarity_classes(predictions, scheme, 3)
     truth = polarity_classes(labels, scheme, 3)
@@ -66,7 +68,7 @@ class Comparison:
                           "mean": r.mean, "std": r.std} for r in self.rows]}
 
 
-def _seed_three_class(run_dir: Path, seeds: Sequence[str], scheme: str) -> list[dict[str, float]]:
+def _seed_three_class(run_dir: Path, seeds: Sequence[str], scheme: Scheme) -> list[dict[str, float]]:
     rows = []
     for seed in seeds:
         path = run_dir / f"seed_{seed}" / "predictions_test.csv"
