@@ -42,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

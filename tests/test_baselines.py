@@ -98,6 +98,7 @@ def tiny_sample(tmp_path_factory):
     return load_dataset(str(path))
 
 
+@pytest.mark.slow
 def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_tokenizer, tmp_path):
     import dataclasses
 

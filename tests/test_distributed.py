@@ -77,6 +77,7 @@ _RECORDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_torchrun_three_processes_uneven_batches_stop_together_and_match_evaluate(tiny_gpt2, tmp_path):
     # 52 train clips in batches of 8: 7 batches (6 of 8, one of 4), 7 = 2·3 + 1, so the old
     # `batches[rank::world]` gave ranks 3, 2, 2 batches and, with grad_accum 2, different

@@ -284,6 +284,7 @@ def test_only_the_recipes_modalities_are_required(clips):
     assert missing_modalities(clip.info, clip.text, recipe_modalities(no_audio)) == []
 
 
+@pytest.mark.slow
 def test_bad_clips_never_stop_the_batch(tmp_path, clips):
     from typer.testing import CliRunner
 
