@@ -1,6 +1,6 @@
-# Two commands: `make demo` and `make test`. Both create a project-local .venv
-# on first use (torch first, from the local CPU wheel, then everything else
-# constrained to it) and are cheap to re-run once it exists.
+# `make demo` and `make test` (plus `make test-fast` and `make quality` while developing). Each
+# creates a project-local .venv on first use (torch first, from the local CPU wheel, then
+# everything else constrained to it) and is cheap to re-run once it exists.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ DEMO_DIR ?= runs/demo
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast quality bench clean
 
 install: $(STAMP)
 
@@ -25,11 +25,21 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 demo: $(STAMP)
 	$(BIN)/deepmlf demo --out $(DEMO_DIR)
 
+# -rs lists every skipped test with its reason (a missing optional package is never silent).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=10 tests
+	$(BIN)/python -m pytest -q -x -rs --durations=10 tests
+
+# The suite without the end-to-end runs marked slow (several seconds each).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x -rs -m "not slow" tests
+
+# Lint the whole tree, type-check models/ and extractors/ (rules and paths: pyproject.toml).
+quality: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -181,11 +181,13 @@ def assemble_dataset(jobs: list[ClipJob], features_dir: Path, recipe: dict) -> d
     per_split: dict[str, list[tuple[ClipJob, dict, dict]]] = {s: [] for s in SPLITS}
     audio_names = vision_names = None
     for job in jobs:
+        if job.split is None:
+            raise ExtractionError(f"{job.key}: no split (the label file's mode column); it cannot go into a dataset")
         arrays, meta = load_clip(features_dir, job.key)
         per_split[job.split].append((job, arrays, meta))
         audio_names = audio_names or [str(x) for x in arrays["audio_names"]]
         vision_names = vision_names or [str(x) for x in arrays["vision_names"]]
-    if audio_names is None:
+    if audio_names is None or vision_names is None:
         raise ExtractionError(f"{features_dir}: no clip was extracted, so there is no dataset to write")
     has_unimodal = all(all(k in j.labels for k in ("label_T", "label_A", "label_V")) for j in jobs)
     splits, annotations = {}, {}

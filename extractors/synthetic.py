@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import av
 import numpy as np
 
 from .dataset import write_text
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 AUDIO_RATE = 16000
 FRAME_SIZE = (240, 240)  # (H, W), even numbers for yuv420p
@@ -121,6 +127,7 @@ def write_media(
 def _encode(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, audio_rate: int,
             channels: int, options: dict) -> None:
     with av.open(str(path), "w", options=options) as container:
+        # Both streams exist before the first packet is muxed (the header lists them).
         vstream = astream = None
         if frames is not None:
             vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -128,33 +135,43 @@ def _encode(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray
             vstream.pix_fmt = "yuv420p"
             vstream.options = {"preset": "ultrafast"}
         if audio is not None:
-            codec = "aac" if path.suffix.lower() in {".mp4", ".m4a", ".mov", ".mkv"} else "pcm_s16le"
+            codec: Literal["aac", "pcm_s16le"] = (
+                "aac" if path.suffix.lower() in {".mp4", ".m4a", ".mov", ".mkv"} else "pcm_s16le")
             astream = container.add_stream(codec, rate=audio_rate)
             astream.layout = "mono" if channels == 1 else "stereo"
-        if vstream is not None:
-            for i, img in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts = i
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        if astream is not None:
-            fmt = "fltp" if astream.codec_context.name == "aac" else "s16"
-            block = 1024
-            samples = np.asarray(audio, np.float32)
-            for start in range(0, len(samples), block):
-                chunk = samples[start : start + block]
-                data = np.repeat(chunk[None, :], channels, axis=0)  # (C, n)
-                if fmt == "s16":
-                    data = (np.clip(data, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)  # packed (1, n*C)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=astream.layout.name)
-                frame.sample_rate = audio_rate
-                frame.pts = start
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
+        if vstream is not None and frames is not None:
+            _encode_video(container, vstream, frames)
+        if astream is not None and audio is not None:
+            _encode_audio(container, astream, audio, audio_rate, channels)
+
+
+def _encode_video(container: OutputContainer, stream: VideoStream, frames: np.ndarray) -> None:
+    for i, img in enumerate(frames):  # (H, W, 3) uint8 each
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def _encode_audio(container: OutputContainer, stream: AudioStream, audio: np.ndarray, audio_rate: int,
+                  channels: int) -> None:
+    fmt = "fltp" if stream.codec_context.name == "aac" else "s16"
+    block = 1024
+    samples = np.asarray(audio, np.float32)
+    for start in range(0, len(samples), block):
+        chunk = samples[start : start + block]
+        data = np.repeat(chunk[None, :], channels, axis=0)  # (C, n)
+        if fmt == "s16":
+            data = (np.clip(data, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)  # packed (1, n*C)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=stream.layout.name)
+        frame.sample_rate = audio_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def make_face_clip(

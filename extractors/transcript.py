@@ -347,7 +347,10 @@ class WhisperTranscriber:
         return self._transformers(*impl, samples)
 
     def _faster(self, model, samples: np.ndarray) -> Transcript:
-        segments, info = model.transcribe(samples, language=self.language, task=self.task)
+        # temperature 0 only (beam search, as the transformers backend decodes greedily): faster-whisper's
+        # default falls back to unseeded sampling when a decode looks poor, so the same clip's text (and
+        # a dataset built from it) changed from run to run.
+        segments, info = model.transcribe(samples, language=self.language, task=self.task, temperature=0.0)
         duration = samples.size / WHISPER_RATE
         segs = []
         for s in segments:  # faster-whisper times the padded 30 s window: keep segments inside the audio

@@ -69,7 +69,8 @@ class FusionPositions(str, Enum):
 
 AV_MODALITIES = ("audio", "vision")
 
-_ENUM_FIELDS = {
+# Fields given as strings (JSON, the CLI) become these enums in ModelConfig.__post_init__.
+_ENUM_FIELDS: dict[str, type[Enum]] = {
     "gating": Gating,
     "ffw_mode": FFWMode,
     "fusion_inputs": FusionInputs,
@@ -180,7 +181,7 @@ class ModelConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild from `to_dict()` output; unknown keys are an error that names them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -188,7 +189,7 @@ class ModelConfig:
             raise ConfigError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
@@ -198,7 +199,7 @@ class ModelConfig:
         atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "ModelConfig":
+    def load(cls, path: Path) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 

@@ -7,25 +7,14 @@ import pytest
 import torch
 
 from models.config import ModelConfig
-from models.data.text import collate_text, tokenize_texts
+from models.data.text import collate_text
 from models.evaluation.metrics import polarity_classes
 from models.nn.baselines import BASELINE_KINDS, late_vote, vote_classes
 from models.nn.interface import Batch
 from models.nn.lm import load_causal_lm
 from models.nn.registry import MODEL_KINDS, build_model, needs_text
 
-TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
-
-
-def make_batch(tokenizer, texts=TEXTS):
-    g = torch.Generator().manual_seed(0)
-    B = len(texts)
-    ids, valid = collate_text(tokenize_texts(tokenizer, texts, 32), tokenizer.pad_token_id)
-    audio_lengths = torch.tensor([20, 5, 0, 13][:B])
-    vision_lengths = torch.tensor([8, 8, 1, 3][:B])
-    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
-    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
-    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, torch.linspace(-0.8, 0.8, B))
+from conftest import make_batch
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +98,7 @@ def tiny_sample(tmp_path_factory):
     return load_dataset(str(path))
 
 
+@pytest.mark.slow
 def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_tokenizer, tmp_path):
     import dataclasses
 

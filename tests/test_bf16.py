@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from models.config import FFWMode, ModelConfig
-from models.data.text import collate_text, tokenize_texts
 from models.devices import autocast_context
-from models.nn.interface import Batch
 from models.nn.lm import load_causal_lm
 from models.nn.registry import build_model, needs_text
 
-TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
+from conftest import make_batch
+
 CPU = torch.device("cpu")
 
 # kind (as `deepmlf train --model` / pretraining names it) → ModelConfig overrides
@@ -26,20 +25,6 @@ PATHS = {
 }
 TEXT_PATHS = [name for name, (kind, _) in PATHS.items() if needs_text(kind)]
 AV_PATHS = [name for name in PATHS if name not in TEXT_PATHS]
-
-
-def make_batch(tokenizer) -> Batch:
-    g = torch.Generator().manual_seed(0)
-    B = len(TEXTS)
-    if tokenizer is None:  # models that read no text get one placeholder token, as encode_split gives them
-        ids, valid = collate_text([[0]] * B, 0)
-    else:
-        ids, valid = collate_text(tokenize_texts(tokenizer, TEXTS, 32), tokenizer.pad_token_id)
-    audio_lengths = torch.tensor([20, 5, 0, 13])
-    vision_lengths = torch.tensor([8, 8, 1, 3])
-    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
-    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
-    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, torch.linspace(-0.8, 0.8, B))
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +113,7 @@ def test_layer_checkpointing_recomputes_each_layer_and_gives_the_same_gradients(
         model.lm.checkpoint_layers = checkpointing
         calls = [0]
         # A pre-hook: the recompute stops early, once it has what backward needs, so a post-hook may not fire.
-        hooks = [layer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        hooks = [layer.register_forward_pre_hook(lambda *_, calls=calls: calls.__setitem__(0, calls[0] + 1))
                  for layer in model.lm.layers]
         model.train()
         torch.manual_seed(1)  # the same LM dropout masks in both runs

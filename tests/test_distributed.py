@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,8 @@ from deepmlf_cli.app import app
 from models.data.format import save_dataset
 from models.data.sample import make_sample_dataset
 from models.training.distributed import gather_predictions, shard_batches
+
+from conftest import free_port
 
 runner = CliRunner()
 
@@ -36,12 +37,6 @@ def test_one_process_keeps_every_batch_in_order():
     assert [int(b[0]) for b in shard_batches(batches, 0, 1)] == list(range(5))
     local = {"prediction": np.arange(4, dtype=np.float32)}
     assert gather_predictions(local, np.arange(4), 4) is local  # no process group: nothing to gather
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Runs `deepmlf train` under torchrun and records, per rank, what it did: the
@@ -82,6 +77,7 @@ _RECORDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_torchrun_three_processes_uneven_batches_stop_together_and_match_evaluate(tiny_gpt2, tmp_path):
     # 52 train clips in batches of 8: 7 batches (6 of 8, one of 4), 7 = 2·3 + 1, so the old
     # `batches[rank::world]` gave ranks 3, 2, 2 batches and, with grad_accum 2, different
@@ -97,7 +93,7 @@ def test_torchrun_three_processes_uneven_batches_stop_together_and_match_evaluat
            "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     # lr 0.05 with patience 1: validation L1 stops improving within a few epochs, well before 12.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script),
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script),
            "train", "--dataset", str(data), "--preset", "sample", "--lm", str(tiny_gpt2), "--config", str(config),
            "--mm-layers", "1,3", "--n-fusion", "2", "--epochs", "12", "--patience", "1", "--lr", "0.05",
            "--batch-size", "8", "--grad-accum", "2", "--out", str(run_dir), "--quiet", "--device", "cpu"]

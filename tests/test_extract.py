@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import media as tm  # noqa: E402
+from extractors.errors import ExtractionError, MediaError
+from models.data.format import save_extracted  # the dataset format's one writer
 
-from extractors.errors import ExtractionError, MediaError  # noqa: E402
-from models.data.format import save_extracted  # noqa: E402  (the dataset format's one writer)
+import media as tm
 
 GIVEN = "given"  # transcript mode that never needs Whisper
 
@@ -242,10 +240,8 @@ def test_extract_command_builds_a_dataset_the_loader_reads(tmp_path):
     with np.load(out / "train.npz", allow_pickle=False) as z:
         assert list(z["texts"]) == ["clip number 1", "clip number 2", "clip number 3"]
     assert (out / "ds.pkl").is_file() and not (out / "errors.tsv").exists()
-    try:
-        from models.data.load import load_dataset
-    except ImportError:
-        return
+    from models.data.load import load_dataset
+
     ds = load_dataset(out)
     assert ds.scheme == "sims" and len(ds.splits["train"]) == 3 and ds.d_audio == 33 and ds.d_vision == 181
     mmsa = load_dataset(out / "ds.pkl")
@@ -289,6 +285,7 @@ def test_only_the_recipes_modalities_are_required(clips):
     assert missing_modalities(clip.info, clip.text, recipe_modalities(no_audio)) == []
 
 
+@pytest.mark.slow
 def test_bad_clips_never_stop_the_batch(tmp_path, clips):
     from typer.testing import CliRunner
 
@@ -357,7 +354,6 @@ def test_shard_option_parsing():
 @pytest.mark.slow
 def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     """The round trip the issue asks for: extract → `deepmlf train` on the result (tiny LM, 1 epoch)."""
-    pytest.importorskip("deepmlf_cli.commands.train")
     from typer.testing import CliRunner
 
     from deepmlf_cli.app import app

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ import time
 
 import pytest
 import torch
+
+from conftest import free_port
 
 pytestmark = pytest.mark.gpu
 
@@ -64,12 +65,6 @@ def test_bf16_training_step_on_cuda(tiny_llama):
           f"{torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 _DDP_SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
@@ -105,7 +100,7 @@ def test_one_process_nccl_ddp_training_run(tiny_gpt2, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(script), str(data), str(tiny_gpt2), str(tmp_path / "run")]
+           "--master_port", str(free_port()), str(script), str(data), str(tiny_gpt2), str(tmp_path / "run")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -207,7 +207,7 @@ def test_read_predictions_csv_errors(tmp_path):
 
 def _sklearn_reference(pred, truth, scheme):
     """An independent re-statement of MMSA's rules using sklearn's scorers."""
-    sk = pytest.importorskip("sklearn.metrics")
+    sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn (a librosa dependency) is not installed")
     pred = np.asarray(pred, np.float32)
     truth = np.asarray(truth, np.float32)
     if scheme == "mosi":

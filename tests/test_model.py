@@ -9,31 +9,19 @@ import torch
 
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import PRESETS, ModelConfig, parse_layer_list
-from models.data.text import collate_text, tokenize_texts
+from models.data.text import collate_text
 from models.errors import ConfigError
 from models.nn.av_encoder import pool_to_grid, pooled_lengths
 from models.nn.deepmlf import DeepMLF
-from models.nn.interface import Batch
+from models.nn.interface import Batch, Output
 
-TEXTS = ["the movie was great and i loved it", "i hated it", "okay", ""]
+from conftest import make_batch
 
 
 def make_model(lm_dir, **overrides):
     fields = dict(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10)
     config = ModelConfig(**{**fields, **overrides})
     return DeepMLF.from_config(config)
-
-
-def make_batch(tokenizer, texts=TEXTS, seed=0, labels=True):
-    g = torch.Generator().manual_seed(seed)
-    B = len(texts)
-    ids, valid = collate_text(tokenize_texts(tokenizer, texts, 32), tokenizer.pad_token_id)
-    audio_lengths = torch.tensor([20, 5, 0, 13][:B])
-    vision_lengths = torch.tensor([8, 8, 1, 3][:B])
-    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
-    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
-    y = torch.linspace(-0.8, 0.8, B) if labels else None
-    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, y)
 
 
 def single(batch: Batch, i: int, tokenizer) -> Batch:
@@ -45,50 +33,63 @@ def single(batch: Batch, i: int, tokenizer) -> Batch:
                  batch.vision_lengths[i:i + 1])
 
 
-def test_closed_tanh_gates_give_the_frozen_lm_logits(tiny_lm):
-    model, tok = make_model(tiny_lm, gating="tanh")
+def forward_recording_final_norm(model: DeepMLF, batch: Batch) -> tuple[Output, torch.Tensor]:
+    """model(batch) through its own forward pass, and the hidden states its final norm returned
+    there (B, T+n_f, d): the text rows' vocabulary logits are the LM head of these."""
+    seen = []
+    final_norm = model.lm.final_norm
+
+    def recording(hidden):
+        seen.append(final_norm(hidden))
+        return seen[-1]
+
+    model.lm.final_norm = recording  # an instance attribute: forward calls it as self.lm.final_norm
+    try:
+        out = model(batch, compute_loss=False)
+    finally:
+        del model.lm.final_norm
+    assert len(seen) == 1
+    return out, seen[0]
+
+
+@pytest.mark.parametrize("queries", ["fusion", "both"])
+def test_closed_tanh_gates_give_the_frozen_lm_logits(tiny_lm, queries):
+    """Through DeepMLF.forward: tanh gates at α=0 make every MM block the identity, so the text rows
+    carry the frozen LM's logits and every head reads what it reads without any MM block."""
+    model, tok = make_model(tiny_lm, gating="tanh", fusion_inputs=queries)
     model.eval()
-    ids = torch.tensor([tok("the movie was great and i loved it")["input_ids"]])
-    batch = Batch(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(1, 6, 7), torch.tensor([6]),
-                  torch.randn(1, 4, 5), torch.tensor([4]))
+    batch = make_batch(tok, ["the movie was great and i loved it"])
+    T = batch.text_ids.shape[1]
     with torch.no_grad():
-        hidden, ctx, first = model.encode_prefix(batch)
-        T = ids.shape[1]
-        for i in range(first, model.lm.n_layers):
-            hidden = model.lm.run_layer(i, hidden, ctx)
-            if str(i) in model.mm_blocks:
-                hidden = model.mm_blocks[str(i)](hidden, torch.randn(1, 6, 30), torch.ones(1, 6, dtype=torch.bool),
-                                                 model._query_slice(T))
-        fused_logits = model.lm.lm_head(model.lm.final_norm(hidden)[:, :T])
-        lm_logits = model.lm.model(input_ids=ids).logits
-    torch.testing.assert_close(fused_logits, lm_logits, rtol=0, atol=1e-5)
+        out, normed = forward_recording_final_norm(model, batch)
+        lm_logits = model.lm.model(input_ids=batch.text_ids).logits  # (1, T, V)
+        torch.testing.assert_close(model.lm.lm_head(normed[:, :T]), lm_logits, rtol=0, atol=1e-5)
+        model.mm_blocks = torch.nn.ModuleDict()  # the same forward pass with no MM block at all
+        without = model(batch, compute_loss=False)
+    for head in ("prediction", "text", "av", "fusion"):
+        torch.testing.assert_close(getattr(out, head), getattr(without, head), rtol=0, atol=1e-5)
 
 
 def test_open_gates_change_the_text_logits(tiny_gpt2):
     """The check above can fail: with sigmoid gates (0.5) the FFW branch moves the text tokens."""
     model, tok = make_model(tiny_gpt2, gating="sigmoid")
     model.eval()
-    batch = make_batch(tok)
+    batch = make_batch(tok, ["the movie was great and i loved it"])
+    T = batch.text_ids.shape[1]
     with torch.no_grad():
-        hidden, ctx, first = model.encode_prefix(batch)
-        plain = hidden
-        for i in range(first, model.lm.n_layers):
-            plain = model.lm.run_layer(i, plain, ctx)
-        out = model(batch, compute_loss=False)
-    assert out.prediction.shape == (4,)
-    assert not torch.allclose(model.mm_blocks["1"](hidden, torch.zeros(4, 3, 30), torch.ones(4, 3, dtype=torch.bool),
-                                                   model._query_slice(batch.text_ids.shape[1])), hidden)
+        out, normed = forward_recording_final_norm(model, batch)
+        lm_logits = model.lm.model(input_ids=batch.text_ids).logits
+    assert out.prediction.shape == (1,)
+    assert not torch.allclose(model.lm.lm_head(normed[:, :T]), lm_logits, rtol=0, atol=1e-3)
 
 
 def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
     model, tok = make_model(tiny_lm, gating="tanh")
     model.eval()
-    ids = torch.tensor([tok("i really hated the service it was awful")["input_ids"]])
-    batch = Batch(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(1, 6, 7), torch.tensor([6]),
-                  torch.randn(1, 4, 5), torch.tensor([4]), torch.tensor([0.3]))
+    batch = make_batch(tok, ["i really hated the service it was awful"])
     with torch.no_grad():
         out = model(batch)
-        reference = model.lm.model(input_ids=ids, labels=ids).loss
+        reference = model.lm.model(input_ids=batch.text_ids, labels=batch.text_ids).loss
     assert out.terms["lm"] == pytest.approx(float(reference), abs=1e-5)
 
 

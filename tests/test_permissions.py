@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import media as tm  # noqa: E402
+import media as tm
 
 
 @pytest.fixture(params=[0o022, 0o002], ids=["umask022", "umask002"])

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import media as tm  # noqa: E402
+import media as tm
 
 HEAD_KEYS = {"text", "av", "fusion"}
 RESULT_KEYS = {"path", "key", "status", "error", "score", "raw_score", "polarity", "heads", "raw_heads", "scale", "transcript",

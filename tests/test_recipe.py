@@ -413,19 +413,18 @@ def test_fusion_tokens_sit_at_fixed_positions_after_max_text_tokens():
 def test_deepmlf_gives_the_lm_the_fixed_fusion_positions(tiny_gpt2):
     from transformers import AutoTokenizer
 
-    from models.data.text import collate_text, tokenize_texts
     from models.nn.deepmlf import DeepMLF
-    from models.nn.interface import Batch
+
+    from conftest import make_batch
 
     model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 3), n_fusion=3, d_audio=7,
                                                d_vision=5, max_text_tokens=20))
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
-    ids, valid = collate_text(tokenize_texts(tok, ["i loved it", "no"], 20), tok.pad_token_id)
-    batch = Batch(ids, valid, torch.zeros(2, 3, 7), torch.tensor([3, 3]), torch.zeros(2, 2, 5), torch.tensor([2, 2]))
+    batch = make_batch(tok, ["i loved it", "no"])
     model.eval()
     with torch.no_grad():
         _, ctx, _ = model.encode_prefix(batch)
-    T = ids.shape[1]
+    T = batch.text_ids.shape[1]
     assert ctx.position_ids[:, T:].tolist() == [[20, 21, 22]] * 2
 
 

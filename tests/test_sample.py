@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -47,10 +45,9 @@ def test_shapes_and_ranges(sample):
         assert all("$_$" in i for i in split.ids) and len(set(split.ids)) == len(split)
 
 
-def test_deterministic_and_fast():
-    start = time.perf_counter()
+def test_deterministic():
+    # Its speed (well under a second) is measured by benchmarks/bench_sample.py, not asserted here.
     a = make_sample_dataset(seed=3)
-    assert time.perf_counter() - start < 1.0
     b = make_sample_dataset(seed=3)
     c = make_sample_dataset(seed=4)
     for name in ("train", "valid", "test"):

@@ -3,13 +3,9 @@ timeline plot (models.evaluation.timeline)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import media as tm  # noqa: E402
+import media as tm
 
 
 # --------------------------------------------------------------------------- extractors.segments

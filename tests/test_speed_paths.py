@@ -15,11 +15,12 @@ import torch
 
 from models.config import ModelConfig, TrainConfig
 from models.data.batching import EncodedSplit, collate
-from models.data.text import collate_text, tokenize_texts
+from models.data.text import tokenize_texts
 from models.evaluation.inference import predict_encoded
 from models.nn.deepmlf import DeepMLF, chunked_lm_loss
-from models.nn.interface import Batch
 from models.training.loop import fit
+
+from conftest import make_batch
 
 TEXTS = ["the movie was great and i loved it", "i hated it", "okay", "", "what a wonderful day with people",
          "terrible acting and a boring story"]
@@ -39,17 +40,6 @@ def make_model(lm_dir, **overrides):
     return DeepMLF.from_config(ModelConfig(**{**fields, **overrides}))
 
 
-def make_batch(tokenizer, texts=TEXTS, seed=0, pad_to=0):
-    g = torch.Generator().manual_seed(seed)
-    B = len(texts)
-    ids, valid = collate_text(tokenize_texts(tokenizer, texts, 32), tokenizer.pad_token_id, pad_to)
-    audio_lengths = torch.randint(1, 21, (B,), generator=g)
-    vision_lengths = torch.randint(1, 9, (B,), generator=g)
-    audio = torch.randn(B, 20, 7, generator=g) * (torch.arange(20)[None, :, None] < audio_lengths[:, None, None])
-    vision = torch.randn(B, 8, 5, generator=g) * (torch.arange(8)[None, :, None] < vision_lengths[:, None, None])
-    return Batch(ids, valid, audio, audio_lengths, vision, vision_lengths, torch.linspace(-0.8, 0.8, B))
-
-
 def outputs(model, batch, compute_loss=True):
     out = model(batch, compute_loss=compute_loss)
     values = {"prediction": out.prediction, "text": out.text, "av": out.av, "fusion": out.fusion}
@@ -61,13 +51,13 @@ def outputs(model, batch, compute_loss=True):
 def assert_same(a, b, atol=1e-5):
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def test_prefix_path_equals_the_full_pass_in_eval(wide_lm):
     model, tok = make_model(wide_lm)
     model.eval()
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     T = batch.text_ids.shape[1]
     with torch.no_grad():
         model.prefix_path = False
@@ -84,14 +74,14 @@ def test_prefix_path_equals_the_full_pass_in_eval(wide_lm):
     torch.testing.assert_close(hidden[keep], full_hidden[keep], rtol=0, atol=1e-5 * max(1.0, scale))
     # The check can fail: the fusion rows do read the text's keys/values (other text, other fusion states).
     with torch.no_grad():
-        other, _, _ = model.encode_prefix(make_batch(tok, texts=list(reversed(TEXTS))))
+        other, _, _ = model.encode_prefix(make_batch(tok, list(reversed(TEXTS)), random_lengths=True))
     assert (other[:, T:] - hidden[:, T:]).abs().max() > 1e-3
 
 
 def test_prefix_path_gradients_match_the_full_pass_in_training(wide_lm):
     model, tok = make_model(wide_lm, **QUIET)
     model.train()
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     grads = {}
     for prefix in (False, True):
         model.prefix_path = prefix
@@ -102,13 +92,13 @@ def test_prefix_path_gradients_match_the_full_pass_in_training(wide_lm):
     assert grads[True].keys() == grads[False].keys()
     assert "fusion_tokens" in grads[True] and grads[True]["fusion_tokens"].abs().max() > 0
     for name, g in grads[False].items():
-        torch.testing.assert_close(grads[True][name], g, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(grads[True][name], g, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_prefix_path_keeps_the_text_out_of_autograd(wide_lm):
     model, tok = make_model(wide_lm, **QUIET)
     model.train()
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     hidden, _, _ = model.encode_prefix(batch)
     T = batch.text_ids.shape[1]
     assert hidden.requires_grad
@@ -121,7 +111,7 @@ def test_prefix_path_keeps_the_text_out_of_autograd(wide_lm):
 def test_cached_prefix_equals_recomputed_in_eval(wide_lm):
     model, tok = make_model(wide_lm)
     model.eval()
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     with torch.no_grad():
         plain = outputs(model, batch)
         model.configure_speed(1.0, torch.device("cpu"))
@@ -132,7 +122,7 @@ def test_cached_prefix_equals_recomputed_in_eval(wide_lm):
         assert model.prefix_cache.hits == hits_before + len(batch)
         # Same clips in another batch shape (reordered, longer padding, one new clip): entries still fit.
         mixed_texts = [TEXTS[4], "a brand new clip nobody saw before", TEXTS[0], TEXTS[2]]
-        mixed = make_batch(tok, texts=mixed_texts, seed=3, pad_to=batch.text_ids.shape[1] + 5)
+        mixed = make_batch(tok, mixed_texts, seed=3, pad_to=batch.text_ids.shape[1] + 5, random_lengths=True)
         model.prefix_cache, cache = None, model.prefix_cache
         mixed_plain = outputs(model, mixed)
         model.prefix_cache = cache
@@ -145,7 +135,7 @@ def test_cached_prefix_equals_recomputed_in_eval(wide_lm):
 
 def test_cached_prefix_train_step_equals_recomputed(wide_lm):
     model, tok = make_model(wide_lm, **QUIET)
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     grads, losses = [], []
     for cached in (False, True, True):  # without; filling the cache; from the cache
         if cached and model.prefix_cache is None:
@@ -161,13 +151,13 @@ def test_cached_prefix_train_step_equals_recomputed(wide_lm):
     for other_loss, other in zip(losses[1:], grads[1:]):
         torch.testing.assert_close(other_loss, losses[0], rtol=0, atol=1e-5)
         for name, g in grads[0].items():
-            torch.testing.assert_close(other[name], g, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+            torch.testing.assert_close(other[name], g, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_cache_serves_only_batches_the_lm_runs_without_dropout_or_augmentation(wide_lm):
     model, tok = make_model(wide_lm, lm_dropout=True)
     model.configure_speed(1.0, torch.device("cpu"))
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     model.train()
     model(batch)  # the LM's dropout is on: its states are not the clip's alone
     assert model.prefix_cache.stats()["entries"] == 0 and model.prefix_cache.misses == 0
@@ -185,7 +175,7 @@ def test_cache_serves_only_batches_the_lm_runs_without_dropout_or_augmentation(w
 def test_cache_past_its_budget_recomputes_and_agrees(wide_lm):
     model, tok = make_model(wide_lm)
     model.eval()
-    batch = make_batch(tok)
+    batch = make_batch(tok, TEXTS, random_lengths=True)
     with torch.no_grad():
         plain = outputs(model, batch)
         model.configure_speed(1e-5, torch.device("cpu"))  # ~10 KiB: room for a few clips only

@@ -21,6 +21,8 @@ from models.run import RunSpec
 from models.training.runs import train_run
 from models.training.schedule import lr_at_step
 
+from conftest import free_port
+
 runner = CliRunner()
 
 
@@ -167,7 +169,8 @@ def test_evaluate_scores_a_predictions_csv(tmp_path):
 def test_torchrun_two_processes_with_gloo(small_sample, tiny_gpt2, tmp_path):
     _, path = small_sample
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
            "-m", "deepmlf_cli.app", "train", "--dataset", str(path), "--preset", "sample", "--lm", str(tiny_gpt2),
            "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "ddp"), "--quiet", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

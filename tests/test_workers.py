@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import media as tm  # noqa: E402
+import media as tm
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the workers")
 
@@ -56,6 +55,7 @@ def _wait_for(condition, limit: float) -> bool:
     return condition()
 
 
+@pytest.mark.slow
 def test_workers_exit_when_extract_is_killed(tmp_path):
     folder = tmp_path / "in"
     for i in range(8):  # enough slow clips that the batch is mid-way when it is killed

@@ -7,13 +7,14 @@ import pickle
 import re
 from pathlib import Path
 
-import media as tm
 import numpy as np
 import pytest
 
 from models.data.format import save_dataset, save_extracted
 from models.data.load import load_dataset
 from models.io import atomic_dir, atomic_write
+
+import media as tm
 
 ROOT = Path(__file__).resolve().parent.parent
 

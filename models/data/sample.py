@@ -44,6 +44,7 @@ deterministic in ``seed`` and takes a few tens of milliseconds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -244,7 +245,22 @@ def _round_label(values: np.ndarray) -> np.ndarray:
     return (steps * LABEL_STEP + 0.0).astype(np.float32)  # + 0.0 turns -0.0 into 0.0
 
 
-def _generate_split(rng: np.random.Generator, n: int, split: str) -> dict[str, object]:
+class _RawSplit(TypedDict):
+    """One generated split, named as in a deepmlf ``<split>.npz`` (dirt not yet cleaned)."""
+
+    audio: np.ndarray  # (N, T_a, D_a) float32
+    vision: np.ndarray  # (N, T_v, D_v) float32
+    audio_lengths: np.ndarray  # (N,) int64
+    vision_lengths: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) float32, multimodal
+    labels_T: np.ndarray  # (N,) float32, one per modality
+    labels_A: np.ndarray
+    labels_V: np.ndarray
+    ids: list[str]
+    texts: list[str]
+
+
+def _generate_split(rng: np.random.Generator, n: int, split: str) -> _RawSplit:
     """Raw arrays of one split, dirt included, named as in a deepmlf ``.npz``."""
     # Exact shares, not coin flips, so that even a 150-clip split shows the
     # designed mix: 10 % neutral, the rest half positive and half negative,
@@ -313,7 +329,7 @@ def _generate_split(rng: np.random.Generator, n: int, split: str) -> dict[str, o
     }
 
 
-def _raw_splits(n_train: int, n_valid: int, n_test: int, seed: int) -> dict[str, dict[str, object]]:
+def _raw_splits(n_train: int, n_valid: int, n_test: int, seed: int) -> dict[str, _RawSplit]:
     sizes = {"train": n_train, "valid": n_valid, "test": n_test}
     for name, size in sizes.items():
         if size < 1:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,13 @@ from models.evaluation.metrics import (
     weighted_f1,
 )
 from models.run import Run
+from models.schemes import Scheme
 
 # The 3-class metrics added to every run's row.
 THREE_CLASS_METRICS: tuple[str, ...] = ("Acc_3", "F1_3")
 
 
-def three_class_metrics(predictions, labels, scheme: str) -> dict[str, float]:
+def three_class_metrics(predictions, labels, scheme: Scheme) -> dict[str, float]:
     """Accuracy and weighted F1 over negative/neutral/positive (the scheme's 3-class bins)."""
     pred = polarity_classes(predictions, scheme, 3)
     truth = polarity_classes(labels, scheme, 3)
@@ -66,7 +68,7 @@ class Comparison:
                           "mean": r.mean, "std": r.std} for r in self.rows]}
 
 
-def _seed_three_class(run: Run, seeds: Sequence[str], scheme: str) -> list[dict[str, float]]:
+def _seed_three_class(run: Run, seeds: Sequence[str], scheme: Scheme) -> list[dict[str, float]]:
     rows = []
     for seed in seeds:
         path = run.seed_predictions(seed)

@@ -97,6 +97,8 @@ class ModalityEncoder(nn.Module):
     the DeepMLF AV encoder, like the reference, normalises only after its Fusion FFW).
     """
 
+    positions: torch.Tensor  # (pool_len, d_model) sinusoidal, a non-persistent buffer
+
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, d_ffn: int, dropout: float,
                  pool_len: int, final_norm: bool = True) -> None:
         super().__init__()
@@ -137,7 +139,7 @@ class AVEncoder(nn.Module):
         self.norm = nn.LayerNorm(d_av)
 
     @classmethod
-    def from_config(cls, config) -> "AVEncoder":
+    def from_config(cls, config) -> AVEncoder:
         """The AV encoder a ModelConfig describes (DeepMLF and AV pretraining build it the same way)."""
         return cls(config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers,
                    config.av_heads, config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug,

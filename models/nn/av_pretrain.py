@@ -74,6 +74,6 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
                               f"{tuple(own[key].shape)}; {fix}")
     model.load_state_dict(wanted, strict=False)
     if freeze:
-        for p in model.av_encoder.parameters():
+        for p in model.get_submodule("av_encoder").parameters():
             p.requires_grad_(False)
     return len(wanted)

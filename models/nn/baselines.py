@@ -164,7 +164,7 @@ class BaselineModel(nn.Module):
         else:
             self.head = TaskHead(len(self.modalities) * d, config.head_hidden)
 
-    def train(self, mode: bool = True) -> "BaselineModel":
+    def train(self, mode: bool = True) -> BaselineModel:
         super().train(mode)
         if hasattr(self, "lm"):
             self.lm.train(False)  # the LM only supplies fixed states
@@ -212,7 +212,7 @@ class BaselineModel(nn.Module):
                 terms = {m: F.l1_loss(out.fusion[:, i], y) for i, m in enumerate(MODALITIES)}
             else:
                 terms = {"task": F.l1_loss(out.prediction, y)}
-            out.loss = sum(terms.values())
+            out.loss = torch.stack(list(terms.values())).sum()
             out.terms = {k: float(v.detach()) for k, v in terms.items()}
         return out
 

@@ -26,11 +26,9 @@ class Gate(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(())) if self.mode is not Gating.NONE else None
 
     def value(self) -> torch.Tensor | float:
-        if self.mode is Gating.SIGMOID:
-            return torch.sigmoid(self.alpha)
-        if self.mode is Gating.TANH:
-            return torch.tanh(self.alpha)
-        return 1.0
+        if self.alpha is None:  # Gating.NONE
+            return 1.0
+        return torch.sigmoid(self.alpha) if self.mode is Gating.SIGMOID else torch.tanh(self.alpha)
 
     def forward(self, branch: torch.Tensor) -> torch.Tensor:
         return self.value() * branch

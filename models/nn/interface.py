@@ -20,9 +20,12 @@ class Batch:
     vision_lengths: torch.Tensor  # (B,) long
     labels: torch.Tensor | None = None  # (B,) float
 
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None)
-                        for k, v in self.__dict__.items()})
+    def to(self, device: torch.device | str) -> Batch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        return Batch(move(self.text_ids), move(self.text_valid), move(self.audio), move(self.audio_lengths),
+                     move(self.vision), move(self.vision_lengths), None if self.labels is None else move(self.labels))
 
     def __len__(self) -> int:
         return self.text_ids.shape[0]

@@ -5,7 +5,8 @@ Built explicitly from the model modules (nothing registers itself at import time
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

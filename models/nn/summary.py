@@ -47,5 +47,5 @@ def per_block_parameters(model: nn.Module) -> dict[int, ParamCount]:
     return {
         int(layer): ParamCount(sum(p.numel() for p in block.parameters()),
                                sum(p.numel() for p in block.parameters() if p.requires_grad))
-        for layer, block in model.mm_blocks.items()
+        for layer, block in model.get_submodule("mm_blocks").named_children()
     }

@@ -6,8 +6,9 @@ users run on hub models.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 DEFAULT_CORPUS = (
     "the movie was great and i loved it",
@@ -36,7 +37,7 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +51,7 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
                                         unk_token="<|endoftext|>", pad_token="<|endoftext|>")
     vocab = len(tokenizer)
     eos = tokenizer.eos_token_id
+    config: PretrainedConfig
     if family == "gpt2":
         config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=d_model, n_layer=n_layer, n_head=n_head,
                             bos_token_id=eos, eos_token_id=eos, initializer_range=initializer_range)

@@ -14,7 +14,7 @@ stopping (or an optional cap).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
