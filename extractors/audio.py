@@ -23,7 +23,8 @@ AUDIO_VERSIONS = {AudioBackend.librosa_sims: 1, AudioBackend.egemaps: 1, AudioBa
 _OPENSMILE_RATE = 16000  # openSMILE's standard configs are defined for 16 kHz speech
 
 
-def _as_backend(value) -> AudioBackend:
+def parse_audio_backend(value: AudioBackend | str) -> AudioBackend:
+    """The audio extractor named by `value` (an AudioBackend or its string); a one-line ExtractionError otherwise."""
     try:
         return AudioBackend(value)
     except ValueError:
@@ -48,7 +49,7 @@ class AudioExtractor:
         hop_length: int = 512,
         n_mfcc: int = 20,
     ) -> None:
-        self.backend = _as_backend(backend)
+        self.backend = parse_audio_backend(backend)
         if functionals and self.backend not in (AudioBackend.egemaps, AudioBackend.compare):
             raise ExtractionError(f"functionals exist only for the openSMILE extractors (egemaps, compare), not {self.backend.value}")
         if sample_rate <= 0 or hop_length <= 0 or n_mfcc <= 0:

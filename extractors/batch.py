@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 from .dataset import (
     assemble_dataset,
@@ -130,21 +130,22 @@ def extract_one(job: ClipJob, recipe: Recipe, features_dir: Path, allow_missing:
 
     t0 = time.perf_counter()
     base = ClipResult(key=job.key, path=str(job.path or ""), status="failed")
-    if job.problem:
-        base.reason = job.problem
+    if job.problem or job.path is None:  # plan_jobs gives every clip it did not find (path None) a problem
+        base.reason = job.problem or "clip not found"
         return base
+    path = job.path
     try:
         if done is not None:
-            text, tracks = transcribe_clip(job.path, recipe, transcript=job.text)
+            text, tracks = transcribe_clip(path, recipe, transcript=job.text)
             if not allow_missing:
-                require_modalities(job.path, {**done, **tracks}, text.text, "extract", recipe.modalities)
+                require_modalities(path, {**done, **tracks}, text.text, "extract", recipe.modalities)
             meta = {**done, "path": str(job.path), "text": text.text, "transcript": text.to_dict(),
                     "transcript_hash": recipe.transcript.hash}
             write_json(Path(features_dir) / f"{clip_filename(job.key)}.json", meta)  # the .npz stays as it is
         else:
-            clip = extract_clip(job.path, recipe, transcript=job.text)
+            clip = extract_clip(path, recipe, transcript=job.text)
             if not allow_missing:
-                require_modalities(job.path, clip.info, clip.text, "extract", recipe.modalities)
+                require_modalities(path, clip.info, clip.text, "extract", recipe.modalities)
             # Beside the feature hash (the done-marker): a later run with another transcript policy redoes only the text.
             clip.info["transcript_hash"] = recipe.transcript.hash
             meta = save_clip(features_dir, job, clip, recipe.feature_hash)
@@ -335,15 +336,14 @@ def run_extract(
                 raise
 
     failed = [r for r in results if r.status == "failed"]
-    errors_file = out / ERRORS_FILE
+    errors_path = out / ERRORS_FILE
     if failed:
-        write_text(errors_file, "key\tpath\treason\n" + "".join(f"{r.key}\t{r.path}\t{r.reason}\n" for r in failed))
+        write_text(errors_path, "key\tpath\treason\n" + "".join(f"{r.key}\t{r.path}\t{r.reason}\n" for r in failed))
     else:
-        errors_file.unlink(missing_ok=True)
-        errors_file = None
+        errors_path.unlink(missing_ok=True)
 
     summary = ExtractSummary(out=out, results=results, elapsed=0.0, kind="shard" if shard else ("dataset" if labelled else "features"),
-                             errors_file=errors_file, notes=notes)
+                             errors_file=errors_path if failed else None, notes=notes)
     ok_keys = {r.key for r in results if r.status in ("done", "skipped")}
     extra = {"failed": [{"key": r.key, "reason": r.reason} for r in failed]} if failed else {}
     if shard:
@@ -351,6 +351,7 @@ def run_extract(
     elif labelled:
         good = [j for j in all_jobs if j.key in ok_keys]
         if good:
+            assert write_dataset is not None  # a labelled run without it was refused before any work
             summary.manifest = write_dataset(out, **assemble_dataset(good, features_dir, recipe.to_dict()), name=name,
                                              scheme=scheme, mmsa=mmsa, extra=extra)
             why = {"train": "train has nothing to learn from", "valid": "train picks its best epoch on valid clips",
@@ -362,7 +363,8 @@ def run_extract(
             summary.notes.append("no clip could be extracted: no dataset written")
     else:
         metas = []
-        audio_names = vision_names = None
+        audio_names: list[str] = []
+        vision_names: list[str] = []
         from .dataset import load_clip
 
         for job in all_jobs:

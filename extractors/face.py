@@ -25,7 +25,8 @@ from .media import sample_frames
 FACE_VERSIONS = {FaceBackend.mediapipe: 1, FaceBackend.pyfeat: 1, FaceBackend.none: 1}
 
 
-def _as_backend(value) -> FaceBackend:
+def parse_face_backend(value: FaceBackend | str) -> FaceBackend:
+    """The face extractor named by `value` (a FaceBackend or its string); a one-line ExtractionError otherwise."""
     try:
         return FaceBackend(value)
     except ValueError:
@@ -219,7 +220,7 @@ class FaceExtractor:
         max_side: int = 640,
         min_detection_confidence: float = 0.5,
     ) -> None:
-        self.backend = _as_backend(backend)
+        self.backend = parse_face_backend(backend)
         if not (0 < fps <= 60):
             raise ExtractionError(f"--fps must be in (0, 60], got {fps}")
         if max_faces < 1 or max_side < 64:

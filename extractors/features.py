@@ -47,6 +47,6 @@ class Features:
         return len(self.timestamps)
 
     @classmethod
-    def empty(cls, names: list[str], rate_hz: float, reason: str) -> "Features":
+    def empty(cls, names: list[str], rate_hz: float, reason: str) -> Features:
         """A zero-length sequence (T = 0) for a missing track, with the reason recorded."""
         return cls(np.zeros((0, len(names)), np.float32), np.zeros(0), list(names), rate_hz, info={"empty": reason})

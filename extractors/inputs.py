@@ -116,8 +116,8 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
     for i, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
         bad = len(problems)
         video_id, clip_id = str(row["video_id"]).strip(), str(row["clip_id"]).strip()
-        for column, value in (("video_id", video_id), ("clip_id", clip_id)):
-            why = _id_problem(value)
+        for column, name in (("video_id", video_id), ("clip_id", clip_id)):
+            why = _id_problem(name)
             if why:
                 problems.append((i, column, why))
         key = f"{video_id}{KEY_SEP}{clip_id}"
@@ -127,7 +127,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
         split = _SPLIT_ALIASES.get(str(row["mode"]).strip().lower())
         if split is None:
             problems.append((i, "mode", f"{row['mode']!r} is not train, valid or test"))
-        values = {}
+        values: dict[str, float] = {}
         for col in ("label", "label_T", "label_A", "label_V"):
             if col in row and str(row[col]).strip() != "":
                 try:

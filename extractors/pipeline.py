@@ -51,7 +51,7 @@ class Pipeline:
         self.audio = recipe.audio.build()
         self.face = recipe.face.build()
         self.transcript_mode = recipe.transcript.mode
-        self._whisper = None
+        self._whisper: WhisperTranscriber | None = None
 
     @property
     def whisper(self) -> WhisperTranscriber:
@@ -92,6 +92,7 @@ class Pipeline:
         else:
             text = self.whisper.transcribe(path, start, end) if info.has_audio else Transcript("", "no-audio")
         timings["transcript_s"] = time.perf_counter() - t0
+        assert vision.present is not None  # Features.__post_init__ fills it (all True when not given)
         duration = info.duration
         if start is not None or end is not None:
             duration = min(end if end is not None else duration, duration) - (start or 0.0)

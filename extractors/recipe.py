@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
 
-from .audio import AUDIO_VERSIONS, AudioBackend, AudioExtractor
+from .audio import AUDIO_VERSIONS, AudioBackend, AudioExtractor, parse_audio_backend
 from .choices import (
     DEFAULT_AUDIO,
     DEFAULT_FACE,
@@ -38,8 +38,8 @@ from .choices import (
     WhisperBackend,
 )
 from .errors import ExtractionError
-from .face import FACE_VERSIONS, FaceBackend, FaceExtractor
-from .transcript import TranscriptPolicy
+from .face import FACE_VERSIONS, FaceBackend, FaceExtractor, parse_face_backend
+from .transcript import TranscriptPolicy, parse_transcript_mode, parse_whisper_backend
 
 RECIPE_FORMAT = 1
 DEFAULT_RECIPE_NAME = "deepmlf-default-v1"
@@ -169,7 +169,7 @@ class Recipe:
                               max_faces=face_params.get("max_faces", DEFAULT_MAX_FACES),
                               max_side=face_params.get("max_side", DEFAULT_MAX_SIDE)),
                 transcript=TranscriptPolicy.from_dict(text),
-                libraries=dict(recipe.get("libraries", {})),
+                libraries=tuple(dict(recipe.get("libraries", {})).items()),
                 name=recipe.get("name"),
             )
         except KeyError as exc:
@@ -257,11 +257,12 @@ def build_recipe(
 ) -> Recipe:
     """A complete recipe from the CLI's options, with the installed library versions; every value is validated."""
     return Recipe(
-        audio=AudioSpec(audio, functionals=functionals),
-        face=FaceSpec(face, fps=fps, max_faces=max_faces, max_side=max_side),
-        transcript=TranscriptPolicy(mode=transcript, backend=whisper_backend, model=whisper_model,
+        audio=AudioSpec(parse_audio_backend(audio), functionals=functionals),
+        face=FaceSpec(parse_face_backend(face), fps=fps, max_faces=max_faces, max_side=max_side),
+        transcript=TranscriptPolicy(mode=parse_transcript_mode(transcript),
+                                    backend=parse_whisper_backend(whisper_backend), model=whisper_model,
                                     language=language, task=task),
-        libraries=library_versions(),
+        libraries=tuple(library_versions().items()),
     )
 
 

@@ -29,7 +29,7 @@ class Span(NamedTuple):
 
 def fixed_windows(duration: float, window: float) -> list[tuple[float, float]]:
     """[start, end) windows of `window` s covering the clip; a short tail (< window/4) joins the last one."""
-    bounds = []
+    bounds: list[tuple[float, float]] = []
     start = 0.0
     while start < duration - 1e-6:
         end = min(start + window, duration)

@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -221,12 +222,26 @@ def _short_list(items, limit: int = 16) -> str:
     return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
+def parse_whisper_backend(value: WhisperBackend | str) -> WhisperBackend:
+    """The Whisper backend named by `value` (a WhisperBackend or its string); a one-line ExtractionError otherwise."""
+    try:
+        return WhisperBackend(value)
+    except ValueError:
+        raise ExtractionError(f"unknown Whisper backend {value!r}; choose transformers or faster-whisper") from None
+
+
+def parse_transcript_mode(value: TranscriptMode | str) -> TranscriptMode:
+    """The transcript mode named by `value` (a TranscriptMode or its string); a one-line ExtractionError otherwise."""
+    try:
+        return TranscriptMode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in TranscriptMode)
+        raise ExtractionError(f"unknown transcript mode {value!r}; choose one of: {choices}") from None
+
+
 def _whisper_options(backend: WhisperBackend | str, language: str | None, task: str) -> WhisperBackend:
     """The backend as an enum, after checking the backend, language and task (one-line errors naming the option)."""
-    try:
-        backend = WhisperBackend(backend)
-    except ValueError:
-        raise ExtractionError(f"unknown Whisper backend {backend!r}; choose transformers or faster-whisper") from None
+    backend = parse_whisper_backend(backend)
     if task not in WHISPER_TASKS:
         raise ExtractionError(f"Whisper task must be transcribe or translate, not {task!r}")
     if language is not None and not (isinstance(language, str) and re.fullmatch(r"[a-z]{2,3}|[A-Za-z ]+", language)):
@@ -253,7 +268,8 @@ class WhisperTranscriber:
         self.model_id = model
         self.language = _language_code(language) if language else None
         self.task = task
-        self._impl = None
+        # faster-whisper's WhisperModel, or transformers' (WhisperProcessor, WhisperForConditionalGeneration)
+        self._impl: Any = None
         self._info: WhisperModelInfo | None = None
 
     def check(self) -> WhisperModelInfo:
@@ -344,7 +360,8 @@ class WhisperTranscriber:
         impl = self._load()
         if self.backend == WhisperBackend.faster_whisper:
             return self._faster(impl, samples)
-        return self._transformers(*impl, samples)
+        processor, model = impl
+        return self._transformers(processor, model, samples)
 
     def _faster(self, model, samples: np.ndarray) -> Transcript:
         # temperature 0 only (beam search, as the transformers backend decodes greedily): faster-whisper's
@@ -441,11 +458,7 @@ class TranscriptPolicy:
     task: str = DEFAULT_WHISPER_TASK  # "transcribe", or "translate" to English
 
     def __post_init__(self) -> None:
-        try:
-            mode = TranscriptMode(self.mode)
-        except ValueError:
-            choices = ", ".join(m.value for m in TranscriptMode)
-            raise ExtractionError(f"unknown transcript mode {self.mode!r}; choose one of: {choices}") from None
+        mode = parse_transcript_mode(self.mode)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ExtractionError(f"Whisper model must be a hub id or a model folder, not {self.model!r}; check --whisper-model")
         language = self.language or None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -27,6 +27,7 @@ from models.config import ModelConfig
 from models.data.normalize import FeatureNormalizer
 from models.errors import CheckpointError, ConfigError, ModelNotAvailableError
 from models.io import atomic_dir
+from models.nn.interface import SentimentModel
 
 EXTRA_PREFIX = "extra."
 
@@ -88,7 +89,8 @@ def read_checkpoint(directory: Path) -> Checkpoint:
 
 def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
     """Load a checkpoint's tensors into `model`: every trainable tensor present, none it does not have."""
-    expected = set(model.trainable_state_dict())
+    # Every model kind is an nn.Module and a SentimentModel (load_state_dict is the Module's).
+    expected = set(cast(SentimentModel, model).trainable_state_dict())
     missing, unexpected = expected - set(checkpoint.weights), set(checkpoint.weights) - expected
     if missing:
         raise CheckpointError(f"{checkpoint.directory}: missing tensors {sorted(missing)[:3]}; "
@@ -108,6 +110,7 @@ class LoadedModel:
     normalizer: FeatureNormalizer
     meta: dict
     directory: Path
+    config: ModelConfig  # the config the model was built from (the checkpoint's, with `lm` in its place when given)
 
 
 def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None,
@@ -145,4 +148,4 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
     model = build_model(checkpoint.kind, config, hf_lm)
     load_weights(model, checkpoint)
     normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in checkpoint.extra.items()})
-    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, checkpoint.meta, Path(directory))
+    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, checkpoint.meta, Path(directory), config)

@@ -19,12 +19,28 @@ values are binned.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Iterable
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from models.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:
+    # requires-python is 3.10, which has no enum.StrEnum: the same str-valued enum
+    # (str() and format() give the value, as 3.11's StrEnum does).
+    class StrEnum(str, enum.Enum):
+        """A str enum whose str() and format() are its value."""
+
+        def __str__(self) -> str:
+            return str.__str__(self)
+
+        def __format__(self, format_spec: str) -> str:
+            return str.__format__(self, format_spec)
 
 # MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i. The outer edges
 # sit just past ±1 so that clipped values of exactly ±1 fall inside.
@@ -38,7 +54,7 @@ _MOSI_CLASSES = (2, 3, 5, 7)
 _UNIT_RANGE_TOLERANCE = 1e-6
 
 
-class Scheme(enum.StrEnum):
+class Scheme(StrEnum):
     """A metric scheme: how labels are scaled, clipped and cut into classes."""
 
     MOSI = "mosi"
@@ -55,7 +71,7 @@ class Scheme(enum.StrEnum):
         return ", ".join(s.value for s in cls)
 
     @classmethod
-    def get(cls, value: object) -> "Scheme | None":
+    def get(cls, value: object) -> Scheme | None:
         """The scheme named by ``value`` (a Scheme or its string), or None for anything else."""
         try:
             return cls(value)
@@ -63,7 +79,7 @@ class Scheme(enum.StrEnum):
             return None
 
     @classmethod
-    def parse(cls, value: object) -> "Scheme":
+    def parse(cls, value: object) -> Scheme:
         """The scheme named by ``value``; a ConfigError naming the accepted strings otherwise."""
         scheme = cls.get(value)
         if scheme is None:
@@ -71,7 +87,7 @@ class Scheme(enum.StrEnum):
         return scheme
 
     @classmethod
-    def guess(cls, labels: Iterable, name: str | None = None) -> "Scheme":
+    def guess(cls, labels: Iterable, name: str | None = None) -> Scheme:
         """SIMS when ``name`` says so or every label lies in [-1, 1]; MOSI (the [-3, 3] scheme) otherwise.
 
         ``labels``: one array of labels per split (any may be empty). No labels
@@ -127,7 +143,7 @@ class Scheme(enum.StrEnum):
             counts = ", ".join(map(str, self.class_counts))
             raise ConfigError(f"{n_classes} classes is not a {self.value} binning: use {counts}")
 
-    def classes(self, values, n_classes: int) -> "np.ndarray":
+    def classes(self, values, n_classes: int) -> np.ndarray:
         """(N,) int64 class index of each value, 0 the most negative; the rule every Acc-n uses.
 
         Values are compared in float32, as MMSA compares its float32 tensors
@@ -157,7 +173,7 @@ class Scheme(enum.StrEnum):
                 "Mult_acc_7")
 
 
-def bin_left_open(values: "np.ndarray", edges: tuple[float, ...]) -> "np.ndarray":
+def bin_left_open(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """Class index of each value for left-open, right-closed bins (MMSA's SIMS loop); -1 outside them."""
     import numpy as np
 

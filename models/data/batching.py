@@ -75,7 +75,7 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     order = rng.permutation(len(lengths))
     pool = batch_size * bucket_factor
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), pool):
         chunk = order[start:start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]

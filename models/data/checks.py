@@ -6,7 +6,8 @@ the counts are kept in ``MultimodalDataset.cleaning_report``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -151,9 +152,9 @@ def _build_split(
 
     unimodal = {}
     for m in _UNIMODAL:
-        key = keys.get(f"labels_{m}")
-        if key and key in fields and fields[key] is not None:
-            unimodal[m] = _as_labels(fields[key], key, where)
+        label_key = keys.get(f"labels_{m}")
+        if label_key and label_key in fields and fields[label_key] is not None:
+            unimodal[m] = _as_labels(fields[label_key], label_key, where)
 
     n = labels.shape[0]
     counts = {

@@ -9,8 +9,9 @@ them over, since ``extractors`` and ``models`` never import each other.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def _check_for_save(dataset: MultimodalDataset) -> None:
 
 
 def _split_arrays(split: SplitData) -> dict[str, np.ndarray]:
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "audio": np.ascontiguousarray(split.audio, dtype=np.float32),  # (N, T_a, D_a)
         "vision": np.ascontiguousarray(split.vision, dtype=np.float32),  # (N, T_v, D_v)
         "audio_lengths": np.asarray(split.audio_lengths, dtype=np.int64),  # (N,)

@@ -9,8 +9,8 @@ from the user's own data paths.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from models.data.checks import _build_split, _check_feature_dims
 from models.data.types import _UNIMODAL, SPLITS, MultimodalDataset, SplitData

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ class FeatureNormalizer:
     vision_std: np.ndarray  # (D_v,) float32
 
     @classmethod
-    def fit(cls, split: SplitData) -> "FeatureNormalizer":
+    def fit(cls, split: SplitData) -> FeatureNormalizer:
         """Statistics of ``split`` (the train split) over valid frames."""
         if split.normalized_by is not None:  # its raw values are gone; these are their statistics
             return split.normalized_by
@@ -118,7 +119,7 @@ class FeatureNormalizer:
         done = split.normalized_by
         if done is not None and done.same_as(self):
             return split
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for m, lengths in (("audio", split.audio_lengths), ("vision", split.vision_lengths)):
             undo = (getattr(done, f"{m}_mean"), getattr(done, f"{m}_std")) if done is not None else None
             arrays[m] = _normalize_split_array(getattr(split, m), lengths, getattr(self, f"{m}_mean"),
@@ -126,9 +127,9 @@ class FeatureNormalizer:
         if in_place:
             split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], self
             return split
-        return replace(split, **arrays, normalized_by=self)
+        return replace(split, audio=arrays["audio"], vision=arrays["vision"], normalized_by=self)
 
-    def same_as(self, other: "FeatureNormalizer") -> bool:
+    def same_as(self, other: FeatureNormalizer) -> bool:
         """The same statistics (so applying one after the other would change nothing)."""
         return all(np.array_equal(a, b) for a, b in zip(self.state_dict().values(), other.state_dict().values()))
 
@@ -145,7 +146,7 @@ class FeatureNormalizer:
         be None. Non-finite values are set to 0 first, as the loader does.
         Without lengths every frame counts as valid.
         """
-        results = []
+        results: list[np.ndarray | None] = []
         for array, lengths, mean, std, what in (
             (audio, audio_lengths, self.audio_mean, self.audio_std, "audio"),
             (vision, vision_lengths, self.vision_mean, self.vision_std, "vision"),
@@ -170,7 +171,7 @@ class FeatureNormalizer:
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> "FeatureNormalizer":
+    def from_state_dict(cls, state: Mapping[str, Any]) -> FeatureNormalizer:
         """Rebuild from ``state_dict()`` output (numpy arrays or CPU tensors)."""
         keys = ("audio_mean", "audio_std", "vision_mean", "vision_std")
         missing = [k for k in keys if k not in state]

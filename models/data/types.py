@@ -44,12 +44,12 @@ class SplitData:
     labels_V: np.ndarray | None = None
     # Set when the feature arrays were z-scored in place (training frees the raw copy): they then
     # hold normalised values and this is the normaliser that made them (see FeatureNormalizer.apply).
-    normalized_by: "FeatureNormalizer | None" = None
+    normalized_by: FeatureNormalizer | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index) -> "SplitData":
+    def subset(self, index) -> SplitData:
         """A new split with the clips at ``index`` (int array, bool mask or slice)."""
         if isinstance(index, slice):
             positions = np.arange(len(self))[index]

@@ -17,7 +17,7 @@ from models.evaluation.metrics import compute_metrics
 
 def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
     """Feature sizes of the dataset must be those the model was trained on."""
-    cfg = loaded.model.config
+    cfg = loaded.config
     if (cfg.d_audio, cfg.d_vision) != (dataset.d_audio, dataset.d_vision):
         raise DatasetError(f"{dataset.source} has audio/vision features of size {dataset.d_audio}/{dataset.d_vision}, "
                            f"but the model in {loaded.directory} was trained on {cfg.d_audio}/{cfg.d_vision}; "
@@ -41,7 +41,7 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
                            f"({', '.join(nonempty)})")
     loaded = load_model(directory, device, lm_cache, lm)
     check_compatible(loaded, dataset)
-    encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.model.config.max_text_tokens,
+    encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.config.max_text_tokens,
                            loaded.normalizer)
     predictions = predict_encoded(loaded.model, encoded, batch_size, torch.device(device))
     return compute_metrics(predictions["prediction"], encoded.labels, dataset.scheme), predictions

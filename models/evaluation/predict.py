@@ -10,6 +10,7 @@ training and `deepmlf evaluate` use, so a clip's prediction equals the one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import torch
@@ -38,6 +39,14 @@ class ClipInput:
 # mean fusion token); the text, AV and fusion heads are linear heads trained on the same label,
 # each reading one of those three inputs alone. They show what each path predicts by itself;
 # the score is not their average. Baselines fill only the heads of the modality they read.
+
+
+@overload
+def clip_to_scale(value: float, scale: tuple[float, float]) -> float: ...
+
+
+@overload
+def clip_to_scale(value: float | None, scale: tuple[float, float]) -> float | None: ...
 
 
 def clip_to_scale(value: float | None, scale: tuple[float, float]) -> float | None:
@@ -85,7 +94,7 @@ def model_scheme(loaded: LoadedModel) -> Scheme:
 
 def check_feature_sizes(loaded: LoadedModel, d_audio: int, d_vision: int) -> None:
     """The extracted feature sizes must be those the model was trained on."""
-    cfg = loaded.model.config
+    cfg = loaded.config
     if (cfg.d_audio, cfg.d_vision) != (d_audio, d_vision):
         raise DatasetError(
             f"the features have audio/vision sizes {d_audio}/{d_vision}, but the model in {loaded.directory} "
@@ -111,7 +120,7 @@ def predict_features(
     """Predictions for `clips`, in order; features are normalised with the checkpoint's statistics."""
     if not clips:
         return []
-    cfg = loaded.model.config
+    cfg = loaded.config
     for clip in clips:
         check_feature_sizes(loaded, int(clip.audio.shape[-1]), int(clip.vision.shape[-1]))
     audio, audio_lengths = _stack([np.asarray(c.audio, np.float32) for c in clips], cfg.d_audio, "audio")

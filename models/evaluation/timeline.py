@@ -6,8 +6,8 @@ this package never imports `extractors`) with one `Prediction` each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from models.evaluation.metrics import POLARITY_NAMES, polarity_classes
 from models.evaluation.plots import pyplot, save_figure
@@ -42,6 +42,8 @@ def clip_verdict(spans: Sequence[tuple[float, float, str]], preds: Sequence[Pred
     """
     weights = [max(e - s, 1e-6) for s, e, _ in spans]
     raw_score = weighted_mean([p.raw_score for p in preds], weights)
+    if raw_score is None:  # every segment has a raw score: only no segments at all gives None
+        raise ValueError("clip_verdict needs at least one segment")
     scale = preds[0].scale
     polarity = POLARITY_NAMES[3][int(polarity_classes([raw_score], _scheme_of(scale), 3)[0])]
     raw_heads = {k: weighted_mean([p.raw_heads[k] for p in preds], weights) for k in ("text", "av", "fusion")}

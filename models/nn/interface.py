@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
+
+from models.config import ModelConfig
 
 
 @dataclass
@@ -41,6 +44,22 @@ class Output:
     fusion: torch.Tensor  # (B, n_f) one y_f per fusion token
     loss: torch.Tensor | None = None
     terms: dict[str, float] = field(default_factory=dict)
+
+
+class SentimentModel(Protocol):
+    """What every model kind of models.nn.registry has besides being an nn.Module (what checkpoints save).
+
+    nn.Module's `__getattr__` hides these from a type checker (it types every
+    unknown attribute `Tensor | Module`); a function that needs them says so
+    with this type.
+    """
+
+    kind: str  # the model kind its checkpoints record
+    config: ModelConfig  # the config it was built from
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint stores (everything but the frozen LM, which `config.lm` names)."""
+        ...
 
 
 class TaskHead(nn.Module):

@@ -6,8 +6,9 @@ The run directory's layout is `models.run.Run`'s; this module decides what goes 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
     """
     import dataclasses
 
-    lr_field = {"lr": lr} if lr else {}
+    lr_field: dict[str, Any] = {"lr": lr} if lr else {}
     if preset is not None:
         kept = {k: getattr(spec.train, k) for k in ("eval_batch_size", "max_epochs")}
         train = TrainConfig.from_dict({**spec.train.to_dict(), **preset.pretrain, **kept, **lr_field})
@@ -178,7 +179,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     Without a test split the seeds are trained and saved but not tested:
     their rows are empty and the results carry a note saying so.
     """
-    from models.nn.lm import lm_revision, load_causal_lm
+    from models.nn.lm import FrozenLM, lm_revision, load_causal_lm
 
     run_dir = Path(run_dir)
     run = Run(run_dir)
@@ -225,8 +226,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             continue
         seed_everything(seed)
         model = build_model(spec.kind, config, hf_lm)
-        if hasattr(model, "lm"):
-            model.lm.checkpoint_layers = spec.train.checkpoint_layers
+        lm = getattr(model, "lm", None)  # DeepMLF and the baselines that read text have one
+        if isinstance(lm, FrozenLM):
+            lm.checkpoint_layers = spec.train.checkpoint_layers
         if av_weights is not None:
             from models.nn.av_pretrain import load_av_weights
 
