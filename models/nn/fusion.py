@@ -12,8 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.config import FFWMode, Gating
+from models.nn.memory import lean_mlp, recompute_on_cpu
 
 
 class Gate(nn.Module):
@@ -62,14 +64,25 @@ class CrossAttention(nn.Module):
         B, Q, d = x.shape
         H = self.n_heads
         q = self.q(x).view(B, Q, H, d // H).transpose(1, 2)  # (B, H, Q, d_h)
+        if recompute_on_cpu(q):
+            # On CPU, recompute the K/V projection (d_ctx = 30 wide: cheap) and the attention in
+            # backward instead of keeping k, v and SDPA's math-path weights; the RNG state is
+            # restored, so the dropout mask is the same.
+            out = checkpoint(self._attend, q, context, context_valid, use_reentrant=False)
+        else:
+            out = self._attend(q, context, context_valid)  # (B, H, Q, d_h)
+        return self.out_dropout(self.o(out.transpose(1, 2).reshape(B, Q, d)))
+
+    def _attend(self, q: torch.Tensor, context: torch.Tensor, context_valid: torch.Tensor) -> torch.Tensor:
+        """q (B, H, Q, d_h) against the context's keys/values → (B, H, Q, d_h)."""
+        B, H, _, d_h = q.shape
         k, v = self.kv(context).chunk(2, dim=-1)  # (B, S, d) each
-        k = k.view(B, -1, H, d // H).transpose(1, 2)  # (B, H, S, d_h)
-        v = v.view(B, -1, H, d // H).transpose(1, 2)
-        out = F.scaled_dot_product_attention(
+        k = k.view(B, -1, H, d_h).transpose(1, 2)  # (B, H, S, d_h)
+        v = v.view(B, -1, H, d_h).transpose(1, 2)
+        return F.scaled_dot_product_attention(
             q, k, v, attn_mask=context_valid[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
-        )  # (B, H, Q, d_h)
-        return self.out_dropout(self.o(out.transpose(1, 2).reshape(B, Q, d)))
+        )
 
 
 def copy_mlp(mlp: nn.Module) -> nn.Module:
@@ -118,7 +131,7 @@ class MMBlock(nn.Module):
         before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
         hidden = torch.cat([before, queries + update, after], dim=1)
         if self.ffw is not None:
-            hidden = hidden + self.gate_ffw(self.ffw(self.ln_ffw(hidden)))
+            hidden = hidden + self.gate_ffw(lean_mlp(self.ffw, self.ln_ffw(hidden)))
         return hidden
 
     def ffw_mode_targets(self) -> list[str]:
