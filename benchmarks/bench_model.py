@@ -84,7 +84,11 @@ def step_mode(args) -> None:
     from models.nn.interface import Batch
 
     device = torch.device(args.device)
-    config = get_preset("sims").model_config(lm="gpt2", n_fusion=20)
+    if args.mmap_threshold:
+        from models.nn.memory import fix_mmap_threshold
+
+        print(f"glibc mmap threshold fixed at {args.mmap_threshold} B: {fix_mmap_threshold(args.mmap_threshold)}")
+    config = get_preset("sims").model_config(lm=args.lm, n_fusion=20)
     model, _ = DeepMLF.from_config(config, random_init=True)
     apply_switches(model, args)
     model.to(device)
@@ -99,7 +103,7 @@ def step_mode(args) -> None:
         labels=torch.rand(B, generator=g) * 2 - 1,
     ).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
+    print(f"LM config {args.lm}, device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
           f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
           f"prefix path {'on' if model.prefix_path else 'off'}, "
           f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}, "
@@ -351,6 +355,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("step", "epoch"), default="step")
     parser.add_argument("--steps", type=int, default=3, help="step mode: timed steps")
+    parser.add_argument("--lm", default="gpt2", help="step mode: the LM's config (SIMS's own: "
+                        "uer/gpt2-chinese-cluecorpussmall, the same GPT-2-base shape with a 21128-token vocabulary)")
+    parser.add_argument("--mmap-threshold", type=int, default=0,
+                        help="step mode: fix glibc's mmap threshold at N bytes (models.nn.memory.fix_mmap_threshold)")
     parser.add_argument("--no-optimizer", action="store_true", help="step mode: no AdamW step (backward only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=32)

@@ -90,10 +90,12 @@ def _batch(B=6, T=9, vocab=400):
                  torch.randint(1, 9, (B,), generator=g), torch.linspace(-0.8, 0.8, B))
 
 
-def test_lean_memory_keeps_less_and_gives_the_same_loss_and_gradients_with_dropout_on(wide_lm):
+@pytest.mark.parametrize("ffw", ["full", "lora"])
+def test_lean_memory_keeps_less_and_gives_the_same_loss_and_gradients_with_dropout_on(wide_lm, ffw):
     torch.manual_seed(0)
     config = ModelConfig(lm=str(wide_lm), mm_layers=(2, 3), n_fusion=3, d_audio=7, d_vision=5, av_pool_len=10,
-                         lm_dropout=True, mm_dropout=0.2, text_aug="none", av_aug="none")
+                         lm_dropout=True, mm_dropout=0.2, text_aug="none", av_aug="none", ffw_mode=ffw,
+                         lora_r=4, lora_alpha=8, lora_dropout=0.1)
     model, _ = DeepMLF.from_config(config)
     model.train()
     batch = _batch()

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.config import FFWMode, Gating
-from models.nn.memory import lean_mlp, recompute_on_cpu
+from models.nn.memory import lean_mlp, recompute_on_cpu, recompute_saved
 
 
 class Gate(nn.Module):
@@ -127,11 +127,18 @@ class MMBlock(nn.Module):
                 query_slice: slice) -> torch.Tensor:
         """hidden (B, T, d) → (B, T, d); z (B, S, d_av), z_valid (B, S)."""
         queries = hidden[:, query_slice]  # (B, Q, d)
-        update = self.gate_ca(self.cross_attn(self.ln_ca(queries), z, z_valid))
+        # The norms' outputs are kept for the projections' weight gradients as "norm again"
+        # (their inputs are kept anyway): models/nn/memory.py.
+        normed = self.ln_ca(queries)
+        with recompute_saved(normed, lambda q=queries: self.ln_ca(q)):
+            update = self.gate_ca(self.cross_attn(normed, z, z_valid))
         before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
         hidden = torch.cat([before, queries + update, after], dim=1)
         if self.ffw is not None:
-            hidden = hidden + self.gate_ffw(lean_mlp(self.ffw, self.ln_ffw(hidden)))
+            normed_all = self.ln_ffw(hidden)
+            with recompute_saved(normed_all, lambda h=hidden: self.ln_ffw(h)):  # h bound now (hidden is rebound)
+                ffw_out = lean_mlp(self.ffw, normed_all)
+            hidden = hidden + self.gate_ffw(ffw_out)
         return hidden
 
     def ffw_mode_targets(self) -> list[str]:
