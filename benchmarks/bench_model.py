@@ -4,10 +4,16 @@ Prints figures; asserts nothing. GPT-2-base config with random weights (no
 download) in both modes.
 
 Step mode (default): 7 MM blocks after layers 5..11, 20 fusion tokens,
-batch 32, text 39 tokens, audio 400x33, vision 55x709; time per
-forward+backward, eval forward, peak memory.
+batch 32, text 39 tokens (44 % padding), audio 400x33, vision 55x709; time
+per forward+backward+AdamW step (wall and process CPU time), eval forward,
+peak RSS (run each configuration in its own process: the peak is the
+process's). `--no-lean-memory` keeps for backward what plain autograd keeps
+(models/nn/memory.py off: the "before"), `--no-optimizer` leaves out AdamW
+and its state, `--lm uer/gpt2-chinese-cluecorpussmall` takes SIMS's own LM
+config (21128-token vocabulary), `--mmap-threshold 131072` fixes glibc's
+mmap threshold (RSS then follows the live tensors; costs page faults).
 
-    .venv/bin/python benchmarks/bench_model.py [--steps 3] [--device cpu] [--batch 32]
+    .venv/bin/python benchmarks/bench_model.py [--steps 3] [--device cpu] [--batch 32] [--no-lean-memory]
 
 Epoch mode: a synthetic set shaped like CMU-MOSI's 1284 training clips
 (transcript lengths drawn from a log-normal fitted to MOSI's: mean 12.5
