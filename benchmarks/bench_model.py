@@ -4,10 +4,16 @@ Prints figures; asserts nothing. GPT-2-base config with random weights (no
 download) in both modes.
 
 Step mode (default): 7 MM blocks after layers 5..11, 20 fusion tokens,
-batch 32, text 39 tokens, audio 400x33, vision 55x709; time per
-forward+backward, eval forward, peak memory.
+batch 32, text 39 tokens (44 % padding), audio 400x33, vision 55x709; time
+per forward+backward+AdamW step (wall and process CPU time), eval forward,
+peak RSS (run each configuration in its own process: the peak is the
+process's). `--no-lean-memory` keeps for backward what plain autograd keeps
+(models/nn/memory.py off: the "before"), `--no-optimizer` leaves out AdamW
+and its state, `--lm uer/gpt2-chinese-cluecorpussmall` takes SIMS's own LM
+config (21128-token vocabulary), `--mmap-threshold 131072` fixes glibc's
+mmap threshold (RSS then follows the live tensors; costs page faults).
 
-    .venv/bin/python benchmarks/bench_model.py [--steps 3] [--device cpu] [--batch 32]
+    .venv/bin/python benchmarks/bench_model.py [--steps 3] [--device cpu] [--batch 32] [--no-lean-memory]
 
 Epoch mode: a synthetic set shaped like CMU-MOSI's 1284 training clips
 (transcript lengths drawn from a log-normal fitted to MOSI's: mean 12.5
@@ -84,7 +90,11 @@ def step_mode(args) -> None:
     from models.nn.interface import Batch
 
     device = torch.device(args.device)
-    config = get_preset("sims").model_config(lm="gpt2", n_fusion=20)
+    if args.mmap_threshold:
+        from models.nn.memory import fix_mmap_threshold
+
+        print(f"glibc mmap threshold fixed at {args.mmap_threshold} B: {fix_mmap_threshold(args.mmap_threshold)}")
+    config = get_preset("sims").model_config(lm=args.lm, n_fusion=20)
     model, _ = DeepMLF.from_config(config, random_init=True)
     apply_switches(model, args)
     model.to(device)
@@ -99,20 +109,30 @@ def step_mode(args) -> None:
         labels=torch.rand(B, generator=g) * 2 - 1,
     ).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
+    print(f"LM config {args.lm}, device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
           f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
           f"prefix path {'on' if model.prefix_path else 'off'}, "
-          f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}")
+          f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}, "
+          f"lean memory {'off' if args.no_lean_memory else 'on'}")
+
+    # AdamW over the trainable parameters, as `deepmlf train` steps them (its state is part of the peak).
+    optimizer = (torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+                 if not args.no_optimizer else None)
+
+    cpu_seconds = []  # process CPU time per step: less blurred than wall time when other jobs share the cores
 
     def step() -> float:
         model.train()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with autocast_context(device):
             out = model(batch)
         out.loss.backward()
+        if optimizer is not None:
+            optimizer.step()
         model.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
+        cpu_seconds.append(time.process_time() - cpu_start)
         return time.perf_counter() - start
 
     def eval_forward() -> float:
@@ -129,8 +149,9 @@ def step_mode(args) -> None:
     warm = step()
     times = [step() for _ in range(args.steps)]
     evals = [eval_forward() for _ in range(args.steps)]
-    print(f"train step (forward+backward, batch {B}): first {warm:.2f} s, then mean {sum(times) / len(times):.2f} s "
-          f"(min {min(times):.2f})")
+    what = "forward+backward+AdamW" if optimizer is not None else "forward+backward"
+    print(f"train step ({what}, batch {B}): first {warm:.2f} s, then mean {sum(times) / len(times):.2f} s "
+          f"(min {min(times):.2f}); process CPU time per step (all threads) {min(cpu_seconds[1:]):.2f} s")
     print(f"eval forward (no LM logits): mean {sum(evals) / len(evals):.2f} s")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
@@ -145,6 +166,10 @@ def apply_switches(model, args) -> None:
         model.prefix_path = False
     if args.no_logits_budget:
         model.logits_budget_bytes = 0
+    if args.no_lean_memory:
+        from models.nn import memory
+
+        memory.enabled = False
 
 
 # --- epoch mode ------------------------------------------------------------------------------------
@@ -336,6 +361,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("step", "epoch"), default="step")
     parser.add_argument("--steps", type=int, default=3, help="step mode: timed steps")
+    parser.add_argument("--lm", default="gpt2", help="step mode: the LM's config (SIMS's own: "
+                        "uer/gpt2-chinese-cluecorpussmall, the same GPT-2-base shape with a 21128-token vocabulary)")
+    parser.add_argument("--mmap-threshold", type=int, default=0,
+                        help="step mode: fix glibc's mmap threshold at N bytes (models.nn.memory.fix_mmap_threshold)")
+    parser.add_argument("--no-optimizer", action="store_true", help="step mode: no AdamW step (backward only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--clips", type=int, default=1284, help="epoch mode: training clips (MOSI has 1284)")
@@ -345,6 +375,8 @@ def main() -> None:
     parser.add_argument("--no-prefix", action="store_true", help="full pass below the first MM block")
     parser.add_argument("--no-cache", action="store_true", help="no per-clip prefix cache")
     parser.add_argument("--no-logits-budget", action="store_true", help="always recompute the LM-loss logits")
+    parser.add_argument("--no-lean-memory", action="store_true",
+                        help="keep for backward what plain autograd keeps (models/nn/memory.py off)")
     parser.add_argument("--lm-dropout", choices=("on", "off"), default="on", help="frozen LM's dropout in training")
     parser.add_argument("--cache-gib", type=float, default=2.0, help="prefix cache budget")
     parser.add_argument("--compile", action="store_true", help="torch.compile the MM blocks and the AV encoder")

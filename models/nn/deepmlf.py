@@ -27,6 +27,7 @@ from models.nn.av_encoder import AVEncoder, masked_mean
 from models.nn.fusion import MMBlock, add_lora, mm_block_ffw
 from models.nn.interface import Batch, Output, TaskHead
 from models.nn.lm import FrozenLM, LayerContext, load_causal_lm
+from models.nn.memory import head_cross_entropy_sum, swap_dropout
 from models.nn.positions import check_position_budget, token_positions
 from models.nn.prefix_cache import PrefixCache, PrefixEntry
 
@@ -37,18 +38,24 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
                     budget_bytes: int = LOGITS_BUDGET_BYTES) -> torch.Tensor:
     """Mean next-token cross-entropy of (N, d) hidden rows against (N,) targets.
 
-    Only rows that have a target are passed in. When the (N, vocab) logits
-    fit `budget_bytes` they are computed once and kept for backward; beyond
-    it, each chunk's logits are recomputed in backward instead of stored, so
-    memory holds one chunk of (chunk, vocab) logits at a time.
+    Only rows that have a target are passed in. When the (N, vocab) float32
+    probabilities fit `budget_bytes` they are computed once and kept for
+    backward; beyond it, each chunk's logits are recomputed in backward
+    instead of stored, so memory holds one chunk of (chunk, vocab) logits at
+    a time. A frozen linear head in float32 (the LM's) runs through
+    `head_cross_entropy_sum`, whose backward builds the logits' gradient in
+    place of the kept probabilities (no (N, vocab) gradients on top).
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
+    vocab = head.weight.shape[0]
+    fused = head_cross_entropy_sum(hidden, targets, head, chunk, keep=hidden.shape[0] * vocab * 4 <= budget_bytes)
+    if fused is not None:
+        return fused / hidden.shape[0]
 
     def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(head(h).float(), t, reduction="sum")
 
-    vocab = head.weight.shape[0]
     # float32 logits plus their log-softmax, both held for backward
     if hidden.shape[0] * vocab * 8 <= budget_bytes:
         return chunk_loss(hidden, targets) / hidden.shape[0]
@@ -93,6 +100,7 @@ class DeepMLF(nn.Module):
         self.text_head = nn.Linear(d, 1)
         self.av_head = nn.Linear(config.d_av, 1)
         self.fusion_head = nn.Linear(d, 1)
+        swap_dropout(self)  # bool dropout masks for backward, same masks (models/nn/memory.py)
 
     @classmethod
     def from_config(cls, config: ModelConfig, random_init: bool = False, meta: bool = False):

@@ -12,8 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.config import FFWMode, Gating
+from models.nn.memory import lean_mlp, recompute_on_cpu, recompute_saved
 
 
 class Gate(nn.Module):
@@ -60,14 +62,25 @@ class CrossAttention(nn.Module):
         B, Q, d = x.shape
         H = self.n_heads
         q = self.q(x).view(B, Q, H, d // H).transpose(1, 2)  # (B, H, Q, d_h)
+        if recompute_on_cpu(q):
+            # On CPU, recompute the K/V projection (d_ctx = 30 wide: cheap) and the attention in
+            # backward instead of keeping k, v and SDPA's math-path weights; the RNG state is
+            # restored, so the dropout mask is the same.
+            out = checkpoint(self._attend, q, context, context_valid, use_reentrant=False)
+        else:
+            out = self._attend(q, context, context_valid)  # (B, H, Q, d_h)
+        return self.out_dropout(self.o(out.transpose(1, 2).reshape(B, Q, d)))
+
+    def _attend(self, q: torch.Tensor, context: torch.Tensor, context_valid: torch.Tensor) -> torch.Tensor:
+        """q (B, H, Q, d_h) against the context's keys/values → (B, H, Q, d_h)."""
+        B, H, _, d_h = q.shape
         k, v = self.kv(context).chunk(2, dim=-1)  # (B, S, d) each
-        k = k.view(B, -1, H, d // H).transpose(1, 2)  # (B, H, S, d_h)
-        v = v.view(B, -1, H, d // H).transpose(1, 2)
-        out = F.scaled_dot_product_attention(
+        k = k.view(B, -1, H, d_h).transpose(1, 2)  # (B, H, S, d_h)
+        v = v.view(B, -1, H, d_h).transpose(1, 2)
+        return F.scaled_dot_product_attention(
             q, k, v, attn_mask=context_valid[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
-        )  # (B, H, Q, d_h)
-        return self.out_dropout(self.o(out.transpose(1, 2).reshape(B, Q, d)))
+        )
 
 
 def copy_mlp(mlp: nn.Module) -> nn.Module:
@@ -112,11 +125,18 @@ class MMBlock(nn.Module):
                 query_slice: slice) -> torch.Tensor:
         """hidden (B, T, d) → (B, T, d); z (B, S, d_av), z_valid (B, S)."""
         queries = hidden[:, query_slice]  # (B, Q, d)
-        update = self.gate_ca(self.cross_attn(self.ln_ca(queries), z, z_valid))
+        # The norms' outputs are kept for the projections' weight gradients as "norm again"
+        # (their inputs are kept anyway): models/nn/memory.py.
+        normed = self.ln_ca(queries)
+        with recompute_saved(normed, lambda q=queries: self.ln_ca(q)):
+            update = self.gate_ca(self.cross_attn(normed, z, z_valid))
         before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
         hidden = torch.cat([before, queries + update, after], dim=1)
         if self.ffw is not None:
-            hidden = hidden + self.gate_ffw(self.ffw(self.ln_ffw(hidden)))
+            normed_all = self.ln_ffw(hidden)
+            with recompute_saved(normed_all, lambda h=hidden: self.ln_ffw(h)):  # h bound now (hidden is rebound)
+                ffw_out = lean_mlp(self.ffw, normed_all)
+            hidden = hidden + self.gate_ffw(ffw_out)
         return hidden
 
     def ffw_mode_targets(self) -> list[str]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from models.errors import ConfigError, ModelNotAvailableError
+from models.nn.memory import register_lean_attention, swap_dropout
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,11 @@ class FrozenLM(nn.Module):
         self._cache_name: str | None = None  # found on first use (see _cache_kwarg)
         if fuse_gelu:
             _fuse_gelu(hf_model)
+        # Keep less for backward, same math (models/nn/memory.py): bool dropout masks, and on CPU
+        # the attention core recomputed in backward instead of its (B, H, T, T) weights kept.
+        swap_dropout(hf_model)
+        if hf_model.config._attn_implementation == "sdpa":
+            hf_model.config._attn_implementation = register_lean_attention()
         # Freeze once, here; never inside forward.
         for p in self.model.parameters():
             p.requires_grad_(False)
