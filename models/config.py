@@ -263,7 +263,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         # Where a run runs is not what it computes: the device is an argument of training, not a
         # setting (run.json files written before it moved out still hold one).
         data = {k: v for k, v in data.items() if k != "device"}

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 FILE_MODE = 0o666  # open(..., "w") before the umask
 DIR_MODE = 0o777  # os.mkdir before the umask

@@ -53,7 +53,7 @@ class RunSpec:
                 "seeds": list(self.seeds), "init_av": self.init_av, "freeze_av": self.freeze_av}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         return cls(kind=data["kind"], model=ModelConfig.from_dict(data["model"]),
                    train=TrainConfig.from_dict(data["train"]), seeds=tuple(data["seeds"]),
                    init_av=data.get("init_av"), freeze_av=bool(data.get("freeze_av", False)))
@@ -78,7 +78,7 @@ class Run:
 
     # ------------------------------------------------------------------ finding runs
     @classmethod
-    def latest(cls, root: Path | str) -> "Run":
+    def latest(cls, root: Path | str) -> Run:
         """The run under `root` (searched recursively) with the newest run.json that holds a checkpoint."""
         root = Path(root)
         found = sorted(root.rglob(RUN_FILE), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
@@ -90,7 +90,7 @@ class Run:
                               f"with `deepmlf train --dataset DIR` (or run `make demo`), or pass --model RUN_DIR")
 
     @classmethod
-    def find_upwards(cls, path: Path | str) -> "Run | None":
+    def find_upwards(cls, path: Path | str) -> Run | None:
         """The run holding `path` (a run, seed or checkpoint directory): the nearest run.json upwards."""
         path = Path(path)
         for directory in (path, *path.parents):

@@ -114,7 +114,7 @@ def test_lean_memory_keeps_less_and_gives_the_same_loss_and_gradients_with_dropo
     assert after0 == after1
     assert grads0.keys() == grads1.keys() and "fusion_tokens" in grads1
     for name, g in grads0.items():
-        torch.testing.assert_close(grads1[name], g, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(grads1[name], g, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
     # GPT-2 here ~0.75 (the SIMS step shape ~0.6); Llama ~0.87 (no attention dropout, SwiGLU MLP as it is).
     assert kept1 < (0.8 if "gpt2" in wide_lm.name else 0.95) * kept0, (kept1, kept0)
     # The comparison can fail: dropout fires (another seed gives another loss).

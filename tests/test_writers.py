@@ -41,7 +41,7 @@ def test_atomic_write_text_bytes_and_streams(tmp_path):
     atomic_write(tmp_path / "a.txt", "héllo")
     atomic_write(tmp_path / "b.bin", b"\x00\x01")
     atomic_write(tmp_path / "c.npz", lambda fh: np.savez(fh, x=np.arange(3)))
-    assert (tmp_path / "a.txt").read_bytes() == "héllo".encode("utf-8")
+    assert (tmp_path / "a.txt").read_bytes() == "héllo".encode()
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     with np.load(tmp_path / "c.npz") as z:
         assert z["x"].tolist() == [0, 1, 2]

@@ -48,8 +48,8 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
-    vocab = head.weight.shape[0]
-    fused = head_cross_entropy_sum(hidden, targets, head, chunk, keep=hidden.shape[0] * vocab * 4 <= budget_bytes)
+    vocab = int(head.weight.shape[0])  # type: ignore[index]  # nn.Module attributes type as Tensor | Module
+    fused = head_cross_entropy_sum(hidden, targets, head, chunk, keep=bool(hidden.shape[0] * vocab * 4 <= budget_bytes))
     if fused is not None:
         return fused / hidden.shape[0]
 
@@ -87,14 +87,15 @@ class DeepMLF(nn.Module):
         d = self.lm.d_model
         self.av_encoder = AVEncoder.from_config(config)
         self.fusion_tokens = nn.Parameter(torch.randn(config.n_fusion, d) * 0.02)  # (n_f, d)
-        self.mm_blocks = nn.ModuleDict({
+        blocks = {
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
                             mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
                             self.lm.rms_norm)
             for i in sorted(config.mm_layers)
-        })
+        }
+        self.mm_blocks = nn.ModuleDict(blocks)
         if config.ffw_mode is FFWMode.LORA:
-            for block in self.mm_blocks.values():
+            for block in blocks.values():
                 add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout)
         self.task_head = TaskHead(2 * d + config.d_av, config.head_hidden)
         self.text_head = nn.Linear(d, 1)
@@ -128,7 +129,7 @@ class DeepMLF(nn.Module):
             self.av_encoder.compile(dynamic=True)
 
     # --- training mode: the frozen LM keeps its dropout only if asked ---
-    def train(self, mode: bool = True) -> "DeepMLF":
+    def train(self, mode: bool = True) -> DeepMLF:
         super().train(mode)
         self.lm.train(mode and self.config.lm_dropout)
         return self
@@ -207,9 +208,10 @@ class DeepMLF(nn.Module):
         if not cacheable:
             return self._run_text_layers(text, text_positions, ctx, first)
         cache = self.prefix_cache
+        assert cache is not None, "cacheable batches need configure_speed's prefix cache"
         B, T, d = text.shape
         keys = cache.keys(batch.text_ids, batch.text_valid, text_positions)
-        entries = [cache.get(k) for k in keys]
+        entries: list[PrefixEntry | None] = [cache.get(k) for k in keys]
         missing = [row for row, e in enumerate(entries) if e is None]
         if missing:
             rows = torch.tensor(missing, device=text.device)
@@ -219,13 +221,15 @@ class DeepMLF(nn.Module):
             lengths = batch.text_valid[rows].sum(1).tolist()
             for j, (row, n) in enumerate(zip(missing, lengths)):
                 # Left padding: a clip's n real tokens are the last n positions.
-                entries[row] = PrefixEntry(kv[:, :, j, :, T - n:], hidden[j, T - n:])
-                cache.put(keys[row], entries[row])
+                entry = PrefixEntry(kv[:, :, j, :, T - n:], hidden[j, T - n:])
+                entries[row] = entry
+                cache.put(keys[row], entry)
+        found = [e for e in entries if e is not None]  # every row, now
         # Assemble the batch, left-padded; padding rows stay zero (no real token attends to them).
-        L, _, H, _, d_h = entries[0].kv.shape
+        L, _, H, _, d_h = found[0].kv.shape
         out_kv = text.new_zeros(L, 2, B, H, T, d_h)
         out_hidden = text.new_zeros(B, T, d)
-        for row, entry in enumerate(entries):
+        for row, entry in enumerate(found):
             n = entry.hidden.shape[0]
             out_kv[:, :, row, :, T - n:] = entry.kv
             out_hidden[row, T - n:] = entry.hidden
@@ -260,6 +264,7 @@ class DeepMLF(nn.Module):
 
     def _add_loss(self, out: Output, batch: Batch, text_hidden: torch.Tensor) -> None:
         cfg = self.config
+        assert batch.labels is not None, "the loss needs labels"
         y = batch.labels.float()
         terms = {"task": F.l1_loss(out.prediction, y)}
         if cfg.lambda_f and cfg.n_fusion:
@@ -276,5 +281,5 @@ class DeepMLF(nn.Module):
             targets = batch.text_ids[:, 1:][has_target]  # (N,)
             terms["lm"] = chunked_lm_loss(rows, targets, self.lm.lm_head, budget_bytes=self.logits_budget_bytes)
         weights = {"task": 1.0, "fusion": cfg.lambda_f, "av": cfg.lambda_av, "text": cfg.lambda_t, "lm": cfg.lambda_lm}
-        out.loss = sum(weights[k] * v for k, v in terms.items())
+        out.loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
         out.terms = {k: float(v.detach()) for k, v in terms.items()}

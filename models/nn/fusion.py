@@ -7,6 +7,7 @@ x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts as a copy of t
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -128,13 +129,13 @@ class MMBlock(nn.Module):
         # The norms' outputs are kept for the projections' weight gradients as "norm again"
         # (their inputs are kept anyway): models/nn/memory.py.
         normed = self.ln_ca(queries)
-        with recompute_saved(normed, lambda q=queries: self.ln_ca(q)):
+        with recompute_saved(normed, functools.partial(self.ln_ca, queries)):
             update = self.gate_ca(self.cross_attn(normed, z, z_valid))
         before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
         hidden = torch.cat([before, queries + update, after], dim=1)
         if self.ffw is not None:
             normed_all = self.ln_ffw(hidden)
-            with recompute_saved(normed_all, lambda h=hidden: self.ln_ffw(h)):  # h bound now (hidden is rebound)
+            with recompute_saved(normed_all, functools.partial(self.ln_ffw, hidden)):  # bound now: hidden is rebound
                 ffw_out = lean_mlp(self.ffw, normed_all)
             hidden = hidden + self.gate_ffw(ffw_out)
         return hidden

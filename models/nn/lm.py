@@ -155,7 +155,8 @@ def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dty
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         return model, None
     source = resolve_lm_source(name, revision)
-    offline = {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {}
+    offline: dict[str, Any] = (
+        {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {})
     if revision is not None and not Path(source).is_dir():
         offline["revision"] = revision
     model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=dtype, **offline)
@@ -181,7 +182,7 @@ class LayerContext:
     position_ids: torch.Tensor  # (B, T)
     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None  # rotary (cos, sin), Llama only
 
-    def part(self, queries: slice, keys: slice = slice(None), rows: torch.Tensor | None = None) -> "LayerContext":
+    def part(self, queries: slice, keys: slice = slice(None), rows: torch.Tensor | None = None) -> LayerContext:
         """The context of some query positions (and batch `rows`) attending to some key positions.
 
         Positions and rotary tables follow the queries; the mask keeps
@@ -239,7 +240,8 @@ class FrozenLM(nn.Module):
 
     def __init__(self, hf_model: nn.Module, fuse_gelu: bool = True) -> None:
         super().__init__()
-        model_type = hf_model.config.model_type
+        hf_config: Any = hf_model.config  # a transformers PretrainedConfig (nn.Module attributes type as modules)
+        model_type = hf_config.model_type
         if model_type not in LAYOUTS:
             raise ConfigError(
                 f"LM architecture {model_type!r} is not supported yet; supported: {', '.join(sorted(LAYOUTS))}"
@@ -252,8 +254,8 @@ class FrozenLM(nn.Module):
         # Keep less for backward, same math (models/nn/memory.py): bool dropout masks, and on CPU
         # the attention core recomputed in backward instead of its (B, H, T, T) weights kept.
         swap_dropout(hf_model)
-        if hf_model.config._attn_implementation == "sdpa":
-            hf_model.config._attn_implementation = register_lean_attention()
+        if hf_config._attn_implementation == "sdpa":
+            hf_config._attn_implementation = register_lean_attention()
         # Freeze once, here; never inside forward.
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -272,28 +274,35 @@ class FrozenLM(nn.Module):
         return len(self.layers)
 
     @property
+    def hf_config(self) -> Any:
+        """The LM's transformers config."""
+        return self.model.config
+
+    @property
     def d_model(self) -> int:
-        return self.model.config.hidden_size
+        return int(self.hf_config.hidden_size)
 
     @property
     def layer_norm_eps(self) -> float:
-        cfg = self.model.config
-        return float(getattr(cfg, "layer_norm_epsilon", None) or getattr(cfg, "rms_norm_eps", 1e-5))
+        cfg = self.hf_config
+        eps = getattr(cfg, "layer_norm_epsilon", None) or getattr(cfg, "rms_norm_eps", None) or 1e-5
+        return float(eps)
 
     @property
     def rms_norm(self) -> bool:
         """Whether the LM normalises with RMSNorm (Llama family) rather than LayerNorm (GPT-2)."""
-        return getattr(self.model.config, "rms_norm_eps", None) is not None
+        return getattr(self.hf_config, "rms_norm_eps", None) is not None
 
     @property
     def max_positions(self) -> int | None:
         """The most position ids the LM has (GPT-2: 1024), or None when it states no limit."""
-        cfg = self.model.config
+        cfg = self.hf_config
         return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
 
     @property
     def lm_head(self) -> nn.Module:
-        return self.model.get_output_embeddings()
+        model: Any = self.model  # a transformers PreTrainedModel
+        return model.get_output_embeddings()
 
     def mlp(self, layer: int) -> nn.Module:
         """The feed-forward sub-module of decoder layer `layer` (0-based)."""

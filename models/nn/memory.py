@@ -20,6 +20,7 @@ changing the math (same outputs, same gradients, same dropout masks):
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 import torch
@@ -155,10 +156,10 @@ def lean_mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
     parts = [getattr(mlp, name, None) for name in ("c_fc", "act", "c_proj", "dropout")]
     if not enabled or any(p is None for p in parts) or type(mlp).forward is not _gpt2_mlp_forward():
         return mlp(x)
-    c_fc, act, c_proj, dropout = parts
+    c_fc, act, c_proj, dropout = [p for p in parts if p is not None]
     h = c_fc(x)  # (…, 4d)
     a = act(h)
-    with recompute_saved(a, lambda h=h: act(h)):
+    with recompute_saved(a, functools.partial(act, h)):
         out = c_proj(a)
     return dropout(out)
 

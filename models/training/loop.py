@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import TrainConfig
@@ -121,8 +122,9 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(str(device))
     model.to(device)
-    if hasattr(model, "configure_speed"):  # DeepMLF: caches and compilation that leave the math as it is
-        model.configure_speed(config.prefix_cache_gib, device, config.compile)
+    configure_speed = getattr(model, "configure_speed", None)
+    if callable(configure_speed):  # DeepMLF: caches and compilation that leave the math as it is
+        configure_speed(config.prefix_cache_gib, device, config.compile)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
@@ -135,8 +137,6 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     loss_scale = accumulation_scale(config.clip_mode, config.grad_accum)
     ddp_model = model
     if is_distributed():
-        from torch.nn.parallel import DistributedDataParallel
-
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
 
@@ -144,7 +144,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
     warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
     period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
-    counters = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
+    counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "history": [], "best_valid": {}}
     state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
@@ -160,14 +160,19 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         batches = shard_batches(batches, rank, world)  # the same count on every rank: no DDP hang
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
-        started, losses, term_sums = time.time(), [], {}
+        started = time.time()
+        losses: list[float] = []
+        term_sums: dict[str, float] = {}
         text_cells = pad_cells = 0  # text positions processed, and how many of them were padding
         optimizer.zero_grad(set_to_none=True)
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
             text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
             last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
-            sync = ddp_model.no_sync() if (ddp_model is not model and not last_of_step) else contextlib.nullcontext()
+            # DDP syncs gradients on every backward unless told not to: only the step's last batch syncs.
+            sync: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if isinstance(ddp_model, DistributedDataParallel) and not last_of_step:
+                sync = ddp_model.no_sync()
             with sync:
                 with autocast_context(device):
                     out = ddp_model(batch)
@@ -196,8 +201,9 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
                   "text_padding": round(pad_cells / max(1, text_cells), 4)}
-        if getattr(model, "prefix_cache", None) is not None:
-            record["prefix_cache"] = model.prefix_cache.stats()
+        prefix_cache = getattr(model, "prefix_cache", None)
+        if prefix_cache is not None:
+            record["prefix_cache"] = prefix_cache.stats()
         improved = valid_mae < counters["best_mae"]
         if improved:
             counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)

@@ -18,9 +18,10 @@ import csv
 import dataclasses
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from models.config import Augmentation, FFWMode, FusionInputs, Gating, ModelConfig, SeqAugMode
 from models.errors import ConfigError
