@@ -90,3 +90,12 @@ def test_transcribe_workflow_returns_rows_and_writes_through_the_hook_only(tmp_p
                             write=lambda key, text: written.setdefault(key, text) and tmp_path / f"{key}.txt")
     assert written == {"a": "hello there\n", "b": "good day\n"}
     assert [r["file"] for r in rows] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")] and "rendered" not in rows[0]
+
+
+def test_describe_workflow_counts_without_the_command_line():
+    from deepmlf_cli.workflows.describe import describe_preset
+
+    recipe, counts = describe_preset("sims", lm="gpt2", mm_layers="5..11", n_fusion=3)
+    assert recipe["model"]["mm_layers"] == [5, 6, 7, 8, 9, 10, 11] and recipe["model"]["n_fusion"] == 3
+    assert list(counts["mm_block_parameters"]) == [str(k) for k in range(5, 12)]
+    assert counts["parameters"]["frozen_lm"]["trainable"] == 0 and counts["lm_layers"] == 12
