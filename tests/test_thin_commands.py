@@ -1,7 +1,8 @@
 """Commands parse, validate, call one library function and render (issue 13 item 4).
 
-The batch commands' work lives in deepmlf_cli/workflows (writing no files),
-so it can be called and checked without the command line.
+The commands' work lives in deepmlf_cli/workflows (predict and transcribe writing no
+files), so it can be called and checked without the command line; what they print goes
+through the two consoles and the one progress factory of deepmlf_cli/render.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training from the command line (`deepmlf train`, `pretrain`, `study`, `demo`): the spec, the bars, the report.
 
 `train_spec` turns train's options into a validated RunSpec (a resumed run's
-own settings are the base); `train_with_progress` trains every seed under
+own settings are the base), `pretrain_spec` pretrain's; `train_with_progress` trains every seed under
 the epoch bars on stdout; `run_and_report` adds the results table (or JSON).
 The files are the run directory's, written by models.training.runs.train_run.
 """
@@ -49,6 +49,19 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
         spec, _ = build_spec(kind or "deepmlf", data, preset, config, model_overrides, train_overrides, seeds,
                              init_av=init_av, freeze_av=freeze_av)
     return data, spec, out or default_run_dir(data, spec.kind)
+
+
+def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, *, preset: str | None,
+                  config: Path | None, train_overrides: dict[str, Any], seeds: list[int] | None,
+                  quiet: bool = False):
+    """(dataset, RunSpec, run directory) for `deepmlf pretrain`: kind "av" takes the preset's pretraining
+    recipe, which `train_overrides` (None = not given) override."""
+    from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+
+    init_distributed()
+    data = load_data(dataset, data_dir, quiet)
+    spec, _ = build_spec("av", data, preset, config, {}, train_overrides, seeds)
+    return data, spec, out or default_run_dir(data, "pretrain")
 
 
 def train_with_progress(data, spec, run_dir: Path, *, resume: bool = False, device: str = "auto",
