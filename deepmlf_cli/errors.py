@@ -10,9 +10,8 @@ import sys
 from typing import Iterator
 
 import typer
-from rich.console import Console
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+from deepmlf_cli.render import stderr
 
 # Exit codes mean something: 1 = bad input / known failure, 2 = usage
 # (Typer's own), 130 = interrupted by the user.
@@ -32,7 +31,7 @@ def print_error(message: str) -> None:
     """One red error line on stderr; the message is text, never markup (paths and "[model]" stay intact)."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    stderr.print(f"[bold red]error:[/] {escape(message)}")
 
 
 def fail(message: str) -> typer.Exit:
@@ -49,7 +48,7 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/] — finished work is saved; re-run the same command to resume.")
+        stderr.print("[yellow]interrupted[/] — finished work is saved; re-run the same command to resume.")
         raise typer.Exit(EXIT_INTERRUPTED)
     except known_error_types() as exc:
         if debug:
@@ -61,8 +60,8 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
     except Exception:
         if debug:
             raise
-        err_console.print_exception(max_frames=3)
-        err_console.print("[bold red]error:[/] unexpected failure (above); re-run with --debug for the full traceback.")
+        stderr.print_exception(max_frames=3)
+        stderr.print("[bold red]error:[/] unexpected failure (above); re-run with --debug for the full traceback.")
         raise typer.Exit(EXIT_FAILURE) from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +22,26 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
 AllowMissing = Annotated[bool, typer.Option("--allow-missing", help="Keep clips with no audio track, silent audio, no face or an empty transcript (read as absent) instead of failing them.")]
 SchemeOption = Annotated[Optional[str], typer.Option("--scheme", help="Metric scheme: mosi (MOSI/MOSEI, labels in [-3, 3]) or sims ([-1, 1]); default: the one the dataset records, else guessed from its labels.")]
+
+
+# --- training: train, pretrain and study -------------------------------------------------------
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out, with the settings it was started with (options that differ are an error; --device may change).")]
+Epochs = Annotated[Optional[int], typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
+# The kinds `train` offers (models.nn.registry.MODEL_KINDS, listed here so --help needs no torch import;
+# tests check the two agree). "av" is `deepmlf pretrain`'s.
+TRAIN_MODELS = ("deepmlf", "early", "late", "attention", "text", "audio", "vision")
+
+
+class OutputFormat(str, enum.Enum):
+    """extract --format: the dataset alone, or also an MMSA-compatible pickle."""
+
+    deepmlf = "deepmlf"
+    mmsa = "mmsa"
 
 
 # --- transcripts: one definition for extract, transcribe and predict ---------------------------

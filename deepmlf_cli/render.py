@@ -1,4 +1,11 @@
-"""Rich rendering shared by commands: progress bars for training, metric tables."""
+"""The CLI's two consoles, its one progress factory, and the metric tables.
+
+`stdout` carries results (tables, JSON via typer.echo) and the training bars;
+`stderr` carries errors, warnings and the bars of the batch commands (extract,
+transcribe, predict), so `--json` on stdout stays parseable while they run.
+Every other module prints through these two and builds bars with
+`make_progress` (tests/test_thin_commands.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-console = Console(highlight=False)
+# soft_wrap: a long line (a path) is never broken by a newline at the console's width
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class EpochProgress:
@@ -115,17 +124,20 @@ class PlainProgress:
         self.console.out("  ".join(p for p in parts if p), highlight=False)
 
 
-def make_progress(quiet: bool, on: Console | None = None, columns: tuple | None = None):
-    """Progress bars on a terminal; plain periodic lines (`PlainProgress`) in a log file; nothing when quiet.
+def make_progress(quiet: bool, on: Console | None = None, columns: tuple | None = None, transient: bool = False):
+    """The one progress factory: bars on a terminal; plain periodic lines (`PlainProgress`) in a log file;
+    nothing when quiet.
 
-    `columns` are Rich columns (default: description, bar, M/N, elapsed, info field).
+    `on` is `stdout` (training) or `stderr` (batch commands); `columns` are Rich
+    columns (default: description, bar, M/N, elapsed, info field). A `transient`
+    bar vanishes when done, so in a log file it writes nothing.
     """
-    on = on or console
-    if not quiet and not on.is_terminal:
+    on = on or stdout
+    if not quiet and not on.is_terminal and not transient:
         return PlainProgress(on)
     columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           TextColumn("{task.fields[info]}"))
-    return Progress(*columns, console=on, disable=quiet, transient=False)
+    return Progress(*columns, console=on, disable=quiet, transient=transient)
 
 
 def _fmt(value: float) -> str:

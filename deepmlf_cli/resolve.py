@@ -12,7 +12,7 @@ from typing import Any
 
 import tomllib
 
-from deepmlf_cli.render import console
+from deepmlf_cli.render import stdout
 
 
 def load_data(dataset: str, data_dir: Path | None, quiet: bool = False, scheme: str | None = None):
@@ -26,7 +26,7 @@ def load_data(dataset: str, data_dir: Path | None, quiet: bool = False, scheme: 
     if scheme is not None:
         data = with_scheme(data, scheme)
     if data.n_cleaned and not quiet:
-        console.print(f"[yellow]note:[/] {escape(str(data.source))}: {data.n_cleaned} NaN/inf feature values set to 0")
+        stdout.print(f"[yellow]note:[/] {escape(str(data.source))}: {data.n_cleaned} NaN/inf feature values set to 0")
     return data
 
 

@@ -1,4 +1,5 @@
-"""Result tables of the batch commands (predict, transcribe, extract); failures as one line each."""
+"""What the commands print: training and evaluation results, describe's recipe, the batch commands' tables
+(predict, transcribe, extract; failures as one line each). Tables are built in deepmlf_cli.render."""
 
 from __future__ import annotations
 
@@ -7,15 +8,118 @@ import math
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from deepmlf_cli.errors import print_error
+from deepmlf_cli.render import metrics_table, results_table, stdout, transposed_table
 
 
 def _fmt(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.3f}"
+
+
+# --------------------------------------------------------------------------- train, pretrain, demo
+def show_run_results(results: dict, run_dir: Path, title: str, as_json: bool = False) -> None:
+    """A trained run's results as JSON, or its test table, notes and where it was saved."""
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), **results}, indent=2))
+        return
+    if results["mean"]:
+        stdout.print(results_table(results, f"{title} — test split"))
+    for note in results.get("notes", []):
+        stdout.print(f"[yellow]note:[/] {escape(note)}")
+    stdout.print(f"run saved in [bold]{escape(str(run_dir))}[/] (results.json, results.csv, seed_*/best, seed_*/plots)")
+
+
+def show_study(result: dict, out_dir: Path, dataset_name: str, as_json: bool = False) -> None:
+    """A study's variants as columns of mean ± std (or JSON), and where it was saved."""
+    from models.evaluation.compare import format_mean_std
+
+    if as_json:
+        typer.echo(json.dumps({"out": str(out_dir), **result}, indent=2))
+        return
+    rows = [[row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m)) for m in result["primary"]]]
+            for row in result["rows"]]
+    stdout.print(transposed_table(f"{result['title']} — {dataset_name}, test split (mean ± std over seeds)",
+                                  ["variant", *result["primary"]], rows))
+    stdout.print(f"study saved in [bold]{escape(str(out_dir))}[/] (study.csv, study.json, study.png, one run per variant)")
+
+
+def show_demo_comparison(results: dict) -> None:
+    """demo: the sample's models side by side, one column per model, the scheme's primary metrics as rows."""
+    from models.schemes import Scheme
+
+    labels = {"pretrain": "AV only", "text-only": "text only", "deepmlf": "DeepMLF"}
+    table = Table(title="Embedded sample, test split (mean over seeds)")
+    table.add_column("metric", no_wrap=True)
+    for run in results:
+        table.add_column(labels.get(run, run), justify="right", style="bold" if run == "deepmlf" else None)
+    for name in Scheme.SIMS.primary_metrics:
+        table.add_row(name, *[f"{res['mean'][name]:.4f}" for res in results.values()])
+    stdout.print(table)
+
+
+# --------------------------------------------------------------------------- describe
+def _fields_table(title: str, fields: dict) -> Table:
+    table = Table(title=title, show_header=False, box=None)
+    for key, value in fields.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def show_description(recipe: dict, counts: dict, as_json: bool = False) -> None:
+    """describe: a preset's recipe as field tables, then parameter counts per component (or all as JSON)."""
+    if as_json:
+        typer.echo(json.dumps({**recipe, **counts}, indent=2))
+        return
+    stdout.print(f"preset {recipe['preset']}: {recipe['description']}", markup=False)
+    for note in recipe["notes"]:
+        stdout.print(f"note: {note}", markup=False)
+    stdout.print(_fields_table("Model", recipe["model"]))
+    stdout.print(_fields_table("Training (DeepMLF)", recipe["train"]))
+    stdout.print(_fields_table("AV pretraining", {**recipe["pretrain"]["train"],
+                                                  **{f"model.{k}": v for k, v in recipe["pretrain"]["model"].items()}}))
+    if counts["parameters"] is None:
+        stdout.print(f"no parameter counts: {counts['parameters_unavailable']}", markup=False)
+        return
+    mm_layers = recipe["model"]["mm_layers"]
+    stdout.print(f"LM: {counts['lm_layers']} layers, d_model {counts['d_model']}; "
+                 f"{len(counts['mm_block_parameters'])} MM blocks after layers {mm_layers}")
+    table = Table(title="Parameters")
+    table.add_column("component")
+    table.add_column("total", justify="right")
+    table.add_column("trainable", justify="right")
+    for name, count in counts["parameters"].items():
+        table.add_row(name, f"{count['total'] / 1e6:,.2f} M", f"{count['trainable'] / 1e6:,.2f} M",
+                      style="bold" if name == "all" else None)
+    stdout.print(table)
+    blocks = counts["mm_block_parameters"]
+    if blocks:
+        stdout.print(f"one MM block: {next(iter(blocks.values())) / 1e6:.2f} M parameters")
+
+
+# --------------------------------------------------------------------------- evaluate
+def show_scored_predictions(scored: dict, as_json: bool = False) -> None:
+    """evaluate --predictions: the metrics of a CSV, as JSON or a table."""
+    if as_json:
+        typer.echo(json.dumps(scored, indent=2))
+        return
+    metrics = scored["metrics"]
+    title = f"{Path(scored['predictions']).name} ({scored['n']} rows, {scored['scheme']})"
+    stdout.print(metrics_table(metrics, list(metrics), title))
+
+
+def show_evaluation(run_dir: Path, data, split: str, rows: dict, results: dict, as_json: bool = False) -> None:
+    """A run evaluated on a split: JSON, one seed's every metric, or every seed with mean ± std."""
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "dataset": data.source, "split": split, **results,
+                               "cleaned": {split: data.cleaning_report.get(split, {})}}, indent=2))
+    elif len(rows) == 1:  # one seed: every metric once (a mean ± std table would repeat it)
+        seed, row = next(iter(rows.items()))
+        stdout.print(metrics_table(row, list(row), f"{run_dir} (seed {seed}) on {data.name}/{split}"))
+    else:
+        stdout.print(results_table(results, f"{run_dir} on {data.name}/{split}"))
 
 
 # --------------------------------------------------------------------------- predict
@@ -33,9 +137,8 @@ def show_report(report, as_json: bool = False) -> None:
         print_error(failure_line(r))
 
 
-def render_report(report, console=None) -> None:
+def render_report(report, console=stdout) -> None:
     """A PredictReport: the result table (and each clip's timeline with --segment), then failures as one line each."""
-    console = console or Console(highlight=False, soft_wrap=True)
     ok = [r for r in report.results if r["status"] == "ok"]
     from models.schemes import Scheme
 
@@ -94,7 +197,7 @@ def render_transcripts(results: list[dict], out: Path | None) -> None:
         detail = r["reason"] if r["status"] == "failed" else (r["text"][:80] + ("…" if len(r["text"]) > 80 else ""))
         status = "[red]failed[/]" if r["status"] == "failed" else "done"
         table.add_row(escape(r["key"]), status, escape(r["source"]), escape(detail))
-    Console(highlight=False, soft_wrap=True).print(table)
+    stdout.print(table)
 
 
 # --------------------------------------------------------------------------- extract
@@ -108,14 +211,13 @@ def show_extract(summary, as_json: bool = False, quiet: bool = False) -> None:
 
 def render_extract(summary, quiet: bool) -> None:
     """An extract summary: the failed clips, then counts, speed and what was written."""
-    console = Console(highlight=False, soft_wrap=True)
     if summary.failed:
         table = Table(title="failed clips", title_justify="left")
         table.add_column("clip", style="bold")
         table.add_column("reason", overflow="fold")
         for r in summary.failed:
             table.add_row(escape(r.key), escape(r.reason))
-        console.print(table)
+        stdout.print(table)
     table = Table(title=f"extract → {summary.out}", title_justify="left")
     for col in ("done", "skipped", "failed", "clips/s", "RTF", "output"):
         table.add_column(col, justify="right" if col not in ("output",) else "left")
@@ -134,8 +236,8 @@ def render_extract(summary, quiet: bool) -> None:
         f"{summary.realtime_factor:.3f}",
         output,
     )
-    console.print(table)
+    stdout.print(table)
     for note in summary.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        stdout.print(f"[yellow]note:[/] {escape(note)}")
     if summary.errors_file:
-        console.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")
+        stdout.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")

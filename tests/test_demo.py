@@ -25,7 +25,7 @@ def _demo(out: Path, cwd: Path):
 
 @pytest.mark.slow
 def test_demo_ends_with_a_prediction_on_a_generated_clip_and_resumes(tmp_path):
-    from deepmlf_cli.commands.demo import NEW_CLIP_TEXT, VIDEO_SPLITS
+    from deepmlf_cli.workflows.demo import NEW_CLIP_TEXT, VIDEO_SPLITS
     from deepmlf_cli.workflows.predict import latest_run
     from models.data.load import load_dataset
 

@@ -1,20 +1,23 @@
 """Commands parse, validate, call one library function and render (issue 13 item 4).
 
-The batch commands' work lives in deepmlf_cli/workflows (writing no files),
-so it can be called and checked without the command line.
+The commands' work lives in deepmlf_cli/workflows (predict and transcribe writing no
+files), so it can be called and checked without the command line; what they print goes
+through the two consoles and the one progress factory of deepmlf_cli/render.py.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import media as tm  # noqa: E402
 
-COMMANDS = Path(__file__).resolve().parents[1] / "deepmlf_cli" / "commands"
-THIN = ("predict", "transcribe")  # extract joins once its choices come from extractors.choices
+CLI = Path(__file__).resolve().parents[1] / "deepmlf_cli"
+COMMANDS = CLI / "commands"
+COMMAND_FILES = sorted(p for p in COMMANDS.glob("*.py") if p.name != "__init__.py")
 
 
 def _imports(path: Path) -> set[str]:
@@ -27,14 +30,47 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_batch_commands_are_thin_and_import_no_other_command():
-    for name in ("predict", "transcribe", "extract"):
-        path = COMMANDS / f"{name}.py"
+def test_every_command_is_thin_and_imports_no_other_command():
+    from deepmlf_cli.app import COMMAND_MODULES
+
+    assert {p.stem for p in COMMAND_FILES} == set(COMMAND_MODULES)  # the check covers every command
+    for path in COMMAND_FILES:
         others = {m for m in _imports(path) if m.startswith("deepmlf_cli.commands")}
         assert not others, f"{path.name} imports {others}; shared options go in deepmlf_cli/options.py"
-    for name in THIN:
-        lines = len((COMMANDS / f"{name}.py").read_text().splitlines())
-        assert lines <= 80, f"commands/{name}.py has {lines} lines; move its work into deepmlf_cli/workflows"
+        lines = len(path.read_text().splitlines())
+        assert lines <= 80, f"commands/{path.name} has {lines} lines; move its work into deepmlf_cli/workflows"
+
+
+def test_one_module_builds_the_consoles_and_the_progress_bars():
+    """deepmlf_cli/render.py owns `stdout`, `stderr` and `make_progress`; nothing else builds a Console or a Progress."""
+    built = re.compile(r"\b(Console|Progress)\(")  # EpochProgress( / ClipProgress( are adapters, not builders
+    found = {str(p.relative_to(CLI)): sorted(set(built.findall(p.read_text()))) for p in CLI.rglob("*.py")}
+    assert {name: hits for name, hits in found.items() if hits} == {"render.py": ["Console", "Progress"]}
+
+
+def test_training_bars_go_to_stdout_and_the_batch_bars_to_stderr(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import models.training.runs
+    from deepmlf_cli import render
+    from deepmlf_cli.progress import ClipProgress
+    from deepmlf_cli.workflows.train import train_with_progress
+
+    made, real = [], render.make_progress
+
+    def spy(*args, **kwargs):
+        bar = real(*args, **kwargs)
+        made.append(bar.console)
+        return bar
+
+    monkeypatch.setattr(render, "make_progress", spy)
+    monkeypatch.setattr(models.training.runs, "train_run", lambda *a, progress, **k: progress(0) and {"mean": {}})
+    assert train_with_progress(SimpleNamespace(scheme="sims"), None, tmp_path) == {"mean": {}}
+    with ClipProgress("predict") as bar:
+        bar.on_plan(2)
+        bar.on_result({"status": "failed"})
+    assert made == [render.stdout, render.stderr] and bar.failed == 1
+    assert not render.stdout.stderr and render.stderr.stderr
 
 
 def test_transcribe_workflow_returns_rows_and_writes_through_the_hook_only(tmp_path):
@@ -55,3 +91,12 @@ def test_transcribe_workflow_returns_rows_and_writes_through_the_hook_only(tmp_p
                             write=lambda key, text: written.setdefault(key, text) and tmp_path / f"{key}.txt")
     assert written == {"a": "hello there\n", "b": "good day\n"}
     assert [r["file"] for r in rows] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")] and "rendered" not in rows[0]
+
+
+def test_describe_workflow_counts_without_the_command_line():
+    from deepmlf_cli.workflows.describe import describe_preset
+
+    recipe, counts = describe_preset("sims", lm="gpt2", mm_layers="5..11", n_fusion=3)
+    assert recipe["model"]["mm_layers"] == [5, 6, 7, 8, 9, 10, 11] and recipe["model"]["n_fusion"] == 3
+    assert list(counts["mm_block_parameters"]) == [str(k) for k in range(5, 12)]
+    assert counts["parameters"]["frozen_lm"]["trainable"] == 0 and counts["lm_layers"] == 12

@@ -20,7 +20,7 @@ def compare(
 ) -> None:
     """Compare runs: primary metrics plus 3-class Acc_3/F1_3, mean ± std over each run's seeds."""
     with handle_errors(debug):
-        from deepmlf_cli.render import console, transposed_table
+        from deepmlf_cli.render import stdout, transposed_table
         from models.evaluation.compare import compare_runs, comparison_csv, table_rows
         from models.io import atomic_write_text
 
@@ -31,10 +31,10 @@ def compare(
         if as_json:
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
             return
-        console.print(transposed_table(f"Test split, mean ± std over seeds ({comparison.scheme} metrics)",
+        stdout.print(transposed_table(f"Test split, mean ± std over seeds ({comparison.scheme} metrics)",
                                        ["run", "model", "seeds", *comparison.metrics], table_rows(comparison)))
         if csv_file is not None:
-            console.print(f"CSV written to [bold]{csv_file}[/]")
+            stdout.print(f"CSV written to [bold]{csv_file}[/]")
 
 
 def register(app: typer.Typer) -> None:

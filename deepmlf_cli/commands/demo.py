@@ -1,35 +1,15 @@
-"""`deepmlf demo`: the whole job offline on embedded data (what `make demo` runs).
-
-1-3. The embedded sample + a tiny local GPT-2 pretrained on the sample's
-     grammar: pretrain the AV encoder (also the AV-only model), train a
-     text-only model, train DeepMLF from the pretrained AV encoder; evaluate
-     each on the test split and compare.
-4.   The raw-video path: generate short face clips with speech-like audio and
-     a label file, extract features with the default recipe, train a small
-     DeepMLF on them, and predict a clip the demo writes (with a sidecar
-     transcript), as `deepmlf predict` would.
-
-Re-running resumes: finished steps are skipped. The raw-video run is trained
-last, so it is the newest run and `deepmlf predict CLIP` picks it by default.
-"""
+"""`deepmlf demo`: the whole job offline on embedded data (what `make demo` runs; steps in deepmlf_cli.workflows.demo)."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.errors import EXIT_FAILURE, handle_errors
 from deepmlf_cli.options import Debug, Quiet, Seed
-
-# The raw-video corpus of step 4: small, so extraction takes seconds.
-VIDEO_SPLITS = ["train"] * 20 + ["valid"] * 4 + ["test"] * 4
-VIDEO_CORPUS_SEED = 7
-VIDEO_EPOCHS = 30
-NEW_CLIP_TEXT = "honestly i really loved the food"
+from deepmlf_cli.workflows.demo import VIDEO_EPOCHS  # standard library only: `--help` stays fast
 
 
 def demo(
@@ -43,126 +23,11 @@ def demo(
 ) -> None:
     """Run pretrain → train → evaluate on the embedded sample, then extract → train → predict on generated clips."""
     with handle_errors(debug):
-        from deepmlf_cli.commands.train import run_and_report
-        from deepmlf_cli.render import console
-        from deepmlf_cli.resolve import build_spec, load_data
-        from models.data.sample import lm_corpus, write_sample_dataset
-        from models.io import atomic_write_text
-        from models.nn.registry import MODEL_KINDS
-        from models.nn.tiny_lm import build_tiny_lm
-        from models.run import Run
-        from models.training.runs import av_pretrain_spec
+        from deepmlf_cli.workflows.demo import run_demo
 
-        seeds = seed or [0]
-        data_dir = out / "sample"
-        if not (data_dir / "manifest.json").is_file():
-            write_sample_dataset(data_dir)
-        data = load_data(str(data_dir), None, quiet=True)
-        lm_dir = out / "tiny-gpt2"
-        if not (lm_dir / "config.json").is_file():
-            if not quiet:
-                console.print(f"training the tiny GPT-2 for {lm_steps} steps on the sample's grammar …")
-            # Pretrained, like any LM DeepMLF is built on: a random one's states carry
-            # too little of the sentence to its last token (see models.data.sample.lm_corpus).
-            build_tiny_lm(lm_dir, "gpt2", corpus=lm_corpus(), pretrain_steps=lm_steps)
-        console.print(f"[bold]deepmlf demo[/]: {data.name} dataset ({', '.join(f'{k} {len(v)}' for k, v in data.splits.items())}), "
-                      f"tiny GPT-2 in {lm_dir}, outputs in {out}")
-        results = {}
-
-        def stage(dataset, kind: str, name: str, title: str, train_overrides: dict, **extra) -> dict:
-            run_dir = out / name
-            spec, chosen = build_spec(kind, dataset, preset="sample", config_file=None, seeds=seeds,
-                                      model_overrides={"lm": str(lm_dir)},
-                                      train_overrides=train_overrides, **extra)
-            if kind == "av":
-                spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
-            if not quiet:
-                console.rule(title)
-            return run_and_report(dataset, spec, run_dir, resume=Run(run_dir).exists(),
-                                  quiet=quiet, as_json=False, title=title, device="cpu")
-
-        sample_epochs = {"max_epochs": epochs}
-        results["pretrain"] = stage(data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs)
-        if "text" in MODEL_KINDS:
-            results["text-only"] = stage(data, "text", "text-only", "2. text-only model (same frozen LM)", sample_epochs)
-        results["deepmlf"] = stage(data, "deepmlf", "deepmlf", "3. DeepMLF from the pretrained AV encoder (Pre&Tune)",
-                                   sample_epochs, init_av=str(out / "pretrain"))
-        summary = {name: {"seeds": res["seeds"], "mean": res["mean"], "std": res["std"]} for name, res in results.items()}
-        atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=2))
-        _print_comparison(console, results)
-
-        missing = [m for m in ("skimage", "cv2", "mediapipe") if importlib.util.find_spec(m) is None]
-        if missing:
-            console.print(f"[yellow]note:[/] step 4 (raw video) skipped: {', '.join(missing)} not installed; "
-                          "install the face extra: pip install -c requirements/constraints.txt -e '.[face]'")
-            return
-        if not quiet:
-            console.rule("4. raw video: generate clips → extract → train → predict")
-        video_data, new_clip = _video_dataset(out, quiet)
-        video_run = out / "video-deepmlf"
-        stage(video_data, "deepmlf", video_run.name, "DeepMLF on features extracted from the generated clips",
-              {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
-        _predict(video_run, new_clip, console)
-        # `predict` without --model finds the newest run under ./runs: say --model when that is not this one.
-        in_runs = Path("runs").resolve() in video_run.resolve().parents
-        predict_hint = f"deepmlf predict {new_clip}" + ("" if in_runs else f" --model {video_run}")
-        console.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
-                      f"[bold]{predict_hint}[/]")
-
-
-def _video_dataset(out: Path, quiet: bool):
-    """Write the demo clips (once), extract them into a dataset (resumable); return (dataset, new clip path)."""
-    from deepmlf_cli.progress import run_with_progress
-    from deepmlf_cli.resolve import load_data
-    from extractors.batch import run_extract
-    from extractors.dataset import write_text
-    from extractors.errors import ExtractionError
-    from extractors.recipe import default_recipe
-    from extractors.synthetic import face_frames, make_audio, write_labelled_corpus, write_media
-    from models.data.format import save_extracted
-    from models.data.sample import sample_sentences, text_label
-    from models.schemes import Scheme
-
-    texts = sample_sentences(len(VIDEO_SPLITS), seed=VIDEO_CORPUS_SEED)
-    # The clips carry no sentiment of their own, so the labels are what the words say.
-    labels = [text_label(t) for t in texts]
-    videos = out / "videos"
-    write_labelled_corpus(videos, texts, labels, VIDEO_SPLITS)
-    new_clip = out / "new_clip.mp4"
-    if not new_clip.is_file():
-        write_media(new_clip, face_frames(20), 10.0, make_audio(2.0, "speech", seed=99))
-    write_text(new_clip.with_suffix(".txt"), NEW_CLIP_TEXT + "\n")  # sidecar transcript
-    summary = run_with_progress(run_extract, quiet=quiet, inputs=videos, out=out / "video-dataset",
-                                 recipe=default_recipe(), scheme=Scheme.SIMS, name="demo-videos",
-                                 write_dataset=save_extracted)
-    if summary.failed:
-        raise ExtractionError(f"{len(summary.failed)} generated clip(s) failed to extract; see {summary.errors_file}")
-    return load_data(str(out / "video-dataset"), None, quiet=True), new_clip
-
-
-def _predict(run_dir: Path, clip: Path, console) -> None:
-    from deepmlf_cli.views import render_report
-    from deepmlf_cli.workflows.predict import predict_paths
-
-    report = predict_paths([clip], run_dir=run_dir)
-    render_report(report, console)
-    if report.failed:
-        raise typer.Exit(1)
-
-
-def _print_comparison(console, results) -> None:
-    from rich.table import Table
-
-    from models.schemes import Scheme
-
-    labels = {"pretrain": "AV only", "text-only": "text only", "deepmlf": "DeepMLF"}
-    table = Table(title="Embedded sample, test split (mean over seeds)")
-    table.add_column("metric", no_wrap=True)
-    for run in results:
-        table.add_column(labels.get(run, run), justify="right", style="bold" if run == "deepmlf" else None)
-    for name in Scheme.SIMS.primary_metrics:
-        table.add_row(name, *[f"{res['mean'][name]:.4f}" for res in results.values()])
-    console.print(table)
+        report = run_demo(out, seed, epochs=epochs, lm_steps=lm_steps, video_epochs=video_epochs, quiet=quiet)
+    if report is not None and report.failed:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +14,7 @@ from deepmlf_cli.options import (
     Debug,
     JsonOutput,
     LanguageOption,
+    OutputFormat,
     Quiet,
     TranslateOption,
     WhisperBackendChoice,
@@ -22,32 +22,19 @@ from deepmlf_cli.options import (
     WhisperModelOption,
     Workers,
 )
-from extractors.choices import (
-    DEFAULT_AUDIO,
-    DEFAULT_FACE,
-    DEFAULT_FPS,
-    DEFAULT_TRANSCRIPT,
-    AudioBackend,
-    FaceBackend,
-    TranscriptMode,
-)
+from extractors import choices
 from models.schemes import Scheme
-
-
-class OutputFormat(str, enum.Enum):
-    deepmlf = "deepmlf"
-    mmsa = "mmsa"
 
 
 def extract(
     inputs: Annotated[Path, typer.Argument(help="A media file, a folder of media (recursive), or an MMSA folder with label.csv and Raw/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (dataset or per-clip features).")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="MMSA label.csv: builds train/valid/test splits from its mode column.")] = None,
-    audio: Annotated[AudioBackend, typer.Option("--audio", help="Audio extractor.")] = DEFAULT_AUDIO,
-    face: Annotated[FaceBackend, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = DEFAULT_FACE,
-    fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = DEFAULT_FPS,
+    audio: Annotated[choices.AudioBackend, typer.Option("--audio", help="Audio extractor.")] = choices.DEFAULT_AUDIO,
+    face: Annotated[choices.FaceBackend, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = choices.DEFAULT_FACE,
+    fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = choices.DEFAULT_FPS,
     functionals: Annotated[bool, typer.Option("--functionals", help="openSMILE: one row of clip-level functionals instead of frame-level LLDs.")] = False,
-    transcript: Annotated[TranscriptMode, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = DEFAULT_TRANSCRIPT,
+    transcript: Annotated[choices.TranscriptMode, typer.Option("--transcript", help="auto: label text > sidecar .txt/.srt/.vtt > Whisper; given: never Whisper.")] = choices.DEFAULT_TRANSCRIPT,
     whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
     language: LanguageOption = None,
@@ -68,40 +55,16 @@ def extract(
     batch: it is listed in OUT/errors.tsv and the summary, and the exit code is 1.
     """
     with handle_errors(debug):
-        from deepmlf_cli.progress import run_with_progress
         from deepmlf_cli.views import show_extract
-        from extractors.batch import run_extract
-        from extractors.inputs import parse_shard
-        from extractors.recipe import build_recipe
-        from models.data.format import save_extracted
+        from deepmlf_cli.workflows.extract import extract_with_progress
 
-        shard_kn = parse_shard(shard)
-        recipe = build_recipe(
-            audio=audio.value,
-            face=face.value,
-            fps=fps,
-            functionals=functionals,
-            transcript=transcript.value,
-            whisper_model=whisper_model or DEFAULT_WHISPER_MODEL,
-            whisper_backend=(whisper_backend or WhisperBackendChoice.transformers).value,
-            language=language,
-            task="translate" if translate else "transcribe",
-        )
-        summary = run_with_progress(
-            run_extract,
-            quiet=quiet or json_output,
-            inputs=inputs,
-            out=out,
-            recipe=recipe,
-            labels=labels,
-            workers=workers,
-            shard=shard_kn,
-            mmsa=output_format == OutputFormat.mmsa,
-            scheme=scheme,
-            name=name,
-            allow_missing=allow_missing,
-            write_dataset=save_extracted,
-        )
+        recipe = {"audio": audio, "face": face, "fps": fps, "functionals": functionals, "transcript": transcript,
+                  "whisper_model": whisper_model or DEFAULT_WHISPER_MODEL, "language": language,
+                  "whisper_backend": whisper_backend or WhisperBackendChoice.transformers,
+                  "task": "translate" if translate else "transcribe"}
+        summary = extract_with_progress(inputs, out, recipe, shard=shard, quiet=quiet or json_output, labels=labels,
+                                        workers=workers, mmsa=output_format == OutputFormat.mmsa, scheme=scheme,
+                                        name=name, allow_missing=allow_missing)
     show_extract(summary, json_output, quiet)
     if summary.failed:
         raise typer.Exit(EXIT_FAILURE)

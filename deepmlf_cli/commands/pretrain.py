@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from deepmlf_cli.commands.train import BatchSize, ConfigFile, Epochs, LearningRate, OutDir, Patience, Resume
 from deepmlf_cli.errors import handle_errors
-from deepmlf_cli.options import DataDir, DatasetArg, Debug, Device, JsonOutput, Preset, Quiet, Seed
+from deepmlf_cli.options import (
+    BatchSize,
+    ConfigFile,
+    DataDir,
+    DatasetArg,
+    Debug,
+    Device,
+    Epochs,
+    JsonOutput,
+    LearningRate,
+    OutDir,
+    Patience,
+    Preset,
+    Quiet,
+    Resume,
+    Seed,
+)
 
 
 def pretrain(
@@ -29,16 +44,13 @@ def pretrain(
     """Pretrain the AV encoder with the preset's pretraining recipe (`deepmlf describe --preset NAME`);
     `deepmlf train --init-av RUN_DIR` starts from it."""
     with handle_errors(debug):
-        from deepmlf_cli.commands.train import run_and_report
-        from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+        from deepmlf_cli.workflows.train import pretrain_spec, run_and_report
 
-        init_distributed()
-        data = load_data(dataset, data_dir, quiet)
-        # Kind "av" takes the preset's pretraining recipe; the options below override it.
-        spec, _ = build_spec("av", data, preset, config, {}, {
-            "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr}, seed)
-        run_and_report(data, spec, out or default_run_dir(data, "pretrain"), resume, quiet, as_json,
-                       title=f"AV encoder pretraining on {data.name}", device=device)
+        data, spec, run_dir = pretrain_spec(dataset, data_dir, out, preset=preset, config=config, seeds=seed, quiet=quiet,
+                                            train_overrides={"max_epochs": epochs, "batch_size": batch_size,
+                                                             "patience": patience, "lr": lr})
+        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"AV encoder pretraining on {data.name}",
+                       device=device)
 
 
 def register(app: typer.Typer) -> None:

@@ -45,3 +45,21 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
                            loaded.normalizer)
     predictions = predict_encoded(loaded.model, encoded, batch_size, torch.device(device))
     return compute_metrics(predictions["prediction"], encoded.labels, dataset.scheme), predictions
+
+
+def evaluate_checkpoints(checkpoints: list[Path], dataset: MultimodalDataset, split: str = "test",
+                         device: torch.device | str = "cpu",
+                         lm: str | None = None) -> tuple[dict[str, dict[str, float]], dict]:
+    """A run's checkpoints (`models.run.Run.checkpoints()`: one per seed) on one split, summarised.
+
+    Returns (metrics per seed name, `models.training.runs.summarize_run` of them: per-seed rows and
+    mean ± std over seeds). The seeds share one frozen LM, loaded once; `lm` as in `load_model`.
+    """
+    from models.run import checkpoint_seed
+    from models.training.runs import summarize_run
+
+    rows, lm_cache = {}, {}
+    for checkpoint in checkpoints:
+        seed = checkpoint_seed(checkpoint) or "0"
+        rows[seed], _ = evaluate_checkpoint(checkpoint, dataset, split, device=device, lm_cache=lm_cache, lm=lm)
+    return rows, summarize_run(rows, dataset.scheme)

@@ -49,3 +49,26 @@ def per_block_parameters(model: nn.Module) -> dict[int, ParamCount]:
                                sum(p.numel() for p in block.parameters() if p.requires_grad))
         for layer, block in model.get_submodule("mm_blocks").named_children()
     }
+
+
+def parameter_summary(config) -> dict:
+    """Parameter counts of the DeepMLF a `ModelConfig` builds, on the meta device (no weights loaded).
+
+    {"lm_layers", "d_model", "parameters": {component: {total, trainable}}, "mm_block_parameters":
+    {layer: total}}; {"parameters": None, "parameters_unavailable": reason} when the LM's config is
+    not found (not local, not cached, not in the built-in table).
+    """
+    from models.errors import ModelNotAvailableError
+    from models.nn.deepmlf import DeepMLF
+
+    try:
+        model, _ = DeepMLF.from_config(config, random_init=True, meta=True)
+    except ModelNotAvailableError as exc:
+        return {"parameters": None, "parameters_unavailable": str(exc)}
+    counts = count_parameters(model)
+    return {
+        "lm_layers": model.lm.n_layers,
+        "d_model": model.lm.d_model,
+        "parameters": {k: {"total": v.total, "trainable": v.trainable} for k, v in counts.items()},
+        "mm_block_parameters": {str(k): v.total for k, v in per_block_parameters(model).items()},
+    }

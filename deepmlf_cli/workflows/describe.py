@@ -1,0 +1,41 @@
+"""`deepmlf describe`: a preset's fully resolved recipe and the parameter counts of the model it builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def resolved_recipe(chosen, config) -> dict[str, Any]:
+    """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
+    from models.config import TrainConfig
+
+    pretrain_model = config.replace(**chosen.pretrain_model).to_dict()
+    model = config.to_dict()
+    return {
+        "preset": chosen.name,
+        "description": chosen.description,
+        "notes": list(chosen.notes),
+        "model": model,
+        "train": TrainConfig.from_dict(chosen.train).to_dict(),
+        "pretrain": {
+            "train": TrainConfig.from_dict(chosen.pretrain).to_dict(),
+            # Only what differs from the DeepMLF model (the AV settings must match for loading).
+            "model": {k: v for k, v in pretrain_model.items() if model[k] != v},
+        },
+    }
+
+
+def describe_preset(preset: str, lm: str | None = None, mm_layers: str | None = None, n_fusion: int | None = None,
+                    ffw: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the preset's resolved recipe with the overrides given, parameter counts of its model).
+
+    `mm_layers` as text (5..11, 3,5,7); None means "the preset's". Loads no weights.
+    """
+    from models.config import get_preset, parse_layer_list
+    from models.nn.summary import parameter_summary
+
+    overrides = {"lm": lm or None, "mm_layers": parse_layer_list(mm_layers) if mm_layers is not None else None,
+                 "n_fusion": n_fusion, "ffw_mode": ffw}
+    chosen = get_preset(preset)
+    config = chosen.model_config(**{k: v for k, v in overrides.items() if v is not None})
+    return resolved_recipe(chosen, config), parameter_summary(config)

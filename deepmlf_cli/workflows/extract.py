@@ -1,0 +1,30 @@
+"""`deepmlf extract`: raw videos → features (and a dataset with labels) under extract's bar on stderr.
+
+The files are extractors.batch.run_extract's (per-clip features, errors.tsv) and,
+with labels, the dataset written by models.data.format.save_extracted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any] | None = None, *,
+                          shard: str | None = None, quiet: bool = False, **options: Any):
+    """run_extract(inputs, out, build_recipe(**recipe_options), ...) with a bar of clips done; its summary.
+
+    `shard` is the K/N text of --shard; `options` are run_extract's (labels, workers, mmsa, scheme,
+    name, allow_missing). No recipe options: the default recipe.
+    """
+    from deepmlf_cli.progress import ClipProgress
+    from extractors.batch import run_extract
+    from extractors.inputs import parse_shard
+    from extractors.recipe import build_recipe
+    from models.data.format import save_extracted
+
+    shard_kn = parse_shard(shard)
+    recipe = build_recipe(**(recipe_options or {}))
+    with ClipProgress("extract", quiet=quiet, transient=False, rate=True) as bar:
+        return run_extract(inputs, out, recipe, shard=shard_kn, on_plan=bar.on_plan, on_result=bar.on_result,
+                           write_dataset=save_extracted, **options)

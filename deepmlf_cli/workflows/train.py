@@ -1,0 +1,90 @@
+"""Training from the command line (`deepmlf train`, `pretrain`, `study`, `demo`): the spec, the bars, the report.
+
+`train_spec` turns train's options into a validated RunSpec (a resumed run's
+own settings are the base), `pretrain_spec` pretrain's; `train_with_progress` trains every seed under
+the epoch bars on stdout; `run_and_report` adds the results table (or JSON).
+The files are the run directory's, written by models.training.runs.train_run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bool, *, model: str | None,
+               preset: str | None, config: Path | None, model_overrides: dict[str, Any],
+               train_overrides: dict[str, Any], seeds: list[int] | None, init_av: str | None, freeze_av: bool,
+               scheme: str | None = None, quiet: bool = False):
+    """(dataset, RunSpec, run directory) for `deepmlf train`, every option checked before the data is loaded.
+
+    None means "not given"; `model_overrides` takes "mm_layers" as text (5..11, 3,5,7) and
+    "lm_dropout" as on/off. Joins the process group when started by torchrun.
+    """
+    from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data, resumed_spec
+    from models.config import parse_layer_list
+    from models.errors import ConfigError
+    from models.nn.registry import model_kind
+    from models.run import Run
+
+    if freeze_av and not init_av:
+        raise ConfigError("--freeze-av needs --init-av RUN (a pretrained AV encoder to freeze)")
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    lm_dropout, mm_layers = model_overrides.get("lm_dropout"), model_overrides.get("mm_layers")
+    if lm_dropout not in (None, "on", "off"):
+        raise ConfigError(f"--lm-dropout {lm_dropout}: choose on or off")
+    model_overrides = {**model_overrides, "mm_layers": parse_layer_list(mm_layers) if mm_layers else None,
+                       "lm_dropout": None if lm_dropout is None else lm_dropout == "on"}
+    kind = model_kind(model) if model is not None else None
+    saved = Run(out).spec() if resume else None  # says so when --out holds no run
+    init_distributed()
+    data = load_data(dataset, data_dir, quiet, scheme=scheme)
+    # A run.json exists once training started (even if killed in its first epoch): its settings
+    # are the base, so --resume never falls back to the dataset's default preset.
+    if saved is not None and preset is None and config is None:
+        # Options not given keep the run's values; those given must match them (train_run checks).
+        spec = resumed_spec(saved, kind, model_overrides, train_overrides, seeds, init_av, freeze_av)
+    else:
+        spec, _ = build_spec(kind or "deepmlf", data, preset, config, model_overrides, train_overrides, seeds,
+                             init_av=init_av, freeze_av=freeze_av)
+    return data, spec, out or default_run_dir(data, spec.kind)
+
+
+def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, *, preset: str | None,
+                  config: Path | None, train_overrides: dict[str, Any], seeds: list[int] | None,
+                  quiet: bool = False):
+    """(dataset, RunSpec, run directory) for `deepmlf pretrain`: kind "av" takes the preset's pretraining
+    recipe, which `train_overrides` (None = not given) override."""
+    from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data
+
+    init_distributed()
+    data = load_data(dataset, data_dir, quiet)
+    spec, _ = build_spec("av", data, preset, config, {}, train_overrides, seeds)
+    return data, spec, out or default_run_dir(data, "pretrain")
+
+
+def train_with_progress(data, spec, run_dir: Path, *, resume: bool = False, device: str = "auto",
+                        quiet: bool = False) -> dict[str, Any]:
+    """Train every seed of `spec` (models.training.runs.train_run) with one epoch bar per seed on stdout."""
+    from deepmlf_cli.render import EpochProgress, make_progress
+    from deepmlf_cli.resolve import is_main_process
+    from models.evaluation.metrics import PRIMARY_METRICS
+    from models.training.runs import train_run
+
+    primary = PRIMARY_METRICS[data.scheme][0]
+    with make_progress(quiet or not is_main_process()) as progress:
+        return train_run(data, spec, run_dir, resume=resume, device=device,
+                         progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
+
+
+def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json: bool, title: str,
+                   device: str = "auto") -> dict[str, Any]:
+    """Train every seed with progress bars, then print the results table (or JSON) on the main process."""
+    from deepmlf_cli.resolve import is_main_process
+    from deepmlf_cli.views import show_run_results
+
+    results = train_with_progress(data, spec, run_dir, resume=resume, device=device, quiet=quiet or as_json)
+    if is_main_process():
+        show_run_results(results, run_dir, title, as_json)
+    return results
