@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import typer
 
@@ -49,7 +49,7 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/] — finished work is saved; re-run the same command to resume.")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except known_error_types() as exc:
         if debug:
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,24 +14,24 @@ JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the final result.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Seed = Annotated[Optional[list[int]], typer.Option("--seed", help="Random seed; repeat for several seeds.")]
-Preset = Annotated[Optional[str], typer.Option("--preset", help="Named config: mosei, mosei-large, sims, mosi (default: from the dataset).")]
-LanguageModel = Annotated[Optional[str], typer.Option("--lm", help="Hugging Face hub id or local directory of a causal LM.")]
+Seed = Annotated[list[int] | None, typer.Option("--seed", help="Random seed; repeat for several seeds.")]
+Preset = Annotated[str | None, typer.Option("--preset", help="Named config: mosei, mosei-large, sims, mosi (default: from the dataset).")]
+LanguageModel = Annotated[str | None, typer.Option("--lm", help="Hugging Face hub id or local directory of a causal LM.")]
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="mosi, mosei, sims, simsv2, a dataset directory from `deepmlf extract`, or an MMSA .pkl file.")]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where named datasets live (default: $DEEPMLF_DATA_DIR, then ~/.local/share/deepmlf/datasets).")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where named datasets live (default: $DEEPMLF_DATA_DIR, then ~/.local/share/deepmlf/datasets).")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
 AllowMissing = Annotated[bool, typer.Option("--allow-missing", help="Keep clips with no audio track, silent audio, no face or an empty transcript (read as absent) instead of failing them.")]
-SchemeOption = Annotated[Optional[str], typer.Option("--scheme", help="Metric scheme: mosi (MOSI/MOSEI, labels in [-3, 3]) or sims ([-1, 1]); default: the one the dataset records, else guessed from its labels.")]
+SchemeOption = Annotated[str | None, typer.Option("--scheme", help="Metric scheme: mosi (MOSI/MOSEI, labels in [-3, 3]) or sims ([-1, 1]); default: the one the dataset records, else guessed from its labels.")]
 
 
 # --- training: train, pretrain and study -------------------------------------------------------
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML file with preset, \\[model] and \\[train] tables.")]
+OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<dataset>-<model>-<time>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out, with the settings it was started with (options that differ are an error; --device may change).")]
-Epochs = Annotated[Optional[int], typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch.")]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
-Patience = Annotated[Optional[int], typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
+Epochs = Annotated[int | None, typer.Option("--max-epochs", "--epochs", help="Cap on epochs (default: the preset's; none for the paper presets, which train until early stopping).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Clips per batch.")]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
+Patience = Annotated[int | None, typer.Option("--patience", help="Epochs without better validation L1 before stopping.")]
 # The kinds `train` offers (models.nn.registry.MODEL_KINDS, listed here so --help needs no torch import;
 # tests check the two agree). "av" is `deepmlf pretrain`'s.
 TRAIN_MODELS = ("deepmlf", "early", "late", "attention", "text", "audio", "vision")
@@ -49,13 +49,13 @@ class OutputFormat(str, enum.Enum):
 DEFAULT_WHISPER_MODEL = choices.DEFAULT_WHISPER_MODEL
 WhisperBackendChoice = choices.WhisperBackend
 
-WhisperModelOption = Annotated[Optional[str], typer.Option(
+WhisperModelOption = Annotated[str | None, typer.Option(
     "--whisper-model",
     help="Whisper hub id (must be cached) or a local model folder; a faster-whisper (CTranslate2) folder needs "
          "--whisper-backend faster-whisper. predict: default the model's recipe.")]
-WhisperBackendOption = Annotated[Optional[WhisperBackendChoice], typer.Option(
+WhisperBackendOption = Annotated[WhisperBackendChoice | None, typer.Option(
     "--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder). predict: default the model's recipe.")]
-LanguageOption = Annotated[Optional[str], typer.Option(
+LanguageOption = Annotated[str | None, typer.Option(
     "--language", help="Spoken language for Whisper, e.g. zh for CH-SIMS or en, checked against the model's languages "
                        "(default: detect; predict: the model's recipe).")]
 TranslateOption = Annotated[bool, typer.Option(

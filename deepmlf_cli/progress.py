@@ -47,7 +47,7 @@ class ClipProgress:
                 fields["rate"] = self.done / (self.progress.tasks[self.task].elapsed or 1e-9)
             self.progress.update(self.task, advance=1, **fields)
 
-    def __enter__(self) -> "ClipProgress":
+    def __enter__(self) -> ClipProgress:
         return self
 
     def __exit__(self, *exc) -> None:

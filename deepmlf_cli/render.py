@@ -77,7 +77,7 @@ class PlainProgress:
         self.interval = interval
         self.tasks: list[_PlainTask] = []
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         return self
 
     def __exit__(self, *exc) -> None:

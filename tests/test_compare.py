@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from deepmlf_cli.app import app
 from models.errors import ConfigError, DeepMLFError
 from models.evaluation.compare import compare_runs, comparison_csv, table_rows, three_class_metrics
+from models.evaluation.metrics import summarize_run
 from models.run import Run
-from models.training.runs import summarize_run
 
 
 def make_run(path, kind, scheme, seed_rows, predictions=None):

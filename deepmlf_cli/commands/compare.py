@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from deepmlf_cli.options import Debug, JsonOutput
 
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `deepmlf train` (or study variants).")],
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the comparison to this CSV file.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the comparison to this CSV file.")] = None,
     as_json: JsonOutput = False,
     debug: Debug = False,
 ) -> None:

@@ -3,7 +3,7 @@ parameter counts per component, without training and without weights."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,9 +17,9 @@ def describe(
     preset: DescribePreset = "sims",
     lm: LanguageModel = None,
     random_init: Annotated[bool, typer.Option("--random-init", hidden=True, help="Kept for older scripts: counts never need weights.")] = False,
-    mm_layers: Annotated[Optional[str], typer.Option("--mm-layers", help="0-based LM layers followed by an MM block, e.g. 5..11 or 3,5,7.")] = None,
-    n_fusion: Annotated[Optional[int], typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
-    ffw: Annotated[Optional[str], typer.Option("--ffw", help="MM-block FFW: full, lora or none.")] = None,
+    mm_layers: Annotated[str | None, typer.Option("--mm-layers", help="0-based LM layers followed by an MM block, e.g. 5..11 or 3,5,7.")] = None,
+    n_fusion: Annotated[int | None, typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
+    ffw: Annotated[str | None, typer.Option("--ffw", help="MM-block FFW: full, lora or none.")] = None,
     as_json: JsonOutput = False,
     debug: Debug = False,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,12 +12,12 @@ from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput, LanguageMode
 
 
 def evaluate(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="A run directory from `deepmlf train` (every seed), or one checkpoint.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to score on (default: the one the run was trained on).")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="A run directory from `deepmlf train` (every seed), or one checkpoint.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to score on (default: the one the run was trained on).")] = None,
     data_dir: DataDir = None,
     split: Annotated[str, typer.Option("--split", help="train, valid or test (also val, validation, dev).")] = "test",
-    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")] = None,
-    scheme: Annotated[Optional[str], typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).")] = None,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")] = None,
+    scheme: Annotated[str | None, typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).")] = None,
     lm: LanguageModel = None,
     device: Device = "auto",
     as_json: JsonOutput = False,

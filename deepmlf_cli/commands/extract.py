@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,7 +29,7 @@ from models.schemes import Scheme
 def extract(
     inputs: Annotated[Path, typer.Argument(help="A media file, a folder of media (recursive), or an MMSA folder with label.csv and Raw/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (dataset or per-clip features).")],
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="MMSA label.csv: builds train/valid/test splits from its mode column.")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="MMSA label.csv: builds train/valid/test splits from its mode column.")] = None,
     audio: Annotated[choices.AudioBackend, typer.Option("--audio", help="Audio extractor.")] = choices.DEFAULT_AUDIO,
     face: Annotated[choices.FaceBackend, typer.Option("--face", help="Face extractor (mediapipe runs offline).")] = choices.DEFAULT_FACE,
     fps: Annotated[float, typer.Option("--fps", help="Video frames sampled per second for the face extractor.")] = choices.DEFAULT_FPS,
@@ -40,9 +40,9 @@ def extract(
     language: LanguageOption = None,
     translate: TranslateOption = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="mmsa also writes an MMSA-compatible pickle next to the dataset.")] = OutputFormat.deepmlf,
-    scheme: Annotated[Optional[Scheme], typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (1-based); re-run without it to assemble.")] = None,
+    scheme: Annotated[Scheme | None, typer.Option("--scheme", help="Metric scheme (default: sims when all labels are in [-1, 1], else mosi).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the output folder's name).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="K/N: process only shard K of N (1-based); re-run without it to assemble.")] = None,
     workers: Workers = 1,
     allow_missing: AllowMissing = False,
     quiet: Quiet = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,14 +24,14 @@ from deepmlf_cli.workflows.predict import DEFAULT_WINDOW_S  # standard library o
 
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Media files and/or folders (searched recursively).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A run directory (or checkpoint) from `deepmlf train`; default: the newest under ./runs.")] = None,
-    lm: Annotated[Optional[str], typer.Option("--lm", help="The run's frozen LM at a new place (a moved run or LM directory); default: the one the run names.")] = None,
-    transcript: Annotated[Optional[str], typer.Option("--transcript", help="The text spoken in the clip(s); wins over sidecars and Whisper.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="A run directory (or checkpoint) from `deepmlf train`; default: the newest under ./runs.")] = None,
+    lm: Annotated[str | None, typer.Option("--lm", help="The run's frozen LM at a new place (a moved run or LM directory); default: the one the run names.")] = None,
+    transcript: Annotated[str | None, typer.Option("--transcript", help="The text spoken in the clip(s); wins over sidecars and Whisper.")] = None,
     no_whisper: Annotated[bool, typer.Option("--no-whisper", help="Never run Whisper: sidecar .txt/.srt/.vtt text, else empty.")] = False,
     segment: Annotated[bool, typer.Option("--segment", help="Long videos: predict each utterance (subtitles/Whisper) or fixed window; timeline + PNG.")] = False,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps.")] = DEFAULT_WINDOW_S,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")] = Path("predictions"),
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
     whisper_model: WhisperModelOption = None,
     whisper_backend: WhisperBackendOption = None,
     language: LanguageOption = None,

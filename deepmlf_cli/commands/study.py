@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,8 +31,8 @@ def study(
     lm: LanguageModel = None,
     config: ConfigFile = None,
     seed: Seed = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs per variant.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study directory (default: runs/<dataset>-study-<name>-<time>). Re-running resumes.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs per variant.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Study directory (default: runs/<dataset>-study-<name>-<time>). Re-running resumes.")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     as_json: JsonOutput = False,

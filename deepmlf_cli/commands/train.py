@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,21 +34,21 @@ def train(
     data_dir: DataDir = None,
     preset: Preset = None,
     lm: LanguageModel = None,
-    model: Annotated[Optional[str], typer.Option("--model", help=f"Which model: {', '.join(TRAIN_MODELS)} (default deepmlf; case does not matter).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help=f"Which model: {', '.join(TRAIN_MODELS)} (default deepmlf; case does not matter).")] = None,
     config: ConfigFile = None,
-    mm_layers: Annotated[Optional[str], typer.Option("--mm-layers", help="0-based LM layers with an MM block, e.g. 5..11.")] = None,
-    n_fusion: Annotated[Optional[int], typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
-    init_av: Annotated[Optional[str], typer.Option("--init-av", help="A `deepmlf pretrain` run (Pre&Tune), or 'random'.")] = None,
+    mm_layers: Annotated[str | None, typer.Option("--mm-layers", help="0-based LM layers with an MM block, e.g. 5..11.")] = None,
+    n_fusion: Annotated[int | None, typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
+    init_av: Annotated[str | None, typer.Option("--init-av", help="A `deepmlf pretrain` run (Pre&Tune), or 'random'.")] = None,
     freeze_av: Annotated[bool, typer.Option("--freeze-av", help="Keep the pretrained AV encoder frozen (Pre&Fro).")] = False,
-    lm_dropout: Annotated[Optional[str], typer.Option("--lm-dropout", help="on (the reference) or off: the frozen LM without dropout, so each clip's text states below the first MM block are computed once and reused every epoch.")] = None,
+    lm_dropout: Annotated[str | None, typer.Option("--lm-dropout", help="on (the reference) or off: the frozen LM without dropout, so each clip's text states below the first MM block are computed once and reused every epoch.")] = None,
     seed: Seed = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
     lr: LearningRate = None,
     patience: Patience = None,
-    lm_dtype: Annotated[Optional[str], typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16.")] = None,
-    checkpoint_layers: Annotated[Optional[bool], typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
+    lm_dtype: Annotated[str | None, typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16.")] = None,
+    checkpoint_layers: Annotated[bool | None, typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
     out: OutDir = None,
     resume: Resume = False,
     scheme: SchemeOption = None,

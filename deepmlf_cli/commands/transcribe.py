@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ from extractors.choices import TranscriptFormat
 def transcribe(
     inputs: Annotated[Path, typer.Argument(help="A media file or a folder of media (recursive).")],
     output_format: Annotated[TranscriptFormat, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")] = TranscriptFormat.txt,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript).")] = None,
     whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
     language: LanguageOption = None,

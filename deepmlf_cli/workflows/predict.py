@@ -36,9 +36,10 @@ Result schema (one dict per input clip; `deepmlf predict --json` prints the list
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from extractors.recipe import Recipe

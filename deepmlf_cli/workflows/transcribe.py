@@ -11,8 +11,8 @@ rendered (the transcript in the chosen format), seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def transcribe_paths(

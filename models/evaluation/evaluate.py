@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from models.data.batching import encode_split
 from models.data.types import MultimodalDataset, canonical_split
 from models.errors import DatasetError
 from models.evaluation.inference import predict_encoded
-from models.evaluation.metrics import compute_metrics
+from models.evaluation.metrics import compute_metrics, summarize_run
 
 
 def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
@@ -49,16 +50,16 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
 
 def evaluate_checkpoints(checkpoints: list[Path], dataset: MultimodalDataset, split: str = "test",
                          device: torch.device | str = "cpu",
-                         lm: str | None = None) -> tuple[dict[str, dict[str, float]], dict]:
+                         lm: str | None = None) -> tuple[dict[int | str, dict[str, float]], dict[str, Any]]:
     """A run's checkpoints (`models.run.Run.checkpoints()`: one per seed) on one split, summarised.
 
-    Returns (metrics per seed name, `models.training.runs.summarize_run` of them: per-seed rows and
+    Returns (metrics per seed name, `models.evaluation.metrics.summarize_run` of them: per-seed rows and
     mean ± std over seeds). The seeds share one frozen LM, loaded once; `lm` as in `load_model`.
     """
     from models.run import checkpoint_seed
-    from models.training.runs import summarize_run
 
-    rows, lm_cache = {}, {}
+    rows: dict[int | str, dict[str, float]] = {}
+    lm_cache: dict = {}
     for checkpoint in checkpoints:
         seed = checkpoint_seed(checkpoint) or "0"
         rows[seed], _ = evaluate_checkpoint(checkpoint, dataset, split, device=device, lm_cache=lm_cache, lm=lm)

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -290,3 +291,11 @@ def read_predictions_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             )
         out[column] = numbers
     return out["prediction"], out["label"]
+
+
+def summarize_run(rows: Mapping[Any, dict[str, float]], scheme: str) -> dict[str, Any]:
+    """A run's results: per-seed metric rows (seed → metrics) plus mean ± std over seeds."""
+    summary = summarize_seeds(list(rows.values()))
+    return {"scheme": scheme, "primary": list(PRIMARY_METRICS[scheme]),
+            "seeds": {str(k): v for k, v in rows.items()},
+            "mean": {k: m for k, (m, _) in summary.items()}, "std": {k: s for k, (_, s) in summary.items()}}

@@ -20,7 +20,7 @@ from models.data.types import MultimodalDataset
 from models.devices import resolve_device, resolve_lm_dtype
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
-from models.evaluation.metrics import PRIMARY_METRICS, compute_metrics, summarize_seeds
+from models.evaluation.metrics import compute_metrics, summarize_run
 from models.nn.registry import build_model, model_kind, needs_text
 from models.run import Run, RunSpec
 from models.training.distributed import is_distributed, rank_and_world
@@ -66,14 +66,6 @@ def _portable_source(source: str) -> str:
     """A dataset path made absolute (so evaluate works from any folder); other sources as they are."""
     path = Path(source).expanduser()
     return str(path.resolve()) if path.exists() else source
-
-
-def summarize_run(rows: dict[int, dict[str, float]], scheme: str) -> dict[str, Any]:
-    """Per-seed metric rows plus mean ± std over seeds."""
-    summary = summarize_seeds(list(rows.values()))
-    return {"scheme": scheme, "primary": list(PRIMARY_METRICS[scheme]),
-            "seeds": {str(k): v for k, v in rows.items()},
-            "mean": {k: m for k, (m, _) in summary.items()}, "std": {k: s for k, (_, s) in summary.items()}}
 
 
 # Options that may change between a run and its resume: where and how fast it runs, not what
