@@ -67,6 +67,9 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     model = AutoModelForCausalLM.from_config(config)
     if pretrain_steps:
         _pretrain(model, tokenizer, list(corpus), pretrain_steps, seed)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # library code stays quiet (the CLI draws its own progress)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -79,6 +82,8 @@ def _pretrain(model, tokenizer, corpus: list[str], steps: int, seed: int, batch_
     encoded = [tokenizer(text)["input_ids"] + [tokenizer.eos_token_id] for text in corpus]
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    # The loss transformers falls back to anyway, named so it does not warn that the config names none.
+    model.loss_type = "ForCausalLM"
     model.train()
     for _ in range(steps):
         rows = torch.randint(len(encoded), (batch_size,), generator=generator).tolist()
