@@ -27,7 +27,7 @@ def _spec(seeds=(0, 1)):
 
 def _run(tmp_path, seeds=(0, 1), name="run"):
     run = Run(tmp_path / name)
-    run.write_info(_spec(seeds), {"name": "ds", "source": "/data/ds"}, world_size=1)
+    run.write_info(_spec(seeds), {"name": "ds", "source": str(tmp_path / "ds")}, world_size=1)
     for seed in seeds:
         _checkpoint(run.seed_dir(seed) / "best")
     return run
@@ -35,7 +35,7 @@ def _run(tmp_path, seeds=(0, 1), name="run"):
 
 def test_a_run_reads_back_what_it_wrote(tmp_path):
     run = _run(tmp_path)
-    assert run.exists() and run.spec() == _spec() and run.dataset()["source"] == "/data/ds" and run.world_size() == 1
+    assert run.exists() and run.spec() == _spec() and run.dataset()["source"] == str(tmp_path / "ds") and run.world_size() == 1
     assert [checkpoint_seed(p) for p in run.checkpoints()] == ["0", "1"]
     assert run.best() == run.seed_dir(0) / "best" and run.best(seed=1) == run.seed_dir(1) / "best"
     with pytest.raises(CheckpointError, match="no checkpoint for seed 7; seeds: 0, 1"):
