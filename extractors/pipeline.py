@@ -128,11 +128,6 @@ class Pipeline:
 ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
 
 
-def recipe_modalities(recipe: Recipe) -> frozenset[str]:
-    """The modalities a recipe extracts (`Recipe.modalities`): an extractor or transcript mode set to 'none' drops one."""
-    return recipe.modalities
-
-
 def missing_modalities(info: dict, text: str | None, needs: frozenset[str] = ALL_MODALITIES) -> list[str]:
     """What a clip lacks among the modalities in `needs`; [] when nothing.
 

@@ -272,17 +272,17 @@ def test_resume_sharding_and_scheme(tmp_path, recipe):
 
 
 def test_only_the_recipes_modalities_are_required(clips):
-    from extractors.pipeline import extract_clip, missing_modalities, recipe_modalities
+    from extractors.pipeline import extract_clip, missing_modalities
     from extractors.recipe import build_recipe
 
-    assert recipe_modalities(build_recipe(transcript=GIVEN)) == {"audio", "vision", "text"}
+    assert build_recipe(transcript=GIVEN).modalities == {"audio", "vision", "text"}
     no_face = build_recipe(face="none", transcript="none")
-    assert recipe_modalities(no_face) == {"audio"}
+    assert no_face.modalities == {"audio"}
     clip = extract_clip(clips["noface"], no_face)
-    assert missing_modalities(clip.info, clip.text, recipe_modalities(no_face)) == []
+    assert missing_modalities(clip.info, clip.text, no_face.modalities) == []
     no_audio = build_recipe(audio="none", transcript=GIVEN)
     clip = extract_clip(clips["silent"], no_audio, transcript="words")
-    assert missing_modalities(clip.info, clip.text, recipe_modalities(no_audio)) == []
+    assert missing_modalities(clip.info, clip.text, no_audio.modalities) == []
 
 
 @pytest.mark.slow

@@ -207,7 +207,7 @@ def predict_paths(
     Nothing here writes a file.
     """
     from extractors.errors import ExtractionError
-    from extractors.pipeline import get_pipeline, recipe_modalities
+    from extractors.pipeline import get_pipeline
     from models.errors import ConfigError, DeepMLFError
     from models.evaluation.predict import check_feature_sizes, model_scheme
     from models.nn.registry import model_inputs
@@ -224,7 +224,7 @@ def predict_paths(
     elif no_whisper and recipe.transcript.mode in ("auto", "whisper"):
         recipe = recipe.with_transcript(mode="given")
     # What every clip must have: what the recipe extracts and this model reads.
-    needs = frozenset() if allow_missing else recipe_modalities(recipe) & reads
+    needs = frozenset() if allow_missing else recipe.modalities & reads
     items = collect_inputs(paths)
     pipeline = get_pipeline(recipe)  # validates the recipe and loads the extractors once
     check_feature_sizes(loaded, len(pipeline.audio.feature_names()), len(pipeline.face.feature_names()))
