@@ -154,26 +154,37 @@ def test_lean_mlp_recomputes_the_activation_and_gives_the_same_gradients(tiny_gp
     assert kept[0] - kept[1] == 5 * 7 * mlp.c_fc.weight.shape[1] * 4  # one (N, 4d) float tensor fewer
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_head_cross_entropy_equals_autograds_and_builds_no_logit_gradients(keep):
+@pytest.mark.parametrize("eager", [True, False])
+def test_head_cross_entropy_equals_autograds_and_builds_no_logit_gradients(eager):
     torch.manual_seed(0)
     head = torch.nn.Linear(16, 50).requires_grad_(False)
     hidden = torch.randn(37, 16, requires_grad=True)
     targets = torch.randint(0, 50, (37,))
-    loss = head_cross_entropy_sum(hidden, targets, head, chunk=8, keep=keep)
-    (grad,) = torch.autograd.grad(loss, hidden)
+    loss = head_cross_entropy_sum(hidden, targets, head, chunk=8, eager=eager)
+    (grad,) = torch.autograd.grad(loss * 3.0, hidden, retain_graph=True)  # a scale ≠ 1 reaches backward
     ref = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
-    (ref_grad,) = torch.autograd.grad(ref, hidden)
+    (ref_grad,) = torch.autograd.grad(ref * 3.0, hidden)
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    (again,) = torch.autograd.grad(loss, hidden)  # a second backward (retain_graph) gives the same
+    torch.testing.assert_close(again * 3.0, grad, rtol=1e-6, atol=1e-7)
     # chunked_lm_loss takes this path for a frozen head (mean over rows).
     with lean_memory(True):
-        mean = chunked_lm_loss(hidden, targets, head, chunk=8, budget_bytes=2**30 if keep else 0)
+        mean = chunked_lm_loss(hidden, targets, head, chunk=8, budget_bytes=2**30 if eager else 0)
     assert mean.grad_fn.next_functions[0][0].name().endswith("_HeadCrossEntropyBackward")
     torch.testing.assert_close(mean, ref / 37, rtol=1e-5, atol=1e-6)
-    if keep:  # the kept probabilities are consumed in place: a second backward says so
-        loss = head_cross_entropy_sum(hidden, targets, head, chunk=8, keep=True)
-        loss.backward(retain_graph=True)
-        with pytest.raises(RuntimeError, match="ran twice"):
-            loss.backward()
+
+
+def test_the_eager_lm_loss_keeps_the_rows_gradient_and_no_logits():
+    """Eager: backward holds one (N, d) tensor, not the (N, vocab) softmax (nor hidden, weight)."""
+    head = torch.nn.Linear(16, 5000).requires_grad_(False)
+    hidden = torch.randn(64, 16, requires_grad=True)
+    targets = torch.randint(0, 5000, (64,))
+    for eager in (True, False):
+        loss = head_cross_entropy_sum(hidden, targets, head, chunk=16, eager=eager)
+        saved = loss.grad_fn.saved_tensors
+        if eager:
+            assert [tuple(t.shape) for t in saved] == [(64, 16)]
+        else:  # recompute: the inputs again, still no logits
+            assert max(t.numel() for t in saved) == 5000 * 16
     assert memory.enabled

@@ -31,25 +31,28 @@ from models.nn.memory import head_cross_entropy_sum, swap_dropout
 from models.nn.positions import check_position_budget, token_positions
 from models.nn.prefix_cache import PrefixCache, PrefixEntry
 
-LOGITS_BUDGET_BYTES = 512 * 2**20  # float32 logits kept for backward up to this size (chunked_lm_loss)
+LOGITS_BUDGET_BYTES = 512 * 2**20  # float32 LM-loss logits held at once up to this size (chunked_lm_loss)
+FUSED_CHUNK_BYTES = 32 * 2**20  # one chunk's (rows, vocab) float32 logits in the fused LM loss
 
 
 def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int = 512,
                     budget_bytes: int = LOGITS_BUDGET_BYTES) -> torch.Tensor:
     """Mean next-token cross-entropy of (N, d) hidden rows against (N,) targets.
 
-    Only rows that have a target are passed in. When the (N, vocab) float32
-    probabilities fit `budget_bytes` they are computed once and kept for
-    backward; beyond it, each chunk's logits are recomputed in backward
-    instead of stored, so memory holds one chunk of (chunk, vocab) logits at
-    a time. A frozen linear head in float32 (the LM's) runs through
-    `head_cross_entropy_sum`, whose backward builds the logits' gradient in
-    place of the kept probabilities (no (N, vocab) gradients on top).
+    Only rows that have a target are passed in. A frozen linear head in
+    float32 (the LM's) runs through `head_cross_entropy_sum`: chunks of at
+    most FUSED_CHUNK_BYTES of logits, each turned into the rows' gradient in
+    forward when a chunk fits `budget_bytes` (backward then holds an (N, d)
+    tensor, no logits), else recomputed in backward. Any other head goes
+    through autograd: the (N, vocab) logits are kept for backward when they
+    fit the budget, else each chunk of `chunk` rows is recomputed in backward.
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     vocab = int(head.weight.shape[0])  # type: ignore[index]  # nn.Module attributes type as Tensor | Module
-    fused = head_cross_entropy_sum(hidden, targets, head, chunk, keep=bool(hidden.shape[0] * vocab * 4 <= budget_bytes))
+    fused_chunk = max(1, min(chunk, FUSED_CHUNK_BYTES // (vocab * 4)))
+    fused = head_cross_entropy_sum(hidden, targets, head, fused_chunk,
+                                   eager=fused_chunk * vocab * 4 <= budget_bytes)
     if fused is not None:
         return fused / hidden.shape[0]
 
@@ -75,7 +78,7 @@ class DeepMLF(nn.Module):
     kind = "deepmlf"  # the model kind its checkpoints record (models.nn.registry)
     # Speed switches that never change the math (DESIGN.md §7); benchmarks turn them off to compare.
     prefix_path = True  # below the first MM block: text rows without autograd, fusion rows against their K/V
-    logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits kept (not recomputed) up to this size
+    logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits held (not recomputed in backward) up to this size
 
     def __init__(self, config: ModelConfig, hf_lm: nn.Module) -> None:
         super().__init__()

@@ -174,57 +174,72 @@ class _HeadCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of (N, d) rows through a frozen linear head, chunk by chunk.
 
     Autograd's log_softmax + nll keeps the (N, vocab) log-probabilities and
-    builds two more (N, vocab) gradients in backward. Here the softmax
-    probabilities are kept (`keep`) or recomputed per chunk, and backward
-    turns them into the logits' gradient in place (p - onehot), one chunk at a time.
+    builds two more (N, vocab) gradients in backward. Here, with `eager`, each
+    chunk's softmax is turned into the logits' gradient (p - onehot) and
+    projected back through the head right away, in forward: backward then
+    holds only the rows' (N, d) gradient, and the (chunk, vocab) logits exist
+    one chunk at a time. Without `eager`, backward recomputes each chunk's
+    logits instead (one more head projection; what the reference's
+    checkpointing costs). Same FLOPs as autograd's path in the eager case.
     """
 
     @staticmethod
-    def forward(ctx, hidden, targets, weight, bias, chunk: int, keep: bool):
+    def forward(ctx, hidden, targets, weight, bias, chunk: int, eager: bool, dtype: torch.dtype):
+        # `dtype`: what the projection computes in (bf16 under autocast, as F.linear would); logits are fp32.
+        weight, bias = weight.to(dtype), bias.to(dtype) if bias is not None else None
         total = hidden.new_zeros((), dtype=torch.float32)
-        probs = []
+        grad_hidden = torch.empty_like(hidden) if eager else None  # (N, d): d Σloss / d hidden
         for start in range(0, hidden.shape[0], chunk):
-            logits = F.linear(hidden[start:start + chunk], weight, bias).float()  # (n, V)
+            logits = F.linear(hidden[start:start + chunk].to(dtype), weight, bias).float()  # (n, V)
             t = targets[start:start + chunk]
             lse = torch.logsumexp(logits, dim=1)  # (n,)
             total = total + (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            if keep:
-                probs.append(logits.sub_(lse[:, None]).exp_())  # softmax, in the logits' memory
-        ctx.save_for_backward(hidden, targets, weight, bias)
-        ctx.chunk, ctx.keep, ctx.probs = chunk, keep, probs
+            if grad_hidden is not None:
+                grad_hidden[start:start + chunk] = _logits_grad(logits, lse[:, None], t).to(weight.dtype) @ weight
+        if eager:
+            ctx.save_for_backward(grad_hidden)
+        else:
+            ctx.save_for_backward(hidden, targets, weight, bias)
+        ctx.chunk, ctx.eager = chunk, eager
         return total
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.eager:
+            (grad_hidden,) = ctx.saved_tensors
+            return grad_hidden * grad, None, None, None, None, None, None
         hidden, targets, weight, bias = ctx.saved_tensors
-        if ctx.keep and ctx.probs is None:
-            raise RuntimeError("the LM loss's backward ran twice (its kept probabilities are used up in place)")
         grad_hidden = torch.empty_like(hidden)
-        for i, start in enumerate(range(0, hidden.shape[0], ctx.chunk)):
+        for start in range(0, hidden.shape[0], ctx.chunk):
             h, t = hidden[start:start + ctx.chunk], targets[start:start + ctx.chunk]
-            if ctx.keep:
-                p, ctx.probs[i] = ctx.probs[i], None
-            else:
-                logits = F.linear(h, weight, bias).float()
-                p = logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True)).exp_()
-            p[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits = softmax - onehot
-            p.mul_(grad)
+            logits = F.linear(h.to(weight.dtype), weight, bias).float()
+            p = _logits_grad(logits, torch.logsumexp(logits, dim=1, keepdim=True), t).mul_(grad)
             grad_hidden[start:start + ctx.chunk] = p.to(weight.dtype) @ weight
-        ctx.probs = None
-        return grad_hidden, None, None, None, None, None
+        return grad_hidden, None, None, None, None, None, None
+
+
+def _logits_grad(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d Σ cross-entropy / d logits = softmax - onehot, built in the (n, V) logits' own memory."""
+    p = logits.sub_(lse).exp_()
+    p[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+    return p
 
 
 def head_cross_entropy_sum(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int,
-                           keep: bool) -> torch.Tensor | None:
+                           eager: bool) -> torch.Tensor | None:
     """Σ cross-entropy(head(hidden), targets) through `_HeadCrossEntropy`, or None where it does not apply.
 
-    It applies to a frozen nn.Linear head, float32 rows and no autocast (elsewhere the caller's autograd path runs).
+    It applies to a frozen nn.Linear head (elsewhere the caller's autograd path runs). The
+    projection computes in autocast's dtype where autocast is on, else in the head's.
     """
     frozen = isinstance(head, nn.Linear) and not any(p.requires_grad for p in head.parameters())
-    if not (enabled and frozen and _needs_grad(hidden) and hidden.dtype == torch.float32
-            and not torch.is_autocast_enabled(hidden.device.type) and not _compiling()):
+    if not (enabled and frozen and _needs_grad(hidden) and not _compiling()):
         return None
-    return _HeadCrossEntropy.apply(hidden, targets, head.weight, head.bias, chunk, keep)
+    device_type = hidden.device.type
+    dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+             else head.weight.dtype)
+    with torch.autocast(device_type, enabled=False):  # the dtype is explicit inside
+        return _HeadCrossEntropy.apply(hidden, targets, head.weight, head.bias, chunk, eager, dtype)
 
 
 def fix_mmap_threshold(nbytes: int) -> bool:
