@@ -27,6 +27,14 @@ configurations, each in its own process (so each peak RSS is its own):
     .venv/bin/python benchmarks/bench_model.py --mode epoch --clips 128 --fixed-length 50 --no-bucketing \\
         --no-prefix --no-cache --no-logits-budget        # the reference's way, none of ours
 
+`--lm-dtype bfloat16` (step and epoch modes) runs the frozen LM in bf16 under
+bf16 autocast, as `deepmlf train --lm-dtype bfloat16` does; the table's last
+two rows are that. `--rows 1,7,8` runs a subset of the table (row 0, the
+reference-style one, always runs), `--reference-epochs 1` gives that row one
+epoch (it has no cache, so each of its epochs costs the same):
+
+    .venv/bin/python benchmarks/bench_model.py --mode epoch --table --rows 1,2,7,8 --reference-epochs 1
+
 Epoch 1 fills the prefix cache; epoch 2 is what every later epoch costs. The
 eval pass is timed twice over a separate split of the same size: cold, then
 warm (as every validation pass after the first).
@@ -65,6 +73,9 @@ TABLE = {
     "all on, --no-prefix": ["--no-prefix"],
     "all on, --no-bucketing": ["--no-bucketing"],
     "all on, --fixed-length 50": ["--fixed-length", "50"],
+    # bf16 autocast on the CPU (opt-in: `deepmlf train --lm-dtype bfloat16`; fast with AVX512-BF16/AMX)
+    "all on, bf16 LM": ["--lm-dtype", "bfloat16"],
+    "all on, bf16 LM, LM dropout off": ["--lm-dtype", "bfloat16", "--lm-dropout", "off"],
 }
 
 
@@ -85,9 +96,10 @@ def gpu_peak_tflops(device: torch.device, override: float | None) -> float | Non
 
 def step_mode(args) -> None:
     from models.config import get_preset
-    from models.devices import autocast_context
+    from models.devices import autocast_context, model_autocast, resolve_lm_dtype
     from models.nn.deepmlf import DeepMLF
     from models.nn.interface import Batch
+    from models.nn.lm import load_causal_lm
 
     device = torch.device(args.device)
     if args.mmap_threshold:
@@ -95,9 +107,11 @@ def step_mode(args) -> None:
 
         print(f"glibc mmap threshold fixed at {args.mmap_threshold} B: {fix_mmap_threshold(args.mmap_threshold)}")
     config = get_preset("sims").model_config(lm=args.lm, n_fusion=20)
-    model, _ = DeepMLF.from_config(config, random_init=True)
+    hf_lm, _ = load_causal_lm(args.lm, random_init=True, dtype=resolve_lm_dtype(args.lm_dtype, device))
+    model = DeepMLF(config, hf_lm)
     apply_switches(model, args)
     model.to(device)
+    autocast = model_autocast(model, device)  # as `deepmlf train` decides it
     B, T = args.batch, 39
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(8, T + 1, (B,), generator=g)  # real transcripts are shorter than 39
@@ -113,7 +127,8 @@ def step_mode(args) -> None:
           f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
           f"prefix path {'on' if model.prefix_path else 'off'}, "
           f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}, "
-          f"lean memory {'off' if args.no_lean_memory else 'on'}")
+          f"lean memory {'off' if args.no_lean_memory else 'on'}, LM {str(hf_lm.dtype).removeprefix('torch.')}, "
+          f"bf16 autocast {'on' if autocast else 'off'}")
 
     # AdamW over the trainable parameters, as `deepmlf train` steps them (its state is part of the peak).
     optimizer = (torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -124,7 +139,7 @@ def step_mode(args) -> None:
     def step() -> float:
         model.train()
         start, cpu_start = time.perf_counter(), time.process_time()
-        with autocast_context(device):
+        with autocast_context(device, autocast):
             out = model(batch)
         out.loss.backward()
         if optimizer is not None:
@@ -138,7 +153,7 @@ def step_mode(args) -> None:
     def eval_forward() -> float:
         model.eval()
         start = time.perf_counter()
-        with torch.no_grad(), autocast_context(device):
+        with torch.no_grad(), autocast_context(device, autocast):
             model(batch, compute_loss=False)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -258,6 +273,7 @@ def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -
 
 def epoch_mode(args) -> dict:
     from models.config import TrainConfig, get_preset
+    from models.devices import resolve_lm_dtype
     from models.evaluation.inference import predict_encoded
     from models.nn.deepmlf import DeepMLF
     from models.nn.lm import load_causal_lm
@@ -269,7 +285,7 @@ def epoch_mode(args) -> dict:
                                              av_input_batchnorm=False, max_text_tokens=max_tokens,
                                              lm_dropout=args.lm_dropout == "on")
     torch.manual_seed(0)
-    hf_lm, _ = load_causal_lm("gpt2", random_init=True)
+    hf_lm, _ = load_causal_lm("gpt2", random_init=True, dtype=resolve_lm_dtype(args.lm_dtype, device))
     model = DeepMLF(config, hf_lm)
     apply_switches(model, args)
     vocab = hf_lm.config.vocab_size
@@ -320,8 +336,12 @@ def epoch_mode(args) -> dict:
 
 def table(args, passthrough: list[str]) -> None:
     rows = {}
-    for name, switches in TABLE.items():
-        command = [sys.executable, __file__, "--mode", "epoch", "--json", *passthrough, *switches]
+    wanted = {0, *(int(n) for n in args.rows.split(","))} if args.rows else set(range(len(TABLE)))
+    for number, (name, switches) in enumerate(TABLE.items()):
+        if number not in wanted:
+            continue
+        epochs = ["--epochs", str(args.reference_epochs)] if number == 0 and args.reference_epochs else []
+        command = [sys.executable, __file__, "--mode", "epoch", "--json", *passthrough, *switches, *epochs]
         print(f"running: {name} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
@@ -335,7 +355,7 @@ def table(args, passthrough: list[str]) -> None:
           f"batch {args.batch}, device {any_row['device']}, {any_row['threads']} threads")
     header = (f"{'configuration':36} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
               f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
-    print(header)
+    print(header)  # epoch 2: the last epoch run (the reference-style row's only one with --reference-epochs 1)
     print(f"{'':36} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
           f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
     ref = rows.get(next(iter(TABLE)))
@@ -378,11 +398,18 @@ def main() -> None:
     parser.add_argument("--no-lean-memory", action="store_true",
                         help="keep for backward what plain autograd keeps (models/nn/memory.py off)")
     parser.add_argument("--lm-dropout", choices=("on", "off"), default="on", help="frozen LM's dropout in training")
+    parser.add_argument("--lm-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="frozen LM weights as `deepmlf train --lm-dtype` (auto: bf16 on CUDA, fp32 on CPU); "
+                             "bfloat16 computes under bf16 autocast")
     parser.add_argument("--cache-gib", type=float, default=2.0, help="prefix cache budget")
     parser.add_argument("--compile", action="store_true", help="torch.compile the MM blocks and the AV encoder")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's bf16 peak, if not in the table")
     parser.add_argument("--table", action="store_true",
                         help="epoch mode: every standard configuration, one process each")
+    parser.add_argument("--rows", default="", help="--table: only these rows (0-based, comma-separated; the "
+                        "reference-style row 0 always runs)")
+    parser.add_argument("--reference-epochs", type=int, default=0,
+                        help="--table: epochs of the reference-style row (it has no cache: each epoch costs the same)")
     parser.add_argument("--json", action="store_true", help="epoch mode: print the row as one JSON line")
     args = parser.parse_args()
     if args.mode == "step":

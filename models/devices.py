@@ -26,22 +26,30 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
-    """--lm-dtype: "auto" → bf16 on CUDA (the frozen LM at half the memory; trainable parts stay fp32
-    under bf16 autocast), fp32 elsewhere (CPU autocast is off, and CPU bf16 matmuls are slow)."""
+    """--lm-dtype: "auto" → bf16 on CUDA, fp32 elsewhere; "bfloat16" also on the CPU.
+
+    A bf16 LM runs under bf16 autocast (`autocast_context`), the trainable parts
+    keeping fp32 master weights. On the CPU that is opt-in: it changes the
+    numbers (fp32 is the reference's arithmetic), and it is fast only on CPUs
+    with bf16 instructions (AVX512-BF16, AMX); elsewhere bf16 matmuls are emulated.
+    """
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name == "bfloat16" and device.type != "cuda":
-        # fp32 trainable layers meet bf16 LM activations only under autocast, which runs on CUDA.
-        raise ConfigError(f"--lm-dtype bfloat16 needs a CUDA device (bf16 autocast), not {device}; "
-                          f"use --lm-dtype float32 or auto on CPU")
     return getattr(torch, name)
+
+
+def uses_bf16(model: torch.nn.Module) -> bool:
+    """Whether `model` holds bf16 weights (a bf16 frozen LM), which only compute under autocast."""
+    return any(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
 def autocast_context(device: torch.device, enabled: bool | None = None):
     """bf16 autocast: by default on CUDA only; `enabled=True` forces it on any device, False turns it off.
 
-    CPU bf16 autocast is slow, but it runs the same mixed-precision code as a
-    GPU, so tests catch dtype bugs on machines without one.
+    Callers holding a model pass `enabled=device.type == "cuda" or uses_bf16(model)`
+    (see `model_autocast`): a bf16 LM on the CPU runs under CPU autocast. CPU
+    bf16 autocast also runs the same mixed-precision code as a GPU, so tests
+    catch dtype bugs on machines without one.
     """
     if enabled is None:
         enabled = device.type == "cuda"
@@ -50,3 +58,8 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def model_autocast(model: torch.nn.Module, device: torch.device) -> bool:
+    """The autocast setting a model computes under: on CUDA always, elsewhere when it holds bf16 weights."""
+    return device.type == "cuda" or uses_bf16(model)

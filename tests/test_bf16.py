@@ -3,6 +3,7 @@ autocast (fp32 and bf16 frozen LMs), --lm-dtype resolves per device, layer check
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,8 +95,7 @@ def test_the_frozen_lm_is_bf16_on_cuda_and_fp32_on_cpu_by_default():
     assert resolve_lm_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16
     assert resolve_lm_dtype("auto", CPU) == torch.float32
     assert resolve_lm_dtype("float32", torch.device("cuda", 0)) == torch.float32
-    with pytest.raises(ConfigError, match="--lm-dtype bfloat16 needs a CUDA device"):
-        resolve_lm_dtype("bfloat16", CPU)
+    assert resolve_lm_dtype("bfloat16", CPU) == torch.bfloat16  # opt-in on the CPU (bf16 autocast)
     with pytest.raises(ConfigError, match="lm_dtype"):
         TrainConfig(lm_dtype="float16")
 
@@ -132,3 +132,71 @@ def test_layer_checkpointing_recomputes_each_layer_and_gives_the_same_gradients(
     torch.testing.assert_close(ckpt_loss, plain_loss)
     for name in plain:
         torch.testing.assert_close(ckpt[name], plain[name], msg=name)
+
+
+def test_a_bf16_lm_trains_under_cpu_autocast_and_its_lm_loss_stays_fused(lms, tmp_path):
+    """`--lm-dtype bfloat16` on the CPU: fit and predict_encoded compute under bf16 autocast, the
+    LM loss through the fused head (no (N, vocab) logits kept), the prefix cache in bf16."""
+    from test_speed_paths import encoded_split
+
+    from models.config import TrainConfig
+    from models.devices import model_autocast
+    from models.evaluation.inference import predict_encoded
+    from models.training.loop import fit
+
+    lm_dir, (hf_lm, tokenizer) = lms["gpt2", torch.bfloat16]
+    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
+                         max_text_tokens=32, lambda_lm=0.5, lm_dropout=False)
+    torch.manual_seed(0)
+    model = build_model("deepmlf", config, hf_lm)
+    assert model_autocast(model, CPU) and not model_autocast(torch.nn.Linear(2, 2), CPU)
+    seen: set[torch.dtype] = set()
+    model.task_head.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+    lm_losses = []
+    original = model._add_loss
+
+    def spy(out, batch, text_hidden):
+        original(out, batch, text_hidden)
+        if out.loss.requires_grad:
+            lm_losses.append(out.loss.grad_fn)
+    model._add_loss = spy
+    train_config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, prefix_cache_gib=0.01)
+    result = fit(model, encoded_split(tokenizer), encoded_split(tokenizer, n=6, seed=1), train_config, "mosi",
+                 tmp_path, 0, device="cpu")
+    assert seen == {torch.bfloat16}  # every forward (training and validation) ran under autocast
+    assert all(np.isfinite(r["train_loss"]) for r in result.history)
+    assert model.prefix_cache is not None and model.prefix_cache.dtype == torch.bfloat16
+    predictions = predict_encoded(model, encoded_split(tokenizer, n=5, seed=2), 4, CPU)
+    assert np.isfinite(predictions["prediction"]).all()
+    assert lm_losses and all(_reaches(g, "_HeadCrossEntropyBackward") for g in lm_losses)
+
+
+def _reaches(grad_fn, name: str) -> bool:
+    stack, seen = [grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if fn.name().endswith(name):
+            return True
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return False
+
+
+@pytest.mark.parametrize("head_dtype", [torch.float32, torch.bfloat16], ids=["fp32-head", "bf16-head"])
+def test_the_fused_lm_loss_under_autocast_matches_autograds(head_dtype):
+    from models.nn.memory import head_cross_entropy_sum
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 300, bias=False).to(head_dtype).requires_grad_(False)
+    hidden = torch.randn(45, 32, requires_grad=True)
+    targets = torch.randint(0, 300, (45,))
+    with autocast_context(CPU, enabled=True):
+        fused = head_cross_entropy_sum(hidden, targets, head, chunk=16, eager=True)
+        ref = torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+    assert fused is not None
+    (grad,) = torch.autograd.grad(fused, hidden)
+    (ref_grad,) = torch.autograd.grad(ref, hidden)
+    torch.testing.assert_close(fused, ref, rtol=2e-3, atol=1e-2)  # both project in bf16
+    torch.testing.assert_close(grad, ref_grad.to(grad.dtype), rtol=2e-2, atol=2e-3)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
-from models.devices import autocast_context
+from models.devices import autocast_context, model_autocast
 
 
 @torch.no_grad()
@@ -26,10 +26,11 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
     # shares are gathered, so every rank returns the full split; every rank must call this.
     rank, world = rank_and_world()
     mine = length_bucketed_batches(encoded, batch_size, rng=None)[rank::world]
+    autocast = model_autocast(model, device)
     try:
         for index in mine:
             batch = collate(encoded, index).to(device)
-            with autocast_context(device):
+            with autocast_context(device, autocast):
                 result = model(batch, compute_loss=False)
             out["prediction"][index] = result.prediction.float().cpu().numpy()
             out["text"][index] = result.text.float().cpu().numpy()

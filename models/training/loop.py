@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import TrainConfig
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
-from models.devices import autocast_context, resolve_device
+from models.devices import autocast_context, model_autocast, resolve_device
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics
@@ -122,6 +122,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(str(device))
     model.to(device)
+    autocast = model_autocast(model, device)  # bf16 autocast on CUDA, and for a bf16 LM on the CPU
     configure_speed = getattr(model, "configure_speed", None)
     if callable(configure_speed):  # DeepMLF: caches and compilation that leave the math as it is
         configure_speed(config.prefix_cache_gib, device, config.compile)
@@ -174,7 +175,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
             if isinstance(ddp_model, DistributedDataParallel) and not last_of_step:
                 sync = ddp_model.no_sync()
             with sync:
-                with autocast_context(device):
+                with autocast_context(device, autocast):
                     out = ddp_model(batch)
                 loss = out.loss * loss_scale
                 loss.backward()
