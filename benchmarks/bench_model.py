@@ -223,12 +223,16 @@ class _Timer:
     """fit callbacks: training time of each epoch (first batch to last batch); FLOPs of the last one.
 
     The FLOPs are counted by torch's FlopCounterMode on the ops that ran (a
-    figure the machine's load cannot blur, unlike the times).
+    figure the machine's load cannot blur, unlike the times). The counter's
+    bookkeeping fragments the heap (peak RSS grows ~0.1 GiB a step under it
+    while the live tensors stay flat), so the peak RSS is read before the
+    counted epoch starts: it covers the epochs before it and their validation.
     """
 
     def __init__(self, device: torch.device, epochs: int) -> None:
         self.device, self.epochs, self.train_seconds, self.records = device, epochs, [], []
         self.counter, self.flops, self._left = None, None, 0
+        self.rss_before_counting: float | None = None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -238,6 +242,8 @@ class _Timer:
         if epoch == self.epochs - 1:
             from torch.utils.flop_counter import FlopCounterMode
 
+            if epoch > 0:
+                self.rss_before_counting = peak_rss_gib()
             self.counter, self._left = FlopCounterMode(display=False), n_batches
             self.counter.__enter__()
         self._sync()
@@ -322,7 +328,8 @@ def epoch_mode(args) -> dict:
            "text_padding": timer.records[-1]["text_padding"],
            "text_padding_1284": round(full_set_padding(bucketed, pad_to, args.batch, max_tokens), 4),
            "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
-           "peak_rss_gib": round(peak_rss_gib(), 2), "device": str(device), "threads": torch.get_num_threads()}
+           "peak_rss_gib": round(timer.rss_before_counting, 2) if timer.rss_before_counting else None,
+           "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         seconds = timer.train_seconds[-1]
         tokens = sum(len(t) for t in train.token_ids)
@@ -367,14 +374,15 @@ def table(args, passthrough: list[str]) -> None:
         cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
         print(f"{name:36} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
               f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
-              f"{r['peak_rss_gib']:5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
+              f"{r['peak_rss_gib'] or float('nan'):5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
     scale = 1284 / any_row["clips"]
     if ref and scale != 1:
         print(f"per epoch of all 1284 clips (x{scale:.1f}, extrapolated): reference-style "
               f"{ref['epochs'][-1] * scale / 60:.1f} min; "
               + "; ".join(f"{n} {r['epochs'][-1] * scale / 60:.1f} min" for n, r in rows.items() if r is not ref))
     print("speedup: (epoch 2 train + warm eval) of the reference-style row over this row's, in seconds and in "
-          "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch")
+          "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch; "
+          "RSS: peak before the FLOP-counted last epoch (nan with one epoch; the SIMS step's peak: --mode step)")
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
                     budget_bytes: int = LOGITS_BUDGET_BYTES) -> torch.Tensor:
     """Mean next-token cross-entropy of (N, d) hidden rows against (N,) targets.
 
-    Only rows that have a target are passed in. A frozen linear head in
-    float32 (the LM's) runs through `head_cross_entropy_sum`: chunks of at
+    Only rows that have a target are passed in. A frozen linear head (the
+    LM's) runs through `head_cross_entropy_sum`: chunks of at
     most FUSED_CHUNK_BYTES of logits, each turned into the rows' gradient in
     forward when a chunk fits `budget_bytes` (backward then holds an (N, d)
     tensor, no logits), else recomputed in backward. Any other head goes
