@@ -40,15 +40,20 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_FAILURE)
 
 
+def resume_hint(resuming: bool) -> str:
+    """What Ctrl-C tells a user of a command whose runs continue only with --resume (train, pretrain)."""
+    return "re-run the same command to resume" if resuming else "re-run the same command with --resume to continue"
+
+
 @contextlib.contextmanager
-def handle_errors(debug: bool = False) -> Iterator[None]:
-    """Context for a command body: known errors become one line and exit 1."""
+def handle_errors(debug: bool = False, rerun: str = "re-run the same command to resume") -> Iterator[None]:
+    """Context for a command body: known errors become one line and exit 1; Ctrl-C says `rerun`."""
     try:
         yield
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/] — finished work is saved; re-run the same command to resume.")
+        stderr.print(f"[yellow]interrupted[/] — finished work is saved; {rerun}.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except known_error_types() as exc:
         if debug:

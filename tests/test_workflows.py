@@ -396,3 +396,21 @@ def test_extract_prints_no_empty_bar_before_a_fatal_error(tmp_path):
     out = runner.invoke(app, ["extract", str(tmp_path / "corpus"), "--out", str(tmp_path / "ds")])
     assert out.exit_code == 1 and "holdout" in out.output, out.output
     assert "0/?" not in out.output and "clips/s" not in out.output, out.output
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_ctrl_c_in_train_says_how_to_continue(monkeypatch, resume):
+    """train refuses an existing run without --resume, so its Ctrl-C line must name --resume."""
+    import deepmlf_cli.workflows.train as workflow
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "train_spec", interrupted)
+    result = runner.invoke(app, ["train", "--dataset", "sims", *(["--resume"] if resume else [])])
+    assert result.exit_code not in (0, 1)  # the interrupted exit status, not a failure or success
+    assert "interrupted" in result.output
+    if resume:
+        assert "re-run the same command to resume" in result.output
+    else:
+        assert "re-run the same command with --resume to continue" in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.errors import handle_errors, resume_hint
 from deepmlf_cli.options import (
     BatchSize,
     ConfigFile,
@@ -43,7 +43,7 @@ def pretrain(
 ) -> None:
     """Pretrain the AV encoder with the preset's pretraining recipe (`deepmlf describe --preset NAME`);
     `deepmlf train --init-av RUN_DIR` starts from it."""
-    with handle_errors(debug):
+    with handle_errors(debug, resume_hint(resume)):
         from deepmlf_cli.workflows.train import pretrain_spec, run_and_report
 
         data, spec, run_dir = pretrain_spec(dataset, data_dir, out, preset=preset, config=config, seeds=seed, quiet=quiet,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepmlf_cli.errors import handle_errors
+from deepmlf_cli.errors import handle_errors, resume_hint
 from deepmlf_cli.options import (
     TRAIN_MODELS,
     BatchSize,
@@ -58,7 +58,7 @@ def train(
     debug: Debug = False,
 ) -> None:
     """Train DeepMLF (or a baseline) on a dataset: early stopping on validation, best state tested, every seed kept."""
-    with handle_errors(debug):
+    with handle_errors(debug, resume_hint(resume)):
         from deepmlf_cli.workflows.train import run_and_report, train_spec
 
         data, spec, run_dir = train_spec(
