@@ -20,6 +20,11 @@ def _fmt(value) -> str:
 
 
 # --------------------------------------------------------------------------- train, pretrain, demo
+def show_note(note: str) -> None:
+    """One yellow "note:" line on stdout (text, never markup)."""
+    stdout.print(f"[yellow]note:[/] {escape(note)}")
+
+
 def show_run_results(results: dict, run_dir: Path, title: str, as_json: bool = False) -> None:
     """A trained run's results as JSON, or its test table, notes and where it was saved."""
     if as_json:
@@ -28,7 +33,7 @@ def show_run_results(results: dict, run_dir: Path, title: str, as_json: bool = F
     if results["mean"]:
         stdout.print(results_table(results, f"{title} — test split"))
     for note in results.get("notes", []):
-        stdout.print(f"[yellow]note:[/] {escape(note)}")
+        show_note(note)
     stdout.print(f"run saved in [bold]{escape(str(run_dir))}[/] (results.json, results.csv, seed_*/best, seed_*/plots)")
 
 
@@ -238,6 +243,6 @@ def render_extract(summary, quiet: bool) -> None:
     )
     stdout.print(table)
     for note in summary.notes:
-        stdout.print(f"[yellow]note:[/] {escape(note)}")
+        show_note(note)
     if summary.errors_file:
         stdout.print(f"[red]{len(summary.failed)} clip(s) failed[/]; reasons in {summary.errors_file}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from models.errors import ConfigError
@@ -63,3 +65,22 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
 def model_autocast(model: torch.nn.Module, device: torch.device) -> bool:
     """The autocast setting a model computes under: on CUDA always, elsewhere when it holds bf16 weights."""
     return device.type == "cuda" or uses_bf16(model)
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies bf16 natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16), from
+    /proc/cpuinfo's flags; None where that file does not exist (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    return bool(set(cpuinfo.split()) & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def slow_bf16_note(lm_dtype: str, device: torch.device, cpuinfo: str | None = None) -> str | None:
+    """A line for `--lm-dtype bfloat16` on a CPU without bf16 instructions (emulated: slower than fp32)."""
+    if lm_dtype != "bfloat16" or device.type != "cpu" or cpu_has_native_bf16(cpuinfo) is not False:
+        return None
+    return ("--lm-dtype bfloat16 on a CPU without bf16 instructions (AVX512-BF16, AMX): bf16 is emulated "
+            "here and slower than float32; use --lm-dtype auto")

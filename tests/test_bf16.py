@@ -200,3 +200,17 @@ def test_the_fused_lm_loss_under_autocast_matches_autograds(head_dtype):
     (ref_grad,) = torch.autograd.grad(ref, hidden)
     torch.testing.assert_close(fused, ref, rtol=2e-3, atol=1e-2)  # both project in bf16
     torch.testing.assert_close(grad, ref_grad.to(grad.dtype), rtol=2e-2, atol=2e-3)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_gets_a_note():
+    from models.devices import cpu_has_native_bf16, slow_bf16_note
+
+    zen4 = "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512vl\n"
+    old = "flags\t\t: fpu avx2 avx512f avx512vl\n"
+    graviton = "Features\t: fp asimd sve bf16 i8mm\n"
+    assert cpu_has_native_bf16(zen4) and cpu_has_native_bf16(graviton) and cpu_has_native_bf16(old) is False
+    note = slow_bf16_note("bfloat16", CPU, old)
+    assert note and "emulated" in note and "--lm-dtype auto" in note
+    assert slow_bf16_note("bfloat16", CPU, zen4) is None
+    assert slow_bf16_note("auto", CPU, old) is None and slow_bf16_note("float32", CPU, old) is None
+    assert slow_bf16_note("bfloat16", torch.device("cuda", 0), old) is None

@@ -82,8 +82,12 @@ def run_and_report(data, spec, run_dir: Path, resume: bool, quiet: bool, as_json
                    device: str = "auto") -> dict[str, Any]:
     """Train every seed with progress bars, then print the results table (or JSON) on the main process."""
     from deepmlf_cli.resolve import is_main_process
-    from deepmlf_cli.views import show_run_results
+    from deepmlf_cli.views import show_note, show_run_results
+    from models.devices import resolve_device, slow_bf16_note
 
+    note = slow_bf16_note(spec.train.lm_dtype, resolve_device(device))
+    if note and is_main_process():
+        show_note(note)
     results = train_with_progress(data, spec, run_dir, resume=resume, device=device, quiet=quiet or as_json)
     if is_main_process():
         show_run_results(results, run_dir, title, as_json)
