@@ -40,13 +40,16 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_FAILURE)
 
 
+RERUN_RESUMES = "re-run the same command to resume"
+
+
 def resume_hint(resuming: bool) -> str:
     """What Ctrl-C tells a user of a command whose runs continue only with --resume (train, pretrain)."""
-    return "re-run the same command to resume" if resuming else "re-run the same command with --resume to continue"
+    return RERUN_RESUMES if resuming else "re-run the same command with --resume to continue"
 
 
 @contextlib.contextmanager
-def handle_errors(debug: bool = False, rerun: str = "re-run the same command to resume") -> Iterator[None]:
+def handle_errors(debug: bool = False, rerun: str = RERUN_RESUMES) -> Iterator[None]:
     """Context for a command body: known errors become one line and exit 1; Ctrl-C says `rerun`."""
     try:
         yield

@@ -40,18 +40,12 @@ def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
-def uses_bf16(model: torch.nn.Module) -> bool:
-    """Whether `model` holds bf16 weights (a bf16 frozen LM), which only compute under autocast."""
-    return any(p.dtype == torch.bfloat16 for p in model.parameters())
-
-
 def autocast_context(device: torch.device, enabled: bool | None = None):
     """bf16 autocast: by default on CUDA only; `enabled=True` forces it on any device, False turns it off.
 
-    Callers holding a model pass `enabled=device.type == "cuda" or uses_bf16(model)`
-    (see `model_autocast`): a bf16 LM on the CPU runs under CPU autocast. CPU
-    bf16 autocast also runs the same mixed-precision code as a GPU, so tests
-    catch dtype bugs on machines without one.
+    Callers holding a model pass `enabled=model_autocast(model, device)`: a bf16
+    LM on the CPU runs under CPU autocast. CPU bf16 autocast also runs the same
+    mixed-precision code as a GPU, so tests catch dtype bugs on machines without one.
     """
     if enabled is None:
         enabled = device.type == "cuda"
@@ -63,8 +57,9 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
 
 
 def model_autocast(model: torch.nn.Module, device: torch.device) -> bool:
-    """The autocast setting a model computes under: on CUDA always, elsewhere when it holds bf16 weights."""
-    return device.type == "cuda" or uses_bf16(model)
+    """The autocast setting a model computes under: on CUDA always, elsewhere when it holds bf16 weights
+    (a bf16 frozen LM, which meets the fp32 trainable layers only under autocast)."""
+    return device.type == "cuda" or any(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
