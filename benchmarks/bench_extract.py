@@ -42,9 +42,9 @@ def main() -> None:
     from extractors.audio import AudioExtractor
     from extractors.batch import run_extract
     from extractors.face import FaceExtractor
+    from extractors.feature_recipe import build_recipe
     from extractors.media import load_audio, sample_frames
     from extractors.pipeline import extract_clip
-    from extractors.recipe import build_recipe
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:

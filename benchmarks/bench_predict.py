@@ -89,8 +89,8 @@ def main() -> None:
     import torch
 
     import extractors.synthetic as tm
+    from extractors.feature_recipe import FeatureRecipe, build_recipe
     from extractors.pipeline import Pipeline
-    from extractors.recipe import Recipe, build_recipe
     from models.checkpoint import load_model
     from models.run import Run
 
@@ -103,7 +103,7 @@ def main() -> None:
         loaded = load_model(checkpoint)
         load_s = time.perf_counter() - t0
         if args.model:
-            recipe = Recipe.from_dict(loaded.meta["dataset"]["recipe"]).with_transcript(mode="given")
+            recipe = FeatureRecipe.from_dict(loaded.meta["dataset"]["recipe"]).with_transcript(mode="given")
         clip = tm.make_face_clip(tmp / "clip.mp4", args.seconds, fps=25, audio="speech", size=(240, 320))
         clip.with_suffix(".txt").write_text("I really liked this film, the acting was great.")
         t0 = time.perf_counter()

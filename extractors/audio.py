@@ -70,7 +70,7 @@ class AudioExtractor:
         return {"sample_rate": self.sample_rate, "functionals": self.functionals}
 
     def spec(self) -> dict:
-        """Recipe entry: extractor name, version, parameters."""
+        """FeatureRecipe entry: extractor name, version, parameters."""
         return {"extractor": self.backend.value, "version": AUDIO_VERSIONS[self.backend], "params": self.params()}
 
     @property

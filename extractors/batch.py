@@ -28,7 +28,7 @@ from .dataset import (
 )
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
-from .recipe import Recipe
+from .feature_recipe import FeatureRecipe
 
 ERRORS_FILE = "errors.tsv"
 
@@ -118,7 +118,7 @@ def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
     return jobs
 
 
-def extract_one(job: ClipJob, recipe: Recipe, features_dir: Path, allow_missing: bool = False,
+def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_missing: bool = False,
                 done: dict | None = None) -> ClipResult:
     """Extract and save one clip; every known failure becomes a one-line reason (never a traceback).
 
@@ -225,7 +225,7 @@ def _rows(jobs: list[ClipJob], limit: int = 12) -> str:
 def run_extract(
     inputs: Path,
     out: Path,
-    recipe: Recipe,
+    recipe: FeatureRecipe,
     labels: Path | None = None,
     workers: int = 1,
     shard: tuple[int, int] | None = None,

@@ -3,7 +3,7 @@
 Standard library only (enum): `deepmlf_cli` builds its `--audio`, `--face`,
 `--transcript`, `--whisper-backend` and `--format` options from these enums
 and defaults instead of re-declaring them, and importing this module must stay
-instant so `deepmlf --help` does (tests/test_recipe_object.py checks that it
+instant so `deepmlf --help` does (tests/test_feature_recipe.py checks that it
 pulls in no numpy, torch, av or librosa). The extractors themselves import
 the enums from here.
 """
@@ -56,7 +56,7 @@ class TranscriptFormat(str, enum.Enum):
 
 WHISPER_TASKS = ("transcribe", "translate")  # Whisper's own two tasks (translate: to English)
 
-# Defaults of the default recipe (extractors.recipe.default_recipe) and of the CLI options.
+# Defaults of the default recipe (extractors.feature_recipe.default_recipe) and of the CLI options.
 DEFAULT_AUDIO = AudioBackend.librosa_sims
 DEFAULT_FACE = FaceBackend.mediapipe
 DEFAULT_FPS = 5.0  # video frames sampled per second for the face extractor

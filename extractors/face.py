@@ -249,7 +249,7 @@ class FaceExtractor:
         }
 
     def spec(self) -> dict:
-        """Recipe entry: extractor name, version, parameters."""
+        """FeatureRecipe entry: extractor name, version, parameters."""
         return {"extractor": self.backend.value, "version": FACE_VERSIONS[self.backend], "params": self.params()}
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import MissingModalityError
 from .features import Features
 from .media import load_audio, probe
-from .recipe import Recipe
+from .feature_recipe import FeatureRecipe
 from .transcript import SILENCE_RMS, Transcript, TranscriptMode, TranscriptPolicy, WhisperTranscriber, get_transcript
 
 
@@ -46,7 +46,7 @@ class ClipFeatures:
 class Pipeline:
     """The extractors of one recipe, built once and reused for many clips (models stay loaded)."""
 
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, recipe: FeatureRecipe) -> None:
         self.recipe = recipe
         self.audio = recipe.audio.build()
         self.face = recipe.face.build()
@@ -86,7 +86,7 @@ class Pipeline:
         timings["face_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if start is None and end is None:
-            text = get_transcript(path, self.transcript_mode, transcript, self._lazy_whisper(), info.has_audio)
+            text = get_transcript(path, self.transcript_mode, transcript, self.whisper_if_needed(), info.has_audio)
         elif transcript is not None or self.transcript_mode in (TranscriptMode.none, TranscriptMode.given):
             text = get_transcript(path, self.transcript_mode, transcript, None, info.has_audio)
         else:
@@ -121,7 +121,8 @@ class Pipeline:
             },
         )
 
-    def _lazy_whisper(self) -> WhisperTranscriber | None:
+    def whisper_if_needed(self) -> WhisperTranscriber | None:
+        """The transcriber when this recipe transcribes, built on first need; None for given or no text."""
         return None if self.transcript_mode in (TranscriptMode.none, TranscriptMode.given) else self.whisper
 
 
@@ -169,7 +170,7 @@ def require_modalities(path: Path, info: dict, text: str | None, action: str,
 _PIPELINES: dict[tuple[str, TranscriptPolicy], Pipeline] = {}  # per process: (feature hash, text policy) -> pipeline
 
 
-def get_pipeline(recipe: Recipe) -> Pipeline:
+def get_pipeline(recipe: FeatureRecipe) -> Pipeline:
     """The (cached) pipeline for a recipe; extractors and models are built once per process."""
     key = (recipe.feature_hash, recipe.transcript)  # the transcript policy picks the Whisper it holds
     if key not in _PIPELINES:
@@ -178,7 +179,7 @@ def get_pipeline(recipe: Recipe) -> Pipeline:
 
 
 def extract_clip(
-    path: Path, recipe: Recipe, transcript: str | None = None, *, start: float | None = None, end: float | None = None
+    path: Path, recipe: FeatureRecipe, transcript: str | None = None, *, start: float | None = None, end: float | None = None
 ) -> ClipFeatures:
     """Recompute a clip's features exactly as `recipe` says (the recipe stored with a dataset or model run).
 
@@ -188,7 +189,7 @@ def extract_clip(
     return get_pipeline(recipe).extract(Path(path), transcript, start, end)
 
 
-def transcribe_clip(path: Path, recipe: Recipe, transcript: str | None = None) -> tuple[Transcript, dict]:
+def transcribe_clip(path: Path, recipe: FeatureRecipe, transcript: str | None = None) -> tuple[Transcript, dict]:
     """Only a clip's text by the recipe's transcript policy, and the probe's track info (has_audio, has_video).
 
     For clips whose features are already extracted under the same feature hash
@@ -197,5 +198,5 @@ def transcribe_clip(path: Path, recipe: Recipe, transcript: str | None = None) -
     path = Path(path)
     info = probe(path)  # raises MediaError for empty / non-media / truncated files
     pipeline = get_pipeline(recipe)
-    text = get_transcript(path, pipeline.transcript_mode, transcript, pipeline._lazy_whisper(), info.has_audio)
+    text = get_transcript(path, pipeline.transcript_mode, transcript, pipeline.whisper_if_needed(), info.has_audio)
     return text, {"has_audio": info.has_audio, "has_video": info.has_video}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .pipeline import ClipFeatures, extract_clip
-from .recipe import Recipe
+from .feature_recipe import FeatureRecipe
 from .transcript import Transcript, get_transcript
 
 MIN_SEGMENT_S = 0.05  # shorter utterances (after clipping to the clip) carry no frame to extract
@@ -50,7 +50,7 @@ def utterance_spans(transcript: Transcript, duration: float, window: float) -> l
     return spans
 
 
-def clip_transcript(path: Path, recipe: Recipe, transcript: str | None, has_audio: bool) -> Transcript:
+def clip_transcript(path: Path, recipe: FeatureRecipe, transcript: str | None, has_audio: bool) -> Transcript:
     """The whole clip's transcript by the recipe's rules; a given `transcript` wins (it has no timestamps)."""
     text_cfg = recipe.transcript
     if transcript is not None:
@@ -61,14 +61,14 @@ def clip_transcript(path: Path, recipe: Recipe, transcript: str | None, has_audi
     return get_transcript(path, text_cfg.mode, None, whisper, has_audio)
 
 
-def segment_clip(path: Path, recipe: Recipe, transcript: str | None, duration: float, has_audio: bool,
+def segment_clip(path: Path, recipe: FeatureRecipe, transcript: str | None, duration: float, has_audio: bool,
                  window: float) -> tuple[list[Span], Transcript]:
     """(start, end, text) per utterance (sidecar subtitles or Whisper), else fixed windows; and the whole transcript."""
     full = clip_transcript(path, recipe, transcript, has_audio)
     return utterance_spans(full, duration, window), full
 
 
-def extract_segments(path: Path, recipe: Recipe, spans: list[Span]) -> list[ClipFeatures]:
+def extract_segments(path: Path, recipe: FeatureRecipe, spans: list[Span]) -> list[ClipFeatures]:
     """Each span's features, extracted on its own window; a window never reads the clip's transcript.
 
     The segment's text is the span's own (its utterance), never the whole

@@ -32,7 +32,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recipe():
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     return build_recipe(transcript=GIVEN)
 
@@ -187,9 +187,9 @@ def test_sidecar_and_given_text_precedence(tmp_path):
 
 
 def test_recipe_round_trip_and_validation(recipe):
-    from extractors.recipe import Recipe
+    from extractors.feature_recipe import FeatureRecipe
 
-    again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+    again = FeatureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert again == recipe and again.feature_hash == recipe.feature_hash
     assert recipe.version_differences() == []
     assert recipe.audio.extractor == "librosa_sims" and recipe.face.fps == 5.0
@@ -197,7 +197,7 @@ def test_recipe_round_trip_and_validation(recipe):
     broken["audio"]["params"]["hop_length"] = 256
     broken["audio"]["version"] = 99
     with pytest.raises(ExtractionError, match="differs"):
-        Recipe.from_dict(broken)
+        FeatureRecipe.from_dict(broken)
 
 
 # --------------------------------------------------------------------------- datasets and the command
@@ -272,8 +272,8 @@ def test_resume_sharding_and_scheme(tmp_path, recipe):
 
 
 def test_only_the_recipes_modalities_are_required(clips):
+    from extractors.feature_recipe import build_recipe
     from extractors.pipeline import extract_clip, missing_modalities
-    from extractors.recipe import build_recipe
 
     assert build_recipe(transcript=GIVEN).modalities == {"audio", "vision", "text"}
     no_face = build_recipe(face="none", transcript="none")
@@ -380,7 +380,7 @@ def test_clip_filenames_are_distinct_for_distinct_keys():
 
 def test_ids_differing_in_unsafe_characters_keep_their_own_features(tmp_path):
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     recipe = build_recipe(face="none", transcript=GIVEN)
     root = tmp_path / "corpus"
@@ -412,7 +412,7 @@ def test_mmsa_pickle_records_the_scheme(tmp_path):
     import pickle
 
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     root = _mmsa_corpus(tmp_path / "SIMS", (1, 1, 1))  # labels in [-1, 1]: would be guessed as sims
     recipe = build_recipe(face="none", transcript=GIVEN)
@@ -473,7 +473,7 @@ def test_empty_split_is_named_in_the_summary(tmp_path):
 
 def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypatch):
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # the default Whisper is not cached
     root = _mmsa_corpus(tmp_path / "c", (2, 1, 1))

@@ -55,7 +55,7 @@ def test_transcribe_with_faster_whisper(whispers, speech):
 
 def test_backend_and_model_format_must_match(whispers, speech, tmp_path):
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     res = _cli(["transcribe", str(speech), "--whisper-model", str(whispers["ct2"])])
     assert res.exit_code == 1 and "use --whisper-backend faster-whisper" in res.output

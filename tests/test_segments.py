@@ -32,7 +32,7 @@ def test_utterances_are_clipped_to_the_clip_slivers_dropped_else_windows():
 
 
 def test_segment_clip_takes_subtitles_and_a_given_text_has_no_times(tmp_path):
-    from extractors.recipe import default_recipe
+    from extractors.feature_recipe import default_recipe
     from extractors.segments import segment_clip
 
     clip = tmp_path / "talk.mp4"  # the transcript's rules only look next to it: no media needed
@@ -46,8 +46,8 @@ def test_segment_clip_takes_subtitles_and_a_given_text_has_no_times(tmp_path):
 
 
 def test_each_segment_is_extracted_on_its_own_window_without_the_clips_transcript(tmp_path):
+    from extractors.feature_recipe import build_recipe
     from extractors.pipeline import extract_clip
-    from extractors.recipe import build_recipe
     from extractors.segments import Span, extract_segments
 
     clip = tm.make_face_clip(tmp_path / "long.mp4", 2.0, fps=10, audio="speech")

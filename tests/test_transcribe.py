@@ -84,8 +84,8 @@ def test_uncached_hub_model_fails_fast_in_one_line(monkeypatch, tmp_path):
 
 
 def test_pipeline_uses_whisper_only_when_no_text(tiny_whisper, speech_clip):
+    from extractors.feature_recipe import build_recipe
     from extractors.pipeline import extract_clip
-    from extractors.recipe import build_recipe
 
     recipe = build_recipe(face="none", whisper_model=str(tiny_whisper), language="zh")
     clip = extract_clip(speech_clip["speech"], recipe)

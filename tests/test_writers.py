@@ -144,7 +144,7 @@ def test_extract_and_save_dataset_write_the_same_dataset(corpus, tmp_path):
 def test_a_crash_mid_extract_write_leaves_no_manifest_and_resumes(corpus, tmp_path, monkeypatch):
     import models.data.format as fmt
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     recipe = build_recipe(face="none", transcript="given")
     out = tmp_path / "ds"
@@ -163,7 +163,7 @@ def test_a_crash_mid_extract_write_leaves_no_manifest_and_resumes(corpus, tmp_pa
 
 def test_labelled_extraction_needs_the_writer(corpus, tmp_path):
     from extractors.batch import run_extract
-    from extractors.recipe import build_recipe
+    from extractors.feature_recipe import build_recipe
 
     with pytest.raises(TypeError, match="write_dataset"):
         run_extract(corpus, tmp_path / "ds", build_recipe(face="none", transcript="given"))

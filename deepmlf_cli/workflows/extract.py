@@ -19,8 +19,8 @@ def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any
     """
     from deepmlf_cli.progress import ClipProgress
     from extractors.batch import run_extract
+    from extractors.feature_recipe import build_recipe
     from extractors.inputs import parse_shard
-    from extractors.recipe import build_recipe
     from models.data.format import save_extracted
 
     shard_kn = parse_shard(shard)

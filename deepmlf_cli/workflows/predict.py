@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from extractors.recipe import Recipe
+    from extractors.feature_recipe import FeatureRecipe
 
 
 DEFAULT_RUNS = Path("runs")
@@ -87,9 +87,9 @@ def load_run_model(run_dir: Path | None, runs_root: Path, device: str, lm: str |
     return run_dir, checkpoint, load_model(checkpoint, device, lm=lm)
 
 
-def model_recipe(meta: dict, checkpoint: Path) -> Recipe:
+def model_recipe(meta: dict, checkpoint: Path) -> FeatureRecipe:
     """The feature recipe stored with the model's training data (validated), or a plain error when there is none."""
-    from extractors.recipe import Recipe
+    from extractors.feature_recipe import FeatureRecipe
     from models.errors import CheckpointError
 
     dataset = meta.get("dataset") or {}
@@ -101,7 +101,7 @@ def model_recipe(meta: dict, checkpoint: Path) -> Recipe:
             f"features: `deepmlf extract videos/ --labels label.csv --out data/my` then `deepmlf train --dataset data/my`, "
             f"and pass that run to --model"
         )
-    return Recipe.from_dict(recipe)
+    return FeatureRecipe.from_dict(recipe)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -130,7 +130,7 @@ def failed_result(key: str, path: Path, reason: str) -> dict[str, Any]:
             "polarity": None, "heads": None, "raw_heads": None, "scale": None, "transcript": None, "transcript_source": None, "duration": None, "timings": None}
 
 
-def _predict_one(loaded, recipe: Recipe, key: str, path: Path, transcript: str | None, device: str,
+def _predict_one(loaded, recipe: FeatureRecipe, key: str, path: Path, transcript: str | None, device: str,
                  needs: frozenset[str]) -> dict[str, Any]:
     """One clip's prediction; fails (MissingModalityError) when it lacks a modality in `needs`."""
     from extractors.pipeline import extract_clip, require_modalities
@@ -147,7 +147,7 @@ def _predict_one(loaded, recipe: Recipe, key: str, path: Path, transcript: str |
             "transcript_source": feats.transcript.source, "duration": feats.info["duration"], "timings": timings}
 
 
-def _predict_segments(loaded, recipe: Recipe, key: str, path: Path, transcript: str | None, window: float,
+def _predict_segments(loaded, recipe: FeatureRecipe, key: str, path: Path, transcript: str | None, window: float,
                       device: str, needs: frozenset[str]) -> dict[str, Any]:
     """A long clip's timeline; only a missing audio/video track in `needs` fails it (see predict_paths)."""
     from extractors.media import probe

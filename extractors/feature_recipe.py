@@ -1,13 +1,13 @@
 """Named, versioned extraction recipes.
 
-A `Recipe` says exactly how features were made: the audio and face extractors
+A `FeatureRecipe` says exactly how features were made: the audio and face extractors
 (name, version, parameters), the transcript policy, and the library versions
 that ran. It is a frozen object, validated once when it is built
-(`build_recipe` from the CLI's options, `Recipe.from_dict` from a manifest or a
+(`build_recipe` from the CLI's options, `FeatureRecipe.from_dict` from a manifest or a
 run); the code reads it through attributes. Its JSON form (`to_dict`) is what
 every dataset manifest stores and every training run copies, so `deepmlf
 predict` recomputes the same features for a new clip
-(`extractors.pipeline.extract_clip(path, Recipe.from_dict(stored))`).
+(`extractors.pipeline.extract_clip(path, FeatureRecipe.from_dict(stored))`).
 
 `feature_hash` keys the per-clip feature files: it covers what changes the
 audio and face numbers and leaves out the transcript policy, so switching the
@@ -88,7 +88,7 @@ class AudioSpec:
         return self.build().rate_hz
 
     def to_dict(self) -> dict:
-        """Recipe entry: extractor name, version, parameters (as this deepmlf computes them)."""
+        """FeatureRecipe entry: extractor name, version, parameters (as this deepmlf computes them)."""
         return self.build().spec()
 
 
@@ -120,7 +120,7 @@ class FaceSpec:
         return 0.0 if self.extractor == FaceBackend.none else self.fps
 
     def to_dict(self) -> dict:
-        """Recipe entry: extractor name, version, parameters (as this deepmlf computes them)."""
+        """FeatureRecipe entry: extractor name, version, parameters (as this deepmlf computes them)."""
         return self.build().spec()
 
 
@@ -131,7 +131,7 @@ def _default_name(audio: AudioSpec, face: FaceSpec) -> str:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class FeatureRecipe:
     """How features are made: audio, face, transcript policy, and the library versions that made them.
 
     Frozen and validated on construction; `from_dict`/`to_dict` convert to and
@@ -153,7 +153,7 @@ class Recipe:
 
     # -- JSON ------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, recipe: dict) -> Recipe:
+    def from_dict(cls, recipe: dict) -> FeatureRecipe:
         """Read and validate a stored recipe (a manifest's or a run's); one-line ExtractionError when it is unusable."""
         if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
             raise ExtractionError(
@@ -225,7 +225,7 @@ class Recipe:
         """Whether the clip at `path` gets its text from Whisper under this recipe (see TranscriptPolicy.needs_whisper)."""
         return self.transcript.needs_whisper(path, given)
 
-    def with_transcript(self, **changes) -> Recipe:
+    def with_transcript(self, **changes) -> FeatureRecipe:
         """A copy with transcript settings changed (keys mode, backend, model, language, task; None keeps a value).
 
         E.g. a local Whisper folder at predict time: audio and face stay exactly as trained.
@@ -254,9 +254,9 @@ def build_recipe(
     task: str = DEFAULT_WHISPER_TASK,
     max_faces: int = DEFAULT_MAX_FACES,
     max_side: int = DEFAULT_MAX_SIDE,
-) -> Recipe:
+) -> FeatureRecipe:
     """A complete recipe from the CLI's options, with the installed library versions; every value is validated."""
-    return Recipe(
+    return FeatureRecipe(
         audio=AudioSpec(parse_audio_backend(audio), functionals=functionals),
         face=FaceSpec(parse_face_backend(face), fps=fps, max_faces=max_faces, max_side=max_side),
         transcript=TranscriptPolicy(mode=parse_transcript_mode(transcript),
@@ -266,6 +266,6 @@ def build_recipe(
     )
 
 
-def default_recipe() -> Recipe:
+def default_recipe() -> FeatureRecipe:
     """The default recipe: SIMS librosa audio (33-d), MediaPipe face at 5 fps, sidecar/labels text else Whisper."""
     return build_recipe()

@@ -1,4 +1,4 @@
-"""The feature recipe as an object (extractors/recipe.py) and the stdlib-only choices the CLI imports.
+"""The feature recipe as an object (extractors/feature_recipe.py) and the stdlib-only choices the CLI imports.
 
 (tests/test_recipe.py is about the training recipes of the presets.)
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from extractors.errors import ExtractionError
-from extractors.recipe import AudioSpec, FaceSpec, Recipe, build_recipe
+from extractors.feature_recipe import AudioSpec, FaceSpec, FeatureRecipe, build_recipe
 from extractors.transcript import TranscriptPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A format-1 recipe exactly as manifests and runs written before the Recipe object store it.
+# A format-1 recipe exactly as manifests and runs written before the FeatureRecipe object store it.
 STORED = {
     "format": 1,
     "name": "deepmlf-default-v1",
@@ -43,7 +43,7 @@ def _stored() -> dict:
 
 # --------------------------------------------------------------------------- JSON
 def test_a_stored_recipe_reads_back_to_the_same_json():
-    recipe = Recipe.from_dict(_stored())
+    recipe = FeatureRecipe.from_dict(_stored())
     assert recipe.to_dict() == STORED
     assert list(recipe.to_dict()) == list(STORED)  # same key order: manifests diff cleanly
     assert recipe.audio == AudioSpec("librosa_sims") and recipe.face == FaceSpec("mediapipe", fps=5.0)
@@ -58,7 +58,7 @@ def test_built_recipes_round_trip_through_json():
                      whisper_backend="faster-whisper", whisper_model="/models/ct2"),
         build_recipe(audio="none", fps=2.5, max_faces=2, max_side=320),
     ):
-        again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+        again = FeatureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
         assert again == recipe and again.to_dict() == recipe.to_dict()
     assert build_recipe(audio="egemaps", face="none").name == "custom-egemaps-none-v1"
     assert build_recipe(fps=5.0).name == "deepmlf-default-v1"
@@ -70,7 +70,7 @@ def test_the_recipe_is_frozen():
         recipe.name = "other"
     with pytest.raises(dataclasses.FrozenInstanceError):
         recipe.face.fps = 10.0
-    assert hash(recipe) == hash(Recipe.from_dict(recipe.to_dict()))
+    assert hash(recipe) == hash(FeatureRecipe.from_dict(recipe.to_dict()))
 
 
 # --------------------------------------------------------------------------- validation
@@ -108,13 +108,13 @@ _DELETE = object()
 ])
 def test_a_bad_recipe_fails_with_one_line_naming_the_field_and_the_fix(change, message):
     with pytest.raises(ExtractionError, match=message) as info:
-        Recipe.from_dict(_with(*change))
+        FeatureRecipe.from_dict(_with(*change))
     assert "\n" not in str(info.value)
 
 
 def test_not_a_recipe_at_all():
     with pytest.raises(ExtractionError, match=r"unsupported feature recipe \(format list\)"):
-        Recipe.from_dict([])
+        FeatureRecipe.from_dict([])
 
 
 def test_built_recipes_are_validated_on_construction():
@@ -128,7 +128,7 @@ def test_built_recipes_are_validated_on_construction():
 
 # --------------------------------------------------------------------------- hashes
 def test_the_feature_hash_is_stable():
-    recipe = Recipe.from_dict(_stored())
+    recipe = FeatureRecipe.from_dict(_stored())
     assert recipe.feature_hash == STORED_FEATURE_HASH
     assert build_recipe().feature_hash == STORED_FEATURE_HASH  # the default recipe, whatever is installed
 
