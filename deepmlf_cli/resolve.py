@@ -129,7 +129,7 @@ def default_run_dir(dataset, what: str) -> Path:
     """runs/<dataset>-<what>-<timestamp>: never overwrites an earlier run."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path("runs") / f"{dataset.name}-{what}-{stamp}"
-    from models.training.distributed import broadcast_object, is_distributed
+    from models.distributed import broadcast_object, is_distributed
 
     if is_distributed():  # ranks may reach this in different seconds: all take rank 0's folder
         run_dir = Path(broadcast_object(str(run_dir)))
@@ -140,7 +140,7 @@ def init_distributed() -> bool:
     """Join the process group when started by torchrun (gloo on CPU; NCCL on CUDA, one GPU per local rank)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    from models.training.distributed import init_process_group
+    from models.distributed import init_process_group
 
     return init_process_group()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from models.distributed import is_distributed, local_rank
 from models.errors import ConfigError
-from models.training.distributed import is_distributed, local_rank
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@
       seed_<S>/plots/*.png
       results.json, results.csv  every seed's test row plus mean and std
 
-`deepmlf train` and `pretrain` write it (models.training.runs); evaluate,
+`deepmlf train` and `pretrain` write it (models.training.experiment); evaluate,
 compare, study, demo and predict read it; all of them through `Run`.
 """
 
@@ -132,7 +132,7 @@ class Run:
                                   f"resumed: start a new run with another --out") from None
 
     def dataset(self) -> dict[str, Any]:
-        """What the run recorded about its data (models.training.runs.dataset_info); {} without run.json."""
+        """What the run recorded about its data (models.training.experiment.dataset_info); {} without run.json."""
         return dict(self.info().get("dataset", {})) if self.exists() else {}
 
     def world_size(self) -> int:

@@ -105,7 +105,7 @@ def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_toke
     from models.config import PRESETS, TrainConfig
     from models.evaluation.evaluate import evaluate_checkpoint
     from models.run import RunSpec
-    from models.training.runs import train_run
+    from models.training.experiment import train_run
 
     preset = PRESETS["sample"]
     config = preset.model_config(lm=str(tiny_gpt2), av_layers=1)

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data.checks import build_split
-from models.data.format import save_dataset
+from models.data.format import build_split, save_dataset
 from models.data.load import load_dataset
 from models.data.locate import default_data_dir, resolve_dataset
 from models.data.normalize import FeatureNormalizer

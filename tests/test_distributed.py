@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from deepmlf_cli.app import app
 from models.data.format import save_dataset
 from models.data.sample import make_sample_dataset
-from models.training.distributed import gather_predictions, shard_batches
+from models.distributed import gather_predictions, shard_batches
 
 from conftest import free_port
 
@@ -43,14 +43,14 @@ def test_one_process_keeps_every_batch_in_order():
 # batch count of every epoch, how many epochs fit ran, and the test metrics it computed.
 _RECORDER = textwrap.dedent("""
     import json, os, sys
-    import models.training.loop, models.training.runs
+    import models.training.loop, models.training.experiment
     from deepmlf_cli.app import app
 
     rank, out = int(os.environ["RANK"]), os.environ["RECORD_DIR"]
     record = {"batches": [], "epochs": None, "test": None}
     shard = models.training.loop.shard_batches
-    fit = models.training.runs.fit
-    compute = models.training.runs.compute_metrics
+    fit = models.training.experiment.fit
+    compute = models.training.experiment.compute_metrics
 
     def shard_and_count(batches, r, w):
         mine = shard(batches, r, w)
@@ -67,8 +67,8 @@ _RECORDER = textwrap.dedent("""
         return record["test"]
 
     models.training.loop.shard_batches = shard_and_count
-    models.training.runs.fit = fit_and_count
-    models.training.runs.compute_metrics = metrics_and_keep
+    models.training.experiment.fit = fit_and_count
+    models.training.experiment.compute_metrics = metrics_and_keep
     try:
         app(sys.argv[1:], prog_name="deepmlf")
     finally:

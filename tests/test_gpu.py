@@ -70,10 +70,10 @@ _DDP_SCRIPT = textwrap.dedent("""
     import torch
     from models.config import get_preset
     from models.data.load import load_dataset
-    from models.training.distributed import init_process_group, is_distributed
+    from models.distributed import init_process_group, is_distributed
     from models.config import TrainConfig
     from models.run import RunSpec
-    from models.training.runs import train_run
+    from models.training.experiment import train_run
 
     init_process_group()
     if not is_distributed():  # torchrun with one process sets WORLD_SIZE=1: join a group of one anyway

@@ -17,7 +17,7 @@ from models.checkpoint import load_model
 from models.errors import ModelNotAvailableError
 from models.nn.lm import lm_revision, load_causal_lm
 from models.run import Run
-from models.training.runs import train_run
+from models.training.experiment import train_run
 
 HUB_ID = "local/tiny"
 OLD, NEW = "a" * 40, "b" * 40

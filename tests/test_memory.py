@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.data.batching import encode_split
-from models.data.checks import _clean
+from models.data.checks import clean_non_finite
 from models.data.normalize import FeatureNormalizer
 from models.data.sample import make_sample_dataset
 
@@ -43,7 +43,7 @@ def test_cleaning_by_blocks_counts_and_zeroes_every_non_finite_value():
     array = rng.normal(size=(700, 5, 3)).astype(np.float32)
     bad = rng.random(array.shape) < 0.01
     array[bad] = np.where(rng.random(int(bad.sum())) < 0.5, np.nan, -np.inf)
-    assert _clean(array, chunk=64) == int(bad.sum())
+    assert clean_non_finite(array, chunk=64) == int(bad.sum())
     assert np.isfinite(array).all() and (array[bad] == 0).all()
 
 

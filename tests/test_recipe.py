@@ -530,7 +530,7 @@ def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
 
 def test_av_pretrain_spec_takes_the_recipe_and_keeps_the_cap(tiny_gpt2):
     from models.run import RunSpec
-    from models.training.runs import av_pretrain_spec
+    from models.training.experiment import av_pretrain_spec
 
     preset = get_preset("mosei")
     base = RunSpec("deepmlf", preset.model_config(), TrainConfig.from_dict({**preset.train, "max_epochs": 3,

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_training import StopAt, small_sample, spec_for  # noqa: F401  (fixture re-used)
 
-from models.training.runs import train_run
+from models.training.experiment import train_run
 
 
 def _history(run_dir):
@@ -67,7 +67,7 @@ def test_resume_of_a_run_killed_in_its_first_epoch_keeps_its_settings(small_samp
 
 
 def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, tmp_path, monkeypatch):  # noqa: F811
-    import models.training.runs
+    import models.training.experiment
     from models.errors import ConfigError
 
     dataset, _ = small_sample
@@ -76,9 +76,9 @@ def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, t
         train_run(dataset, spec, tmp_path / "run", progress=lambda s: StopAt(1))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 1
     # As if resumed under torchrun with 2 processes (plan_run_dir runs before any collective).
-    monkeypatch.setattr(models.training.runs, "rank_and_world", lambda: (0, 2))
+    monkeypatch.setattr(models.training.experiment, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="trained in one process, not 2"):
-        models.training.runs.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)
+        models.training.experiment.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)
 
 
 def test_the_device_is_not_a_run_setting_and_old_run_files_still_resume(small_sample, tiny_gpt2, tmp_path):  # noqa: F811

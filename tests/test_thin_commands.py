@@ -51,7 +51,7 @@ def test_one_module_builds_the_consoles_and_the_progress_bars():
 def test_training_bars_go_to_stdout_and_the_batch_bars_to_stderr(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    import models.training.runs
+    import models.training.experiment
     from deepmlf_cli import render
     from deepmlf_cli.progress import ClipProgress
     from deepmlf_cli.workflows.train import train_with_progress
@@ -64,7 +64,7 @@ def test_training_bars_go_to_stdout_and_the_batch_bars_to_stderr(monkeypatch, tm
         return bar
 
     monkeypatch.setattr(render, "make_progress", spy)
-    monkeypatch.setattr(models.training.runs, "train_run", lambda *a, progress, **k: progress(0) and {"mean": {}})
+    monkeypatch.setattr(models.training.experiment, "train_run", lambda *a, progress, **k: progress(0) and {"mean": {}})
     assert train_with_progress(SimpleNamespace(scheme="sims"), None, tmp_path) == {"mean": {}}
     with ClipProgress("predict") as bar:
         bar.on_plan(2)

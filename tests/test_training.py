@@ -18,7 +18,7 @@ from models.data.format import save_dataset
 from models.data.load import load_dataset
 from models.data.sample import make_sample_dataset
 from models.run import RunSpec
-from models.training.runs import train_run
+from models.training.experiment import train_run
 from models.training.schedule import lr_at_step
 
 from conftest import free_port

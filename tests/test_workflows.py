@@ -110,7 +110,7 @@ def test_a_failed_start_leaves_no_trap_and_a_plain_rerun_uses_the_fixed_options(
 
 def test_a_run_json_without_a_finished_epoch_is_replaced_by_a_plain_rerun(datasets, tiny_gpt2, tmp_path):
     from models.run import RunSpec
-    from models.training.runs import train_run
+    from models.training.experiment import train_run
     from tests.test_training import StopAt, spec_for
 
     data = load_dataset(datasets["small"])
@@ -141,7 +141,7 @@ def test_resume_refuses_changed_options_and_a_folder_without_a_run(datasets, tin
 
 def test_an_interrupted_run_refuses_a_changed_option_on_resume(datasets, tiny_gpt2, tmp_path):
     from models.errors import ConfigError
-    from models.training.runs import train_run
+    from models.training.experiment import train_run
     from tests.test_training import StopAt, spec_for
 
     data = load_dataset(datasets["small"])

@@ -41,7 +41,7 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
     from models.nn.registry import MODEL_KINDS
     from models.nn.tiny_lm import build_tiny_lm
     from models.run import Run
-    from models.training.runs import av_pretrain_spec
+    from models.training.experiment import av_pretrain_spec
 
     seeds = seeds or [0]
     data_dir = out / "sample"

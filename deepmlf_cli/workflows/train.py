@@ -3,7 +3,7 @@
 `train_spec` turns train's options into a validated RunSpec (a resumed run's
 own settings are the base), `pretrain_spec` pretrain's; `train_with_progress` trains every seed under
 the epoch bars on stdout; `run_and_report` adds the results table (or JSON).
-The files are the run directory's, written by models.training.runs.train_run.
+The files are the run directory's, written by models.training.experiment.train_run.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, *, pres
 
 def train_with_progress(data, spec, run_dir: Path, *, resume: bool = False, device: str = "auto",
                         quiet: bool = False) -> dict[str, Any]:
-    """Train every seed of `spec` (models.training.runs.train_run) with one epoch bar per seed on stdout."""
+    """Train every seed of `spec` (models.training.experiment.train_run) with one epoch bar per seed on stdout."""
     from deepmlf_cli.render import EpochProgress, make_progress
     from deepmlf_cli.resolve import is_main_process
     from models.evaluation.metrics import PRIMARY_METRICS
-    from models.training.runs import train_run
+    from models.training.experiment import train_run
 
     primary = PRIMARY_METRICS[data.scheme][0]
     with make_progress(quiet or not is_main_process()) as progress:

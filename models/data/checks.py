@@ -11,18 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from models.data.types import _UNIMODAL, SplitData
+from models.data.types import UNIMODAL, SplitData
 from models.errors import DatasetError
-
-_NPZ_REQUIRED = ("audio", "vision", "audio_lengths", "vision_lengths", "labels", "ids", "texts")
-
 
 # --------------------------------------------------------------------------- #
 # Checking and cleaning one split
 # --------------------------------------------------------------------------- #
 
 
-def _clean(array: np.ndarray, chunk: int = 256) -> int:
+def clean_non_finite(array: np.ndarray, chunk: int = 256) -> int:
     """Set non-finite values to 0 in place; return how many there were.
 
     By blocks of clips, so the boolean mask never costs a quarter of a MOSEI-sized array.
@@ -107,21 +104,7 @@ def _as_strings(value: Any, key: str, where: str) -> list[str]:
         raise DatasetError(f"{where}: '{key}' is not a list of strings") from exc
     return ["" if item is None else str(item) for item in items]
 
-_NPZ_KEYS = {
-    "audio": "audio",
-    "vision": "vision",
-    "audio_lengths": "audio_lengths",
-    "vision_lengths": "vision_lengths",
-    "labels": "labels",
-    "labels_T": "labels_T",
-    "labels_A": "labels_A",
-    "labels_V": "labels_V",
-    "ids": "ids",
-    "texts": "texts",
-}
-
-
-def _build_split(
+def check_split(
     fields: Mapping[str, Any],
     where: str,
     *,
@@ -135,7 +118,7 @@ def _build_split(
     """
     audio = _as_features(fields[keys["audio"]], keys["audio"], where, copy)
     vision = _as_features(fields[keys["vision"]], keys["vision"], where, copy)
-    report = {"audio": _clean(audio), "vision": _clean(vision)}
+    report = {"audio": clean_non_finite(audio), "vision": clean_non_finite(vision)}
     labels = _as_labels(fields[keys["labels"]], keys["labels"], where)
     ids = _as_strings(fields[keys["ids"]], keys["ids"], where)
     texts = _as_strings(fields[keys["texts"]], keys["texts"], where)
@@ -151,7 +134,7 @@ def _build_split(
             raise DatasetError(f"{where}: missing key '{key}'")
 
     unimodal = {}
-    for m in _UNIMODAL:
+    for m in UNIMODAL:
         label_key = keys.get(f"labels_{m}")
         if label_key and label_key in fields and fields[label_key] is not None:
             unimodal[m] = _as_labels(fields[label_key], label_key, where)
@@ -186,21 +169,7 @@ def _build_split(
     return split, report
 
 
-def build_split(arrays: Mapping[str, Any], where: str = "split") -> tuple[SplitData, dict[str, int]]:
-    """Check and clean arrays named as in a deepmlf ``<split>.npz``; return the split and cleaning counts.
-
-    ``arrays`` needs ``audio``, ``vision``, ``audio_lengths``, ``vision_lengths``,
-    ``labels``, ``ids``, ``texts`` (``labels_T/A/V`` optional). The feature
-    arrays are copied; non-finite values become 0 and are counted in the
-    returned ``{"audio": n, "vision": n}``. ``where`` prefixes error messages.
-    """
-    missing = [k for k in _NPZ_REQUIRED if k not in arrays]
-    if missing:
-        raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(arrays)}")
-    return _build_split(arrays, where, keys=_NPZ_KEYS, infer_lengths=False)
-
-
-def _check_feature_dims(splits: Mapping[str, SplitData], source: str) -> None:
+def check_feature_dims(splits: Mapping[str, SplitData], source: str) -> None:
     for modality in ("audio", "vision"):
         dims = {name: getattr(split, modality).shape[-1] for name, split in splits.items()}
         if len(set(dims.values())) > 1:

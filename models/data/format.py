@@ -15,11 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from models.data.checks import _NPZ_KEYS, _NPZ_REQUIRED, _build_split, _check_feature_dims
-from models.data.types import _UNIMODAL, SPLITS, MultimodalDataset, SplitData
+from models.data.checks import check_feature_dims, check_split
+from models.data.types import SPLITS, UNIMODAL, MultimodalDataset, SplitData
 from models.errors import DatasetError
 from models.io import atomic_dir, atomic_write
 from models.schemes import Scheme
+
+# The arrays of one ``<split>.npz`` (docs/dataset-format.md): the required ones, and every key by field name.
+NPZ_REQUIRED = ("audio", "vision", "audio_lengths", "vision_lengths", "labels", "ids", "texts")
+NPZ_KEYS = {
+    "audio": "audio",
+    "vision": "vision",
+    "audio_lengths": "audio_lengths",
+    "vision_lengths": "vision_lengths",
+    "labels": "labels",
+    "labels_T": "labels_T",
+    "labels_A": "labels_A",
+    "labels_V": "labels_V",
+    "ids": "ids",
+    "texts": "texts",
+}
 
 FORMAT_NAME = "deepmlf-dataset"
 FORMAT_VERSION = 1
@@ -55,7 +70,7 @@ def _read_manifest(directory: Path) -> dict:
     return manifest
 
 
-def _load_npz_dir(directory: Path) -> MultimodalDataset:
+def load_npz_dir(directory: Path) -> MultimodalDataset:
     manifest = _read_manifest(directory)
     splits: dict[str, SplitData] = {}
     report: dict[str, dict[str, int]] = {}
@@ -69,11 +84,11 @@ def _load_npz_dir(directory: Path) -> MultimodalDataset:
                 fields = {key: npz[key] for key in npz.files}
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path}: not a readable .npz without pickled objects ({exc})") from exc
-        missing = [k for k in _NPZ_REQUIRED if k not in fields]
+        missing = [k for k in NPZ_REQUIRED if k not in fields]
         if missing:
             raise DatasetError(f"{path}: missing key(s) {', '.join(missing)}; found {', '.join(fields)}")
-        splits[split_name], report[split_name] = _build_split(
-            fields, str(path), keys=_NPZ_KEYS, infer_lengths=False, copy=False
+        splits[split_name], report[split_name] = check_split(
+            fields, str(path), keys=NPZ_KEYS, infer_lengths=False, copy=False
         )
         expected_n = (manifest.get("splits") or {}).get(split_name)
         if expected_n is not None and expected_n != len(splits[split_name]):
@@ -81,7 +96,7 @@ def _load_npz_dir(directory: Path) -> MultimodalDataset:
                 f"{path}: holds {len(splits[split_name])} clips but {MANIFEST} says {expected_n}; "
                 "the files are from different writes, re-create the dataset"
             )
-    _check_feature_dims(splits, str(directory))
+    check_feature_dims(splits, str(directory))
     for key, modality in (("audio_features", "audio"), ("vision_features", "vision")):
         names = manifest.get(key)
         dim = getattr(splits["train"], modality).shape[-1]
@@ -114,7 +129,7 @@ def _check_for_save(dataset: MultimodalDataset) -> None:
     missing = [s for s in SPLITS if s not in dataset.splits]
     if missing:
         raise DatasetError(f"dataset {dataset.name!r}: missing split(s) {', '.join(missing)}")
-    _check_feature_dims(dataset.splits, f"dataset {dataset.name!r}")
+    check_feature_dims(dataset.splits, f"dataset {dataset.name!r}")
 
 
 def _split_arrays(split: SplitData) -> dict[str, np.ndarray]:
@@ -128,7 +143,7 @@ def _split_arrays(split: SplitData) -> dict[str, np.ndarray]:
         "ids": np.array(split.ids, dtype=str).reshape(-1),  # (N,)
         "texts": np.array(split.texts, dtype=str).reshape(-1),  # (N,)
     }
-    for m in _UNIMODAL:
+    for m in UNIMODAL:
         values = getattr(split, f"labels_{m}")
         if values is not None:
             arrays[f"labels_{m}"] = np.asarray(values, dtype=np.float32)
@@ -233,12 +248,12 @@ def dataset_from_arrays(
     for split_name in SPLITS:
         fields = splits[split_name]
         where = f"dataset {name!r} [{split_name}]"
-        absent = [k for k in _NPZ_REQUIRED if k not in fields]
+        absent = [k for k in NPZ_REQUIRED if k not in fields]
         if absent:
             raise DatasetError(f"{where}: missing key(s) {', '.join(absent)}; found {', '.join(fields)}")
-        built[split_name], report[split_name] = _build_split(fields, where, keys=_NPZ_KEYS, infer_lengths=False,
+        built[split_name], report[split_name] = check_split(fields, where, keys=NPZ_KEYS, infer_lengths=False,
                                                              copy=False)
-    _check_feature_dims(built, f"dataset {name!r}")
+    check_feature_dims(built, f"dataset {name!r}")
     chosen = Scheme.parse(scheme) if scheme is not None else Scheme.guess(s.labels for s in built.values())
     return MultimodalDataset(
         name=name,
@@ -282,3 +297,17 @@ def save_extracted(
 
         save_mmsa_pickle(dataset, out_dir / f"{name}.pkl", annotations)
     return dataset_manifest(dataset, extra)
+
+
+def build_split(arrays: Mapping[str, Any], where: str = "split") -> tuple[SplitData, dict[str, int]]:
+    """Check and clean arrays named as in a deepmlf ``<split>.npz``; return the split and cleaning counts.
+
+    ``arrays`` needs ``audio``, ``vision``, ``audio_lengths``, ``vision_lengths``,
+    ``labels``, ``ids``, ``texts`` (``labels_T/A/V`` optional). The feature
+    arrays are copied; non-finite values become 0 and are counted in the
+    returned ``{"audio": n, "vision": n}``. ``where`` prefixes error messages.
+    """
+    missing = [k for k in NPZ_REQUIRED if k not in arrays]
+    if missing:
+        raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(arrays)}")
+    return check_split(arrays, where, keys=NPZ_KEYS, infer_lengths=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.data.format import MANIFEST, _load_npz_dir
+from models.data.format import MANIFEST, load_npz_dir
 from models.data.locate import NAMED_DATASETS, SAMPLE_NAME, resolve_dataset
-from models.data.mmsa import _load_mmsa_pickle
+from models.data.mmsa import load_mmsa_pickle
 from models.data.types import MultimodalDataset
 
 
@@ -29,6 +29,6 @@ def load_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> Mult
         return make_sample_dataset()
     path = resolve_dataset(raw, data_dir)
     if path.is_dir():
-        return _load_npz_dir(path)
+        return load_npz_dir(path)
     name = raw.lower() if raw.lower() in NAMED_DATASETS else None
-    return _load_mmsa_pickle(path, name)
+    return load_mmsa_pickle(path, name)

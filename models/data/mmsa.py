@@ -12,8 +12,8 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-from models.data.checks import _build_split, _check_feature_dims
-from models.data.types import _UNIMODAL, SPLITS, MultimodalDataset, SplitData
+from models.data.checks import check_feature_dims, check_split
+from models.data.types import SPLITS, UNIMODAL, MultimodalDataset, SplitData
 from models.errors import DatasetError
 from models.schemes import Scheme
 
@@ -45,7 +45,7 @@ def _mmsa_name(path: Path) -> str:
     return path.stem
 
 
-def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
+def load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
     # Unpickling can run arbitrary code. This is only ever called on a file the
     # user named (a path they gave, or a file in their own data dir), never on
     # anything downloaded or found by this program.
@@ -73,10 +73,10 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
             raise DatasetError(
                 f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, fields))}"
             )
-        splits[split_name], report[split_name] = _build_split(
+        splits[split_name], report[split_name] = check_split(
             fields, where, keys=_MMSA_KEYS, infer_lengths=True, copy=False
         )
-    _check_feature_dims(splits, str(path))
+    check_feature_dims(splits, str(path))
     name = name or _mmsa_name(path)
     # `deepmlf extract --format mmsa` records the scheme; MMSA's own files do not.
     recorded = data.get("scheme")
@@ -101,7 +101,7 @@ def _load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
 
 
 def save_mmsa_pickle(dataset: MultimodalDataset, path: Path, annotations: Mapping[str, list[str]] | None = None) -> Path:
-    """Write ``dataset`` as an MMSA processed pickle (the layout ``_load_mmsa_pickle`` reads); return ``path``.
+    """Write ``dataset`` as an MMSA processed pickle (the layout ``load_mmsa_pickle`` reads); return ``path``.
 
     No BERT ``text`` arrays: DeepMLF tokenises ``raw_text`` itself. ``scheme``
     rides beside the split keys as a plain str (MMSA readers index only the
@@ -126,7 +126,7 @@ def save_mmsa_pickle(dataset: MultimodalDataset, path: Path, annotations: Mappin
             "regression_labels": split.labels,  # (N,)
             "annotations": np.array(notes, dtype=object),
         }
-        for m in _UNIMODAL:
+        for m in UNIMODAL:
             values = getattr(split, f"labels_{m}")
             if values is not None:
                 fields[f"regression_labels_{m}"] = values

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from models.data.checks import _clean
+from models.data.checks import clean_non_finite
 from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
 
@@ -157,7 +157,7 @@ class FeatureNormalizer:
             values = np.array(array, dtype=np.float32)  # copy: cleaned in place
             if values.ndim not in (2, 3):
                 raise DatasetError(f"{what} has shape {values.shape}; expected (T, D) or (N, T, D)")
-            _clean(values)
+            clean_non_finite(values)
             results.append(_normalize(values, lengths, mean, std, what))
         return results[0], results[1]
 

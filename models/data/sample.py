@@ -48,8 +48,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from models.data.checks import build_split
-from models.data.format import save_dataset
+from models.data.format import build_split, save_dataset
 from models.data.locate import SAMPLE_NAME
 from models.data.types import MultimodalDataset, SplitData
 from models.errors import ConfigError

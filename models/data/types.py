@@ -19,7 +19,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # extractors keep the same table (the two packages never import each other).
 SPLIT_ALIASES: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid",
                                  "dev": "valid", "test": "test"}
-_UNIMODAL = ("T", "A", "V")
+UNIMODAL = ("T", "A", "V")
 
 
 # --------------------------------------------------------------------------- #

@@ -1,6 +1,6 @@
 """Runs side by side: each run's test metrics as mean ± std over seeds, as table rows and CSV.
 
-Reads what `models.training.runs.train_run` writes (through `models.run.Run`): ``results.json`` (scheme, primary
+Reads what `models.training.experiment.train_run` writes (through `models.run.Run`): ``results.json`` (scheme, primary
 metrics, per-seed rows, mean, std), ``run.json`` (kind, dataset) and each
 seed's ``predictions_test.csv``. The 3-class polarity metrics (negative /
 neutral / positive, ``models.evaluation.metrics.polarity_classes``) are computed here

@@ -16,7 +16,7 @@ def predict_encoded(model, encoded: EncodedSplit, batch_size: int, device: torch
     Returns arrays (N,): "prediction", "text", "av", "fusion" (mean over the
     fusion tokens; NaN when the model has none).
     """
-    from models.training.distributed import gather_predictions, rank_and_world
+    from models.distributed import gather_predictions, rank_and_world
 
     was_training = model.training
     model.eval()

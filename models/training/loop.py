@@ -28,17 +28,17 @@ from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import TrainConfig
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
 from models.devices import autocast_context, model_autocast, resolve_device
-from models.errors import ConfigError
-from models.evaluation.inference import predict_encoded
-from models.evaluation.metrics import compute_metrics
-from models.run import BEST_DIR, STATE_DIR
-from models.training.distributed import (
+from models.distributed import (
     broadcast_object,
     is_distributed,
     rank_and_world,
     shard_batches,
     sync_batchnorm_buffers,
 )
+from models.errors import ConfigError
+from models.evaluation.inference import predict_encoded
+from models.evaluation.metrics import compute_metrics
+from models.run import BEST_DIR, STATE_DIR
 from models.training.schedule import (
     accumulation_scale,
     clip_gradients,
@@ -48,7 +48,7 @@ from models.training.schedule import (
     restart_period_steps,
     warmup_steps_for,
 )
-from models.training.state import _load_state, _save_state
+from models.training.state import load_state, save_state
 
 
 class Callbacks(Protocol):
@@ -149,7 +149,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                 "history": [], "best_valid": {}}
     state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
-        counters = _load_state(state_dir, model, optimizer)
+        counters = load_state(state_dir, model, optimizer)
         if plateau is not None and "plateau" in counters:  # its best and bad-epoch count, so cuts come on time
             plateau.load_state_dict(counters.pop("plateau"))
 
@@ -218,7 +218,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         counters["epoch"] = epoch + 1
         counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
-            _save_state(state_dir, model, optimizer,
+            save_state(state_dir, model, optimizer,
                         {**counters, **({"plateau": plateau.state_dict()} if plateau is not None else {})})
         callbacks.on_epoch_end(epoch, record)
     if is_distributed():

@@ -12,7 +12,7 @@ from models.io import atomic_dir
 
 # --- resume state: tensors in safetensors, counters in JSON --------------------------------------
 
-def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> None:
+def save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
@@ -32,7 +32,7 @@ def _save_state(directory: Path, model, optimizer, counters: dict[str, Any]) -> 
         (tmp / "state.json").write_text(json.dumps(counters, indent=1), encoding="utf-8")
 
 
-def _load_state(directory: Path, model, optimizer) -> dict[str, Any]:
+def load_state(directory: Path, model, optimizer) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     counters = json.loads((directory / "state.json").read_text())

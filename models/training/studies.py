@@ -1,7 +1,7 @@
 """The paper's studies (DESIGN.md §3 ablations): one DeepMLF run per variant, then a table and a plot.
 
     OUT/
-      <variant>/        an ordinary run directory (models.training.runs layout), one per row
+      <variant>/        an ordinary run directory (models.training.experiment layout), one per row
       pretrain/         the AV pretraining run (av-init study only)
       study.json, study.csv   one row per variant: mean ± std over seeds of the primary metrics
       study.png         bar plot of the headline metric (± std)
@@ -137,7 +137,7 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
     """
     from models.nn.lm import load_causal_lm
     from models.run import Run, RunSpec
-    from models.training.runs import av_pretrain_spec, train_run
+    from models.training.experiment import av_pretrain_spec, train_run
 
     out_dir = Path(out_dir)
     base = base_spec.model

@@ -18,12 +18,12 @@ from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
 from models.data.types import MultimodalDataset
 from models.devices import resolve_device, resolve_lm_dtype
+from models.distributed import is_distributed, rank_and_world
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics, summarize_run
 from models.nn.registry import build_model, model_kind, needs_text
 from models.run import Run, RunSpec
-from models.training.distributed import is_distributed, rank_and_world
 from models.training.loop import Callbacks, fit, seed_everything
 
 
