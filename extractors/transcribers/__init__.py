@@ -9,10 +9,11 @@ from __future__ import annotations
 from ..choices import WhisperBackend
 from .base import TranscriberBackend
 from .faster_whisper import FasterWhisper
+from .openai_whisper import OpenAIWhisper
 from .transformers_whisper import TransformersWhisper
 
 BACKENDS: dict[WhisperBackend, TranscriberBackend] = {
-    b.name: b for b in (TransformersWhisper(), FasterWhisper())
+    b.name: b for b in (TransformersWhisper(), FasterWhisper(), OpenAIWhisper())
 }
 
 
