@@ -37,6 +37,7 @@ from .transcribers.base import (
     Segment,
     Transcript,
     WhisperModelInfo,
+    guard_failure,
     model_format,
     resolve_hub_model,
 )
@@ -239,7 +240,8 @@ class WhisperTranscriber:
             text, segments, language = self.impl.transcribe(model, samples, self.language, self.task)
         except ValueError as exc:  # e.g. a language code the model does not know
             raise ExtractionError(f"Whisper {self.model_id}: {str(exc).splitlines()[0]}") from None
-        return Transcript(text, f"whisper:{self.model_id}", segments, language)
+        # Whisper's own hallucination guards: a failing text counts as empty (require_modalities says why)
+        return Transcript(text, f"whisper:{self.model_id}", segments, language, guard_failure(text, segments) if text else None)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,12 @@ def test_extract_and_predict_with_faster_whisper(whispers, speech, tmp_path, tin
     lines = (root / "label.csv").read_text().splitlines()
     lines[-1] = lines[-1].replace("clip number 8", "")
     (root / "label.csv").write_text("\n".join(lines) + "\n")
-    res = _cli(["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", str(whispers["ct2"]), *FW, "--json"])
+    args = ["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", str(whispers["ct2"]), *FW, "--json"]
+    res = _cli(args)  # the random model's text fails faster-whisper's own decode scores: refused like an empty one
+    assert res.exit_code == 1 and json.loads(res.stdout)["failed"] == 1, res.output
+    reason = (tmp_path / "ds" / "errors.tsv").read_text().splitlines()[1]
+    assert "vid0$_$0008" in reason and "refused by Whisper's hallucination guards (average log-probability" in reason
+    res = _cli([*args, "--allow-missing"])  # kept on request; the resumed run adds only that clip
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     sources = {c["key"]: c["text_source"] for c in summary["clips"]}

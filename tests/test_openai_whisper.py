@@ -136,7 +136,12 @@ def test_extract_and_predict_with_openai_whisper(checkpoints, speech, tmp_path, 
     lines[-1] = lines[-1].replace("clip number 8", "")
     (root / "label.csv").write_text("\n".join(lines) + "\n")
     model = str(checkpoints["multi"])
-    res = _cli(["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", model, *OW, "--json"])
+    args = ["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", model, *OW, "--json"]
+    res = _cli(args)  # the random model's text fails openai-whisper's own decode scores: refused like an empty one
+    assert res.exit_code == 1 and json.loads(res.stdout)["failed"] == 1, res.output
+    reason = (tmp_path / "ds" / "errors.tsv").read_text().splitlines()[1]
+    assert "vid0$_$0008" in reason and "refused by Whisper's hallucination guards (" in reason
+    res = _cli([*args, "--allow-missing"])  # kept on request; the resumed run adds only that clip
     assert res.exit_code == 0, res.output
     sources = {c["key"]: c["text_source"] for c in json.loads(res.stdout)["clips"]}
     assert sources["vid0$_$0008"] == f"whisper:{model}" and sources["vid1$_$0001"] == "given"

@@ -13,6 +13,7 @@ extractors/transcribers/__init__.py.
 from __future__ import annotations
 
 import json
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -29,15 +30,27 @@ WHISPER_RATE = 16000  # every Whisper reads 16 kHz mono
 # `Whisper.is_multilingual`, and CTranslate2's rule that faster-whisper follows):
 # smaller vocabularies are the English-only models.
 MULTILINGUAL_VOCAB = 51865
+# Whisper's own hallucination guards (openai-whisper's transcribe defaults): text that compresses this
+# well is a loop ("a bit of a bit of ..."), a decode below this average log-probability is a guess, and
+# a window the model itself calls speechless above this probability (with a poor decode) is not speech.
+COMPRESSION_RATIO_MAX = 2.4
+AVG_LOGPROB_MIN = -1.0
+NO_SPEECH_PROB_MAX = 0.6
 
 
 @dataclass
 class Segment:
-    """One stretch of speech: seconds from the clip (or window) start, and its text."""
+    """One stretch of speech: seconds from the clip (or window) start, and its text.
+
+    avg_logprob, no_speech_prob: Whisper's confidence in the decode that made
+    the segment, where the backend exposes them (None otherwise).
+    """
 
     start: float
     end: float
     text: str
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 @dataclass
@@ -48,9 +61,40 @@ class Transcript:
     source: str  # "given", "sidecar:<file name>", "whisper:<model>", "silence", "no-audio", "none"
     segments: list[Segment] = field(default_factory=list)
     language: str | None = None
+    rejected: str | None = None  # why Whisper's guards refuse this text (then it counts as empty), or None
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "source": self.source, "language": self.language, "segments": [asdict(s) for s in self.segments]}
+        segments = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.segments]
+        out = {"text": self.text, "source": self.source, "language": self.language, "segments": segments}
+        return out | ({"rejected": self.rejected} if self.rejected else {})
+
+
+def compression_ratio(text: str) -> float:
+    """How well the text compresses (openai-whisper's measure): high for repeated phrases."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+def guard_failure(text: str, segments: list[Segment]) -> str | None:
+    """Why Whisper's own guards refuse this transcript, or None when it passes.
+
+    The compression ratio is measured on the text (the same for every backend);
+    the average log-probability is the segments' mean weighted by their text
+    length, and the no-speech probability is the first segment's (the window
+    Whisper asks it for), where the backend reports them.
+    """
+    reasons = []
+    ratio = compression_ratio(text)
+    if ratio > COMPRESSION_RATIO_MAX:
+        reasons.append(f"compression ratio {ratio:.2f} > {COMPRESSION_RATIO_MAX} (repeated text)")
+    scored = [(len(s.text) or 1, s.avg_logprob) for s in segments if s.avg_logprob is not None]
+    logprob = sum(n * lp for n, lp in scored) / sum(n for n, _ in scored) if scored else None
+    if logprob is not None and logprob < AVG_LOGPROB_MIN:
+        reasons.append(f"average log-probability {logprob:.2f} < {AVG_LOGPROB_MIN}")
+        no_speech = segments[0].no_speech_prob if segments else None
+        if no_speech is not None and no_speech > NO_SPEECH_PROB_MAX:  # Whisper's rule: both, or it is speech
+            reasons.append(f"no-speech probability {no_speech:.2f} > {NO_SPEECH_PROB_MAX}")
+    return "; ".join(reasons) or None
 
 
 @dataclass(frozen=True)

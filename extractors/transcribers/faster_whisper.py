@@ -49,7 +49,8 @@ class FasterWhisper(TranscriberBackend):
         segments, info = impl.transcribe(samples, language=language, task=task, temperature=0.0)
         duration = samples.size / WHISPER_RATE
         # faster-whisper times the padded 30 s window: keep segments inside the audio
-        segs = [Segment(*clip_segment(s.start, s.end, duration), s.text.strip()) for s in segments]
+        segs = [Segment(*clip_segment(s.start, s.end, duration), s.text.strip(), s.avg_logprob, s.no_speech_prob)
+                for s in segments]
         return " ".join(s.text for s in segs).strip(), segs, getattr(info, "language", language)
 
 

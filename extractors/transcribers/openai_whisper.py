@@ -79,7 +79,8 @@ class OpenAIWhisper(TranscriberBackend):
         out = whisper.transcribe(impl, samples.astype(np.float32), language=language, task=task, temperature=0.0,
                                  fp16=False, verbose=None, word_timestamps=False)  # fmt: skip
         duration = samples.size / WHISPER_RATE
-        segs = [Segment(*clip_segment(s["start"], s["end"], duration), s["text"].strip()) for s in out["segments"]]
+        segs = [Segment(*clip_segment(s["start"], s["end"], duration), s["text"].strip(), s["avg_logprob"], s["no_speech_prob"])
+                for s in out["segments"]]
         return str(out["text"]).strip(), segs, out.get("language", language)
 
 

@@ -76,7 +76,46 @@ class TransformersWhisper(TranscriberBackend):
             tokens = tokens["sequences"]
         ids = tokens[0].tolist()
         segments = segments_from_tokens(processor.tokenizer, ids, samples.size / WHISPER_RATE)
+        if not long_form:  # one 30 s window, one decode: its confidence is every segment's
+            avg_logprob, no_speech = decode_confidence(model, processor.tokenizer, inputs["input_features"], tokens, language, task)
+            for seg in segments:
+                seg.avg_logprob, seg.no_speech_prob = avg_logprob, no_speech
         return processor.tokenizer.decode(ids, skip_special_tokens=True).strip(), segments, language
+
+
+def decode_confidence(model, tokenizer, features, tokens, language: str | None, task: str) -> tuple[float | None, float | None]:
+    """(average log-probability of the generated tokens, no-speech probability at <|startoftranscript|>),
+    as openai-whisper defines them, from teacher-forced passes over the prompt generate used and its output
+    (the raw logits: openai-whisper scores after its timestamp rules, which only ever raise a kept token).
+
+    generate returns only the generated tokens: the prompt (SOT, then for a multilingual model the
+    language, detected at SOT as Whisper does, and the task) is rebuilt from the generation config.
+    """
+    import torch
+
+    gen = model.generation_config
+    sot = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    vocab = tokenizer.get_vocab()
+    with torch.inference_mode():
+        first = model(input_features=features, decoder_input_ids=torch.tensor([[sot]])).logits[0, 0].float()  # (V,)
+    nospeech = next((vocab[t] for t in ("<|nospeech|>", "<|nocaptions|>") if t in vocab), None)
+    no_speech = float(torch.softmax(first, dim=-1)[nospeech]) if nospeech is not None else None
+    prompt = [sot]
+    lang_to_id, task_to_id = getattr(gen, "lang_to_id", None) or {}, getattr(gen, "task_to_id", None) or {}
+    if lang_to_id and task in task_to_id:
+        lang_id = lang_to_id.get(f"<|{language}|>") if language else None
+        if lang_id is None:  # detected: the most likely language token at SOT
+            lang_id = max(lang_to_id.values(), key=lambda i: float(first[i]))
+        prompt += [lang_id, task_to_id[task]]
+    generated = tokens[0].tolist()
+    if not generated:
+        return None, no_speech
+    full = torch.tensor([prompt + generated])  # (1, P+G)
+    with torch.inference_mode():
+        logits = model(input_features=features, decoder_input_ids=full).logits[0].float()  # (P+G, V)
+    logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)  # (G, V): each predicts the next token
+    total = float(logprobs.gather(1, torch.tensor(generated)[:, None]).sum())
+    return total / (len(generated) + 1), no_speech  # openai-whisper's normalisation: sum / (length + 1)
 
 
 def segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Segment]:
