@@ -97,7 +97,7 @@ def _batchnorm_modalities(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """All sizes and switches of a DeepMLF model (DESIGN.md §3)."""
+    """All sizes and switches of a DeepMLF model (docs/architecture.md)."""
 
     # --- language model ---
     lm: str = "gpt2"  # hub id or local directory of a causal LM (frozen, never copied into checkpoints)
@@ -211,7 +211,7 @@ LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" =
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (DESIGN.md §3 "Optimisation"): what a run computes, not where it runs."""
+    """Optimisation settings (docs/recipe.md): what a run computes, not where it runs."""
 
     lr: float = 1e-4
     weight_decay: float = 0.1  # preset-dependent: 0.005 MOSEI base, 0.1 MOSEI large and SIMS, 0.001 MOSI
@@ -238,7 +238,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
-    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (DESIGN.md §7); 0 = off
+    prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (docs/architecture.md §10); 0 = off
     compile: bool = False  # torch.compile the MM blocks and the AV encoder
 
     def __post_init__(self) -> None:
@@ -303,7 +303,7 @@ class Preset:
         return ModelConfig.from_dict({**ModelConfig().to_dict(), **self.model, **overrides})
 
 
-# DeepMLF training as the reference runs it (DESIGN.md §3 "Optimisation"): AdamW
+# DeepMLF training as the reference runs it (docs/recipe.md): AdamW
 # β=(0.9, 0.95), lr 1e-4, batch 32 × 8 accumulated (gradients summed), one
 # warm-up epoch, cosine with warm restarts to 1e-7 every `cosine_period_epochs`
 # (not a cap: training ends by early stopping), clip by value 5.0 on everything
@@ -319,7 +319,7 @@ _REFERENCE_PRETRAIN: dict[str, Any] = dict(
     schedule="plateau", plateau_factor=0.1, clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8,
 )
 
-# Paper Table 1 with the reference configs (DESIGN.md §3, docs/recipe.md). Feature
+# Paper Table 1 with the reference configs (docs/architecture.md §9, docs/recipe.md). Feature
 # sizes are those of the MMSA files; a dataset overrides them with its own.
 PRESETS: dict[str, Preset] = {
     "mosei": Preset(
@@ -329,7 +329,7 @@ PRESETS: dict[str, Preset] = {
                    text_aug_p=0.2, text_aug_apply=0.3, d_audio=74, d_vision=35, av_pool_len=50,
                    av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
-        # The reference's MOSEI bienc weight decay is not in our notes; DESIGN.md gives 0.001 for bienc.
+        # The reference's MOSEI bienc weight decay is not in our notes; 0.001 as for every bienc (docs/recipe.md).
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
     ),

@@ -2,7 +2,7 @@
 
 The table below is written from the reference's released configs
 (MMSA/config/regression/deepmlf/*/{base_best,large_best,best,bienc}.json) and
-DESIGN.md §3, not from our presets, so a preset that drifts fails here.
+the paper's recipe (docs/recipe.md), not from our presets, so a preset that drifts fails here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The speed paths of DESIGN.md §7 compute what the plain path computes.
+"""The speed paths of docs/architecture.md §10 compute what the plain path computes.
 
 Prefix path (text rows below the first MM block without autograd, fusion rows
 against their keys/values) = the full pass; per-clip prefix cache = no cache;

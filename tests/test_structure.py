@@ -136,3 +136,30 @@ def test_the_model_code_imports_no_data_training_or_evaluation_code():
         if name.startswith("models.nn"):
             above = {e for e in edges if e.startswith(("models.data", "models.training", "models.evaluation"))}
             assert not above, f"{name} imports {sorted(above)}"
+
+
+# Notes kept outside the repository; a reader of the project cannot follow them.
+_OUTSIDE_REFERENCES = ("DESIGN" + ".md", "papers" + "/", "../" + "shared")
+
+
+def project_text_files() -> list[Path]:
+    """Every tracked-looking text file of the project (sources, docs, configs), outside build folders."""
+    skip = {".venv", ".git", "runs", "deepmlf.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    suffixes = {".py", ".md", ".toml", ".txt", ".cfg", ".sh", ".yml", ".yaml", ".json"}
+    return [
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file() and (p.suffix in suffixes or p.name == "Makefile")
+        and not skip.intersection(p.relative_to(ROOT).parts)
+    ]
+
+
+def test_no_project_file_cites_notes_outside_the_repository():
+    cites = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in project_text_files()
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if any(ref in line for ref in _OUTSIDE_REFERENCES)
+    ]
+    assert project_text_files(), "the walk found no files"
+    assert not cites, f"cite docs/architecture.md or docs/recipe.md instead: {cites}"

@@ -1,4 +1,4 @@
-"""The fusion baselines of DESIGN.md §5 (papers/fusion-strategies-summary.md) and unimodal models.
+"""The fusion baselines (docs/architecture.md §8) and unimodal models.
 
 One transformer encoder per modality, then:
 

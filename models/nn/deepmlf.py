@@ -73,10 +73,10 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
 
 
 class DeepMLF(nn.Module):
-    """The DeepMLF model (DESIGN.md §3). Build with `DeepMLF.from_config` or from an LM instance."""
+    """The DeepMLF model (docs/architecture.md). Build with `DeepMLF.from_config` or from an LM instance."""
 
     kind = "deepmlf"  # the model kind its checkpoints record (models.nn.registry)
-    # Speed switches that never change the math (DESIGN.md §7); benchmarks turn them off to compare.
+    # Speed switches that never change the math (docs/architecture.md §10); benchmarks turn them off to compare.
     prefix_path = True  # below the first MM block: text rows without autograd, fusion rows against their K/V
     logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits held (not recomputed in backward) up to this size
 
@@ -240,7 +240,7 @@ class DeepMLF(nn.Module):
         return out_hidden, [(out_kv[i, 0], out_kv[i, 1]) for i in range(L)]
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
-        """Run every head; with labels and `compute_loss`, also the total loss (DESIGN.md §3)."""
+        """Run every head; with labels and `compute_loss`, also the total loss (docs/architecture.md §4)."""
         cfg = self.config
         z, z_valid = self.av_encoder(batch.audio, batch.audio_lengths, batch.vision, batch.vision_lengths)
         hidden, ctx, first = self.encode_prefix(batch)  # (B, T+n_f, d)

@@ -1,4 +1,4 @@
-"""The training recipe of DESIGN.md §3: AdamW groups, warmup + cosine, accumulation,
+"""The training recipe of docs/recipe.md: AdamW groups, warmup + cosine, accumulation,
 clipping, early stopping on validation L1, best state reloaded for test.
 
 One `fit` loop serves DeepMLF, AV pretraining and the baselines: a model is

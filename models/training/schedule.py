@@ -3,7 +3,7 @@
 `fit` (models.training.loop) calls these; they hold no state, so each can be
 tested alone and a resumed run recomputes the same values from its counters.
 
-Schedule (DESIGN.md §3): a linear warm-up over the first epoch's optimizer
+Schedule (docs/recipe.md): a linear warm-up over the first epoch's optimizer
 steps, then cosine annealing with warm restarts (PyTorch's
 CosineAnnealingWarmRestarts with T_mult = 1), stepped per optimizer step, with
 period T_0 = (E + 1)·steps_per_epoch − warmup_steps, E the reference's
