@@ -67,7 +67,11 @@ class FusionPositions(str, Enum):
     AFTER_TEXT = "after-text"  # right after each clip's last real text token
 
 
-AV_MODALITIES = ("audio", "vision")
+# The three modalities, in the order every table and report lists them; the audio-visual
+# pair is the part the AV encoder reads. (extractors/ keeps its own copy, since it may not
+# import models; tests/test_structure.py checks the two agree.)
+MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
+AV_MODALITIES: tuple[str, ...] = MODALITIES[1:]
 
 # Fields given as strings (JSON, the CLI) become these enums in ModelConfig.__post_init__.
 _ENUM_FIELDS: dict[str, type[Enum]] = {

@@ -163,3 +163,12 @@ def test_no_project_file_cites_notes_outside_the_repository():
     ]
     assert project_text_files(), "the walk found no files"
     assert not cites, f"cite docs/architecture.md or docs/recipe.md instead: {cites}"
+
+
+def test_extractors_and_models_name_the_same_modalities():
+    # extractors/ may not import models/, so it keeps its own copy of the vocabulary.
+    from extractors.pipeline import ALL_MODALITIES
+    from models.config import AV_MODALITIES, MODALITIES
+
+    assert ALL_MODALITIES == frozenset(MODALITIES)
+    assert AV_MODALITIES == ("audio", "vision")
