@@ -27,8 +27,8 @@ from .dataset import (
     write_text,
 )
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
-from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 from .feature_recipe import FeatureRecipe
+from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 
 ERRORS_FILE = "errors.tsv"
 

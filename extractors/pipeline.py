@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingModalityError
+from .feature_recipe import FeatureRecipe
 from .features import Features
 from .media import load_audio, probe
-from .feature_recipe import FeatureRecipe
 from .transcript import SILENCE_RMS, Transcript, TranscriptMode, TranscriptPolicy, WhisperTranscriber, get_transcript
 
 

@@ -18,9 +18,8 @@ values are binned.
 
 from __future__ import annotations
 
-import enum
-import sys
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from models.errors import ConfigError
@@ -28,19 +27,6 @@ from models.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-if sys.version_info >= (3, 11):
-    from enum import StrEnum
-else:
-    # requires-python is 3.10, which has no enum.StrEnum: the same str-valued enum
-    # (str() and format() give the value, as 3.11's StrEnum does).
-    class StrEnum(str, enum.Enum):
-        """A str enum whose str() and format() are its value."""
-
-        def __str__(self) -> str:
-            return str.__str__(self)
-
-        def __format__(self, format_spec: str) -> str:
-            return str.__format__(self, format_spec)
 
 # MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i. The outer edges
 # sit just past ±1 so that clipped values of exactly ±1 fall inside.
@@ -73,6 +59,8 @@ class Scheme(StrEnum):
     @classmethod
     def get(cls, value: object) -> Scheme | None:
         """The scheme named by ``value`` (a Scheme or its string), or None for anything else."""
+        if not isinstance(value, str):  # a Scheme is a str too
+            return None
         try:
             return cls(value)
         except ValueError:

@@ -172,3 +172,14 @@ def test_extractors_and_models_name_the_same_modalities():
 
     assert ALL_MODALITIES == frozenset(MODALITIES)
     assert AV_MODALITIES == ("audio", "vision")
+
+
+def test_declared_python_is_the_one_the_code_needs():
+    # resolve.py reads --config with tomllib and schemes.py uses enum.StrEnum: both 3.11+.
+    # The linter and the type checker must judge the code for that same floor.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    assert project["tool"]["mypy"]["python_version"] == "3.11"
