@@ -176,6 +176,25 @@ def test_prediction_library_normalises_like_training(trained):
     a, b = predict_features(loaded, [clip, empty])
     (alone,) = predict_features(loaded, [clip])
     assert a.score == pytest.approx(alone.score, abs=1e-5) and np.isfinite(b.score)
+
+    # The checkpoint's train-split statistics are applied, as training applied them: z-scoring the
+    # clip by hand with them and predicting with no normaliser gives the same scores.
+    import dataclasses
+
+    from models.data.normalize import FeatureNormalizer
+
+    norm = loaded.normalizer
+    assert not np.allclose(norm.audio_mean, 0) and not np.allclose(norm.vision_std, 1)  # a real normaliser
+    identity = dataclasses.replace(loaded, normalizer=FeatureNormalizer(
+        np.zeros_like(norm.audio_mean), np.ones_like(norm.audio_std),
+        np.zeros_like(norm.vision_mean), np.ones_like(norm.vision_std)))
+    by_hand = ClipInput((clip.audio - norm.audio_mean) / norm.audio_std,
+                        (clip.vision - norm.vision_mean) / norm.vision_std, clip.text)
+    (manual,) = predict_features(identity, [by_hand])
+    assert manual.score == pytest.approx(alone.score, abs=1e-5)
+    assert manual.raw_heads == pytest.approx(alone.raw_heads, abs=1e-5)
+    (unnormalised,) = predict_features(identity, [clip])
+    assert unnormalised.raw_heads["av"] != pytest.approx(alone.raw_heads["av"], abs=1e-4)  # it matters
     from models.errors import DatasetError
 
     with pytest.raises(DatasetError, match="trained on 33/181"):
