@@ -27,10 +27,11 @@ from .dataset import (
     write_text,
 )
 from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
-from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 from .feature_recipe import FeatureRecipe
+from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 
 ERRORS_FILE = "errors.tsv"
+_MAX_CLIP_NOTES = 10  # per-clip media notes listed in the summary; all stay in each clip's .json
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ClipResult:
     vision_frames: int = 0
     frames_with_face: int = 0
     text_source: str = ""
+    notes: list[str] = field(default_factory=list)  # facts about the media (a track shorter than the clip)
 
 
 @dataclass
@@ -164,6 +166,7 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
             vision_frames=int(meta["vision_frames"]),
             frames_with_face=int(meta["frames_with_face"]),
             text_source=meta["transcript"]["source"],
+            notes=list(meta.get("notes") or []),
         )
     base.seconds = time.perf_counter() - t0
     return base
@@ -335,6 +338,10 @@ def run_extract(
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
 
+    noted = [(r.key, note) for r in results if r.status == "done" for note in r.notes]
+    notes += [f"clip {key}: {note}" for key, note in noted[:_MAX_CLIP_NOTES]]
+    if len(noted) > _MAX_CLIP_NOTES:
+        notes.append(f"… and {len(noted) - _MAX_CLIP_NOTES} more notes in the clips' features/*.json ('notes')")
     failed = [r for r in results if r.status == "failed"]
     errors_path = out / ERRORS_FILE
     if failed:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingModalityError
+from .feature_recipe import FeatureRecipe
 from .features import Features
 from .media import load_audio, probe
-from .feature_recipe import FeatureRecipe
 from .transcript import SILENCE_RMS, Transcript, TranscriptMode, TranscriptPolicy, WhisperTranscriber, get_transcript
 
 
@@ -116,6 +116,8 @@ class Pipeline:
                 "audio_rms": round(audio_rms, 6),
                 "vision_frames": len(vision),
                 "frames_with_face": int(vision.present.sum()),
+                # A track shorter than the clip (ffmpeg -shortest) is a fact about the media, not a failure.
+                "notes": info.track_notes(),
                 "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },

@@ -120,3 +120,12 @@ def make_mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale: float = 1.0, seco
     root.mkdir(parents=True, exist_ok=True)
     (root / "label.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def make_short_audio_clip(path: Path, seconds: float = 5.0, audio_seconds: float = 3.0, fps: float = 25.0) -> Path:
+    """A face clip whose audio track ends `seconds - audio_seconds` before the video, as `ffmpeg -shortest` or an editor writes it.
+
+    Each track declares its own length (mp4/mov track headers, Matroska's per-track DURATION tag); the container says `seconds`.
+    """
+    n = max(1, int(round(seconds * fps)))
+    return write_media(path, face_frames(n), fps, make_audio(audio_seconds, "speech"))
