@@ -6,8 +6,12 @@ Every clip is built here with PyAV the way ffmpeg or an editor writes it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+
+from models.data.format import save_extracted
 
 import media as tm
 
@@ -60,3 +64,70 @@ def test_extract_records_the_shorter_track(tmp_path, recipe):
     meta = json.loads((tmp_path / "out" / "features" / "a.json").read_text())
     assert meta["notes"] and "audio track ends" in meta["notes"][0]
     assert any("clip a: the audio track ends" in n for n in summary.notes)
+
+
+# --------------------------------------------------------------------------- item 8: caches follow the label text and the file
+def _set_text(label_csv: Path, row: int, old: str, new: str) -> None:
+    lines = label_csv.read_text().splitlines()
+    assert old in lines[row - 1]
+    lines[row - 1] = lines[row - 1].replace(old, new)
+    label_csv.write_text("\n".join(lines) + "\n")
+
+
+def test_rerun_redoes_a_fixed_transcript_and_a_replaced_file_only(tmp_path, recipe):
+    import os
+
+    from extractors.batch import run_extract
+
+    root = tm.make_mmsa_corpus(tmp_path / "c", (2, 1, 1), seconds=0.4)
+    out = tmp_path / "ds"
+    first = run_extract(root, out, recipe, write_dataset=save_extracted)
+    assert first.count("done") == 4
+    feats = out / "features"
+    audio_before = np.load(feats / "vid1$_$0003.npz")["audio"]
+
+    _set_text(root / "label.csv", 4, "clip number 3", "the fixed transcript")  # row 4 is clip vid1/0003
+    second = run_extract(root, out, recipe, write_dataset=save_extracted)
+    assert second.count("skipped") == 3 and second.count("done") == 1
+    meta = json.loads((feats / "vid1$_$0003.json").read_text())
+    assert meta["text"] == "the fixed transcript" and meta["label_text"] == "the fixed transcript"
+    np.testing.assert_array_equal(np.load(feats / "vid1$_$0003.npz")["audio"], audio_before)  # text only
+    assert any("get their new text (the label file's text changed)" in n for n in second.notes)
+    with np.load(out / "valid.npz") as npz:  # clip 3 is the valid one
+        assert "the fixed transcript" in list(npz["texts"])
+
+    clip = root / "Raw" / "vid0" / "0002.mp4"  # replaced by another recording under the same name
+    tm.make_no_face_clip(clip, 1.5)
+    third = run_extract(root, out, recipe, write_dataset=save_extracted, allow_missing=True)
+    assert [r.key for r in third.results if r.status == "done"] == ["vid0$_$0002"] and third.count("skipped") == 3
+    assert json.loads((feats / "vid0$_$0002.json").read_text())["frames_with_face"] == 0
+    assert any("row 3 extracted again: the media file changed" in n for n in third.notes)
+
+    st = clip.stat()  # touched (or copied without -p): same bytes, so nothing is redone
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    fourth = run_extract(root, out, recipe, write_dataset=save_extracted, allow_missing=True)
+    assert fourth.count("skipped") == 4
+
+
+# --------------------------------------------------------------------------- item 17: the Whisper note
+def test_whisper_note_lists_only_rows_really_transcribed(tmp_path):
+    from extractors.batch import run_extract
+    from extractors.feature_recipe import build_recipe
+
+    from tiny_whisper import build_tiny_whisper
+
+    whisper = build_tiny_whisper(tmp_path / "whisper")
+    root = tm.make_mmsa_corpus(tmp_path / "c", (2, 1, 1), seconds=0.4)
+    tm.make_silent_clip(root / "Raw" / "vid1" / "0001.mp4", 0.6)  # row 2: silence, nothing to transcribe
+    tm.make_text_as_mp4(root / "Raw" / "vid1" / "0003.mp4")  # row 4: fails (not media)
+    for row, i in ((2, 1), (3, 2), (4, 3)):
+        _set_text(root / "label.csv", row, f"clip number {i}", "")
+    recipe = build_recipe(face="none", whisper_model=str(whisper))
+    summary = run_extract(root, tmp_path / "ds", recipe, write_dataset=save_extracted, allow_missing=True)
+    by_key = {r.key: r for r in summary.results}
+    assert by_key["vid1$_$0001"].text_source == "silence" and by_key["vid1$_$0003"].status == "failed"
+    said = [n for n in summary.notes if "transcribed with Whisper" in n]
+    if by_key["vid0$_$0002"].text_chars:  # the random tiny Whisper may say nothing even on speech
+        assert said == [f"row 3 of label.csv has no text: transcribed with Whisper {whisper}"]
+    else:
+        assert said == []
