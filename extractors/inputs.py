@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ExtractionError
-from .media import MEDIA_EXTENSIONS
+from .media import MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
 _SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "validation": "valid", "test": "test"}
@@ -76,13 +76,26 @@ class LabelFileError(ExtractionError):
         )
 
 
-def _find_clip(roots: list[Path], video_id: str, clip_id: str) -> Path | None:
+def _media_by_stem(folder: Path, cache: dict[Path, dict[str, Path]]) -> dict[str, Path]:
+    """A folder's media files by stem, listed once per folder; a video wins over an audio file of the same stem."""
+    if folder not in cache:
+        found: dict[str, Path] = {}
+        if folder.is_dir():
+            # Any case (.MP4 from a camera), the same extension list as folder mode; videos
+            # sort first so clip.mp4 beside clip.wav gives the clip with both tracks.
+            files = [p for p in folder.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file()]
+            for p in sorted(files, key=lambda p: (p.suffix.lower() not in VIDEO_EXTENSIONS, p.name)):
+                found.setdefault(p.stem, p)
+        cache[folder] = found
+    return cache[folder]
+
+
+def _find_clip(roots: list[Path], video_id: str, clip_id: str, cache: dict[Path, dict[str, Path]]) -> Path | None:
+    """`<root>/<video_id>/<clip_id>.<any media extension>` under the first root that has it."""
     for root in roots:
-        folder = root / video_id
-        for ext in (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".m4a", ".flac", ".mp3"):
-            candidate = folder / f"{clip_id}{ext}"
-            if candidate.is_file():
-                return candidate
+        found = _media_by_stem(root / video_id, cache).get(clip_id)
+        if found is not None:
+            return found
     return None
 
 
@@ -111,6 +124,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
     for base in ([Path(media_root)] if media_root else []) + [labels.parent]:
         roots += [base / "Raw", base]
     jobs: list[ClipJob] = []
+    listings: dict[Path, dict[str, Path]] = {}
     seen: dict[str, int] = {}
     problems: list[tuple[int, str, str]] = []  # every bad row of the file, reported together
     for i, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
@@ -143,7 +157,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                 problems.append((i, col, "is empty"))
         if len(problems) > bad:
             continue
-        path = _find_clip(roots, video_id, clip_id)
+        path = _find_clip(roots, video_id, clip_id, listings)
         text = str(row.get("text", "")).strip() or None
         jobs.append(
             ClipJob(
@@ -153,7 +167,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                 split=split,
                 labels=values,
                 annotation=str(row.get("annotation", "")) or None,
-                problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 next to {labels.name}",
+                problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 (or another video/audio extension) next to {labels.name}",
                 row=i,
             )
         )

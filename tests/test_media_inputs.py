@@ -131,3 +131,23 @@ def test_whisper_note_lists_only_rows_really_transcribed(tmp_path):
         assert said == [f"row 3 of label.csv has no text: transcribed with Whisper {whisper}"]
     else:
         assert said == []
+
+
+# --------------------------------------------------------------------------- item 4: one extension list, any case
+VIDEO_SUFFIXES = (".MP4", ".flv", ".m4v", ".mpg", ".ts", ".webm", ".Mov")
+
+
+def test_label_mode_finds_every_video_extension_in_any_case(tmp_path):
+    from extractors.batch import plan_jobs
+
+    root = tmp_path / "c"
+    rows = ["video_id,clip_id,text,label,mode"]
+    for i, suffix in enumerate(VIDEO_SUFFIXES):
+        tm.make_face_clip(root / "Raw" / "v1" / f"E{i}{suffix}", 0.4, fps=25, audio="speech")
+        rows.append(f"v1,E{i},clip {i},0.5,train")
+    tm.make_audio_only(root / "Raw" / "v1" / "E0.wav", 0.4)  # beside E0.MP4: the video wins
+    (root / "label.csv").write_text("\n".join(rows) + "\n")
+    jobs = plan_jobs(root)
+    assert [j.path.name if j.path else j.problem for j in jobs] == [f"E{i}{s}" for i, s in enumerate(VIDEO_SUFFIXES)]
+    folder_mode = plan_jobs(root / "Raw")
+    assert {j.path.name for j in folder_mode} == {f"E{i}{s}" for i, s in enumerate(VIDEO_SUFFIXES)} | {"E0.wav"}
