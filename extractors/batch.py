@@ -109,15 +109,18 @@ class ExtractSummary:
         }
 
 
-def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
-    """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file."""
+def plan_jobs(inputs: Path, labels: Path | None = None, label_range: tuple[float, float] | None = None) -> list[ClipJob]:
+    """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file.
+
+    label_range: labels beyond it are bad rows of the label file (`read_labels`).
+    """
     inputs = Path(inputs)
     if not inputs.exists():
         raise FileNotFoundError(f"input not found: {inputs}")
     if labels is None and inputs.is_dir():
         labels = find_label_file(inputs)
     if labels is not None:
-        return read_labels(Path(labels), inputs if inputs.is_dir() else None)
+        return read_labels(Path(labels), inputs if inputs.is_dir() else None, label_range)
     jobs = discover_media(inputs)
     if not jobs:
         raise ExtractionError(f"{inputs}: no media files found (looked for video/audio extensions such as .mp4, .wav)")
@@ -372,6 +375,7 @@ def run_extract(
     on_plan: Callable[[int, int], None] | None = None,
     on_result: Callable[[ClipResult], None] | None = None,
     write_dataset: Callable[..., dict] | None = None,
+    label_range: tuple[float, float] | None = None,
 ) -> ExtractSummary:
     """Extract every clip of `inputs` into `out`, then write a dataset (with labels) or a features manifest.
 
@@ -383,7 +387,8 @@ def run_extract(
     write_dataset(out, **assemble_dataset(...), name=, scheme=, mmsa=, extra=)
     writes a labelled run's dataset and returns its manifest: the CLI passes
     `models.data.format.save_extracted`, the dataset format's one writer.
-    Phases: plan and skip (`plan_skips`), Whisper preflight, run (serial or
+    label_range: the scheme's label scale (the CLI passes `Scheme.label_range`);
+    a label beyond it is a bad row. Phases: plan and skip (`plan_skips`), Whisper preflight, run (serial or
     pooled), write (`_write_outputs`).
     """
     t_start = time.perf_counter()
@@ -391,7 +396,7 @@ def run_extract(
     features_dir = out / "features"
     if out.exists() and not out.is_dir():
         raise ExtractionError(f"--out {out} is a file; give a directory")
-    all_jobs = plan_jobs(inputs, labels)
+    all_jobs = plan_jobs(inputs, labels, label_range)
     labelled = all_jobs[0].split is not None
     if labelled and not shard and write_dataset is None:
         raise TypeError("run_extract: a labelled extraction writes a dataset; pass "

@@ -99,13 +99,15 @@ def _find_clip(roots: list[Path], video_id: str, clip_id: str, cache: dict[Path,
     return None
 
 
-def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
+def read_labels(labels: Path, media_root: Path | None = None,
+                label_range: tuple[float, float] | None = None) -> list[ClipJob]:
     """Jobs from an MMSA label.csv: `Raw/<video_id>/<clip_id>.mp4` next to it (or under `media_root`).
 
     Required columns: video_id, clip_id, label, mode. Optional: text, label_T,
     label_A, label_V, annotation. mode is train/valid/test (val/dev accepted).
     A clip named by the file but missing on disk becomes a failed job, not an
-    error for the whole batch.
+    error for the whole batch. label_range (lo, hi): a label beyond it is a bad
+    row (the metric scheme's scale; the caller knows the schemes).
     """
     import pandas as pd
 
@@ -151,6 +153,11 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                     continue
                 if not math.isfinite(value):
                     problems.append((i, col, f"{row[col]!r} is not finite"))
+                    continue
+                if label_range is not None and not label_range[0] - 1e-6 <= value <= label_range[1] + 1e-6:
+                    lo, hi = label_range
+                    problems.append((i, col, f"{value:g} is outside the label range [{lo:g}, {hi:g}] "
+                                             "(--scheme chooses the range)"))
                     continue
                 values[col] = value
             elif col == "label":

@@ -151,3 +151,47 @@ def test_label_mode_finds_every_video_extension_in_any_case(tmp_path):
     assert [j.path.name if j.path else j.problem for j in jobs] == [f"E{i}{s}" for i, s in enumerate(VIDEO_SUFFIXES)]
     folder_mode = plan_jobs(root / "Raw")
     assert {j.path.name for j in folder_mode} == {f"E{i}{s}" for i, s in enumerate(VIDEO_SUFFIXES)} | {"E0.wav"}
+
+
+# --------------------------------------------------------------------------- item 12: labels beyond the scheme's range
+def test_extract_refuses_labels_outside_the_schemes_range(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    root = tm.make_mmsa_corpus(tmp_path / "c", (2, 1, 1), seconds=0.4)
+    lines = (root / "label.csv").read_text().splitlines()
+    lines[1] = "vid1,0001,clip number 1,5.0,5.0,0.2,-0.4,Neutral,train"
+    lines[2] = "vid0,0002,clip number 2,-4.5,-0.4,0.2,-0.4,Neutral,train"
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "-q"])
+    assert result.exit_code != 0 and not (tmp_path / "ds" / "manifest.json").exists()
+    assert "row 2, label: 5 is outside the label range [-3, 3]" in result.output
+    assert "row 2, label_T: 5 is outside" in result.output and "row 3, label: -4.5 is outside" in result.output
+
+    lines[1], lines[2] = "vid1,0001,clip number 1,0.8,0.8,0.2,-0.4,Neutral,train", "vid0,0002,x,2.0,0.2,0.2,0.2,N,train"
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "-q",
+                                 "--scheme", "sims"])
+    assert result.exit_code != 0 and "row 3, label: 2 is outside the label range [-1, 1]" in result.output
+
+
+def test_train_refuses_a_dataset_whose_labels_are_outside_its_scheme(tmp_path):
+    from dataclasses import replace
+
+    from models.data.format import save_dataset
+    from models.data.load import load_dataset
+    from models.data.sample import make_sample_dataset
+    from models.data.types import with_scheme
+    from models.errors import DatasetError
+    from models.schemes import Scheme
+
+    data = make_sample_dataset()
+    data.splits["valid"].labels[1] = 30.0
+    save_dataset(replace(data, scheme=Scheme.MOSI), tmp_path / "ds")
+    with pytest.raises(DatasetError, match=r"\[valid\]: 1 label\(s\) outside the mosi range \[-3, 3\], e.g. 30 "):
+        load_dataset(tmp_path / "ds")
+    data.splits["valid"].labels[1] = 2.5  # fine for mosi; not for --scheme sims on a guessed scheme
+    with pytest.raises(DatasetError, match=r"outside the sims range \[-1, 1\], e.g. 2.5"):
+        with_scheme(replace(data, scheme=Scheme.MOSI, scheme_guessed=True), "sims")
