@@ -88,11 +88,19 @@ def _looks_like_media(path: Path) -> bool:
     )
 
 
+def video_stream(container):
+    """The first moving-picture video stream, or None: cover art (an attached picture in an mp3/m4a) is not video."""
+    import av
+
+    still = av.stream.Disposition.attached_pic
+    return next((s for s in container.streams.video if not (s.disposition & still)), None)
+
+
 def probe(path: Path) -> MediaInfo:
     """Read the container header: duration, which tracks exist, their rates and size."""
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
-        video = container.streams.video[0] if container.streams.video else None
+        video = video_stream(container)
         if audio is None and video is None:
             raise MediaError(f"{path}: holds neither an audio nor a video track")
         duration = float(container.duration) / 1_000_000 if container.duration else 0.0
@@ -199,7 +207,7 @@ def sample_frames(
     end: float | None = None,
     max_side: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample RGB frames of the first video track on a fixed grid of `fps` per second.
+    """Sample RGB frames of the first video track (not cover art: `video_stream`) on a fixed grid of `fps` per second.
 
     The grid is t_k = start + k / fps for every t_k inside the clip (or window);
     each grid point takes the frame on screen at that time (the last frame with
@@ -219,9 +227,9 @@ def sample_frames(
     frames: list[np.ndarray] = []
     times: list[float] = []
     with _open(path) as container:
-        if not container.streams.video:
+        stream = video_stream(container)
+        if stream is None:
             return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0, np.float64)
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding is the costly part at low fps
         declared = stream_duration(stream, container)
         rate = stream.average_rate or stream.guessed_rate

@@ -129,3 +129,25 @@ def make_short_audio_clip(path: Path, seconds: float = 5.0, audio_seconds: float
     """
     n = max(1, int(round(seconds * fps)))
     return write_media(path, face_frames(n), fps, make_audio(audio_seconds, "speech"))
+
+
+def make_cover_art_audio(path: Path, seconds: float = 2.0) -> Path:
+    """An mp3 (or mp4/m4v) of speech with an album cover: a one-frame mjpeg stream marked attached_pic, as taggers write it."""
+    import av
+
+    from extractors.synthetic import _encode_audio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("libmp3lame" if path.suffix.lower() == ".mp3" else "aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = 64
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(face_frames(1, (64, 64))[0], format="rgb24").reformat(format="yuvj420p")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        _encode_audio(container, audio, make_audio(seconds, "speech"), AUDIO_RATE, 1)
+    return path

@@ -195,3 +195,44 @@ def test_train_refuses_a_dataset_whose_labels_are_outside_its_scheme(tmp_path):
     data.splits["valid"].labels[1] = 2.5  # fine for mosi; not for --scheme sims on a guessed scheme
     with pytest.raises(DatasetError, match=r"outside the sims range \[-1, 1\], e.g. 2.5"):
         with_scheme(replace(data, scheme=Scheme.MOSI, scheme_guessed=True), "sims")
+
+
+# --------------------------------------------------------------------------- item 2: cover art is not video
+@pytest.mark.parametrize("suffix", [".mp3", ".mp4"])
+def test_cover_art_is_not_video(tmp_path, suffix):
+    import av
+
+    from extractors.batch import run_extract
+    from extractors.feature_recipe import build_recipe
+    from extractors.media import probe, sample_frames
+
+    path = tm.make_cover_art_audio(tmp_path / "in" / f"song{suffix}", 1.5)
+    with av.open(str(path)) as container:  # the file does hold a (still) video stream
+        assert len(container.streams.video) == 1
+    info = probe(path)
+    assert info.has_audio and not info.has_video
+    frames, _ = sample_frames(path, 5.0)
+    assert len(frames) == 0
+    summary = run_extract(tmp_path / "in", tmp_path / "out", build_recipe(transcript=GIVEN), allow_missing=True)
+    assert summary.count("done") == 1, summary.failed
+    (result,) = summary.results
+    assert result.vision_frames == 0 and result.audio_frames > 0
+
+
+def test_a_modality_the_recipe_does_not_read_is_never_decoded(tmp_path, monkeypatch):
+    import extractors.pipeline
+    from extractors.feature_recipe import build_recipe
+    from extractors.pipeline import extract_clip
+
+    path = tm.make_face_clip(tmp_path / "a.mp4", 0.5, fps=10, audio="speech")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded a track the recipe does not read")
+
+    monkeypatch.setattr(extractors.pipeline, "load_audio", refuse)
+    clip = extract_clip(path, build_recipe(audio="none", transcript=GIVEN), transcript="hi")
+    assert clip.audio.shape[0] == 0 and clip.vision.shape[0] > 0
+    monkeypatch.undo()
+    monkeypatch.setattr("extractors.face.sample_frames", refuse)
+    clip = extract_clip(path, build_recipe(face="none", transcript=GIVEN), transcript="hi")
+    assert clip.vision.shape[0] == 0 and clip.audio.shape[0] > 0
