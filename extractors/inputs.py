@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import math
 import re
 import zlib
@@ -99,10 +101,41 @@ def _find_clip(roots: list[Path], video_id: str, clip_id: str, cache: dict[Path,
     return None
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE starts like UTF-16 LE: first
+_DELIMITERS = ",;\t"  # what spreadsheets save as "CSV" (a semicolon where the comma is the decimal mark)
+
+
+def _read_label_text(labels: Path) -> tuple[str, str]:
+    """A label file's text (UTF-8, or the encoding its BOM names: Excel's "Unicode text" is UTF-16) and its delimiter.
+
+    The delimiter is the one of , ; tab that splits the header into the most
+    known column names.
+    """
+    raw = labels.read_bytes()
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ExtractionError(
+            f"{labels}: not {encoding.upper()} text (byte {exc.start} is invalid); save it as CSV UTF-8 "
+            "(or UTF-16 with a byte-order mark)") from None
+    text = text.lstrip("\ufeff")
+    header = text.split("\n", 1)[0]
+    known = set(LABEL_COLUMNS)
+
+    def score(sep: str) -> int:
+        return sum(c.strip().strip('"') in known for c in header.split(sep))
+
+    delimiter = max(_DELIMITERS, key=score)
+    return text, delimiter
+
+
 def read_labels(labels: Path, media_root: Path | None = None,
                 label_range: tuple[float, float] | None = None) -> list[ClipJob]:
     """Jobs from an MMSA label.csv: `Raw/<video_id>/<clip_id>.mp4` next to it (or under `media_root`).
 
+    UTF-8 or UTF-16/32 with a BOM; comma, semicolon or tab separated.
     Required columns: video_id, clip_id, label, mode. Optional: text, label_T,
     label_A, label_V, annotation. mode is train/valid/test (val/dev accepted).
     A clip named by the file but missing on disk becomes a failed job, not an
@@ -114,9 +147,11 @@ def read_labels(labels: Path, media_root: Path | None = None,
     labels = Path(labels)
     if not labels.is_file():
         raise FileNotFoundError(f"label file not found: {labels}")
+    content, delimiter = _read_label_text(labels)
     try:
-        df = pd.read_csv(labels, dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str}, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        df = pd.read_csv(io.StringIO(content), sep=delimiter, keep_default_na=False,
+                         dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ExtractionError(f"{labels}: cannot read as CSV ({str(exc).splitlines()[0]}); it must be MMSA's label.csv") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in ("video_id", "clip_id", "label", "mode") if c not in df.columns]

@@ -236,3 +236,29 @@ def test_a_modality_the_recipe_does_not_read_is_never_decoded(tmp_path, monkeypa
     monkeypatch.setattr("extractors.face.sample_frames", refuse)
     clip = extract_clip(path, build_recipe(face="none", transcript=GIVEN), transcript="hi")
     assert clip.vision.shape[0] == 0 and clip.audio.shape[0] > 0
+
+
+# --------------------------------------------------------------------------- item 15: label files from spreadsheets
+@pytest.mark.parametrize(("encoding", "sep"), [("utf-16", ","), ("utf-8", ";"), ("utf-16", "\t"), ("utf-8-sig", ";")])
+def test_label_file_in_utf16_or_with_semicolons_is_read(tmp_path, encoding, sep):
+    from extractors.inputs import read_labels
+
+    root = tm.make_mmsa_corpus(tmp_path / "c", (2, 1, 1), seconds=0.4)
+    reference = read_labels(root / "label.csv")
+    rows = [line.split(",") for line in (root / "label.csv").read_text().splitlines()]
+    rows[1][2] = "déjà vu, encore"  # a text holding the other delimiter, quoted as spreadsheets quote it
+    text = "\n".join(sep.join(f'"{c}"' if "," in c or ";" in c else c for c in r) for r in rows) + "\n"
+    (root / "label.csv").write_bytes(text.encode(encoding))  # Python's utf-16 writes the BOM, as Excel does
+    jobs = read_labels(root / "label.csv")
+    assert [(j.key, j.labels, j.split, j.path) for j in jobs] == [(j.key, j.labels, j.split, j.path) for j in reference]
+    assert jobs[0].text == "déjà vu, encore"
+
+
+def test_label_file_in_another_encoding_says_so(tmp_path):
+    from extractors.errors import ExtractionError
+    from extractors.inputs import read_labels
+
+    path = tmp_path / "label.csv"
+    path.write_bytes("video_id,clip_id,text,label,mode\nv,c,déjà,0.5,train\n".encode("latin-1"))
+    with pytest.raises(ExtractionError, match=r"label.csv: not UTF-8 text .*save it as CSV UTF-8 \(or UTF-16 with a byte-order mark\)"):
+        read_labels(path)
