@@ -120,3 +120,34 @@ def make_mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale: float = 1.0, seco
     root.mkdir(parents=True, exist_ok=True)
     (root / "label.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def make_short_audio_clip(path: Path, seconds: float = 5.0, audio_seconds: float = 3.0, fps: float = 25.0) -> Path:
+    """A face clip whose audio track ends `seconds - audio_seconds` before the video, as `ffmpeg -shortest` or an editor writes it.
+
+    Each track declares its own length (mp4/mov track headers, Matroska's per-track DURATION tag); the container says `seconds`.
+    """
+    n = max(1, int(round(seconds * fps)))
+    return write_media(path, face_frames(n), fps, make_audio(audio_seconds, "speech"))
+
+
+def make_cover_art_audio(path: Path, seconds: float = 2.0) -> Path:
+    """An mp3 (or mp4/m4v) of speech with an album cover: a one-frame mjpeg stream marked attached_pic, as taggers write it."""
+    import av
+
+    from extractors.synthetic import _encode_audio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("libmp3lame" if path.suffix.lower() == ".mp3" else "aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = 64
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(face_frames(1, (64, 64))[0], format="rgb24").reformat(format="yuvj420p")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        _encode_audio(container, audio, make_audio(seconds, "speech"), AUDIO_RATE, 1)
+    return path
