@@ -32,6 +32,23 @@ class FFWMode(str, Enum):
     NONE = "none"  # no FFW in the block (fusion-block ablation)
 
 
+class FFWInit(str, Enum):
+    """How the MM block's FFW copy starts from the LM layer's MLP."""
+
+    # The reference: the weight matrices copied; biases keep nn.Linear's default
+    # initialisation; GPT-2's tanh GELU becomes nn.GELU (erf form).
+    REFERENCE = "reference"
+    # An exact copy (weights, biases, the LM's own activation): closed gates give the exact LM.
+    COPY_LM = "copy-lm"
+
+
+class MLPForm(str, Enum):
+    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form)."""
+
+    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum
+    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): the LM's own (SwiGLU)
+
+
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -78,6 +95,8 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_aug": Augmentation,
     "seqaug_mode": SeqAugMode,
     "fusion_positions": FusionPositions,
+    "ffw_init": FFWInit,
+    "mlp_form": MLPForm,
 }
 
 
@@ -123,6 +142,8 @@ class ModelConfig:
     mm_dropout: float = 0.1  # on the attention weights and after the cross-attention output projection
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
+    ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
+    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
@@ -367,14 +388,15 @@ PRESETS: dict[str, Preset] = {
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,
-    # a 40-epoch cap, per-sample SeqAug, fusion positions after the text: the tiny
+    # a 40-epoch cap, per-sample SeqAug, an exact FFW copy, fusion positions after the text: the tiny
     # LM never saw positions past its short training sentences).
     "sample": Preset(
         name="sample",
         description="the embedded sample with a tiny local GPT-2 (4 layers): minutes on 2 CPU cores",
         model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
                    d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=(), max_text_tokens=32,
-                   seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT),
+                   seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT,
+                   ffw_init=FFWInit.COPY_LM),
         train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
                    patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
                    cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap
