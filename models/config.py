@@ -77,6 +77,23 @@ class SeqAugMode(str, Enum):
     PER_SAMPLE = "per-sample"
 
 
+class AVBatchNormAt(str, Enum):
+    """Where the AV encoder's BatchNorm acts (for the modalities `av_input_batchnorm` lists)."""
+
+    POOLED = "pooled"  # after the temporal pooling, on the shared grid's valid steps (the reference)
+    RAW = "raw"  # on the raw frames, before pooling
+
+
+class AVPositions(str, Enum):
+    """The AV encoder's sinusoidal positions."""
+
+    # fairseq's table (the reference): [sin | cos] halves, frequencies 10000^(-i/(h-1)), positions
+    # counted from padding_idx + 1 = 1 over the steps whose first input feature is non-zero; a
+    # step whose first feature is exactly 0 is padding and gets the zero embedding.
+    FAIRSEQ = "fairseq"
+    VASWANI = "vaswani"  # interleaved sin/cos, positions 0, 1, … on every step
+
+
 class FusionPositions(str, Enum):
     """The position ids the fusion tokens get (text positions always count real tokens only)."""
 
@@ -96,6 +113,8 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "seqaug_mode": SeqAugMode,
     "fusion_positions": FusionPositions,
     "ffw_init": FFWInit,
+    "av_batchnorm_at": AVBatchNormAt,
+    "av_positions": AVPositions,
     "mlp_form": MLPForm,
 }
 
@@ -132,9 +151,11 @@ class ModelConfig:
     av_heads: int = 6
     av_ffn: int = 120
     av_dropout: float = 0.1
-    # Modalities whose raw features get BatchNorm (SIMS: both; MOSI: audio only; MOSEI: none).
-    # A bool (older configs) means both or none.
+    # Modalities that get BatchNorm (SIMS: both; MOSI: audio in pretraining, none in stage 2;
+    # MOSEI: none). A bool (older configs) means both or none.
     av_input_batchnorm: tuple[str, ...] = AV_MODALITIES
+    av_batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED  # after pooling (the reference) or on raw frames
+    av_positions: AVPositions = AVPositions.FAIRSEQ
     # --- fusion ---
     mm_layers: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)  # 0-based LM layers followed by an MM block
     n_fusion: int = 20  # learnable fusion tokens appended after the text
@@ -381,10 +402,11 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
-                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=("audio",), max_text_tokens=50),
+                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
-        pretrain_model=dict(av_pool_len=50),
+        # The reference pretrains MOSI's AV encoder with BatchNorm on audio; its stage 2 has none.
+        pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",)),
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,
@@ -396,7 +418,7 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
                    d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=(), max_text_tokens=32,
                    seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT,
-                   ffw_init=FFWInit.COPY_LM),
+                   ffw_init=FFWInit.COPY_LM, av_positions=AVPositions.VASWANI),
         train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
                    patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
                    cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap

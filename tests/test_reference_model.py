@@ -45,3 +45,58 @@ def test_copy_lm_keeps_the_lm_biases_and_tanh_gelu(tiny_gpt2):
     block = model.mm_blocks["1"]
     assert torch.equal(block.ffw.c_fc.bias, model.lm.mlp(1).c_fc.bias)
     assert float(block.ffw.act(torch.tensor(1.0))) == pytest.approx(0.8411920, abs=1e-7)
+
+
+# --- item 10: AV BatchNorm after pooling; fairseq sinusoids; MOSI has no stage-2 BatchNorm ---
+
+def test_batchnorm_normalises_the_pooled_steps():
+    from models.nn.av_encoder import AVEncoder
+
+    enc = AVEncoder(d_audio=3, d_vision=2, pool_len=4, input_batchnorm=("audio",))
+    seen = []
+    enc.audio_norm.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape))
+    enc.eval()
+    enc(torch.randn(2, 10, 3), torch.tensor([10, 7]), torch.randn(2, 6, 2), torch.tensor([6, 6]))
+    assert seen == [(2, 4, 3)]  # the 4 pooled steps, not the 10 raw frames
+    assert ModelConfig().av_batchnorm_at.value == "pooled"
+    raw = AVEncoder(d_audio=3, d_vision=2, pool_len=4, input_batchnorm=("audio",), batchnorm_at="raw")
+    raw.audio_norm.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape))
+    raw.eval()
+    raw(torch.randn(2, 10, 3), torch.tensor([10, 7]), torch.randn(2, 6, 2), torch.tensor([6, 6]))
+    assert seen[-1] == (2, 10, 3)
+
+
+def test_fairseq_sinusoid_values():
+    from models.nn.av_encoder import fairseq_positions, fairseq_sinusoid_table
+
+    table = fairseq_sinusoid_table(6, 30)  # d_av = 30: 15 frequencies 10000^(-i/14)
+    assert torch.equal(table[0], torch.zeros(30))  # padding_idx 0
+    # position 1: sin(1) in column 0, cos(1) in column 15 (halves, not interleaved)
+    assert float(table[1, 0]) == pytest.approx(0.8414710, abs=1e-6)
+    assert float(table[1, 15]) == pytest.approx(0.5403023, abs=1e-6)
+    # position 3, frequency i = 1: 10000^(-1/14) = 0.5179475; sin(3·0.5179475) = 0.9998563
+    assert float(table[3, 1]) == pytest.approx(0.9998563, abs=1e-6)
+    assert float(table[3, 16]) == pytest.approx(0.0169531, abs=1e-6)  # cos of the same
+    # the last frequency is 10000^-1: position 5 → sin(5e-4)
+    assert float(table[5, 14]) == pytest.approx(5e-4, rel=1e-4)
+    # positions count from 1 over non-zero first features, skipping the zero ones
+    first = torch.tensor([[0.3, 0.0, -1.0, 2.0]])
+    pos = fairseq_positions(first, table)  # (1, 4, 30)
+    assert torch.equal(pos[0, 0], table[1]) and torch.equal(pos[0, 1], torch.zeros(30))
+    assert torch.equal(pos[0, 2], table[2]) and torch.equal(pos[0, 3], table[3])
+    assert ModelConfig().av_positions.value == "fairseq"
+    assert PRESETS["sample"].model_config().av_positions.value == "vaswani"
+
+
+def test_mosi_has_no_stage_two_batchnorm_and_its_pretraining_checkpoint_loads(tiny_gpt2):
+    from models.nn.av_pretrain import AVPretrainModel, load_av_weights
+
+    mosi = PRESETS["mosi"]
+    assert mosi.model_config().av_input_batchnorm == ()
+    assert mosi.model_config(**mosi.pretrain_model).av_input_batchnorm == ("audio",)
+    config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5, av_input_batchnorm=())
+    pretrained = AVPretrainModel(config.replace(av_input_batchnorm=("audio",))).state_dict()
+    assert any(k.startswith("av_encoder.audio_norm.") for k in pretrained)
+    model = make_model(tiny_gpt2, mm_layers=(1,), n_fusion=2, av_input_batchnorm=())
+    loaded = load_av_weights(model, pretrained)
+    assert loaded == sum(1 for k in pretrained if not k.startswith("av_encoder.audio_norm."))

@@ -42,6 +42,7 @@ class AVPretrainModel(nn.Module):
 
 
 AV_PREFIXES = ("av_encoder.", "av_head.")
+BATCHNORM_PREFIXES = ("av_encoder.audio_norm.", "av_encoder.vision_norm.")
 
 
 def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: bool = False) -> int:
@@ -49,7 +50,8 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
 
     Strict both ways: every AV tensor of the model must be in the checkpoint
     (none left at its random init) and every AV tensor of the checkpoint must
-    fit the model; the error names the first key that does not. With `freeze`
+    fit the model, but for a BatchNorm the model does not have (skipped); the
+    error names the first key that does not. With `freeze`
     (Pre&Fro) the AV encoder stops training.
     """
     from models.errors import CheckpointError
@@ -60,6 +62,9 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
     if not wanted:
         raise CheckpointError(f"the AV pretraining checkpoint holds no AV tensors; {fix}")
     missing = sorted(set(own) - set(wanted))
+    # A BatchNorm the pretraining had and this model has not (MOSI: audio BatchNorm in pretraining
+    # only, as the reference) is left out; any other surplus tensor is an error.
+    wanted = {k: v for k, v in wanted.items() if k in own or not k.startswith(BATCHNORM_PREFIXES)}
     unexpected = sorted(set(wanted) - set(own))
     mismatched = sorted(k for k in set(own) & set(wanted) if own[k].shape != wanted[k].shape)
     if missing:

@@ -112,7 +112,7 @@ def _reference_init(mlp: nn.Module) -> None:
                 setattr(parent, name, nn.GELU())
         bias = getattr(parent, "bias", None)
         if isinstance(parent, (nn.Linear, Conv1D)) and isinstance(bias, torch.Tensor):
-            weight: torch.Tensor = parent.weight  # type: ignore[assignment]
+            weight: torch.Tensor = parent.weight
             fan_in = weight.shape[0] if isinstance(parent, Conv1D) else weight.shape[1]  # Conv1D stores (in, out)
             bound = 1.0 / math.sqrt(fan_in)
             with torch.no_grad():
