@@ -94,6 +94,15 @@ class AVPositions(str, Enum):
     VASWANI = "vaswani"  # interleaved sin/cos, positions 0, 1, … on every step
 
 
+class AVReadout(str, Enum):
+    """What AV pretraining's head reads (stage 2 always reads ⟨LayerNorm(z)⟩ with its own head)."""
+
+    # The reference: clf(fusion(cat)[:, -1]), the Fusion FFW's output at the last (valid) step,
+    # no LayerNorm; stage 2 builds a fresh LayerNorm and AV head: only the encoder carries over.
+    LAST = "last"
+    MEAN = "mean"  # av_head(⟨LayerNorm(z)⟩), as stage 2 reads it; the LayerNorm and head carry over
+
+
 class FusionPositions(str, Enum):
     """The position ids the fusion tokens get (text positions always count real tokens only)."""
 
@@ -115,6 +124,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "ffw_init": FFWInit,
     "av_batchnorm_at": AVBatchNormAt,
     "av_positions": AVPositions,
+    "av_readout": AVReadout,
     "mlp_form": MLPForm,
 }
 
@@ -156,6 +166,7 @@ class ModelConfig:
     av_input_batchnorm: tuple[str, ...] = AV_MODALITIES
     av_batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED  # after pooling (the reference) or on raw frames
     av_positions: AVPositions = AVPositions.FAIRSEQ
+    av_readout: AVReadout = AVReadout.LAST  # AV pretraining's readout (AVReadout)
     # --- fusion ---
     mm_layers: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)  # 0-based LM layers followed by an MM block
     n_fusion: int = 20  # learnable fusion tokens appended after the text
@@ -418,7 +429,8 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
                    d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=(), max_text_tokens=32,
                    seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT,
-                   ffw_init=FFWInit.COPY_LM, av_positions=AVPositions.VASWANI),
+                   ffw_init=FFWInit.COPY_LM, av_positions=AVPositions.VASWANI,
+                   av_readout=AVReadout.MEAN),
         train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
                    patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
                    cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap

@@ -500,17 +500,17 @@ def test_av_weights_load_strictly_both_ways(tiny_gpt2):
 
     config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
                          av_input_batchnorm=("audio",))
-    weights = AVPretrainModel(config).state_dict()
+    weights = AVPretrainModel(config.replace(av_readout="mean")).state_dict()  # the head carries over too
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights) == len(weights)
     # The pool length has no weights: SIMS pretrains at 39 steps and fine-tunes at 55.
-    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3)).state_dict()
+    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3, av_readout="mean")).state_dict()
     assert load_av_weights(model, other_pool) == len(other_pool)
     missing = {k: v for k, v in weights.items() if k != "av_encoder.fusion.bias"}
     with pytest.raises(CheckpointError, match="lacks av_encoder.fusion.bias"):
         load_av_weights(model, missing)
     # Pretrained without the audio BatchNorm the model has: its BatchNorm would stay at random init.
-    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=())).state_dict()
+    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=(), av_readout="mean")).state_dict()
     with pytest.raises(CheckpointError, match="lacks av_encoder.audio_norm"):
         load_av_weights(model, no_bn)
     # A BatchNorm the model lacks is skipped (MOSI pretrains with one, its stage 2 has none: as the

@@ -99,4 +99,35 @@ def test_mosi_has_no_stage_two_batchnorm_and_its_pretraining_checkpoint_loads(ti
     assert any(k.startswith("av_encoder.audio_norm.") for k in pretrained)
     model = make_model(tiny_gpt2, mm_layers=(1,), n_fusion=2, av_input_batchnorm=())
     loaded = load_av_weights(model, pretrained)
-    assert loaded == sum(1 for k in pretrained if not k.startswith("av_encoder.audio_norm."))
+    assert loaded == sum(1 for k in pretrained if k.startswith("av_encoder.") and "audio_norm" not in k)
+
+
+# --- item 14: pretraining reads clf(fusion(cat)[:, -1]); stage 2 keeps its own LayerNorm and head ---
+
+def test_pretraining_reads_the_last_step_without_layernorm(tiny_gpt2):
+    from models.nn.av_pretrain import AVPretrainModel, load_av_weights
+
+    from conftest import make_batch
+
+    config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5, av_pool_len=10)
+    assert config.av_readout.value == "last" and PRESETS["sample"].model_config().av_readout.value == "mean"
+    torch.manual_seed(0)
+    pre = AVPretrainModel(config).eval()
+    assert not any(k.startswith(("av_encoder.norm.", "av_head.")) for k in pre.state_dict())
+    batch = make_batch(None)  # pooled steps per clip: min(10, longest modality) = 10, 8, 1, 10
+    captured = []
+    pre.av_encoder.fusion.register_forward_hook(lambda m, i, out: captured.append(out))
+    with torch.no_grad():
+        y = pre(batch, compute_loss=False).prediction
+    fused = captured[0]  # (B, P, d_av) before masking; no LayerNorm after it
+    last = torch.tensor([9, 7, 0, 9])
+    expected = pre.av_clf(fused[torch.arange(4), last]).squeeze(-1)
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-6)
+    # Stage 2: the encoder carries over; its LayerNorm and AV head stay fresh.
+    model = make_model(tiny_gpt2, mm_layers=(1,), n_fusion=2)
+    fresh_norm = model.av_encoder.norm.weight.clone()
+    fresh_head = model.av_head.weight.clone()
+    n = load_av_weights(model, pre.state_dict())
+    assert n == sum(1 for k in pre.state_dict() if k.startswith("av_encoder."))
+    assert torch.equal(model.av_encoder.fusion.weight, pre.av_encoder.fusion.weight)
+    assert torch.equal(model.av_encoder.norm.weight, fresh_norm) and torch.equal(model.av_head.weight, fresh_head)

@@ -163,7 +163,7 @@ class AVEncoder(nn.Module):
                  input_batchnorm: tuple[str, ...] = AV_MODALITIES, aug: Augmentation = Augmentation.SEQAUG,
                  aug_p: float = 0.2, seqaug_mode: SeqAugMode = SeqAugMode.REFERENCE,
                  batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED,
-                 positions: AVPositions = AVPositions.FAIRSEQ) -> None:
+                 positions: AVPositions = AVPositions.FAIRSEQ, output_norm: bool = True) -> None:
         super().__init__()
         self.batchnorm_pooled = AVBatchNormAt(batchnorm_at) is AVBatchNormAt.POOLED
         self.pool_len = pool_len
@@ -178,14 +178,15 @@ class AVEncoder(nn.Module):
         self.vision = ModalityEncoder(d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False,
                                       positions=positions)
         self.fusion = nn.Linear(2 * d_av, d_av)  # the Fusion FFW over cat(z_a, z_v)
-        self.norm = nn.LayerNorm(d_av)
+        # No LayerNorm with `output_norm` off: the reference's pretraining reads the Fusion FFW's output.
+        self.norm: nn.Module = nn.LayerNorm(d_av) if output_norm else nn.Identity()
 
     @classmethod
-    def from_config(cls, config) -> AVEncoder:
+    def from_config(cls, config, output_norm: bool = True) -> AVEncoder:
         """The AV encoder a ModelConfig describes (DeepMLF and AV pretraining build it the same way)."""
         return cls(config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers,
                    config.av_heads, config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug,
-                   config.av_aug_p, config.seqaug_mode, config.av_batchnorm_at, config.av_positions)
+                   config.av_aug_p, config.seqaug_mode, config.av_batchnorm_at, config.av_positions, output_norm)
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor,
                 vision_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
