@@ -32,6 +32,23 @@ class FFWMode(str, Enum):
     NONE = "none"  # no FFW in the block (fusion-block ablation)
 
 
+class FFWInit(str, Enum):
+    """How the MM block's FFW copy starts from the LM layer's MLP."""
+
+    # The reference: the weight matrices copied; biases keep nn.Linear's default
+    # initialisation; GPT-2's tanh GELU becomes nn.GELU (erf form).
+    REFERENCE = "reference"
+    # An exact copy (weights, biases, the LM's own activation): closed gates give the exact LM.
+    COPY_LM = "copy-lm"
+
+
+class MLPForm(str, Enum):
+    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form)."""
+
+    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum
+    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): the LM's own (SwiGLU)
+
+
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -60,6 +77,32 @@ class SeqAugMode(str, Enum):
     PER_SAMPLE = "per-sample"
 
 
+class AVBatchNormAt(str, Enum):
+    """Where the AV encoder's BatchNorm acts (for the modalities `av_input_batchnorm` lists)."""
+
+    POOLED = "pooled"  # after the temporal pooling, on the shared grid's valid steps (the reference)
+    RAW = "raw"  # on the raw frames, before pooling
+
+
+class AVPositions(str, Enum):
+    """The AV encoder's sinusoidal positions."""
+
+    # fairseq's table (the reference): [sin | cos] halves, frequencies 10000^(-i/(h-1)), positions
+    # counted from padding_idx + 1 = 1 over the steps whose first input feature is non-zero; a
+    # step whose first feature is exactly 0 is padding and gets the zero embedding.
+    FAIRSEQ = "fairseq"
+    VASWANI = "vaswani"  # interleaved sin/cos, positions 0, 1, … on every step
+
+
+class AVReadout(str, Enum):
+    """What AV pretraining's head reads (stage 2 always reads ⟨LayerNorm(z)⟩ with its own head)."""
+
+    # The reference: clf(fusion(cat)[:, -1]), the Fusion FFW's output at the last (valid) step,
+    # no LayerNorm; stage 2 builds a fresh LayerNorm and AV head: only the encoder carries over.
+    LAST = "last"
+    MEAN = "mean"  # av_head(⟨LayerNorm(z)⟩), as stage 2 reads it; the LayerNorm and head carry over
+
+
 class FusionPositions(str, Enum):
     """The position ids the fusion tokens get (text positions always count real tokens only)."""
 
@@ -82,6 +125,11 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_aug": Augmentation,
     "seqaug_mode": SeqAugMode,
     "fusion_positions": FusionPositions,
+    "ffw_init": FFWInit,
+    "av_batchnorm_at": AVBatchNormAt,
+    "av_positions": AVPositions,
+    "av_readout": AVReadout,
+    "mlp_form": MLPForm,
 }
 
 
@@ -117,9 +165,12 @@ class ModelConfig:
     av_heads: int = 6
     av_ffn: int = 120
     av_dropout: float = 0.1
-    # Modalities whose raw features get BatchNorm (SIMS: both; MOSI: audio only; MOSEI: none).
-    # A bool (older configs) means both or none.
+    # Modalities that get BatchNorm (SIMS: both; MOSI: audio in pretraining, none in stage 2;
+    # MOSEI: none). A bool (older configs) means both or none.
     av_input_batchnorm: tuple[str, ...] = AV_MODALITIES
+    av_batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED  # after pooling (the reference) or on raw frames
+    av_positions: AVPositions = AVPositions.FAIRSEQ
+    av_readout: AVReadout = AVReadout.LAST  # AV pretraining's readout (AVReadout)
     # --- fusion ---
     mm_layers: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)  # 0-based LM layers followed by an MM block
     n_fusion: int = 20  # learnable fusion tokens appended after the text
@@ -127,6 +178,8 @@ class ModelConfig:
     mm_dropout: float = 0.1  # on the attention weights and after the cross-attention output projection
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
+    ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
+    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
@@ -364,21 +417,24 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
-                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=("audio",), max_text_tokens=50),
+                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
-        pretrain_model=dict(av_pool_len=50),
+        # The reference pretrains MOSI's AV encoder with BatchNorm on audio; its stage 2 has none.
+        pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",)),
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,
-    # a 40-epoch cap, per-sample SeqAug, fusion positions after the text: the tiny
+    # a 40-epoch cap, per-sample SeqAug, an exact FFW copy, fusion positions after the text: the tiny
     # LM never saw positions past its short training sentences).
     "sample": Preset(
         name="sample",
         description="the embedded sample with a tiny local GPT-2 (4 layers): minutes on 2 CPU cores",
         model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
                    d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=(), max_text_tokens=32,
-                   seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT),
+                   seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT,
+                   ffw_init=FFWInit.COPY_LM, av_positions=AVPositions.VASWANI,
+                   av_readout=AVReadout.MEAN),
         train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
                    patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
                    cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap

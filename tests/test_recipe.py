@@ -41,7 +41,8 @@ _PRETRAIN = dict(beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, schedule="
                  clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None)
 _MODEL = dict(d_av=30, av_layers=3, av_heads=6, av_ffn=120, av_dropout=0.1, mm_heads=16, mm_dropout=0.1,
               gating="sigmoid", fusion_inputs="fusion", fusion_positions="fixed", seqaug_mode="reference",
-              av_aug="seqaug", head_hidden=64, lm_dropout=True)
+              av_aug="seqaug", head_hidden=64, lm_dropout=True, ffw_init="reference", av_batchnorm_at="pooled",
+              av_positions="fairseq")
 
 REFERENCE = {
     "mosei": dict(
@@ -73,7 +74,7 @@ REFERENCE = {
         model=dict(_MODEL, lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=[11, 14, 17, 20, 23], n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug="none", ffw_mode="lora",
                    lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
-                   av_aug_p=0.3, av_input_batchnorm=["audio"]),
+                   av_aug_p=0.3, av_input_batchnorm=[]),
         train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
         pretrain=dict(_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
         pretrain_pool=50,
@@ -100,8 +101,9 @@ def test_every_preset_is_the_reference_recipe(name):
     # Resolved means complete: every field of both configs is there.
     assert set(report["model"]) == set(ModelConfig().to_dict())
     assert set(report["train"]) == set(report["pretrain"]["train"]) == set(TrainConfig().to_dict())
-    # The pretraining AV settings are those of the model it loads into (only the pool length may differ).
-    assert set(report["pretrain"]["model"]) <= {"av_pool_len"}
+    # The pretraining AV settings are those of the model it loads into but for what has no weights
+    # (the pool length, SeqAug) and MOSI's pretraining-only audio BatchNorm (tests/test_reference_model.py).
+    assert set(report["pretrain"]["model"]) <= {"av_pool_len", "av_aug_p", "av_input_batchnorm"}
 
 
 def test_sample_preset_keeps_the_demo_recipe_explicitly():
@@ -360,7 +362,7 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
 
     monkeypatch.setattr(av_encoder, "seq_aug_shared", marker)
     enc = AVEncoder(d_audio=3, d_vision=2, pool_len=4, input_batchnorm=("audio",), aug="seqaug", aug_p=0.5,
-                    seqaug_mode=mode)
+                    seqaug_mode=mode, batchnorm_at="raw")  # BatchNorm on raw frames: it sees what SeqAug gave
     seen = []
     enc.audio_norm.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].clone()))
     audio, vision = torch.randn(2, 10, 3), torch.randn(2, 6, 2)
@@ -380,8 +382,11 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
 def test_batchnorm_is_per_modality():
     from models.nn.av_encoder import AVEncoder
 
-    mosi = AVEncoder.from_config(get_preset("mosi").model_config())
-    assert mosi.audio_norm is not None and mosi.vision_norm is None
+    mosi = get_preset("mosi")
+    pretrain = AVEncoder.from_config(mosi.model_config(**mosi.pretrain_model))  # the reference: audio only
+    assert pretrain.audio_norm is not None and pretrain.vision_norm is None
+    stage2 = AVEncoder.from_config(mosi.model_config())  # and none in stage 2
+    assert stage2.audio_norm is None and stage2.vision_norm is None
     sims = AVEncoder.from_config(get_preset("sims").model_config())
     assert sims.audio_norm is not None and sims.vision_norm is not None
     assert ModelConfig(av_input_batchnorm=True).av_input_batchnorm == ("audio", "vision")  # older configs
@@ -495,21 +500,24 @@ def test_av_weights_load_strictly_both_ways(tiny_gpt2):
 
     config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
                          av_input_batchnorm=("audio",))
-    weights = AVPretrainModel(config).state_dict()
+    weights = AVPretrainModel(config.replace(av_readout="mean")).state_dict()  # the head carries over too
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights) == len(weights)
     # The pool length has no weights: SIMS pretrains at 39 steps and fine-tunes at 55.
-    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3)).state_dict()
+    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3, av_readout="mean")).state_dict()
     assert load_av_weights(model, other_pool) == len(other_pool)
     missing = {k: v for k, v in weights.items() if k != "av_encoder.fusion.bias"}
     with pytest.raises(CheckpointError, match="lacks av_encoder.fusion.bias"):
         load_av_weights(model, missing)
     # Pretrained without the audio BatchNorm the model has: its BatchNorm would stay at random init.
-    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=())).state_dict()
+    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=(), av_readout="mean")).state_dict()
     with pytest.raises(CheckpointError, match="lacks av_encoder.audio_norm"):
         load_av_weights(model, no_bn)
-    extra = {**weights, "av_encoder.vision_norm.norm.weight": torch.ones(5)}
-    with pytest.raises(CheckpointError, match="holds av_encoder.vision_norm.norm.weight"):
+    # A BatchNorm the model lacks is skipped (MOSI pretrains with one, its stage 2 has none: as the
+    # reference); any other surplus tensor is an error.
+    assert load_av_weights(model, {**weights, "av_encoder.vision_norm.norm.weight": torch.ones(5)}) == len(weights)
+    extra = {**weights, "av_encoder.extra.weight": torch.ones(5)}
+    with pytest.raises(CheckpointError, match="holds av_encoder.extra.weight"):
         load_av_weights(model, extra)
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.config import FFWMode, FusionInputs, ModelConfig
+from models.config import FFWInit, FFWMode, FusionInputs, ModelConfig
 from models.nn.augment import augment_text
 from models.nn.av_encoder import AVEncoder, masked_mean
 from models.nn.fusion import MMBlock, add_lora, mm_block_ffw
@@ -93,7 +93,7 @@ class DeepMLF(nn.Module):
         blocks = {
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
                             mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
-                            self.lm.rms_norm)
+                            self.lm.rms_norm, config.ffw_init)
             for i in sorted(config.mm_layers)
         }
         self.mm_blocks = nn.ModuleDict(blocks)
@@ -142,10 +142,13 @@ class DeepMLF(nn.Module):
         """Everything a checkpoint must hold: all tensors outside the frozen LM.
 
         The frozen LM, and the frozen FFW copies of LoRA blocks (rebuilt from
-        it), are referenced by `config.lm`, not copied. A frozen AV encoder
+        it, all but their freshly drawn biases), are referenced by `config.lm`, not copied. A frozen AV encoder
         (Pre&Fro) is kept: it does not come from the LM.
         """
         rebuilt = {n for n, p in self.named_parameters() if not p.requires_grad and n.startswith("mm_blocks.")}
+        if self.config.ffw_init is FFWInit.REFERENCE:
+            # Randomly drawn frozen biases (ffw_init=reference) cannot be rebuilt from the LM: kept.
+            rebuilt = {n for n in rebuilt if not n.endswith(".bias")}
         return {n: t for n, t in self.state_dict().items() if not n.startswith("lm.") and n not in rebuilt}
 
     # --- forward pass ---
