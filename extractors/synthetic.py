@@ -14,7 +14,7 @@ import io
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
@@ -136,16 +136,17 @@ def _encode(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray
             channels: int, options: dict) -> None:
     with av.open(str(path), "w", options=options) as container:
         # Both streams exist before the first packet is muxed (the header lists them).
-        vstream = astream = None
+        vstream: VideoStream | None = None
+        astream: AudioStream | None = None
         video_codec, audio_codec = _CODECS.get(path.suffix.lower(), ("libx264", "pcm_s16le"))
         if frames is not None:
-            vstream = container.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001))
+            vstream = cast("VideoStream", container.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001)))
             vstream.height, vstream.width = frames.shape[1:3]
             vstream.pix_fmt = "yuv420p"
             if video_codec == "libx264":
                 vstream.options = {"preset": "ultrafast"}
         if audio is not None:
-            astream = container.add_stream(audio_codec, rate=audio_rate)
+            astream = cast("AudioStream", container.add_stream(audio_codec, rate=audio_rate))
             astream.layout = "mono" if channels == 1 else "stereo"
         if vstream is not None and frames is not None:
             _encode_video(container, vstream, frames)
