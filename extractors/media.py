@@ -275,10 +275,20 @@ def sample_frames(
 
 
 def _to_rgb(frame, max_side: int | None) -> np.ndarray:
-    """One decoded frame as (H, W, 3) uint8, downscaled by FFmpeg's scaler if larger than max_side."""
+    """One decoded frame as (H, W, 3) uint8 as it is displayed: upright, downscaled if larger than max_side.
+
+    A phone stores a portrait clip sideways with a display matrix (FFmpeg's
+    "rotate 90"); the frame's `rotation` (degrees counter-clockwise, from that
+    side data) says how to turn it, as players and FFmpeg's autorotate do.
+    """
     w, h = frame.width, frame.height
     if max_side and max(w, h) > max_side:
         scale = max_side / max(w, h)
         w2, h2 = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
-        return frame.to_ndarray(format="rgb24", width=w2, height=h2)
-    return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24", width=w2, height=h2)  # (H, W, 3)
+    else:
+        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+    quarter_turns = int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) % 4  # counter-clockwise
+    if quarter_turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))  # (W, H, 3) for 90 and 270
+    return rgb

@@ -151,3 +151,29 @@ def make_cover_art_audio(path: Path, seconds: float = 2.0) -> Path:
             container.mux(packet)
         _encode_audio(container, audio, make_audio(seconds, "speech"), AUDIO_RATE, 1)
     return path
+
+
+# Display matrices (16.16 fixed point, w in 2.30) as phones write them in the video track header.
+_PORTRAIT_MATRIX = (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # stored sideways, shown turned 90° clockwise
+
+
+def make_rotated_clip(path: Path, seconds: float = 0.4, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> tuple[Path, np.ndarray]:
+    """A phone-style portrait mp4: upright frames of `size` (H, W) stored sideways with a 90° display matrix.
+
+    The frames are encoded turned 90° counter-clockwise (as the sensor sees
+    them) and the track header's matrix says to turn them back, as a phone's
+    camera app writes it. Returns the path and the upright frames (T, H, W, 3).
+    """
+    import struct
+
+    n = max(1, int(round(seconds * fps)))
+    upright = face_frames(n, size)  # (T, H, W, 3)
+    stored = np.ascontiguousarray(np.rot90(upright, k=1, axes=(1, 2)))  # (T, W, H, 3): sideways
+    write_media(path, stored, fps, None)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b"tkhd")  # the only track is the video one
+    version = data[at + 4]
+    matrix_at = at + 8 + (28 if version == 1 else 16) + 16  # times, track id, duration; then reserved, layer, volume
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", *_PORTRAIT_MATRIX)
+    Path(path).write_bytes(bytes(data))
+    return Path(path), upright

@@ -262,3 +262,18 @@ def test_label_file_in_another_encoding_says_so(tmp_path):
     path.write_bytes("video_id,clip_id,text,label,mode\nv,c,déjà,0.5,train\n".encode("latin-1"))
     with pytest.raises(ExtractionError, match=r"label.csv: not UTF-8 text .*save it as CSV UTF-8 \(or UTF-16 with a byte-order mark\)"):
         read_labels(path)
+
+
+# --------------------------------------------------------------------------- item 3: rotation
+def test_a_sideways_stored_clip_is_read_upright(tmp_path):
+    from extractors.media import sample_frames
+
+    path, upright = tm.make_rotated_clip(tmp_path / "portrait.mp4", 0.4, fps=10, size=(320, 240))
+    frames, _ = sample_frames(path, 10.0)
+    assert frames.shape == (4, 320, 240, 3)  # portrait, as a player shows it
+    err_upright = np.abs(frames.astype(float) - upright.astype(float)).mean()
+    sideways = np.rot90(upright, k=1, axes=(1, 2))
+    assert sideways.shape != frames.shape or np.abs(frames.astype(float) - sideways.astype(float)).mean() > 20
+    assert err_upright < 8  # only codec error left
+    small, _ = sample_frames(path, 10.0, max_side=160)
+    assert small.shape == (4, 160, 120, 3)
