@@ -42,13 +42,6 @@ class FFWInit(str, Enum):
     COPY_LM = "copy-lm"
 
 
-class MLPForm(str, Enum):
-    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form)."""
-
-    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum
-    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): the LM's own (SwiGLU)
-
-
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -125,7 +118,6 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_batchnorm_at": AVBatchNormAt,
     "av_positions": AVPositions,
     "av_readout": AVReadout,
-    "mlp_form": MLPForm,
 }
 
 
@@ -175,7 +167,6 @@ class ModelConfig:
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
     ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
-    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
