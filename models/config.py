@@ -42,13 +42,6 @@ class FFWInit(str, Enum):
     COPY_LM = "copy-lm"
 
 
-class MLPForm(str, Enum):
-    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form)."""
-
-    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum
-    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): the LM's own (SwiGLU)
-
-
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -129,7 +122,6 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_batchnorm_at": AVBatchNormAt,
     "av_positions": AVPositions,
     "av_readout": AVReadout,
-    "mlp_form": MLPForm,
 }
 
 
@@ -179,7 +171,6 @@ class ModelConfig:
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
     ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
-    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
@@ -263,6 +254,8 @@ class ModelConfig:
 # Training choices (TrainConfig checks them; the schedule and device code act on them).
 CLIP_MODES = ("value", "norm")
 CLIP_SCOPES = ("non-av", "all")
+CLIP_EVERY = ("step", "micro-batch")  # clip before each optimizer step, or after every micro-batch's backward
+DECAY_GROUPS = ("matrices", "all")  # weight decay on weight matrices only, or on every parameter
 LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" = bfloat16 on CUDA
 
 
@@ -292,6 +285,12 @@ class TrainConfig:
     clip_mode: str = "value"
     clip_threshold: float = 5.0
     clip_scope: str = "non-av"  # "non-av": all trainable parameters but the AV encoder (the reference); "all"
+    # "step": once before each optimizer step; "micro-batch": after every micro-batch's backward, on
+    # the gradients accumulated so far (the reference's AV pretraining).
+    clip_every: str = "step"
+    # "matrices": biases, norms, gates and fusion tokens get no decay; "all": every parameter decays,
+    # biases included (the reference's AV pretraining: torch AdamW's default on model.parameters()).
+    decay_groups: str = "matrices"
     eval_batch_size: int = 64
     lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
@@ -299,7 +298,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the MM blocks and the AV encoder
 
     def __post_init__(self) -> None:
-        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES}
+        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES,
+                   "clip_every": CLIP_EVERY, "decay_groups": DECAY_GROUPS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
@@ -369,11 +369,14 @@ _REFERENCE_TRAIN: dict[str, Any] = dict(
     lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, max_epochs=None, warmup_epochs=1.0,
     min_lr=1e-7, schedule="cosine", clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
 )
-# AV-encoder pretraining as the reference's `bienc` configs: AdamW with default
-# betas, batch 32 × 4, reduce-on-plateau ×0.1, clip by value 1.0, early stop 8.
+# AV-encoder pretraining as the reference's `bienc` trainer runs it: AdamW(model.parameters(), lr)
+# with torch's defaults (betas, weight decay 0.01 on every parameter, biases included: the trainer
+# never reads its configs' decay), batch 32 × 4, reduce-on-plateau ×0.1, clip by value 1.0 after
+# every micro-batch's backward, early stop 8.
 _REFERENCE_PRETRAIN: dict[str, Any] = dict(
-    beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, max_epochs=None, warmup_epochs=0.0,
-    schedule="plateau", plateau_factor=0.1, clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8,
+    beta1=0.9, beta2=0.999, weight_decay=0.01, decay_groups="all", batch_size=32, grad_accum=4, max_epochs=None,
+    warmup_epochs=0.0, schedule="plateau", plateau_factor=0.1, clip_mode="value", clip_threshold=1.0,
+    clip_scope="all", clip_every="micro-batch", patience=8,
 )
 
 # Paper Table 1 with the reference configs (docs/architecture.md §9, docs/recipe.md). Feature
@@ -386,8 +389,7 @@ PRESETS: dict[str, Preset] = {
                    text_aug_p=0.2, text_aug_apply=0.3, d_audio=74, d_vision=35, av_pool_len=50,
                    av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
-        # The reference's MOSEI bienc weight decay is not in our notes; 0.001 as for every bienc (docs/recipe.md).
-        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
     ),
     "mosei-large": Preset(
@@ -397,7 +399,7 @@ PRESETS: dict[str, Preset] = {
                    text_aug_p=0.3, text_aug_apply=0.25, d_audio=74, d_vision=35, av_pool_len=50,
                    av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10),
-        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
     ),
     "sims": Preset(
@@ -407,7 +409,7 @@ PRESETS: dict[str, Preset] = {
                    lambda_lm=1.0, text_aug_p=0.3, text_aug_apply=0.25, d_audio=33, d_vision=709,
                    av_pool_len=55, av_input_batchnorm=("audio", "vision"), max_text_tokens=39),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10),
-        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-4, weight_decay=0.001, plateau_patience=10),
+        pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_model=dict(av_pool_len=39),
         notes=("the paper's text says 16 fusion tokens; the reference config uses 20",),
     ),
@@ -419,9 +421,10 @@ PRESETS: dict[str, Preset] = {
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
                    av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
-        pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
-        # The reference pretrains MOSI's AV encoder with BatchNorm on audio; its stage 2 has none.
-        pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",)),
+        pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),
+        # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)
+        # and SeqAug p = 0.2 (stage 2: 0.3).
+        pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",), av_aug_p=0.2),
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,

@@ -38,7 +38,8 @@ runner = CliRunner()
 _TRAIN = dict(lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, warmup_epochs=1.0, min_lr=1e-7,
               schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av")
 _PRETRAIN = dict(beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, schedule="plateau", plateau_factor=0.1,
-                 clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None)
+                 clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None,
+                 weight_decay=0.01, decay_groups="all", clip_every="micro-batch")
 _MODEL = dict(d_av=30, av_layers=3, av_heads=6, av_ffn=120, av_dropout=0.1, mm_heads=16, mm_dropout=0.1,
               gating="sigmoid", fusion_inputs="fusion", fusion_positions="fixed", seqaug_mode="reference",
               av_aug="seqaug", head_hidden=64, lm_dropout=True, ffw_init="reference", av_batchnorm_at="pooled",
@@ -50,7 +51,7 @@ REFERENCE = {
                    lambda_t=1.0, lambda_lm=1.1, text_aug="seqaug", text_aug_p=0.2, text_aug_apply=0.3,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
         train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "mosei-large": dict(
@@ -58,7 +59,7 @@ REFERENCE = {
                    lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3, text_aug_apply=0.25,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
         train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "sims": dict(
@@ -67,7 +68,7 @@ REFERENCE = {
                    text_aug_apply=0.25, ffw_mode="full", max_text_tokens=39, av_pool_len=55, av_aug_p=0.2,
                    av_input_batchnorm=["audio", "vision"]),
         train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-4, weight_decay=0.001, plateau_patience=10),
+        pretrain=dict(_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_pool=39,
     ),
     "mosi": dict(
@@ -76,7 +77,7 @@ REFERENCE = {
                    lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
                    av_aug_p=0.3, av_input_batchnorm=[]),
         train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
-        pretrain=dict(_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
+        pretrain=dict(_PRETRAIN, lr=1e-3, plateau_patience=10),
         pretrain_pool=50,
     ),
 }

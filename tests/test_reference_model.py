@@ -131,3 +131,56 @@ def test_pretraining_reads_the_last_step_without_layernorm(tiny_gpt2):
     assert n == sum(1 for k in pre.state_dict() if k.startswith("av_encoder."))
     assert torch.equal(model.av_encoder.fusion.weight, pre.av_encoder.fusion.weight)
     assert torch.equal(model.av_encoder.norm.weight, fresh_norm) and torch.equal(model.av_head.weight, fresh_head)
+
+
+# --- items 12, 13, 15: pretraining decay on every parameter, clipping per micro-batch, MOSI SeqAug ---
+
+def test_pretraining_recipe_fields_per_preset():
+    from models.config import TrainConfig
+
+    for name in ("mosei", "mosei-large", "sims", "mosi"):
+        pre = TrainConfig.from_dict(PRESETS[name].pretrain)
+        assert (pre.weight_decay, pre.decay_groups, pre.clip_every) == (0.01, "all", "micro-batch")
+        stage2 = TrainConfig.from_dict(PRESETS[name].train)
+        assert (stage2.clip_every, stage2.decay_groups) == ("step", "matrices")
+    mosi = PRESETS["mosi"]
+    assert mosi.model_config(**mosi.pretrain_model).av_aug_p == 0.2 and mosi.model_config().av_aug_p == 0.3
+
+
+def test_decay_groups_all_decays_biases_too():
+    from models.nn.av_pretrain import AVPretrainModel
+    from models.training.loop import parameter_groups
+
+    model = AVPretrainModel(ModelConfig(d_audio=7, d_vision=5, av_pool_len=10))
+    (group,) = parameter_groups(model, 0.01, "all")
+    assert group["weight_decay"] == 0.01 and len(group["params"]) == len(list(model.parameters()))
+    groups = parameter_groups(model, 0.01, "matrices")
+    assert any(g["weight_decay"] == 0.0 and g["params"] for g in groups)  # biases and norms exempt
+
+
+@pytest.mark.parametrize("every,calls", [("micro-batch", 3), ("step", 2)])
+def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, calls):
+    """48 clips / batch 16 = 3 micro-batches, grad_accum 2 → 2 optimizer steps: 3 clips per micro-batch, 2 per step."""
+    import models.training.loop as training
+    from models.config import TrainConfig
+    from models.data.batching import encode_split
+    from models.data.sample import make_sample_dataset
+    from models.nn.av_pretrain import AVPretrainModel
+
+    data = make_sample_dataset(n_train=48, n_valid=16, n_test=16, seed=3)
+    encoded = {k: encode_split(v, None, 8, None) for k, v in data.splits.items()}
+    seen = []
+    real_clip = training.clip_gradients
+
+    def spy(params, mode, threshold):
+        params = list(params)
+        seen.append(sum(float(p.grad.abs().sum()) for p in params if p.grad is not None))
+        real_clip(params, mode, threshold)
+
+    monkeypatch.setattr(training, "clip_gradients", spy)
+    torch.manual_seed(0)
+    model = AVPretrainModel(PRESETS["sample"].model_config(d_audio=33, d_vision=16, av_aug="none"))
+    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=2, max_epochs=1, clip_mode="value", clip_threshold=1e-3,
+                         clip_scope="all", clip_every=every, schedule="plateau", warmup_epochs=0.0)
+    training.fit(model, encoded["train"], encoded["valid"], config, data.scheme, tmp_path, seed=0)
+    assert len(seen) == calls and all(s > 0 for s in seen)  # each on gradients that exist

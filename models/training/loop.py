@@ -71,8 +71,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight matrices decay; biases, norms, gates and fusion tokens do not."""
+def parameter_groups(model: torch.nn.Module, weight_decay: float, groups: str = "matrices") -> list[dict[str, Any]]:
+    """AdamW groups: weight matrices decay; biases, norms, gates and fusion tokens do not.
+
+    `groups="all"` (TrainConfig.decay_groups): every trainable parameter decays, biases included.
+    """
+    if groups == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -129,7 +134,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_groups), lr=config.lr,
                                   betas=(config.beta1, config.beta2))
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
                                                           patience=config.plateau_patience)
@@ -179,6 +184,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                     out = ddp_model(batch)
                 loss = out.loss * loss_scale
                 loss.backward()
+            if config.clip_every == "micro-batch":  # the accumulated gradients so far (AV pretraining)
+                clip_gradients(clipped, config.clip_mode, config.clip_threshold)
             losses.append(float(out.loss.detach()))
             for k, v in out.terms.items():
                 term_sums[k] = term_sums.get(k, 0.0) + v
@@ -188,7 +195,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                     lr = lr_at_step(counters["step"], config.lr, config.min_lr, warmup_steps, period_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                clip_gradients(clipped, config.clip_mode, config.clip_threshold)
+                if config.clip_every == "step":
+                    clip_gradients(clipped, config.clip_mode, config.clip_threshold)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 counters["step"] += 1
