@@ -12,7 +12,6 @@ counters, RNG) atomically, so a kill loses at most the current epoch.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 import warnings
@@ -45,6 +44,8 @@ from models.training.schedule import (
     clipped_parameters,
     epochs_left,
     lr_at_step,
+    micro_batches_per_epoch,
+    optimizer_steps_per_epoch,
     restart_period_steps,
     warmup_steps_for,
 )
@@ -141,8 +142,12 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
 
-    batches_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / world)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
+    batches_per_epoch = micro_batches_per_epoch(len(train), config.batch_size, world)
+    steps_per_epoch = optimizer_steps_per_epoch(batches_per_epoch, config.grad_accum)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
+                          f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
+                          f"lower --grad-accum or --batch-size")
     warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
     period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
     counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
@@ -169,7 +174,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
             text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
-            last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
+            # No partial last step: the remainder batches' gradients are dropped by the next zero_grad.
+            last_of_step = (i + 1) % config.grad_accum == 0
             # DDP syncs gradients on every backward unless told not to: only the step's last batch syncs.
             sync: contextlib.AbstractContextManager = contextlib.nullcontext()
             if isinstance(ddp_model, DistributedDataParallel) and not last_of_step:
