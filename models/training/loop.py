@@ -42,12 +42,10 @@ from models.training.schedule import (
     accumulation_scale,
     clip_gradients,
     clipped_parameters,
+    epoch_schedule,
     epochs_left,
     lr_at_step,
     micro_batches_per_epoch,
-    optimizer_steps_per_epoch,
-    restart_period_steps,
-    warmup_steps_for,
 )
 from models.training.state import load_state, save_state
 
@@ -73,15 +71,16 @@ def seed_everything(seed: int) -> None:
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight matrices decay; biases, norms, gates and fusion tokens do not."""
+    """AdamW groups as the reference trainer builds them: decay 0 only where the name contains "bias".
+
+    LayerNorm weights, the gates and the fusion tokens are decayed like the
+    weight matrices (the reference's rule, which the paper's numbers come from).
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or name.endswith("bias") or "norm" in name or name == "fusion_tokens" or "ln_" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        (no_decay if "bias" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -143,13 +142,12 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                                             find_unused_parameters=True)
 
     batches_per_epoch = micro_batches_per_epoch(len(train), config.batch_size, world)
-    steps_per_epoch = optimizer_steps_per_epoch(batches_per_epoch, config.grad_accum)
+    steps_per_epoch, warmup_steps, period_steps = epoch_schedule(
+        len(train), config.batch_size, config.grad_accum, config.warmup_epochs, config.cosine_period_epochs, world)
     if steps_per_epoch < 1:
         raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
                           f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
                           f"lower --grad-accum or --batch-size")
-    warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
-    period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
     counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "history": [], "best_valid": {}}
     state_dir = out_dir / STATE_DIR

@@ -40,6 +40,14 @@ def optimizer_steps_per_epoch(micro_batches: int, grad_accum: int) -> int:
     return micro_batches // grad_accum
 
 
+def epoch_schedule(n_clips: int, batch_size: int, grad_accum: int, warmup_epochs: float, period_epochs: int,
+                   world: int = 1) -> tuple[int, int, int]:
+    """(optimizer steps per epoch, warm-up steps W, restart period T_0) of a training split of `n_clips`."""
+    steps = optimizer_steps_per_epoch(micro_batches_per_epoch(n_clips, batch_size, world), grad_accum)
+    warmup = warmup_steps_for(warmup_epochs, steps)
+    return steps, warmup, restart_period_steps(period_epochs, steps, warmup)
+
+
 def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int) -> int:
     """Optimizer steps of the linear warm-up (0 when `warmup_epochs` is 0)."""
     return max(0, int(round(warmup_epochs * steps_per_epoch)))
