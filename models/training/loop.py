@@ -76,7 +76,8 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     LayerNorm weights, the gates and the fusion tokens are decayed like the
     weight matrices (the reference's rule, which the paper's numbers come from).
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
