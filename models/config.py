@@ -255,7 +255,7 @@ class ModelConfig:
 CLIP_MODES = ("value", "norm")
 CLIP_SCOPES = ("non-av", "all")
 CLIP_EVERY = ("step", "micro-batch")  # clip before each optimizer step, or after every micro-batch's backward
-DECAY_GROUPS = ("matrices", "all")  # weight decay on weight matrices only, or on every parameter
+DECAY_GROUPS = ("non-bias", "all")  # weight decay on every parameter whose name lacks "bias", or on all
 LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" = bfloat16 on CUDA
 
 
@@ -288,9 +288,10 @@ class TrainConfig:
     # "step": once before each optimizer step; "micro-batch": after every micro-batch's backward, on
     # the gradients accumulated so far (the reference's AV pretraining).
     clip_every: str = "step"
-    # "matrices": biases, norms, gates and fusion tokens get no decay; "all": every parameter decays,
+    # "non-bias": parameters whose name contains "bias" get no decay (the reference's fine-tuning
+    # groups; norms, gates and fusion tokens decay); "all": every parameter decays,
     # biases included (the reference's AV pretraining: torch AdamW's default on model.parameters()).
-    decay_groups: str = "matrices"
+    decay_groups: str = "non-bias"
     eval_batch_size: int = 64
     lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)

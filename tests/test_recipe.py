@@ -123,9 +123,10 @@ def test_describe_help_names_one_default():
 
 # --- schedule ---------------------------------------------------------------------------------------------------
 
-def test_warmup_is_linear_per_optimizer_step_and_reaches_the_peak():
+def test_warmup_is_linear_per_optimizer_step_from_zero_and_reaches_the_peak():
     lrs = [lr_at_step(s, 1e-4, 1e-7, warmup_steps=10, period_steps=50) for s in range(10)]
-    assert lrs == pytest.approx([1e-4 * (s + 1) / 10 for s in range(10)])
+    assert lrs == pytest.approx([1e-4 * s / 10 for s in range(10)])  # the reference: the first step runs at lr 0
+    assert lrs[0] == 0.0
     assert lr_at_step(10, 1e-4, 1e-7, 10, 50) == pytest.approx(1e-4)  # the first cosine step is the peak
 
 
@@ -172,12 +173,13 @@ def _av_model(**overrides):
 
 def test_fit_steps_the_warm_restarts_per_optimizer_step(av_data, tmp_path):
     encoded, scheme = av_data
-    # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps; E = 1 → T_0 = 2·3 − 3 = 3 steps.
+    # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps (lr 0, 1/3, 2/3 of the peak);
+    # E = 1 → T_0 = 2·3 − 3 = 3 steps.
     config = TrainConfig(lr=1e-3, min_lr=0.0, batch_size=16, grad_accum=1, max_epochs=3, patience=10,
                          cosine_period_epochs=1)
     result = fit(_av_model(), encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     lrs = [h["lr"] for h in result.history]  # the lr of each epoch's last step
-    assert lrs[0] == pytest.approx(1e-3)  # end of the warm-up
+    assert lrs[0] == pytest.approx(2e-3 / 3)  # the warm-up's last step: base·2/3
     after_two_of_three = 0.5 * 1e-3 * (1 + math.cos(math.pi * 2 / 3))
     assert lrs[1] == pytest.approx(after_two_of_three) and lrs[2] == pytest.approx(after_two_of_three)  # a restart
 
@@ -526,7 +528,8 @@ def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
     from models.data.format import save_dataset
     from models.data.sample import make_sample_dataset
 
-    data_dir = save_dataset(make_sample_dataset(n_train=40, n_valid=16, n_test=16), tmp_path / "sample")
+    # 128 clips = 4 batches of 32: the sims recipe's grad_accum 4 makes one optimizer step (no partial steps).
+    data_dir = save_dataset(make_sample_dataset(n_train=128, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "pre"
     result = runner.invoke(app, ["pretrain", "--dataset", str(data_dir), "--preset", "sims", "--max-epochs", "1",
                                  "--device", "cpu", "--out", str(out), "--quiet", "--json"])

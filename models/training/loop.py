@@ -12,7 +12,6 @@ counters, RNG) atomically, so a kill loses at most the current epoch.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 import warnings
@@ -43,10 +42,10 @@ from models.training.schedule import (
     accumulation_scale,
     clip_gradients,
     clipped_parameters,
+    epoch_schedule,
     epochs_left,
     lr_at_step,
-    restart_period_steps,
-    warmup_steps_for,
+    micro_batches_per_epoch,
 )
 from models.training.state import load_state, save_state
 
@@ -71,21 +70,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float, groups: str = "matrices") -> list[dict[str, Any]]:
-    """AdamW groups: weight matrices decay; biases, norms, gates and fusion tokens do not.
+def parameter_groups(model: torch.nn.Module, weight_decay: float, groups: str = "non-bias") -> list[dict[str, Any]]:
+    """AdamW groups as the reference trainer builds them: decay 0 only where the name contains "bias".
 
-    `groups="all"` (TrainConfig.decay_groups): every trainable parameter decays, biases included.
+    LayerNorm weights, the gates and the fusion tokens are decayed like the
+    weight matrices (the reference's rule, which the paper's numbers come from).
+    `groups="all"` (TrainConfig.decay_groups): every trainable parameter decays, biases
+    included (the reference's AV pretraining).
     """
     if groups == "all":
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or name.endswith("bias") or "norm" in name or name == "fusion_tokens" or "ln_" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        (no_decay if "bias" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -146,10 +146,13 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
 
-    batches_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / world)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
-    warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
-    period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
+    batches_per_epoch = micro_batches_per_epoch(len(train), config.batch_size, world)
+    steps_per_epoch, warmup_steps, period_steps = epoch_schedule(
+        len(train), config.batch_size, config.grad_accum, config.warmup_epochs, config.cosine_period_epochs, world)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
+                          f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
+                          f"lower --grad-accum or --batch-size")
     counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "history": [], "best_valid": {}}
     state_dir = out_dir / STATE_DIR
@@ -174,7 +177,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         for i, index in enumerate(batches):
             batch = collate(train, index).to(device)
             text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
-            last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
+            # No partial last step: the remainder batches' gradients are dropped by the next zero_grad.
+            last_of_step = (i + 1) % config.grad_accum == 0
             # DDP syncs gradients on every backward unless told not to: only the step's last batch syncs.
             sync: contextlib.AbstractContextManager = contextlib.nullcontext()
             if isinstance(ddp_model, DistributedDataParallel) and not last_of_step:

@@ -1,0 +1,129 @@
+"""The paper presets' training procedure against the released trainer, number by number.
+
+Every expected value is written here from the reference's own formulas and
+the real train-split sizes (MOSEI 16326, SIMS 1368, MOSI 1284 clips), not
+read back from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from models.config import TrainConfig, get_preset
+from models.nn.interface import Output
+from models.training.loop import parameter_groups
+from models.training.schedule import epoch_schedule, lr_at_step
+
+# preset → (train clips, E = cosine_period_epochs) of the reference configs
+TRAIN_SIZES = {"mosei": (16326, 15), "mosei-large": (16326, 20), "sims": (1368, 100), "mosi": (1284, 150)}
+# floor(ceil(N / 32) / 8): 511 → 63, 43 → 5, 41 → 5 optimizer steps
+EXPECTED_STEPS = {"mosei": 63, "mosei-large": 63, "sims": 5, "mosi": 5}
+
+
+def _reference_lr(k: int, base: float, eta_min: float, warmup: int, period: int) -> float:
+    """The reference: linear warm-up base·k/W, then CosineAnnealingWarmRestarts(T_0, T_mult=1)."""
+    if k < warmup:
+        return base * k / warmup
+    t = (k - warmup) % period
+    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+@pytest.mark.parametrize("name", list(TRAIN_SIZES))
+def test_steps_warmup_and_restart_period_per_preset(name):
+    n, period_epochs = TRAIN_SIZES[name]
+    train = TrainConfig.from_dict(get_preset(name).train)
+    assert train.cosine_period_epochs == period_epochs and (train.batch_size, train.grad_accum) == (32, 8)
+    steps, warmup, period = epoch_schedule(n, train.batch_size, train.grad_accum, train.warmup_epochs,
+                                           train.cosine_period_epochs)
+    assert steps == EXPECTED_STEPS[name] == math.ceil(n / 32) // 8
+    assert warmup == steps  # one warm-up epoch
+    assert period == (period_epochs + 1) * steps - warmup
+
+
+@pytest.mark.parametrize("name", list(TRAIN_SIZES))
+def test_lr_of_the_first_100_steps_and_around_the_first_restart(name):
+    n, period_epochs = TRAIN_SIZES[name]
+    steps = EXPECTED_STEPS[name]
+    warmup, period = steps, (period_epochs + 1) * steps - steps
+    train = TrainConfig.from_dict(get_preset(name).train)
+    got = [lr_at_step(k, train.lr, train.min_lr, *epoch_schedule(n, 32, 8, 1.0, period_epochs)[1:])
+           for k in range(100)]
+    assert got == pytest.approx([_reference_lr(k, 1e-4, 1e-7, warmup, period) for k in range(100)], rel=1e-12)
+    assert got[0] == 0.0 and got[1] == pytest.approx(1e-4 / steps)
+    restart = warmup + period  # the first warm restart: back at the peak
+    for k in (restart - 2, restart - 1, restart, restart + 1):
+        assert lr_at_step(k, 1e-4, 1e-7, warmup, period) == pytest.approx(
+            _reference_lr(k, 1e-4, 1e-7, warmup, period), rel=1e-12)
+    assert lr_at_step(restart, 1e-4, 1e-7, warmup, period) == pytest.approx(1e-4)
+    assert lr_at_step(restart - 1, 1e-4, 1e-7, warmup, period) < 1e-7 + 1e-9
+
+
+def test_remainder_batches_run_but_make_no_partial_step(monkeypatch, tmp_path):
+    """41 batches with grad_accum 8: 5 optimizer steps, the last batch runs forward/backward but never steps."""
+    from models.training import loop
+
+    calls = {"forward": 0, "step": 0}
+
+    class Counted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Linear(1, 1)
+            self.config = get_preset("sample").model_config()
+            self.kind = "counted"
+
+        def forward(self, batch, compute_loss=True):
+            calls["forward"] += self.training
+            pred = self.w(batch.audio[:, 0, :1]).squeeze(-1)  # (B,)
+            return Output(pred, pred, pred, pred[:, None], ((pred - batch.labels) ** 2).mean())
+
+        def trainable_state_dict(self):
+            return self.state_dict()
+
+    real_step = torch.optim.AdamW.step
+
+    def counting_step(self, *a, **k):
+        calls["step"] += 1
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting_step)
+    from procedure_helpers import tiny_split
+
+    train, valid = tiny_split(1284), tiny_split(8)
+    config = TrainConfig(batch_size=32, grad_accum=8, max_epochs=1, patience=2, prefix_cache_gib=0)
+    result = loop.fit(Counted(), train, valid, config, "mosi", tmp_path, seed=0, device="cpu")
+    assert calls["step"] == 5
+    assert calls["forward"] == 41  # every training batch ran, the remainder one too
+    assert result.history[0]["lr"] == pytest.approx(1e-4 * 4 / 5)  # the fifth step, k = 4 of W = 5
+
+
+def test_fit_refuses_a_split_too_small_for_one_step(tmp_path):
+    from models.errors import ConfigError
+    from models.training import loop
+
+    from procedure_helpers import tiny_split
+
+    with pytest.raises(ConfigError, match="grad_accum=8"):
+        loop.fit(nn.Linear(1, 1), tiny_split(64), tiny_split(8), TrainConfig(batch_size=32, grad_accum=8),
+                 "mosi", tmp_path, seed=0, device="cpu")
+
+
+def test_only_parameters_named_bias_escape_weight_decay():
+    class Named(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fusion_tokens = nn.Parameter(torch.zeros(4, 8))
+            self.ln_f = nn.LayerNorm(8)
+            self.gate = nn.Parameter(torch.zeros(1))
+            self.proj = nn.Linear(8, 8)
+            self.frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
+
+    model = Named()
+    decay, no_decay = parameter_groups(model, 0.005)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["fusion_tokens", "gate", "ln_f.weight", "proj.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == ["ln_f.bias", "proj.bias"]
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.005, 0.0)
