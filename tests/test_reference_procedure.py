@@ -127,3 +127,64 @@ def test_only_parameters_named_bias_escape_weight_decay():
     assert sorted(names[id(p)] for p in decay["params"]) == ["fusion_tokens", "gate", "ln_f.weight", "proj.weight"]
     assert sorted(names[id(p)] for p in no_decay["params"]) == ["ln_f.bias", "proj.bias"]
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.005, 0.0)
+
+
+# --- item 6: the LM loss's targets --------------------------------------------------------------
+
+def _gpt2_like_tokenizer():
+    """A word-level tokenizer with GPT-2's special-token layout: EOS 50256, no pad, nothing added."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"good": 922, "movie": 3807, "really": 1107, "bad": 2089, "<|endoftext|>": 50256}
+    word = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    word.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=word, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")
+
+
+def _chinese_bert_tokenizer():
+    """bert-base-chinese's layout ([PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102), as SIMS's GPT-2 uses."""
+    from transformers import BertTokenizer
+
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "好", "看"]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+
+
+def _targets_per_row(tokenizer, texts, max_tokens):
+    """{row: [(token, its target), ...]} of the LM loss, for `texts` encoded and collated as training does."""
+    import numpy as np
+
+    from models.data.batching import collate, encode_split
+    from models.data.types import SplitData
+    from models.nn.deepmlf import lm_targets
+
+    n = len(texts)
+    split = SplitData([f"c{i}" for i in range(n)], list(texts), np.zeros((n, 1, 1), np.float32),
+                      np.zeros((n, 1, 1), np.float32), np.ones(n, np.int64), np.ones(n, np.int64),
+                      np.zeros(n, np.float32))
+    batch = collate(encode_split(split, tokenizer, max_tokens, None), np.arange(n))
+    positions, targets = lm_targets(batch)
+    T = batch.text_ids.shape[1]
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for p, t in zip(positions.tolist(), targets.tolist()):
+        rows.setdefault(p // T, []).append((int(batch.text_ids[p // T, p % T]), t))
+    return rows
+
+
+def test_lm_targets_of_a_gpt2_row_end_with_eos():
+    rows = _targets_per_row(_gpt2_like_tokenizer(), ["good movie", "really really bad movie"], 50)
+    assert rows[0] == [(922, 3807), (3807, 50256)]  # the last real token predicts EOS (GPT-2's pad)
+    assert rows[1] == [(1107, 1107), (1107, 2089), (2089, 3807), (3807, 50256)]
+
+
+def test_lm_targets_of_a_sims_row_end_with_pad_after_sep():
+    rows = _targets_per_row(_chinese_bert_tokenizer(), ["好看", "好"], 39)
+    assert rows[0] == [(101, 104), (104, 105), (105, 102), (102, 0)]  # [CLS] 好 看 [SEP] → … [PAD]
+    assert rows[1] == [(101, 104), (104, 102), (102, 0)]
+
+
+def test_lm_target_of_a_truncated_row_is_id_0():
+    rows = _targets_per_row(_gpt2_like_tokenizer(), ["good movie really bad", "bad"], 3)
+    assert rows[0] == [(922, 3807), (3807, 1107), (1107, 0)]  # cut at 3 tokens: nothing follows, id 0
+    assert rows[1] == [(2089, 50256)]  # one real token: its only target is EOS

@@ -32,6 +32,7 @@ class EncodedSplit:
     # How batches are cut (benchmarks switch these to the reference's way to compare):
     bucketed: bool = True  # batch clips of similar transcript length (else in the given / shuffled order)
     pad_to: int = 0  # pad every batch's text to at least this many tokens (the reference pads to a fixed 50)
+    max_tokens: int = 0  # the length transcripts were cut to (0: unknown, none counts as cut)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,7 +54,7 @@ def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: Featu
         token_ids = tokenize_texts(tokenizer, split.texts, max_tokens)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback_token_id(tokenizer)
     return EncodedSplit(list(split.ids), token_ids, split.audio, split.audio_lengths, split.vision,
-                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id))
+                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id), max_tokens=max_tokens)
 
 
 def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.random.Generator | None,
@@ -83,11 +84,24 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def next_token_targets(token_ids: list[list[int]], pad_id: int, max_tokens: int) -> torch.Tensor:
+    """(B,) long: the LM-loss target after each transcript's last real token, as the reference has it.
+
+    The reference right-pads to the maximum length and rolls the ids left by one, so the last
+    real token predicts the padding id (GPT-2: EOS; a BERT tokenizer: [PAD] after the final
+    [SEP]); a transcript that fills the maximum length (cut there) has nothing after it and
+    predicts id 0.
+    """
+    full = [max_tokens > 0 and len(ids) >= max_tokens for ids in token_ids]
+    return torch.tensor([0 if f else pad_id for f in full], dtype=torch.long)
+
+
 def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
     """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip."""
     from models.data.text import collate_text
 
-    text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id, encoded.pad_to)
+    token_ids = [encoded.token_ids[i] for i in index]
+    text_ids, text_valid = collate_text(token_ids, encoded.pad_id, encoded.pad_to)
     a_len = encoded.audio_lengths[index]
     v_len = encoded.vision_lengths[index]
     t_a = max(1, int(a_len.max()))
@@ -100,4 +114,5 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
         vision=torch.from_numpy(np.ascontiguousarray(encoded.vision[index, :t_v])),
         vision_lengths=torch.from_numpy(v_len.astype(np.int64)),
         labels=torch.from_numpy(encoded.labels[index]),
+        text_next=next_token_targets(token_ids, encoded.pad_id, encoded.max_tokens),
     )
