@@ -256,7 +256,9 @@ CLIP_MODES = ("value", "norm")
 CLIP_SCOPES = ("non-av", "all")
 CLIP_EVERY = ("step", "micro-batch")  # clip before each optimizer step, or after every micro-batch's backward
 DECAY_GROUPS = ("non-bias", "all")  # weight decay on every parameter whose name lacks "bias", or on all
-LM_DTYPES = ("auto", "float32", "bfloat16")  # the frozen LM's weights; "auto" = bfloat16 on CUDA
+# The frozen LM's weights, hence the run's precision (bf16 autocast exactly with a bf16 LM);
+# "auto" = bfloat16 on CUDA, float32 elsewhere. Each preset sets its default (the reference's use_bf16).
+LM_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,9 @@ class TrainConfig:
     # biases included (the reference's AV pretraining: torch AdamW's default on model.parameters()).
     decay_groups: str = "non-bias"
     eval_batch_size: int = 64
-    lm_dtype: str = "auto"  # frozen LM weights: "auto" = bfloat16 on CUDA, float32 elsewhere
+    # Frozen LM weights and so the precision: "auto" = bfloat16 on CUDA, float32 elsewhere. The paper
+    # presets set the reference's use_bf16: float32 for mosei, mosei-large and sims, auto for mosi.
+    lm_dtype: str = "auto"
     checkpoint_layers: bool = False  # recompute each frozen LM layer in backward (activation memory)
     prefix_cache_gib: float = 2.0  # per-clip text states reused across epochs (docs/architecture.md §10); 0 = off
     compile: bool = False  # torch.compile the MM blocks and the AV encoder
@@ -365,7 +369,7 @@ class Preset:
 # β=(0.9, 0.95), lr 1e-4, batch 32 × 8 accumulated (gradients summed), one
 # warm-up epoch, cosine with warm restarts to 1e-7 every `cosine_period_epochs`
 # (not a cap: training ends by early stopping), clip by value 5.0 on everything
-# but the AV encoder. Each preset adds its weight decay, period and patience.
+# but the AV encoder. Each preset adds its weight decay, period, patience and precision (lm_dtype).
 _REFERENCE_TRAIN: dict[str, Any] = dict(
     lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, max_epochs=None, warmup_epochs=1.0,
     min_lr=1e-7, schedule="cosine", clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
@@ -389,7 +393,7 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="gpt2", mm_layers=(3, 5, 7, 8, 9, 10, 11), n_fusion=12, lambda_lm=1.1,
                    text_aug_p=0.2, text_aug_apply=0.3, d_audio=74, d_vision=35, av_pool_len=50,
                    av_input_batchnorm=(), max_text_tokens=50),
-        train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
+        train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
     ),
@@ -399,7 +403,7 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="gpt2-large", mm_layers=(7, 14, 21, 28, 35), n_fusion=12, lambda_lm=1.0,
                    text_aug_p=0.3, text_aug_apply=0.25, d_audio=74, d_vision=35, av_pool_len=50,
                    av_input_batchnorm=(), max_text_tokens=50),
-        train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10),
+        train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
     ),
@@ -409,7 +413,7 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="uer/gpt2-chinese-cluecorpussmall", mm_layers=(5, 6, 7, 8, 9, 10, 11), n_fusion=20,
                    lambda_lm=1.0, text_aug_p=0.3, text_aug_apply=0.25, d_audio=33, d_vision=709,
                    av_pool_len=55, av_input_batchnorm=("audio", "vision"), max_text_tokens=39),
-        train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10),
+        train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_model=dict(av_pool_len=39),
         notes=("the paper's text says 16 fusion tokens; the reference config uses 20",),
@@ -421,7 +425,8 @@ PRESETS: dict[str, Preset] = {
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
                    av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
-        train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
+        # use_bf16: true in the reference's MOSI config (the other presets: false, fp32).
+        train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30, lm_dtype="auto"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),
         # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)
         # and SeqAug p = 0.2 (stage 2: 0.3).

@@ -188,3 +188,37 @@ def test_lm_target_of_a_truncated_row_is_id_0():
     rows = _targets_per_row(_gpt2_like_tokenizer(), ["good movie really bad", "bad"], 3)
     assert rows[0] == [(922, 3807), (3807, 1107), (1107, 0)]  # cut at 3 tokens: nothing follows, id 0
     assert rows[1] == [(2089, 50256)]  # one real token: its only target is EOS
+
+
+# --- item 4: precision per preset (the reference's use_bf16) -------------------------------------
+
+@pytest.mark.parametrize("name, use_bf16", [("mosei", False), ("mosei-large", False), ("sims", False),
+                                            ("mosi", True)])
+def test_the_preset_decides_the_precision_on_cuda(name, use_bf16):
+    from models.devices import resolve_lm_dtype
+
+    train = TrainConfig.from_dict(get_preset(name).train)
+    cuda = torch.device("cuda")  # a device name only: nothing runs on it
+    assert resolve_lm_dtype(train.lm_dtype, cuda) == (torch.bfloat16 if use_bf16 else torch.float32)
+    assert resolve_lm_dtype(train.lm_dtype, torch.device("cpu")) == torch.float32  # every preset: fp32 on a CPU
+
+
+def test_autocast_follows_the_lm_dtype_not_the_device():
+    """An fp32 model on CUDA computes in fp32 (use_bf16 false); bf16 autocast only with bf16 weights."""
+    from models.devices import model_autocast
+
+    fp32, bf16 = nn.Linear(2, 2), nn.Linear(2, 2).to(torch.bfloat16)
+    assert not model_autocast(fp32, torch.device("cuda"))
+    assert model_autocast(bf16, torch.device("cuda")) and model_autocast(bf16, torch.device("cpu"))
+
+
+def test_bf16_on_an_fp32_preset_is_an_opt_in_the_run_spec_records():
+    from deepmlf_cli.resolve import build_spec
+
+    class Dataset:
+        name, scheme, d_audio, d_vision, splits = "sims", "sims", 33, 709, {}
+
+    default, _ = build_spec("deepmlf", Dataset(), "sims", None, {}, {})
+    chosen, _ = build_spec("deepmlf", Dataset(), "sims", None, {}, {"lm_dtype": "bfloat16"})
+    assert default.train.lm_dtype == "float32"
+    assert chosen.train.lm_dtype == "bfloat16" and chosen.to_dict()["train"]["lm_dtype"] == "bfloat16"

@@ -47,7 +47,7 @@ def train(
     grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
     lr: LearningRate = None,
     patience: Patience = None,
-    lm_dtype: Annotated[str | None, typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16 (on a CPU: bf16 autocast, fast with AVX512-BF16/AMX).")] = None,
+    lm_dtype: Annotated[str | None, typer.Option("--lm-dtype", help="Frozen LM weights and so the precision (bf16 autocast with a bf16 LM): auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16 (on a CPU: fast with AVX512-BF16/AMX). Default: the preset's (float32 for mosei, mosei-large, sims; auto for mosi).")] = None,
     checkpoint_layers: Annotated[bool | None, typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
     out: OutDir = None,
     resume: Resume = False,

@@ -118,11 +118,11 @@ class DeepMLF(nn.Module):
 
         The cache serves batches the LM runs without dropout and without text
         augmentation: every evaluation pass, and training with lm_dropout off.
-        It stores bf16 where the model computes in bf16 (CUDA, or a bf16 LM), float32 elsewhere.
+        It stores bf16 where the model computes in bf16 (a bf16 LM), float32 elsewhere.
         """
         if prefix_cache_gib > 0 and self.config.mm_layers and min(self.config.mm_layers) > 0:
             if self.prefix_cache is None or self.prefix_cache.budget_bytes != int(prefix_cache_gib * 2**30):
-                bf16 = device.type == "cuda" or next(self.lm.parameters()).dtype == torch.bfloat16
+                bf16 = next(self.lm.parameters()).dtype == torch.bfloat16  # the run's precision (models.devices)
                 dtype = torch.bfloat16 if bf16 else torch.float32
                 self.prefix_cache = PrefixCache(int(prefix_cache_gib * 2**30), dtype)
         else:

@@ -127,7 +127,7 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(str(device))
     model.to(device)
-    autocast = model_autocast(model, device)  # bf16 autocast on CUDA, and for a bf16 LM on the CPU
+    autocast = model_autocast(model, device)  # bf16 autocast exactly with a bf16 LM (the preset's precision)
     configure_speed = getattr(model, "configure_speed", None)
     if callable(configure_speed):  # DeepMLF: caches and compilation that leave the math as it is
         configure_speed(config.prefix_cache_gib, device, config.compile)
