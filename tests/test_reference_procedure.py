@@ -62,26 +62,34 @@ def test_lr_of_the_first_100_steps_and_around_the_first_restart(name):
     assert lr_at_step(restart - 1, 1e-4, 1e-7, warmup, period) < 1e-7 + 1e-9
 
 
+class _Linear(nn.Module):
+    """A one-weight model on the first audio feature, with the interface `fit` needs."""
+
+    kind = "linear"
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Linear(1, 1)
+        self.config = get_preset("sample").model_config()
+
+    def forward(self, batch, compute_loss=True):
+        pred = self.w(batch.audio[:, 0, :1]).squeeze(-1)  # (B,)
+        return Output(pred, pred, pred, pred[:, None], ((pred - batch.labels) ** 2).mean())
+
+    def trainable_state_dict(self):
+        return self.state_dict()
+
+
 def test_remainder_batches_run_but_make_no_partial_step(monkeypatch, tmp_path):
     """41 batches with grad_accum 8: 5 optimizer steps, the last batch runs forward/backward but never steps."""
     from models.training import loop
 
     calls = {"forward": 0, "step": 0}
 
-    class Counted(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Linear(1, 1)
-            self.config = get_preset("sample").model_config()
-            self.kind = "counted"
-
+    class Counted(_Linear):
         def forward(self, batch, compute_loss=True):
             calls["forward"] += self.training
-            pred = self.w(batch.audio[:, 0, :1]).squeeze(-1)  # (B,)
-            return Output(pred, pred, pred, pred[:, None], ((pred - batch.labels) ** 2).mean())
-
-        def trainable_state_dict(self):
-            return self.state_dict()
+            return super().forward(batch, compute_loss)
 
     real_step = torch.optim.AdamW.step
 
@@ -222,3 +230,41 @@ def test_bf16_on_an_fp32_preset_is_an_opt_in_the_run_spec_records():
     chosen, _ = build_spec("deepmlf", Dataset(), "sims", None, {}, {"lm_dtype": "bfloat16"})
     assert default.train.lm_dtype == "float32"
     assert chosen.train.lm_dtype == "bfloat16" and chosen.to_dict()["train"]["lm_dtype"] == "bfloat16"
+
+
+# --- item 11: model selection ------------------------------------------------------------------
+
+def test_selection_score_is_a_rounded_mean_of_batch_means():
+    import numpy as np
+
+    from models.training.loop import improves, selection_score
+
+    labels = np.zeros(5)
+    pred = np.array([0.1, 0.3, 0.2, 0.2, 0.9])  # batches of 2: means 0.2, 0.2, 0.9 → 0.43333…
+    assert selection_score(pred, labels, 2, "reference") == 0.4333
+    assert selection_score(pred, labels, 2, "l1") == pytest.approx(0.34)  # 1.7 / 5
+    assert not improves(0.4333, 0.4333, "reference") and not improves(0.4333, 0.4333 + 1e-6, "reference")
+    assert improves(0.4332, 0.4333, "reference") and improves(0.4333, 0.43331, "l1")
+    assert not improves(float("nan"), float("inf"), "reference")
+
+
+def test_fit_keeps_the_first_of_two_epochs_equal_after_rounding(monkeypatch, tmp_path):
+    """Validation L1 0.50000, 0.49996 (rounds to 0.5000: no new best), 0.49970: the best epochs are 0 and 2."""
+    import numpy as np
+
+    from models.training import loop
+
+    from procedure_helpers import tiny_split
+
+    valid = tiny_split(8)
+    errors = iter([0.5, 0.49996, 0.4997])
+
+    def fake_predict(model, encoded, batch_size, device):
+        return {"prediction": encoded.labels + next(errors)}
+
+    monkeypatch.setattr(loop, "predict_encoded", fake_predict)
+    config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=3, patience=5, prefix_cache_gib=0)
+    result = loop.fit(_Linear(), tiny_split(8), valid, config, "mosi", tmp_path, seed=0, device="cpu")
+    assert [h["best"] for h in result.history] == [True, False, True]
+    assert [h["valid_score"] for h in result.history] == [0.5, 0.5, 0.4997]
+    assert result.best_epoch == 2 and np.isclose(result.history[1]["valid_l1"], 0.49996)

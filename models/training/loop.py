@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
-from models.config import TrainConfig
+from models.config import SELECTION_TOLERANCE, TrainConfig
 from models.data.batching import EncodedSplit, collate, length_bucketed_batches
 from models.devices import autocast_context, model_autocast, resolve_device
 from models.distributed import (
@@ -111,6 +111,25 @@ def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
         return float("nan"), {}, nonfinite
     # The stopping criterion: plain L1 on the validation split.
     return float(np.mean(np.abs(pred - labels))), compute_metrics(pred, labels, scheme), 0
+
+
+def selection_score(pred: np.ndarray, labels: np.ndarray, batch_size: int, rule: str) -> float:
+    """The number the best epoch is chosen by (lower is better; NaN never improves).
+
+    "reference": the released trainer's validation loss, the mean over the split's batches
+    (`batch_size` clips, in the split's order, the last one shorter) of each batch's mean L1,
+    rounded to 4 decimals. "l1": plain L1 over all clips.
+    """
+    errors = np.abs(np.asarray(pred, np.float64) - np.asarray(labels, np.float64))  # (N,)
+    if rule == "l1":
+        return float(errors.mean())
+    means = [errors[i:i + batch_size].mean() for i in range(0, len(errors), batch_size)]
+    return round(float(np.mean(means)), 4)
+
+
+def improves(score: float, best: float, rule: str) -> bool:
+    """Whether `score` is a new best: lower by more than SELECTION_TOLERANCE under "reference", at all under "l1"."""
+    return score < best - (SELECTION_TOLERANCE if rule == "reference" else 0.0)
 
 
 def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config: TrainConfig, scheme: str,
@@ -207,19 +226,21 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
+        score = valid_mae if nonfinite else selection_score(valid_pred, valid.labels, config.batch_size,
+                                                            config.selection)
         if plateau is not None:
-            plateau.step(valid_mae)
+            plateau.step(score)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
+                  "valid_score": score, "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
                   "text_padding": round(pad_cells / max(1, text_cells), 4)}
         prefix_cache = getattr(model, "prefix_cache", None)
         if prefix_cache is not None:
             record["prefix_cache"] = prefix_cache.stats()
-        improved = valid_mae < counters["best_mae"]
+        improved = improves(score, counters["best_mae"], config.selection)
         if improved:
-            counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
+            counters.update(best_mae=score, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
             if rank == 0:
                 save_checkpoint(out_dir / BEST_DIR, model, extra=extra_tensors,
                                 meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics})
