@@ -259,6 +259,10 @@ DECAY_GROUPS = ("non-bias", "all")  # weight decay on every parameter whose name
 # Which epoch is best: "reference" = the mean of per-batch validation L1 means (batches of batch_size
 # in the split's order) rounded to 4 decimals, better only by more than 1e-6; "l1" = plain L1, any gain.
 SELECTION_RULES = ("reference", "l1")
+# How training batches are cut (models.data.batching.training_batches): "window" = the reference's
+# shuffle, each optimizer step's clips regrouped by length (the same steps, less padding);
+# "shuffle" = the reference exactly; "bucketed" = global length pools (fastest; other steps).
+BATCHINGS = ("window", "shuffle", "bucketed")
 SELECTION_TOLERANCE = 1e-6  # the reference's: a new best must improve by more than this
 # The frozen LM's weights, hence the run's precision (bf16 autocast exactly with a bf16 LM);
 # "auto" = bfloat16 on CUDA, float32 elsewhere. Each preset sets its default (the reference's use_bf16).
@@ -299,6 +303,7 @@ class TrainConfig:
     # biases included (the reference's AV pretraining: torch AdamW's default on model.parameters()).
     decay_groups: str = "non-bias"
     selection: str = "reference"  # how the best epoch is chosen (SELECTION_RULES)
+    batching: str = "window"  # how training batches are cut (BATCHINGS)
     eval_batch_size: int = 64
     # Frozen LM weights and so the precision: "auto" = bfloat16 on CUDA, float32 elsewhere. The paper
     # presets set the reference's use_bf16: float32 for mosei, mosei-large and sims, auto for mosi.
@@ -309,7 +314,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES,
-                   "clip_every": CLIP_EVERY, "decay_groups": DECAY_GROUPS, "selection": SELECTION_RULES}
+                   "clip_every": CLIP_EVERY, "decay_groups": DECAY_GROUPS, "selection": SELECTION_RULES,
+                   "batching": BATCHINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
@@ -439,7 +445,7 @@ PRESETS: dict[str, Preset] = {
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,
-    # a 40-epoch cap, plain-L1 model selection, per-sample SeqAug, an exact FFW copy, fusion positions after the text: the tiny
+    # a 40-epoch cap, plain-L1 model selection, global length buckets, per-sample SeqAug, an exact FFW copy, fusion positions after the text: the tiny
     # LM never saw positions past its short training sentences).
     "sample": Preset(
         name="sample",
@@ -452,10 +458,12 @@ PRESETS: dict[str, Preset] = {
         train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
                    patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
                    cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap
-                   clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1"),
+                   clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1",
+                   batching="bucketed"),
         pretrain=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1,
                       max_epochs=40, patience=8, warmup_epochs=0.0, schedule="plateau", plateau_factor=0.5,
-                      plateau_patience=2, clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1"),
+                      plateau_patience=2, clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1",
+                      batching="bucketed"),
     ),
 }
 

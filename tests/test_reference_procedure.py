@@ -268,3 +268,89 @@ def test_fit_keeps_the_first_of_two_epochs_equal_after_rounding(monkeypatch, tmp
     assert [h["best"] for h in result.history] == [True, False, True]
     assert [h["valid_score"] for h in result.history] == [0.5, 0.5, 0.4997]
     assert result.best_epoch == 2 and np.isclose(result.history[1]["valid_l1"], 0.49996)
+
+
+# --- item 5 and "Exact speed": window batching -------------------------------------------------
+
+def _steps(batches, grad_accum, world):
+    """Each optimizer step's clip set (all ranks together), from an epoch's micro-batch list."""
+    from models.distributed import shard_batches
+
+    shares = [shard_batches(batches, rank, world) for rank in range(world)]
+    n_steps = len(shares[0]) // grad_accum
+    return [sorted(int(c) for share in shares for b in share[s * grad_accum:(s + 1) * grad_accum] for c in b)
+            for s in range(n_steps)]
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_window_batching_gives_every_step_the_clips_shuffle_gives_it(world):
+    """MOSI's 1284 clips, batch 32 × 8: 41 micro-batches, 5 steps (2 ranks: 21 each, 2 steps)."""
+    import numpy as np
+
+    from models.data.batching import training_batches
+
+    from procedure_helpers import tiny_split
+
+    train = tiny_split(1284, max_tokens=50)
+    lengths = np.array([len(t) for t in train.token_ids])
+    cut = {mode: training_batches(train, 32, 8 * world, np.random.default_rng([0, 3]), mode)
+           for mode in ("window", "shuffle", "bucketed")}
+    window, shuffle = cut["window"][0], cut["shuffle"][0]
+    assert len(window) == len(shuffle) == 41 and [len(b) for b in window] == [32] * 40 + [4]
+    steps = _steps(window, 8, world)
+    assert len(steps) == {1: 5, 2: 2}[world]
+    assert steps == _steps(shuffle, 8, world)  # the same clips in every optimizer step
+    assert _steps(cut["bucketed"][0], 8, world) != steps  # global buckets move clips between steps
+    np.testing.assert_array_equal(window[-1], shuffle[-1])  # the short last batch: shuffle's own clips
+
+    def padding(batches):
+        return 1 - sum(lengths[b].sum() for b in batches) / sum(len(b) * lengths[b].max() for b in batches)
+
+    assert padding(window) < 0.2 < 0.4 < padding(shuffle)  # uniform lengths 1..50: ~49 % padding shuffled
+    # Regrouped micro-batches divide by their window's means: 32 clips, and its LM targets / 8 (or 16).
+    norms = cut["window"][1]
+    first = np.concatenate(window[:8 * world])
+    assert norms[0] == (32.0, lengths[first].sum() / (8 * world)) and norms[-1] is None
+
+
+def _summed_gradient(model, train, batches, norms):
+    from models.data.batching import collate
+
+    model.zero_grad(set_to_none=True)
+    for index, norm in zip(batches, norms):
+        model(collate(train, index, norm)).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("lambda_lm", [0.0, 0.7])
+def test_window_batching_sums_the_same_gradient_as_shuffle(tiny_gpt2, lambda_lm):
+    """One optimizer step (3 micro-batches of 4), BatchNorm and dropout in eval mode. Without the LM
+    loss the window's gradient is shuffle's (to 1e-5); with it, the window's divisors make it the
+    same under any grouping of the window (here: shuffle's grouping with the window's divisors)."""
+    import numpy as np
+
+    from models.config import ModelConfig
+    from models.data.batching import encode_split, training_batches
+    from models.data.types import SplitData
+    from models.nn.deepmlf import DeepMLF
+
+    torch.manual_seed(0)
+    model, tok = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(2, 3), n_fusion=3, d_audio=3,
+                                                 d_vision=2, av_pool_len=4, lambda_lm=lambda_lm,
+                                                 lm_dropout=False))
+    model.eval()
+    rng = np.random.default_rng(0)
+    words = "the movie was great and i loved it what a wonderful day terrible acting boring story".split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 14)))) for _ in range(12)]
+    split = SplitData([f"c{i}" for i in range(12)], texts, rng.normal(size=(12, 5, 3)).astype(np.float32),
+                      rng.normal(size=(12, 4, 2)).astype(np.float32), rng.integers(1, 6, 12), rng.integers(1, 5, 12),
+                      rng.uniform(-1, 1, 12).astype(np.float32))
+    train = encode_split(split, tok, 32, None)
+    window, norms = training_batches(train, 4, 3, np.random.default_rng([0, 0]), "window")
+    shuffle, own = training_batches(train, 4, 3, np.random.default_rng([0, 0]), "shuffle")
+    assert [sorted(b.tolist()) for b in window] != [sorted(b.tolist()) for b in shuffle]  # regrouped
+    got = _summed_gradient(model, train, window, norms)
+    want = _summed_gradient(model, train, shuffle, own if lambda_lm == 0 else norms)
+    assert got.keys() == want.keys() and len(got) > 10
+    for name in got:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-5, msg=name)

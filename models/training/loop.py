@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from models.config import SELECTION_TOLERANCE, TrainConfig
-from models.data.batching import EncodedSplit, collate, length_bucketed_batches
+from models.data.batching import EncodedSplit, collate, training_batches
 from models.devices import autocast_context, model_autocast, resolve_device
 from models.distributed import (
     broadcast_object,
@@ -183,9 +183,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     while epochs_left(counters["epoch"], counters["bad_epochs"], config.patience, config.max_epochs):
         epoch = counters["epoch"]
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
-        batches = length_bucketed_batches(train, config.batch_size, rng)
-        batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two clips
-        batches = shard_batches(batches, rank, world)  # the same count on every rank: no DDP hang
+        # Every rank draws the whole epoch's list (one optimizer step = world × grad_accum of it) and
+        # takes its share.
+        cut, norms = training_batches(train, config.batch_size, world * config.grad_accum, rng, config.batching)
+        plan = [(b, norm) for b, norm in zip(cut, norms) if len(b) > 1]  # BatchNorm needs two clips
+        batches = shard_batches(plan, rank, world)  # the same count on every rank: no DDP hang
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started = time.time()
@@ -193,8 +195,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         term_sums: dict[str, float] = {}
         text_cells = pad_cells = 0  # text positions processed, and how many of them were padding
         optimizer.zero_grad(set_to_none=True)
-        for i, index in enumerate(batches):
-            batch = collate(train, index).to(device)
+        for i, (index, norm) in enumerate(batches):
+            batch = collate(train, index, norm).to(device)
             text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
             # No partial last step: the remainder batches' gradients are dropped by the next zero_grad.
             last_of_step = (i + 1) % config.grad_accum == 0
