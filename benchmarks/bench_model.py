@@ -371,10 +371,10 @@ def table(args, passthrough: list[str]) -> None:
     print(f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
           f"batch {args.batch} x {any_row['grad_accum']} accumulated, device {any_row['device']}, "
           f"{any_row['threads']} threads")
-    header = (f"{'configuration':36} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
+    header = (f"{'configuration':42} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
               f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
     print(header)  # epoch 2: the last epoch run (the reference-style row's only one with --reference-epochs 1)
-    print(f"{'':36} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
+    print(f"{'':42} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
           f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
     ref = rows.get(next(iter(TABLE)))
     for name, r in rows.items():
@@ -383,7 +383,7 @@ def table(args, passthrough: list[str]) -> None:
         flop_speedup = (f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x"
                         if ref else "-")
         cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
-        print(f"{name:36} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
+        print(f"{name:42} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
               f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
               f"{r['peak_rss_gib'] or float('nan'):5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
     scale = 1284 / any_row["clips"]

@@ -229,9 +229,9 @@ def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tm
     seen_batches, seen_grads = [], []
     real_collate, real_clip = training.collate, training.clip_gradients
 
-    def spy_collate(split, index):
+    def spy_collate(split, index, loss_norm=None):
         seen_batches.append(np.array(index))
-        return real_collate(split, index)
+        return real_collate(split, index, loss_norm)
 
     def spy_clip(params, clip_mode, threshold):
         params = list(params)

@@ -47,7 +47,7 @@ from models.training.schedule import (
     lr_at_step,
     micro_batches_per_epoch,
 )
-from models.training.state import load_state, save_state
+from models.training.state import FitCounters, load_state, save_state
 
 
 class Callbacks(Protocol):
@@ -172,16 +172,15 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
                           f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
                           f"lower --grad-accum or --batch-size")
-    counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
-                "history": [], "best_valid": {}}
+    counters = FitCounters()
     state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
         counters = load_state(state_dir, model, optimizer)
-        if plateau is not None and "plateau" in counters:  # its best and bad-epoch count, so cuts come on time
-            plateau.load_state_dict(counters.pop("plateau"))
+        if plateau is not None and counters.plateau is not None:  # its best and bad-epoch count: cuts come on time
+            plateau.load_state_dict(counters.plateau)
 
-    while epochs_left(counters["epoch"], counters["bad_epochs"], config.patience, config.max_epochs):
-        epoch = counters["epoch"]
+    while epochs_left(counters.epoch, counters.bad_epochs, config.patience, config.max_epochs):
+        epoch = counters.epoch
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
         # Every rank draws the whole epoch's list (one optimizer step = world × grad_accum of it) and
         # takes its share.
@@ -217,14 +216,14 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
             callbacks.on_batch(losses[-1])
             if last_of_step:
                 if config.schedule == "cosine":
-                    lr = lr_at_step(counters["step"], config.lr, config.min_lr, warmup_steps, period_steps)
+                    lr = lr_at_step(counters.step, config.lr, config.min_lr, warmup_steps, period_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                 if config.clip_every == "step":
                     clip_gradients(clipped, config.clip_mode, config.clip_threshold)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                counters["step"] += 1
+                counters.step += 1
         sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
@@ -240,27 +239,28 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         prefix_cache = getattr(model, "prefix_cache", None)
         if prefix_cache is not None:
             record["prefix_cache"] = prefix_cache.stats()
-        improved = improves(score, counters["best_mae"], config.selection)
+        improved = improves(score, counters.best_score, config.selection)
         if improved:
-            counters.update(best_mae=score, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
+            counters.best_score, counters.best_epoch, counters.bad_epochs = score, epoch, 0
+            counters.best_valid = valid_metrics
             if rank == 0:
                 save_checkpoint(out_dir / BEST_DIR, model, extra=extra_tensors,
                                 meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics})
         else:
-            counters["bad_epochs"] += 1
+            counters.bad_epochs += 1
         record["best"] = improved
-        counters["history"].append(record)
-        counters["epoch"] = epoch + 1
+        counters.history.append(record)
+        counters.epoch = epoch + 1
+        counters.plateau = plateau.state_dict() if plateau is not None else None
         counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
-            save_state(state_dir, model, optimizer,
-                        {**counters, **({"plateau": plateau.state_dict()} if plateau is not None else {})})
+            save_state(state_dir, model, optimizer, counters)
         callbacks.on_epoch_end(epoch, record)
     if is_distributed():
         torch.distributed.barrier()
-    if counters["best_epoch"] < 0:
+    if counters.best_epoch < 0:
         raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
                           "or check the features for extreme values")
     load_weights(model, read_checkpoint(out_dir / BEST_DIR))
-    return FitResult(counters["best_epoch"], counters["best_valid"], counters["history"],
-                     stopped_early=counters["bad_epochs"] >= config.patience)
+    return FitResult(counters.best_epoch, counters.best_valid, counters.history,
+                     stopped_early=counters.bad_epochs >= config.patience)
