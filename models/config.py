@@ -388,11 +388,11 @@ _REFERENCE_TRAIN: dict[str, Any] = dict(
 # AV-encoder pretraining as the reference's `bienc` trainer runs it: AdamW(model.parameters(), lr)
 # with torch's defaults (betas, weight decay 0.01 on every parameter, biases included: the trainer
 # never reads its configs' decay), batch 32 × 4, reduce-on-plateau ×0.1, clip by value 1.0 after
-# every micro-batch's backward, early stop 8.
+# every micro-batch's backward, early stop 8; its shuffle exactly (no text to bucket by).
 _REFERENCE_PRETRAIN: dict[str, Any] = dict(
     beta1=0.9, beta2=0.999, weight_decay=0.01, decay_groups="all", batch_size=32, grad_accum=4, max_epochs=None,
     warmup_epochs=0.0, schedule="plateau", plateau_factor=0.1, clip_mode="value", clip_threshold=1.0,
-    clip_scope="all", clip_every="micro-batch", patience=8,
+    clip_scope="all", clip_every="micro-batch", patience=8, batching="shuffle",
 )
 
 # Paper Table 1 with the reference configs (docs/architecture.md §9, docs/recipe.md). Feature
@@ -442,6 +442,8 @@ PRESETS: dict[str, Preset] = {
         # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)
         # and SeqAug p = 0.2 (stage 2: 0.3).
         pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",), av_aug_p=0.2),
+        notes=("the released MOSI config sets use_ulgm: true, but the released trainer has no path that runs "
+               "it (it never computes the task loss there): the non-ULGM path is trained",),
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,

@@ -354,3 +354,30 @@ def test_window_batching_sums_the_same_gradient_as_shuffle(tiny_gpt2, lambda_lm)
     assert got.keys() == want.keys() and len(got) > 10
     for name in got:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-5, msg=name)
+
+
+# --- describe shows every item -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(TRAIN_SIZES))
+def test_describe_json_shows_every_procedure_item(name):
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    res = CliRunner().invoke(app, ["describe", "--preset", name, "--json"])
+    assert res.exit_code == 0, res.output
+    recipe = json.loads(res.output)
+    train, rules = recipe["train"], recipe["procedure"]
+    assert (train["batching"], train["selection"], train["decay_groups"]) == ("window", "reference", "non-bias")
+    assert train["lm_dtype"] == ("auto" if name == "mosi" else "float32")
+    assert "floor(micro-batches / 8)" in rules["steps_per_epoch"] and "0.0001·k/W" in rules["warmup"]
+    assert rules["batching"].startswith("window: ") and "use_bf16: " + ("true" if name == "mosi" else "false") in \
+        rules["precision"]
+    assert "rounded to 4 decimals" in rules["selection"] and "lacks 'bias'" in rules["decay_groups"]
+    assert ("id 0 when the transcript fills" in rules["lm_targets"]) == (name != "mosi")
+    pretrain = recipe["pretrain"]
+    assert (pretrain["train"]["batching"], pretrain["train"]["decay_groups"]) == ("shuffle", "all")
+    assert "after every micro-batch's backward" in pretrain["procedure"]["clipping"]
+    assert any("use_ulgm" in note for note in recipe["notes"]) == (name == "mosi")
