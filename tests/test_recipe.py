@@ -36,10 +36,13 @@ runner = CliRunner()
 # --- the reference's values ------------------------------------------------------------------------------------
 
 _TRAIN = dict(lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, warmup_epochs=1.0, min_lr=1e-7,
-              schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av")
+              schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
+              clip_every="step", decay_groups="non-bias", selection="reference",
+              batching="window")  # window: the reference's shuffle, each step's clips regrouped (no other steps)
 _PRETRAIN = dict(beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, schedule="plateau", plateau_factor=0.1,
                  clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None,
-                 weight_decay=0.01, decay_groups="all", clip_every="micro-batch")
+                 weight_decay=0.01, decay_groups="all", clip_every="micro-batch", selection="reference",
+                 batching="shuffle")
 _MODEL = dict(d_av=30, av_layers=3, av_heads=6, av_ffn=120, av_dropout=0.1, mm_heads=16, mm_dropout=0.1,
               gating="sigmoid", fusion_inputs="fusion", fusion_positions="fixed", seqaug_mode="reference",
               av_aug="seqaug", head_hidden=64, lm_dropout=True, ffw_init="reference", av_batchnorm_at="pooled",
@@ -50,7 +53,7 @@ REFERENCE = {
         model=dict(_MODEL, lm="gpt2", mm_layers=[3, 5, 7, 8, 9, 10, 11], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
                    lambda_t=1.0, lambda_lm=1.1, text_aug="seqaug", text_aug_p=0.2, text_aug_apply=0.3,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
-        train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
+        train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
@@ -58,7 +61,7 @@ REFERENCE = {
         model=dict(_MODEL, lm="gpt2-large", mm_layers=[7, 14, 21, 28, 35], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
                    lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3, text_aug_apply=0.25,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
-        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10),
+        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
@@ -67,7 +70,7 @@ REFERENCE = {
                    lambda_f=1.0, lambda_av=1.0, lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3,
                    text_aug_apply=0.25, ffw_mode="full", max_text_tokens=39, av_pool_len=55, av_aug_p=0.2,
                    av_input_batchnorm=["audio", "vision"]),
-        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10),
+        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_pool=39,
     ),
@@ -76,7 +79,8 @@ REFERENCE = {
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug="none", ffw_mode="lora",
                    lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
                    av_aug_p=0.3, av_input_batchnorm=[]),
-        train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
+        train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30,
+                   lm_dtype="auto"),  # use_bf16: true (bf16 on CUDA); the others false
         pretrain=dict(_PRETRAIN, lr=1e-3, plateau_patience=10),
         pretrain_pool=50,
     ),
@@ -113,6 +117,7 @@ def test_sample_preset_keeps_the_demo_recipe_explicitly():
     assert (train.clip_mode, train.clip_scope, train.grad_accum, train.max_epochs, train.lr) == ("norm", "all", 1, 40, 1e-3)
     pre = TrainConfig.from_dict(sample.pretrain)
     assert (pre.schedule, pre.plateau_factor, pre.plateau_patience, pre.grad_accum) == ("plateau", 0.5, 2, 1)
+    assert (train.selection, train.batching, pre.selection, pre.batching) == ("l1", "bucketed", "l1", "bucketed")
 
 
 def test_describe_help_names_one_default():
