@@ -1,5 +1,6 @@
 """The training recipe of docs/recipe.md: AdamW groups, warmup + cosine, accumulation,
-clipping, early stopping on validation L1, best state reloaded for test.
+clipping, batching (models.data.batching.training_batches), early stopping on the validation
+score, best state reloaded for test.
 
 One `fit` loop serves DeepMLF, AV pretraining and the baselines: a model is
 anything whose `forward(batch, compute_loss)` returns an `Output` with
@@ -136,7 +137,8 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         out_dir: Path, seed: int, extra_tensors: dict[str, torch.Tensor] | None = None,
         meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False,
         device: torch.device | str = "auto") -> FitResult:
-    """Train `model` with early stopping on validation L1; the best state is saved to `out_dir/best`.
+    """Train `model` with early stopping on the validation score (`selection_score`); the best state is
+    saved to `out_dir/best`.
 
     Returns with the best state loaded into `model`. With `resume`, continues
     from `out_dir/state` if an earlier call left one.
