@@ -184,3 +184,27 @@ def test_whispers_own_guards_refuse_a_hallucinated_transcript(tiny_whisper, spee
     assert res.exit_code == 0, res.output
     [clip] = json.loads(res.stdout)["clips"]
     assert clip["text_source"] == f"whisper:{tiny_whisper}"
+
+
+# --------------------------------------------------------------------------- issue 19 item 6: language checks fail closed
+def test_a_model_without_generation_config_is_judged_by_its_vocabulary(tiny_whisper, speech_clip, tmp_path):
+    """No generation_config.json: Whisper's own rule (vocabulary size, config.json) says English-only, before any work."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.transcript import WhisperTranscriber
+
+    bare = tmp_path / "no-gen"
+    shutil.copytree(tiny_whisper, bare)
+    (bare / "generation_config.json").unlink()
+    info = WhisperTranscriber(str(bare)).check()
+    assert info.english_only and info.languages == {"en"}
+    for extra, message in ((["--translate"], "English-only and cannot translate"),
+                           (["--language", "zh"], "English-only and cannot transcribe --language zh"),
+                           (["--language", "xx"], "English-only and cannot transcribe --language xx")):  # fmt: skip
+        res = CliRunner().invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(bare), *extra])
+        assert res.exit_code == 1 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    # the multilingual model's own generation config still decides for it
+    assert not WhisperTranscriber(str(tiny_whisper)).check().english_only

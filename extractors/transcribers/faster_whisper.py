@@ -26,10 +26,10 @@ class FasterWhisper(TranscriberBackend):
         return {"device": "cpu", "compute_type": "int8", "temperature": 0.0}
 
     def languages(self, location: Path) -> tuple[bool, frozenset[str] | None]:
-        size = vocabulary_size(location)
-        if size is None:
+        multilingual = is_multilingual(location)
+        if multilingual is None:
             return False, None
-        if size < MULTILINGUAL_VOCAB:
+        if not multilingual:
             return True, frozenset({"en"})
         try:
             from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -54,9 +54,25 @@ class FasterWhisper(TranscriberBackend):
         return " ".join(s.text for s in segs).strip(), segs, getattr(info, "language", language)
 
 
-def vocabulary_size(location: Path) -> int | None:
-    """How many tokens a CTranslate2 Whisper folder's vocabulary.json has; None when it is not readable."""
+def is_multilingual(location: Path) -> bool | None:
+    """Whether a CTranslate2 Whisper folder is multilingual, by CTranslate2's own rule (its vocabulary's size).
+
+    Converters ship the vocabulary as vocabulary.json (a list) or, older ones,
+    vocabulary.txt (one token a line); without either, CTranslate2 itself is
+    asked (that loads the weights, so only as the last resort). None only when
+    nothing can tell.
+    """
     vocab = read_json(location / "vocabulary.json")
     if isinstance(vocab, list):
-        return len(vocab)
-    return None
+        return len(vocab) >= MULTILINGUAL_VOCAB
+    try:  # split on "\n" only: a token may be "\r" or another break that str.splitlines would cut at
+        lines = (location / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+        return len(lines) - (lines[-1] == "") >= MULTILINGUAL_VOCAB
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        import ctranslate2
+
+        return bool(ctranslate2.models.Whisper(str(location), device="cpu", compute_type="int8").is_multilingual)
+    except (ImportError, RuntimeError, ValueError):
+        return None

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..choices import WhisperBackend
 from ..errors import ModelNotCachedError
-from .base import WHISPER_RATE, Segment, TranscriberBackend, clip_segment, read_json
+from .base import MULTILINGUAL_VOCAB, WHISPER_RATE, Segment, TranscriberBackend, clip_segment, read_json
 
 
 class TransformersWhisper(TranscriberBackend):
@@ -26,14 +26,19 @@ class TransformersWhisper(TranscriberBackend):
         return {"decoding": "greedy", "timestamps": True}
 
     def languages(self, location: Path) -> tuple[bool, frozenset[str] | None]:
+        # generate's own rule first (generation_config's is_multilingual and lang_to_id); a model that
+        # ships no generation config is judged by its vocabulary size, Whisper's rule (config.json).
         gen = read_json(location / "generation_config.json")
-        if not isinstance(gen, dict):
-            return False, None
+        gen = gen if isinstance(gen, dict) else {}
         if gen.get("is_multilingual") is False:
             return True, frozenset({"en"})
         langs = gen.get("lang_to_id")
         if isinstance(langs, dict) and langs:
             return False, frozenset(k.strip("<|>") for k in langs)
+        config = read_json(location / "config.json")
+        size = config.get("vocab_size") if isinstance(config, dict) else None
+        if gen.get("is_multilingual") is None and isinstance(size, int) and size < MULTILINGUAL_VOCAB:
+            return True, frozenset({"en"})
         return False, None
 
     def load(self, location: Path) -> Any:
