@@ -116,6 +116,13 @@ def test_language_translate_and_format_checks_match_the_other_backends(checkpoin
         assert res.exit_code == 1 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
     res = _cli(["transcribe", str(speech), "--whisper-model", str(checkpoints["multi"]), *OW, "--language", "xx"])
     assert res.exit_code == 1 and "does not know --language xx" in res.output
+    res = _cli(["transcribe", str(speech), "--whisper-model", str(checkpoints["multi"]), *OW, "--translate", "--format", "json"])
+    assert res.exit_code == 0, res.output  # a multilingual checkpoint translates
+    # extract checks once, before any clip's audio and face work
+    res = _cli(["extract", str(speech.parent), "--out", str(tmp_path / "ds"), "--whisper-model", str(checkpoints["en"]), *OW,
+                "--language", "zh", "--face", "none", "-q"])  # fmt: skip
+    assert res.exit_code == 1 and "English-only and cannot transcribe --language zh" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not list((tmp_path / "ds").rglob("*.npz"))
     # a checkpoint given to another backend, another backend's folder given to this one: named, one line
     res = _cli(["transcribe", str(speech), "--whisper-model", str(checkpoints["multi"])])
     assert res.exit_code == 1 and "use --whisper-backend openai-whisper" in res.output, res.output
@@ -150,7 +157,7 @@ def test_extract_and_predict_with_openai_whisper(checkpoints, speech, tmp_path, 
     assert recipe["libraries"]["openai-whisper"] == metadata.version("openai-whisper")
 
     res = _cli(["train", "-d", str(tmp_path / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
-                "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+                "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     # predict takes the Whisper its recipe names: the openai-whisper checkpoint
     res = _cli(["predict", str(speech), "--model", str(tmp_path / "run"), "--allow-missing", "--json"])

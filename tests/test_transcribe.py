@@ -161,13 +161,17 @@ def test_whispers_own_guards_refuse_a_hallucinated_transcript(tiny_whisper, spee
     from typer.testing import CliRunner
 
     from deepmlf_cli.app import app
-    from extractors.transcript import Segment, WhisperTranscriber, guard_failure
+    from extractors.transcript import Segment, Transcript, WhisperTranscriber, guard_failure
 
     # the 0.3 s clip's "a bit of a bit of …": a loop compresses far better than speech
     assert "compression ratio" in guard_failure("a bit of " * 70, [])
     assert guard_failure("the film was quite good", [Segment(0, 1, "the film was quite good", -0.3, 0.9)]) is None
     both = guard_failure("uh", [Segment(0, 1, "uh", -1.5, 0.8)])
     assert "average log-probability -1.50 < -1.0" in both and "no-speech probability 0.80 > 0.6" in both
+    # openai-whisper's random tiny checkpoint scored a decode NaN: that fails, and stays out of the JSON
+    broken = Transcript("Guten", "whisper:x", [Segment(0, 0.02, "Guten", float("nan"), 0.1)])
+    assert guard_failure(broken.text, broken.segments) == "average log-probability is nan (the decode broke down)"
+    assert "avg_logprob" not in json.dumps(broken.to_dict(), allow_nan=False)
     # the random tiny model guesses: its own decode scores say so
     t = WhisperTranscriber(str(tiny_whisper)).transcribe(speech_clip["speech"])
     assert t.text and t.rejected and t.rejected.startswith("average log-probability")

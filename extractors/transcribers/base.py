@@ -13,6 +13,7 @@ extractors/transcribers/__init__.py.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -64,7 +65,9 @@ class Transcript:
     rejected: str | None = None  # why Whisper's guards refuse this text (then it counts as empty), or None
 
     def to_dict(self) -> dict:
-        segments = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.segments]
+        # a score the backend could not compute (None, NaN) is left out: the JSON stays standard
+        segments = [{k: v for k, v in asdict(s).items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+                    for s in self.segments]
         out = {"text": self.text, "source": self.source, "language": self.language, "segments": segments}
         return out | ({"rejected": self.rejected} if self.rejected else {})
 
@@ -89,8 +92,9 @@ def guard_failure(text: str, segments: list[Segment]) -> str | None:
         reasons.append(f"compression ratio {ratio:.2f} > {COMPRESSION_RATIO_MAX} (repeated text)")
     scored = [(len(s.text) or 1, s.avg_logprob) for s in segments if s.avg_logprob is not None]
     logprob = sum(n * lp for n, lp in scored) / sum(n for n, _ in scored) if scored else None
-    if logprob is not None and logprob < AVG_LOGPROB_MIN:
-        reasons.append(f"average log-probability {logprob:.2f} < {AVG_LOGPROB_MIN}")
+    if logprob is not None and not logprob >= AVG_LOGPROB_MIN:  # NaN (a decode that broke down) fails too
+        reasons.append(f"average log-probability {logprob:.2f} < {AVG_LOGPROB_MIN}" if math.isfinite(logprob)
+                       else f"average log-probability is {logprob} (the decode broke down)")
         no_speech = segments[0].no_speech_prob if segments else None
         if no_speech is not None and no_speech > NO_SPEECH_PROB_MAX:  # Whisper's rule: both, or it is speech
             reasons.append(f"no-speech probability {no_speech:.2f} > {NO_SPEECH_PROB_MAX}")
