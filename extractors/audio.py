@@ -43,6 +43,7 @@ class AudioRecipe(ABC):
     # Bumped whenever the output changes for the same input, so a recipe recorded
     # at training time can refuse features from a different one.
     version: ClassVar[int] = 1
+    reads_audio: ClassVar[bool] = True  # False: nothing is decoded for it
 
     def __init__(self, functionals: bool, sample_rate: int, hop_length: int, n_mfcc: int) -> None:
         if functionals:
@@ -166,6 +167,7 @@ class NoAudio(AudioRecipe):
     """No audio features (the model does not read audio)."""
 
     name = AudioBackend.none
+    reads_audio = False
 
     def params(self) -> dict:
         return {}
@@ -233,6 +235,8 @@ class AudioExtractor:
 
         A file with no audio track, or an empty signal, gives T == 0.
         """
+        if not self.impl.reads_audio:
+            return self.impl.extract(np.zeros(0, np.float32))
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ExtractionError("samples given without their sample_rate")
@@ -243,8 +247,6 @@ class AudioExtractor:
                 samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=self.sample_rate)
         else:
             samples = load_audio(Path(source), self.sample_rate)
-        if self.backend == AudioBackend.none:
-            return self.impl.extract(samples)
         if samples.size == 0:
             return Features.empty(self.feature_names(), self.rate_hz, "no audio track")
         return self.impl.extract(samples)

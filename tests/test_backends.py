@@ -58,3 +58,50 @@ def test_a_new_audio_backend_is_its_class_and_its_entry(monkeypatch):
     feats = ex.extract(np.full(800, 0.5, np.float32), 8000)
     assert feats.names == ["rms"] and feats.values[0, 0] == pytest.approx(0.5)
     assert ex.extract(np.zeros(0, np.float32), 8000).values.shape == (0, 1)  # the shared empty-signal rule
+
+
+def test_every_face_backend_is_one_class_in_the_table():
+    from extractors.choices import FaceBackend
+    from extractors.face import FACE_BACKENDS, FACE_VERSIONS, FaceExtractor, mediapipe_feature_names
+
+    assert set(FACE_BACKENDS) == set(FaceBackend) and all(cls.name == b for b, cls in FACE_BACKENDS.items())
+    assert FACE_VERSIONS == {b: 1 for b in FaceBackend}
+    mp = FaceExtractor("mediapipe", fps=5)
+    assert mp.spec() == {"extractor": "mediapipe", "version": 1, "params": {
+        "fps": 5.0, "max_faces": 4, "max_side": 640, "min_detection_confidence": 0.5, "static_image_mode": True}}  # fmt: skip
+    assert mp.feature_names() == mediapipe_feature_names() and len(mp.feature_names()) == 181 and mp.rate_hz == 5.0
+    assert len(FaceExtractor("pyfeat").feature_names()) == 20 + 7 + 3 + 136  # known without py-feat installed
+    none = FaceExtractor("none")
+    assert none.spec()["params"] == {} and none.rate_hz == 0.0
+    assert none.extract("/no/such/clip.mp4").values.shape == (0, 0)  # reads no video at all
+    with pytest.raises(ExtractionError, match=r"--fps must be in \(0, 60\]"):
+        FaceExtractor("mediapipe", fps=0)
+
+
+def test_a_new_face_backend_is_its_class_and_its_entry(monkeypatch, tmp_path):
+    """A backend registered in the table gets the shared frame sampling and answers for its own output."""
+    from extractors import face
+    from extractors.choices import FaceBackend
+    from extractors.features import Features
+
+    import media as tm
+
+    class Brightness(face.FaceRecipe):
+        name = FaceBackend.pyfeat  # stands in for a new enum member
+        version = 3
+
+        def feature_names(self) -> list[str]:
+            return ["brightness"]
+
+        def extract(self, frames: np.ndarray, times: np.ndarray) -> Features:  # (T, H, W, 3), (T,)
+            values = frames.reshape(len(frames), -1).mean(axis=1, keepdims=True).astype(np.float32) / 255  # (T, 1)
+            return Features(values, times, self.feature_names(), self.fps)
+
+    monkeypatch.setitem(face.FACE_BACKENDS, FaceBackend.pyfeat, Brightness)
+    clip = tm.make_face_clip(tmp_path / "f.mp4", 1.0)
+    ex = face.FaceExtractor("pyfeat", fps=4)
+    assert ex.spec()["version"] == 3 and ex.rate_hz == 4.0
+    feats = ex.extract(clip)
+    assert feats.names == ["brightness"] and feats.values.shape == (4, 1) and 0 < feats.values.min() < 1
+    no_video = ex.extract(tm.make_audio_only(tmp_path / "a.wav", 1.0))  # the shared rule: T == 0, its own names
+    assert no_video.values.shape == (0, 1) and no_video.names == ["brightness"]
