@@ -175,6 +175,10 @@ def test_whispers_own_guards_refuse_a_hallucinated_transcript(tiny_whisper, spee
     # the random tiny model guesses: its own decode scores say so
     t = WhisperTranscriber(str(tiny_whisper)).transcribe(speech_clip["speech"])
     assert t.text and t.rejected and t.rejected.startswith("average log-probability")
+    # transcribe shows the text, and says on stderr that the guards refuse it
+    res = CliRunner().invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper)])
+    assert res.exit_code == 0 and res.stdout == t.text + "\n", res.output
+    assert "note: Whisper's hallucination guards refuse this transcript (average log-probability" in res.stderr
     # treated like an empty transcript: the same one-line error, --allow-missing keeps the clip and its text
     folder = tmp_path / "clips"
     folder.mkdir()
