@@ -93,6 +93,21 @@ class Scheme(StrEnum):
         return cls.SIMS
 
     # ------------------------------------------------------------------ ranges
+    @classmethod
+    def label_range(cls, scheme: object | None = None) -> tuple[float, float]:
+        """The range labels must lie in: the scheme's scale; with no scheme (guessed from the labels later) the widest one."""
+        if scheme is not None:
+            return cls.parse(scheme).scale
+        return min(s.scale[0] for s in cls), max(s.scale[1] for s in cls)
+
+    def outside_scale(self, values) -> np.ndarray:
+        """(K,) indices of the values beyond this scheme's scale (float32 rounding allowed)."""
+        import numpy as np
+
+        lo, hi = self.scale
+        array = np.asarray(values, dtype=np.float64).reshape(-1)  # (N,)
+        return np.flatnonzero((array < lo - _UNIT_RANGE_TOLERANCE) | (array > hi + _UNIT_RANGE_TOLERANCE))
+
     @property
     def scale(self) -> tuple[float, float]:
         """The label range: (-3, 3) for MOSI/MOSEI, (-1, 1) for SIMS."""

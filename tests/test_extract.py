@@ -363,7 +363,7 @@ def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     runner = CliRunner()
     assert runner.invoke(app, ["extract", str(root), "--out", str(out), "-q"]).exit_code == 0
     res = runner.invoke(app, ["train", "-d", str(out), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
-                              "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+                              "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     # The run read the extracted features: the checkpoint's sizes are the dataset's (not the sims
     # preset's 33/709 MMSA sizes), and the reported test scores are those of the saved checkpoint.

@@ -56,7 +56,7 @@ def forward_recording_final_norm(model: DeepMLF, batch: Batch) -> tuple[Output, 
 def test_closed_tanh_gates_give_the_frozen_lm_logits(tiny_lm, queries):
     """Through DeepMLF.forward: tanh gates at α=0 make every MM block the identity, so the text rows
     carry the frozen LM's logits and every head reads what it reads without any MM block."""
-    model, tok = make_model(tiny_lm, gating="tanh", fusion_inputs=queries)
+    model, tok = make_model(tiny_lm, gating="tanh", fusion_inputs=queries, ffw_init="copy-lm")
     model.eval()
     batch = make_batch(tok, ["the movie was great and i loved it"])
     T = batch.text_ids.shape[1]
@@ -84,7 +84,7 @@ def test_open_gates_change_the_text_logits(tiny_gpt2):
 
 
 def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
-    model, tok = make_model(tiny_lm, gating="tanh")
+    model, tok = make_model(tiny_lm, gating="tanh", ffw_init="copy-lm")
     model.eval()
     batch = make_batch(tok, ["i really hated the service it was awful"])
     with torch.no_grad():
@@ -94,7 +94,7 @@ def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
 
 
 def test_mm_ffw_starts_as_an_exact_copy_of_the_lm_mlp(tiny_lm):
-    model, _ = make_model(tiny_lm)
+    model, _ = make_model(tiny_lm, ffw_init="copy-lm")
     model.eval()
     x = torch.randn(2, 9, model.lm.d_model)
     for layer, block in model.mm_blocks.items():

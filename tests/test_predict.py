@@ -33,7 +33,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
-                              "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
+                              "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     return root
@@ -111,7 +111,7 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
 
 def test_a_model_is_only_asked_for_what_it_reads(trained, tmp_path):
     """An AV-only run needs no transcript (and never runs Whisper); it still needs a face and speech."""
-    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2",
+    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
                    "--out", str(tmp_path / "av"), "-q"], command=None)  # not under runs/: the newest run stays r1
     assert res.exit_code == 0, res.output
     untranscribed = tm.make_face_clip(tmp_path / "untranscribed.mp4", 0.8, audio="speech")

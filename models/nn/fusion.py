@@ -1,7 +1,7 @@
 """The MM block inserted after chosen LM layers: gated cross-attention, then a gated FFW.
 
 x_q ← x_q + g(α1)·CA(LN1(x_q), z)     (queries: fusion tokens by default)
-x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts as a copy of the LM layer's MLP)
+x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts from the LM layer's MLP: copy_mlp)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.config import FFWMode, Gating
+from models.config import FFWInit, FFWMode, Gating
 from models.nn.memory import lean_mlp, recompute_on_cpu, recompute_saved
 
 
@@ -84,16 +84,39 @@ class CrossAttention(nn.Module):
         )
 
 
-def copy_mlp(mlp: nn.Module) -> nn.Module:
-    """An exact, trainable copy of an LM layer's MLP (weights, biases, activation), in fp32.
+def copy_mlp(mlp: nn.Module, init: FFWInit = FFWInit.COPY_LM) -> nn.Module:
+    """A trainable copy of an LM layer's MLP, in fp32.
 
-    The copy trains, so it is fp32 even when the frozen LM is loaded in bf16
-    (bf16 autocast computes in bf16, the optimizer updates fp32 weights).
+    `init` copy-lm: exact (weights, biases, activation). reference: the weight
+    matrices only, as the reference builds its FFW: every bias is drawn again as
+    nn.Linear draws it, U(±1/√fan_in), and GPT-2's tanh GELU becomes nn.GELU's
+    erf form. The copy trains, so it is fp32 even when the frozen LM is loaded in
+    bf16 (bf16 autocast computes in bf16, the optimizer updates fp32 weights).
     """
     clone = copy.deepcopy(mlp).float()
+    if FFWInit(init) is FFWInit.REFERENCE:
+        _reference_init(clone)
     for p in clone.parameters():
         p.requires_grad_(True)
     return clone
+
+
+def _reference_init(mlp: nn.Module) -> None:
+    """Biases re-drawn as nn.Linear's default, tanh/`gelu_new` GELUs swapped for the erf GELU (in place)."""
+    from transformers.activations import NewGELUActivation
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in mlp.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, NewGELUActivation) or (isinstance(child, nn.GELU) and child.approximate != "none"):
+                setattr(parent, name, nn.GELU())
+        bias = getattr(parent, "bias", None)
+        if isinstance(parent, (nn.Linear, Conv1D)) and isinstance(bias, torch.Tensor):
+            weight: torch.Tensor = parent.weight
+            fan_in = weight.shape[0] if isinstance(parent, Conv1D) else weight.shape[1]  # Conv1D stores (in, out)
+            bound = 1.0 / math.sqrt(fan_in)
+            with torch.no_grad():
+                bias.uniform_(-bound, bound)
 
 
 # The reference's RMSNorm epsilon in the MM blocks of Llama-family LMs.
@@ -108,16 +131,18 @@ def pre_norm(d_model: int, rms_norm: bool, layer_norm_eps: float = 1e-5) -> nn.M
 class MMBlock(nn.Module):
     """One multimodal block; `query_slice` picks the tokens that attend to z.
 
-    `rms_norm` picks the pre-norms' kind (the LM's: RMSNorm on Llama, LayerNorm on GPT-2).
+    `rms_norm` picks the pre-norms' kind (the LM's: RMSNorm on Llama, LayerNorm on GPT-2);
+    `ffw_init` how the FFW copy starts (copy_mlp).
     """
 
     def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float, mlp: nn.Module | None,
-                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False) -> None:
+                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False,
+                 ffw_init: FFWInit = FFWInit.COPY_LM) -> None:
         super().__init__()
         self.ln_ca = pre_norm(d_model, rms_norm, layer_norm_eps)
         self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
         self.gate_ca = Gate(gating)
-        self.ffw = copy_mlp(mlp) if mlp is not None else None
+        self.ffw = copy_mlp(mlp, ffw_init) if mlp is not None else None
         if self.ffw is not None:
             self.ln_ffw = pre_norm(d_model, rms_norm, layer_norm_eps)
             self.gate_ffw = Gate(gating)
