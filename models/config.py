@@ -42,6 +42,13 @@ class FFWInit(str, Enum):
     COPY_LM = "copy-lm"
 
 
+class MLPForm(str, Enum):
+    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form, so it ignores this)."""
+
+    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum (the paper's MOSI)
+    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): SwiGLU, the LM's own form
+
+
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -122,6 +129,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_batchnorm_at": AVBatchNormAt,
     "av_positions": AVPositions,
     "av_readout": AVReadout,
+    "mlp_form": MLPForm,
 }
 
 
@@ -171,6 +179,7 @@ class ModelConfig:
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
     ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
+    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
@@ -420,7 +429,8 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
-                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
+                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50,
+                   mlp_form=MLPForm.REFERENCE),  # the reference's Llama MLP: a sum, not SwiGLU's product
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),
         # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)

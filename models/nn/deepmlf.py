@@ -93,7 +93,7 @@ class DeepMLF(nn.Module):
         blocks = {
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
                             mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
-                            self.lm.rms_norm, config.ffw_init)
+                            self.lm.rms_norm, config.ffw_init, config.mlp_form)
             for i in sorted(config.mm_layers)
         }
         self.mm_blocks = nn.ModuleDict(blocks)
