@@ -49,6 +49,14 @@ class MLPForm(str, Enum):
     SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): SwiGLU, the LM's own form
 
 
+class LoRAInit(str, Enum):
+    """How LoRA's A starts (B always starts at zero, so the adapted FFW starts as the copy)."""
+
+    # The reference's own LoRA: A of shape (in, r), kaiming-uniform with a=√5, i.e. U(±1/√r).
+    REFERENCE = "reference"
+    PEFT = "peft"  # PEFT's default: A as a Linear(in → r), U(±1/√in)
+
+
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -130,6 +138,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_positions": AVPositions,
     "av_readout": AVReadout,
     "mlp_form": MLPForm,
+    "lora_init": LoRAInit,
 }
 
 
@@ -183,6 +192,7 @@ class ModelConfig:
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
+    lora_init: LoRAInit = LoRAInit.REFERENCE  # A ~ U(±1/√r) as the reference; peft: U(±1/√in)
     fusion_inputs: FusionInputs = FusionInputs.FUSION
     fusion_positions: FusionPositions = FusionPositions.FIXED
     # --- heads and loss ---
@@ -430,7 +440,8 @@ PRESETS: dict[str, Preset] = {
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
                    av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50,
-                   mlp_form=MLPForm.REFERENCE),  # the reference's Llama MLP: a sum, not SwiGLU's product
+                   mlp_form=MLPForm.REFERENCE,  # the reference's Llama MLP: a sum, not SwiGLU's product
+                   lora_init=LoRAInit.REFERENCE),  # its LoRA A: U(±1/√r), not PEFT's U(±1/√in)
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),
         # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)

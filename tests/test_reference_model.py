@@ -80,6 +80,46 @@ def test_mosi_defaults_to_the_reference_mlp_form_and_describe_shows_it():
     assert json.loads(result.stdout)["model"]["mlp_form"] == "reference"
 
 
+# --- item 9: LoRA A drawn as the reference's own LoRA, U(±1/√r); B zero ---
+
+def _lora_pairs(model):
+    from peft.tuners.lora import LoraLayer
+
+    for block in model.mm_blocks.values():
+        for layer in block.ffw.modules():
+            if isinstance(layer, LoraLayer):
+                yield layer.lora_A["default"].weight, layer.lora_B["default"].weight  # (r, in), (out, r)
+
+
+@pytest.mark.parametrize("init", ["reference", "peft"])
+def test_lora_a_bound_follows_the_reference(tiny_lm, init):
+    torch.manual_seed(0)
+    r = 4
+    model = make_model(tiny_lm, ffw_mode="lora", lora_r=r, lora_alpha=8, lora_init=init)
+    pairs = list(_lora_pairs(model))
+    per_block = 3 if model.lm.rms_norm else 2  # Llama: gate, up, down; GPT-2: c_fc, c_proj
+    assert len(pairs) == per_block * len(model.mm_blocks)
+    for a, b in pairs:
+        in_features = a.shape[1]  # tiny LMs: 64 wide, MLP 256 (GPT-2) or 192 (Llama)
+        # The reference: 1/√r = 0.5; PEFT: 1/√in = 0.125 or less. 64·4 or more draws reach 0.8 of the bound.
+        bound = 1 / r**0.5 if init == "reference" else 1 / in_features**0.5
+        assert 0.8 * bound < float(a.abs().max()) <= bound
+        assert torch.count_nonzero(b) == 0
+
+
+def test_mosi_lora_init_is_the_reference_and_describe_shows_it():
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    assert PRESETS["mosi"].model_config().lora_init.value == "reference" == ModelConfig().lora_init.value
+    result = CliRunner().invoke(app, ["describe", "--preset", "mosi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["lora_init"] == "reference"
+
+
 # --- item 10: AV BatchNorm after pooling; fairseq sinusoids; MOSI has no stage-2 BatchNorm ---
 
 def test_batchnorm_normalises_the_pooled_steps():

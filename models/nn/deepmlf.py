@@ -99,7 +99,7 @@ class DeepMLF(nn.Module):
         self.mm_blocks = nn.ModuleDict(blocks)
         if config.ffw_mode is FFWMode.LORA:
             for block in blocks.values():
-                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout)
+                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_init)
         self.task_head = TaskHead(2 * d + config.d_av, config.head_hidden)
         self.text_head = nn.Linear(d, 1)
         self.av_head = nn.Linear(config.d_av, 1)
