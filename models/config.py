@@ -249,12 +249,17 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from `to_dict()` output; unknown keys are an error that names them."""
+        """Rebuild from `to_dict()` output; unknown keys are an error that names them.
+
+        A saved config lacking a key added since is rebuilt with what the code that
+        saved it computed (`_BEFORE_KEY`), not with today's default: a checkpoint
+        trained before the reference's forms must load as the model it was.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return cls(**{**{k: v for k, v in _BEFORE_KEY.items() if k not in data}, **data})
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
@@ -269,6 +274,12 @@ class ModelConfig:
     def load(cls, path: Path) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+
+# What models saved before each of these keys existed computed (ModelConfig.from_dict).
+_BEFORE_KEY: dict[str, Any] = {
+    "ffw_init": FFWInit.COPY_LM, "mlp_form": MLPForm.SWIGLU, "lora_init": LoRAInit.PEFT,
+    "av_batchnorm_at": AVBatchNormAt.RAW, "av_positions": AVPositions.VASWANI, "av_readout": AVReadout.MEAN,
+}
 
 # Training choices (TrainConfig checks them; the schedule and device code act on them).
 CLIP_MODES = ("value", "norm")

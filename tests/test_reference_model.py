@@ -257,3 +257,15 @@ def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, cal
                          clip_scope="all", clip_every=every, schedule="plateau", warmup_epochs=0.0)
     training.fit(model, encoded["train"], encoded["valid"], config, data.scheme, tmp_path, seed=0)
     assert len(seen) == calls and all(s > 0 for s in seen)  # each on gradients that exist
+
+
+def test_a_config_saved_before_the_reference_forms_loads_as_it_was_trained():
+    """A saved config without the newer keys keeps the forms its model computed; a full one is unchanged."""
+    saved = ModelConfig().to_dict()
+    for key in ("ffw_init", "mlp_form", "lora_init", "av_batchnorm_at", "av_positions", "av_readout"):
+        del saved[key]
+    old = ModelConfig.from_dict(saved)
+    assert (old.ffw_init, old.mlp_form, old.lora_init) == ("copy-lm", "swiglu", "peft")
+    assert (old.av_batchnorm_at, old.av_positions, old.av_readout) == ("raw", "vaswani", "mean")
+    assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+    assert PRESETS["mosi"].model_config().mlp_form == "reference"
