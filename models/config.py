@@ -42,6 +42,21 @@ class FFWInit(str, Enum):
     COPY_LM = "copy-lm"
 
 
+class MLPForm(str, Enum):
+    """What a Llama-family MM-block FFW computes (GPT-2's MLP has one form, so it ignores this)."""
+
+    REFERENCE = "reference"  # down(act(gate(x)) + up(x)): the reference's Llama MLP, a sum (the paper's MOSI)
+    SWIGLU = "swiglu"  # down(act(gate(x)) · up(x)): SwiGLU, the LM's own form
+
+
+class LoRAInit(str, Enum):
+    """How LoRA's A starts (B always starts at zero, so the adapted FFW starts as the copy)."""
+
+    # The reference's own LoRA: A of shape (in, r), kaiming-uniform with a=√5, i.e. U(±1/√r).
+    REFERENCE = "reference"
+    PEFT = "peft"  # PEFT's default: A as a Linear(in → r), U(±1/√in)
+
+
 class FusionInputs(str, Enum):
     """Which tokens are the queries of the MM block's cross-attention."""
 
@@ -122,6 +137,8 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "av_batchnorm_at": AVBatchNormAt,
     "av_positions": AVPositions,
     "av_readout": AVReadout,
+    "mlp_form": MLPForm,
+    "lora_init": LoRAInit,
 }
 
 
@@ -171,9 +188,11 @@ class ModelConfig:
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
     ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
+    mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (the reference: 0.05 on MOSI)
+    lora_init: LoRAInit = LoRAInit.REFERENCE  # A ~ U(±1/√r) as the reference; peft: U(±1/√in)
     fusion_inputs: FusionInputs = FusionInputs.FUSION
     fusion_positions: FusionPositions = FusionPositions.FIXED
     # --- heads and loss ---
@@ -230,12 +249,17 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from `to_dict()` output; unknown keys are an error that names them."""
+        """Rebuild from `to_dict()` output; unknown keys are an error that names them.
+
+        A saved config lacking a key added since is rebuilt with what the code that
+        saved it computed (`_BEFORE_KEY`), not with today's default: a checkpoint
+        trained before the reference's forms must load as the model it was.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return cls(**{**{k: v for k, v in _BEFORE_KEY.items() if k not in data}, **data})
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
@@ -250,6 +274,12 @@ class ModelConfig:
     def load(cls, path: Path) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+
+# What models saved before each of these keys existed computed (ModelConfig.from_dict).
+_BEFORE_KEY: dict[str, Any] = {
+    "ffw_init": FFWInit.COPY_LM, "mlp_form": MLPForm.SWIGLU, "lora_init": LoRAInit.PEFT,
+    "av_batchnorm_at": AVBatchNormAt.RAW, "av_positions": AVPositions.VASWANI, "av_readout": AVReadout.MEAN,
+}
 
 # Training choices (TrainConfig checks them; the schedule and device code act on them).
 CLIP_MODES = ("value", "norm")
@@ -435,7 +465,9 @@ PRESETS: dict[str, Preset] = {
         model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
                    ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
-                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50),
+                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50,
+                   mlp_form=MLPForm.REFERENCE,  # the reference's Llama MLP: a sum, not SwiGLU's product
+                   lora_init=LoRAInit.REFERENCE),  # its LoRA A: U(±1/√r), not PEFT's U(±1/√in)
         # use_bf16: true in the reference's MOSI config (the other presets: false, fp32).
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30, lm_dtype="auto"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),

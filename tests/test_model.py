@@ -94,7 +94,7 @@ def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
 
 
 def test_mm_ffw_starts_as_an_exact_copy_of_the_lm_mlp(tiny_lm):
-    model, _ = make_model(tiny_lm, ffw_init="copy-lm")
+    model, _ = make_model(tiny_lm, ffw_init="copy-lm", mlp_form="swiglu")
     model.eval()
     x = torch.randn(2, 9, model.lm.d_model)
     for layer, block in model.mm_blocks.items():

@@ -78,7 +78,8 @@ REFERENCE = {
         model=dict(_MODEL, lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=[11, 14, 17, 20, 23], n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug="none", ffw_mode="lora",
                    lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
-                   av_aug_p=0.3, av_input_batchnorm=[]),
+                   av_aug_p=0.3, av_input_batchnorm=[], mlp_form="reference",
+                   lora_init="reference"),
         train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30,
                    lm_dtype="auto"),  # use_bf16: true (bf16 on CUDA); the others false
         pretrain=dict(_PRETRAIN, lr=1e-3, plateau_patience=10),

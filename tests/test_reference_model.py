@@ -47,6 +47,79 @@ def test_copy_lm_keeps_the_lm_biases_and_tanh_gelu(tiny_gpt2):
     assert float(block.ffw.act(torch.tensor(1.0))) == pytest.approx(0.8411920, abs=1e-7)
 
 
+# --- item 8: MOSI's Llama MLP is the reference's sum down(act(gate(x)) + up(x)), not SwiGLU's product ---
+
+@pytest.mark.parametrize("form", ["reference", "swiglu"])
+def test_llama_ffw_computes_the_chosen_mlp_form(tiny_llama, form):
+    torch.manual_seed(0)
+    model = make_model(tiny_llama, mlp_form=form).eval()
+    x = torch.randn(2, 5, model.lm.d_model)  # (B, T, d)
+    for layer, block in model.mm_blocks.items():
+        lm_mlp = model.lm.mlp(int(layer))  # the frozen LM's own SwiGLU MLP: its weights are the copy's
+        gate, up = lm_mlp.act_fn(lm_mlp.gate_proj(x)), lm_mlp.up_proj(x)  # (B, T, d_ff) each
+        summed, product = lm_mlp.down_proj(gate + up), lm_mlp.down_proj(gate * up)  # (B, T, d)
+        assert not torch.allclose(summed, product, atol=1e-3)  # the two forms are told apart
+        with torch.no_grad():
+            out = block.ffw(x)
+        torch.testing.assert_close(out, summed if form == "reference" else product, rtol=0, atol=1e-6)
+        if form == "swiglu":
+            torch.testing.assert_close(out, lm_mlp(x), rtol=0, atol=1e-6)  # the LM's own form
+
+
+def test_mosi_defaults_to_the_reference_mlp_form_and_describe_shows_it():
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    assert PRESETS["mosi"].model_config().mlp_form.value == "reference"
+    assert ModelConfig().mlp_form.value == "reference" and ModelConfig(mlp_form="swiglu").mlp_form.value == "swiglu"
+    result = CliRunner().invoke(app, ["describe", "--preset", "mosi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["mlp_form"] == "reference"
+
+
+# --- item 9: LoRA A drawn as the reference's own LoRA, U(±1/√r); B zero ---
+
+def _lora_pairs(model):
+    from peft.tuners.lora import LoraLayer
+
+    for block in model.mm_blocks.values():
+        for layer in block.ffw.modules():
+            if isinstance(layer, LoraLayer):
+                yield layer.lora_A["default"].weight, layer.lora_B["default"].weight  # (r, in), (out, r)
+
+
+@pytest.mark.parametrize("init", ["reference", "peft"])
+def test_lora_a_bound_follows_the_reference(tiny_lm, init):
+    torch.manual_seed(0)
+    r = 4
+    model = make_model(tiny_lm, ffw_mode="lora", lora_r=r, lora_alpha=8, lora_init=init)
+    pairs = list(_lora_pairs(model))
+    per_block = 3 if model.lm.rms_norm else 2  # Llama: gate, up, down; GPT-2: c_fc, c_proj
+    assert len(pairs) == per_block * len(model.mm_blocks)
+    for a, b in pairs:
+        in_features = a.shape[1]  # tiny LMs: 64 wide, MLP 256 (GPT-2) or 192 (Llama)
+        # The reference: 1/√r = 0.5; PEFT: 1/√in = 0.125 or less. 64·4 or more draws reach 0.8 of the bound.
+        bound = 1 / r**0.5 if init == "reference" else 1 / in_features**0.5
+        assert 0.8 * bound < float(a.abs().max()) <= bound
+        assert torch.count_nonzero(b) == 0
+
+
+def test_mosi_lora_init_is_the_reference_and_describe_shows_it():
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    assert PRESETS["mosi"].model_config().lora_init.value == "reference" == ModelConfig().lora_init.value
+    result = CliRunner().invoke(app, ["describe", "--preset", "mosi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["lora_init"] == "reference"
+
+
 # --- item 10: AV BatchNorm after pooling; fairseq sinusoids; MOSI has no stage-2 BatchNorm ---
 
 def test_batchnorm_normalises_the_pooled_steps():
@@ -184,3 +257,15 @@ def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, cal
                          clip_scope="all", clip_every=every, schedule="plateau", warmup_epochs=0.0)
     training.fit(model, encoded["train"], encoded["valid"], config, data.scheme, tmp_path, seed=0)
     assert len(seen) == calls and all(s > 0 for s in seen)  # each on gradients that exist
+
+
+def test_a_config_saved_before_the_reference_forms_loads_as_it_was_trained():
+    """A saved config without the newer keys keeps the forms its model computed; a full one is unchanged."""
+    saved = ModelConfig().to_dict()
+    for key in ("ffw_init", "mlp_form", "lora_init", "av_batchnorm_at", "av_positions", "av_readout"):
+        del saved[key]
+    old = ModelConfig.from_dict(saved)
+    assert (old.ffw_init, old.mlp_form, old.lora_init) == ("copy-lm", "swiglu", "peft")
+    assert (old.av_batchnorm_at, old.av_positions, old.av_readout) == ("raw", "vaswani", "mean")
+    assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+    assert PRESETS["mosi"].model_config().mlp_form == "reference"

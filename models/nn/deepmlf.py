@@ -93,13 +93,13 @@ class DeepMLF(nn.Module):
         blocks = {
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
                             mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
-                            self.lm.rms_norm, config.ffw_init)
+                            self.lm.rms_norm, config.ffw_init, config.mlp_form)
             for i in sorted(config.mm_layers)
         }
         self.mm_blocks = nn.ModuleDict(blocks)
         if config.ffw_mode is FFWMode.LORA:
             for block in blocks.values():
-                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout)
+                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_init)
         self.task_head = TaskHead(2 * d + config.d_av, config.head_hidden)
         self.text_head = nn.Linear(d, 1)
         self.av_head = nn.Linear(config.d_av, 1)
