@@ -19,11 +19,15 @@ RESULT_KEYS = {"path", "key", "status", "error", "score", "raw_score", "polarity
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_gpt2):
     """A SIMS-like corpus of 8 short face clips, extracted with labels, and a 1-epoch tiny DeepMLF run on it."""
+    return build_trained(tmp_path_factory.mktemp("predict"), tiny_gpt2)
+
+
+def build_trained(root: Path, lm: Path) -> Path:
+    """`trained`'s corpus and run under `root` (the serve tests build it once per session through tests/serving.py)."""
     from typer.testing import CliRunner
 
     from deepmlf_cli.app import app
 
-    root = tmp_path_factory.mktemp("predict")
     rows = ["video_id,clip_id,text,label,mode"]
     for i, split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 2):
         tm.make_face_clip(root / "SIMS" / "Raw" / "v" / f"{i:02d}.mp4", 0.6 + 0.2 * (i % 2), audio="speech")
@@ -32,7 +36,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     runner = CliRunner()
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
+    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(lm), "--mm-layers", "1..3",
                               "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
