@@ -6,7 +6,7 @@ both loaded once; every check that concerns the run rather than a clip (the
 feature sizes, the scheme, the Whisper settings) is done once, at load.
 
     from deepmlf_cli.predictor import Predictor
-    predictor = Predictor.load("runs/demo/deepmlf")
+    predictor = Predictor.load("runs/demo/video-deepmlf")
     result = predictor.predict("clip.mp4")   # the dict `deepmlf predict --json` prints
 
 Result schema: deepmlf_cli/workflows/predict.py's docstring.

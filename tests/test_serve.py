@@ -137,6 +137,19 @@ def test_a_public_host_needs_a_token_or_no_token(trained, tmp_path):
     assert check_options(ServeOptions(host="::1")) == []
 
 
+def test_whisper_missing_at_start_names_no_whisper(trained):
+    from huggingface_hub import try_to_load_from_cache
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+
+    if isinstance(try_to_load_from_cache("openai/whisper-small", "config.json"), str):
+        pytest.skip("openai/whisper-small is cached here: serve would start")
+    # the recipe transcribes with Whisper and an upload has no sidecar: refused at start, in one line
+    res = CliRunner().invoke(app, ["serve", "--model", str(trained / "runs" / "r1"), "--port", "9"])
+    assert res.exit_code == 1 and "--no-whisper" in res.output and "sidecar" not in res.output, res.output
+
+
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(trained, tmp_path):
     srv = Server(trained / "runs" / "r1", tmp_path / "tmp")
     # without --allow-missing an untranscribed upload fails like `deepmlf predict --no-whisper` on a clip

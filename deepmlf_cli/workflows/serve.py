@@ -71,12 +71,18 @@ def serve(opts: ServeOptions, on_ready: Callable[[str, dict], None] | None = Non
 
     from deepmlf_cli.predictor import Predictor
     from deepmlf_cli.server import create_app
+    from extractors.errors import ModelNotCachedError
 
     check_options(opts)
     predictor = Predictor.load(opts.model, device=opts.device, lm=opts.lm, whisper=opts.whisper,
                                no_whisper=opts.no_whisper)
     if predictor.recipe.transcript.mode in ("auto", "whisper") and "text" in predictor.reads:
-        predictor.recipe.transcript.check_whisper()  # an upload has no sidecar: Whisper must be there, say so now
+        try:  # an upload has no sidecar: Whisper must be there, say so now rather than per request
+            predictor.recipe.transcript.check_whisper()
+        except ModelNotCachedError as exc:
+            first = str(exc).splitlines()[0].split("; or use a sidecar")[0].split(", or use a sidecar")[0]
+            raise ModelNotCachedError(f"{first}; or serve with --no-whisper (each clip's words then come in the "
+                                      f"request's `text` field)") from None
     app = create_app(predictor, queue=opts.queue, max_upload_mb=opts.max_upload_mb, token=opts.token,
                      allow_missing=opts.allow_missing)
     host = f"[{opts.host}]" if ":" in opts.host else opts.host
