@@ -50,6 +50,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "serve",
     "compare",
     "study",
     "describe",

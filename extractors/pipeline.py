@@ -61,9 +61,13 @@ class Pipeline:
         return self._whisper
 
     def extract(
-        self, path: Path, transcript: str | None = None, start: float | None = None, end: float | None = None
+        self, path: Path, transcript: str | None = None, start: float | None = None, end: float | None = None,
+        *, text: bool = True,
     ) -> ClipFeatures:
-        """Features of a clip, or of its [start, end) window (timestamps then count from `start`)."""
+        """Features of a clip, or of its [start, end) window (timestamps then count from `start`).
+
+        text=False skips the transcript (source "none"): predict's segments carry their own words.
+        """
         path = Path(path)
         info = probe(path)  # raises MediaError for empty / non-media / truncated files
         timings = {}
@@ -85,12 +89,14 @@ class Pipeline:
             vision.timestamps = vision.timestamps - start
         timings["face_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if start is None and end is None:
-            text = get_transcript(path, self.transcript_mode, transcript, self.whisper_if_needed(), info.has_audio)
+        if not text:
+            words = Transcript("", "none")
+        elif start is None and end is None:
+            words = get_transcript(path, self.transcript_mode, transcript, self.whisper_if_needed(), info.has_audio)
         elif transcript is not None or self.transcript_mode in (TranscriptMode.none, TranscriptMode.given):
-            text = get_transcript(path, self.transcript_mode, transcript, None, info.has_audio)
+            words = get_transcript(path, self.transcript_mode, transcript, None, info.has_audio)
         else:
-            text = self.whisper.transcribe(path, start, end) if info.has_audio else Transcript("", "no-audio")
+            words = self.whisper.transcribe(path, start, end) if info.has_audio else Transcript("", "no-audio")
         timings["transcript_s"] = time.perf_counter() - t0
         assert vision.present is not None  # Features.__post_init__ fills it (all True when not given)
         duration = info.duration
@@ -104,8 +110,8 @@ class Pipeline:
             vision_times=vision.timestamps,
             vision_names=vision.names,
             vision_present=vision.present,
-            text=text.text,
-            transcript=text,
+            text=words.text,
+            transcript=words,
             audio_rate_hz=self.audio.rate_hz,
             vision_rate_hz=self.face.rate_hz,
             info={

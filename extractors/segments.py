@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .feature_recipe import FeatureRecipe
-from .pipeline import ClipFeatures, extract_clip
+from .pipeline import ClipFeatures, Pipeline, extract_clip
 from .transcript import Transcript, get_transcript
 
 MIN_SEGMENT_S = 0.05  # shorter utterances (after clipping to the clip) carry no frame to extract
@@ -50,29 +50,37 @@ def utterance_spans(transcript: Transcript, duration: float, window: float) -> l
     return spans
 
 
-def clip_transcript(path: Path, recipe: FeatureRecipe, transcript: str | None, has_audio: bool) -> Transcript:
-    """The whole clip's transcript by the recipe's rules; a given `transcript` wins (it has no timestamps)."""
+def clip_transcript(path: Path, recipe: FeatureRecipe, transcript: str | None, has_audio: bool,
+                    pipeline: Pipeline | None = None) -> Transcript:
+    """The whole clip's transcript by the recipe's rules; a given `transcript` wins (it has no timestamps).
+
+    pipeline: the recipe's loaded pipeline, whose Whisper is reused (else one is built for this call).
+    """
     text_cfg = recipe.transcript
     if transcript is not None:
         return Transcript(" ".join(transcript.split()), "given")
     whisper = None
     if text_cfg.mode in ("auto", "whisper"):
-        whisper = text_cfg.transcriber()
+        whisper = pipeline.whisper if pipeline is not None else text_cfg.transcriber()
     return get_transcript(path, text_cfg.mode, None, whisper, has_audio)
 
 
 def segment_clip(path: Path, recipe: FeatureRecipe, transcript: str | None, duration: float, has_audio: bool,
-                 window: float) -> tuple[list[Span], Transcript]:
+                 window: float, pipeline: Pipeline | None = None) -> tuple[list[Span], Transcript]:
     """(start, end, text) per utterance (sidecar subtitles or Whisper), else fixed windows; and the whole transcript."""
-    full = clip_transcript(path, recipe, transcript, has_audio)
+    full = clip_transcript(path, recipe, transcript, has_audio, pipeline)
     return utterance_spans(full, duration, window), full
 
 
-def extract_segments(path: Path, recipe: FeatureRecipe, spans: list[Span]) -> list[ClipFeatures]:
+def extract_segments(path: Path, recipe: FeatureRecipe, spans: list[Span],
+                     pipeline: Pipeline | None = None) -> list[ClipFeatures]:
     """Each span's features, extracted on its own window; a window never reads the clip's transcript.
 
     The segment's text is the span's own (its utterance), never the whole
     sidecar or a Whisper run over the window, so transcription is off here.
+    pipeline: the recipe's loaded pipeline (its extractors are reused); else the process's cached one.
     """
+    if pipeline is not None:
+        return [pipeline.extract(Path(path), start=span.start, end=span.end, text=False) for span in spans]
     silent = recipe.with_transcript(mode="none")
     return [extract_clip(path, silent, start=span.start, end=span.end) for span in spans]

@@ -19,11 +19,15 @@ RESULT_KEYS = {"path", "key", "status", "error", "score", "raw_score", "polarity
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_gpt2):
     """A SIMS-like corpus of 8 short face clips, extracted with labels, and a 1-epoch tiny DeepMLF run on it."""
+    return build_trained(tmp_path_factory.mktemp("predict"), tiny_gpt2)
+
+
+def build_trained(root: Path, lm: Path) -> Path:
+    """`trained`'s corpus and run under `root` (the serve tests build it once per session through tests/serving.py)."""
     from typer.testing import CliRunner
 
     from deepmlf_cli.app import app
 
-    root = tmp_path_factory.mktemp("predict")
     rows = ["video_id,clip_id,text,label,mode"]
     for i, split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 2):
         tm.make_face_clip(root / "SIMS" / "Raw" / "v" / f"{i:02d}.mp4", 0.6 + 0.2 * (i % 2), audio="speech")
@@ -32,7 +36,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     runner = CliRunner()
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
+    res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(lm), "--mm-layers", "1..3",
                               "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -129,8 +133,9 @@ def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):
     (tmp_path / "long.srt").write_text("1\n00:00:00,000 --> 00:00:01,200\nfirst part\n\n"
                                        "2\n00:00:01,200 --> 00:00:03,000\nsecond part\n")
     nosub = tm.make_face_clip(tmp_path / "nosub.mp4", 2.5, fps=10, audio="speech")
+    # nosub has no words in any window: --allow-missing keeps it (the rule is tested below)
     res = _invoke([str(long), str(nosub), "--model", str(trained / "runs" / "r1"), "--segment", "--window", "1",
-                   "--no-whisper", "--out", str(tmp_path / "tl"), "--json"])  # fmt: skip
+                   "--no-whisper", "--allow-missing", "--out", str(tmp_path / "tl"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     by_key = {r["key"]: r for r in json.loads(res.stdout)}
     segs = by_key["long"]["segments"]
@@ -258,7 +263,8 @@ def test_the_workflow_returns_results_and_writes_no_files(trained, tmp_path):
     old = Path.cwd()
     os.chdir(tmp_path)  # the command's default --out (predictions/) would land here
     try:
-        report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True)
+        report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True,
+                               allow_missing=True)  # other has no subtitles: its windows have no words
     finally:
         os.chdir(old)
     assert sorted(p for p in tmp_path.rglob("*")) == before
@@ -276,8 +282,41 @@ def test_the_workflow_returns_results_and_writes_no_files(trained, tmp_path):
         save(result)
 
     report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True,
-                           save=flaky)
+                           allow_missing=True, save=flaky)
     assert calls == ["long", "other"]
     failed, ok = report.results
     assert failed["status"] == "failed" and "cannot write" in failed["error"]
     assert Path(ok["plot"]).read_bytes()[:4] == b"\x89PNG" and Path(ok["timeline_csv"]).is_file()
+
+
+def test_segment_without_words_in_any_window_is_an_empty_transcript(trained, tmp_path):
+    """--segment --no-whisper on a clip without subtitles scores every window from no text: the
+    empty-transcript rule applies (issue 19 item 7), --allow-missing keeps it."""
+    nosub = tm.make_face_clip(tmp_path / "nosub.mp4", 2.0, fps=10, audio="speech")
+    args = [str(nosub), "--model", str(trained / "runs" / "r1"), "--segment", "--window", "1", "--no-whisper",
+            "--out", str(tmp_path / "tl"), "--json"]
+    res = _invoke(args)
+    assert res.exit_code == 1
+    (item,) = json.loads(res.stdout)
+    assert item["status"] == "failed" and "empty transcript" in item["error"] and "--allow-missing" in item["error"]
+    res = _invoke([*args, "--allow-missing"])
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["status"] == "ok"
+
+
+def test_predictor_loads_once_and_answers_like_the_command(trained):
+    """The library object: one load, then the same dict `predict --json` prints; a bad file is a failed result."""
+    from deepmlf_cli.predictor import Predictor
+
+    clip = trained / "SIMS" / "Raw" / "v" / "07.mp4"
+    res = _invoke([str(clip), "--model", str(trained / "runs" / "r1"), "--transcript", "clip number 7", "--json"])
+    (expected,) = json.loads(res.stdout)
+    predictor = Predictor.load(trained / "runs" / "r1")
+    got = predictor.predict(clip, transcript="clip number 7")
+    assert set(got) == RESULT_KEYS and got["raw_score"] == pytest.approx(expected["raw_score"], abs=1e-6)
+    assert got["heads"] == pytest.approx(expected["heads"], abs=1e-6)
+    bad = trained / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    failed = predictor.predict_safe(bad, shown_as="upload.mp4")
+    assert failed["status"] == "failed" and failed["path"] == "upload.mp4" and str(bad) not in failed["error"]
+    card = predictor.card()
+    assert card["run"] == "r1" and card["scale"] == [-1.0, 1.0] and "audio" in card["feature_recipe"]

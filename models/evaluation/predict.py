@@ -17,6 +17,7 @@ import torch
 
 from models.checkpoint import LoadedModel
 from models.data.batching import encode_split
+from models.data.checks import clean_non_finite
 from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
 from models.evaluation.inference import predict_encoded
@@ -125,8 +126,8 @@ def predict_features(
         check_feature_sizes(loaded, int(clip.audio.shape[-1]), int(clip.vision.shape[-1]))
     audio, audio_lengths = _stack([np.asarray(c.audio, np.float32) for c in clips], cfg.d_audio, "audio")
     vision, vision_lengths = _stack([np.asarray(c.vision, np.float32) for c in clips], cfg.d_vision, "vision")
-    for array in (audio, vision):  # as the dataset loader cleans: non-finite values count as 0
-        np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    for array in (audio, vision):  # the function the dataset loader cleans with: non-finite values count as 0
+        clean_non_finite(array)
     split = SplitData(
         ids=[c.id or str(i) for i, c in enumerate(clips)],
         texts=[c.text or "" for c in clips],
