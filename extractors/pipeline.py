@@ -125,7 +125,7 @@ class Pipeline:
                 # A track shorter than the clip (ffmpeg -shortest) is a fact about the media, not a failure.
                 "notes": info.track_notes(),
                 "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
-                "transcript_rejected": text.rejected,
+                "transcript_rejected": words.rejected,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },
         )
