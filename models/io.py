@@ -12,6 +12,8 @@ umask-derived mode before the rename.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -19,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from models.errors import OutputError
 
 FILE_MODE = 0o666  # open(..., "w") before the umask
 DIR_MODE = 0o777  # os.mkdir before the umask
@@ -134,3 +138,109 @@ def _swap_in(tmp_dir: Path, final_dir: Path) -> None:
         raise
     os.replace(tmp_dir, final_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- #
+# One writer per output folder
+# --------------------------------------------------------------------------- #
+
+LOCK_NAME = ".deepmlf.lock"  # inside the folder it guards; removed when the writer is done
+
+
+def _holder_pid(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip() or "unknown"
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+
+
+def unwritable_reason(exc: OSError) -> str:
+    """A few words for why a write failed: the file system is read-only, full, or the folder is not ours."""
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _probe(directory: Path) -> OSError | None:
+    """Make ``directory`` if missing and create and remove a file in it; the OSError that stopped it, or None.
+
+    A real probe file, not os.access: permission bits do not stop root, and
+    neither sees a read-only mount or an immutable folder the way a write does.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".deepmlf-probe.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def check_writable_dir(directory: Path, option: str = "--out") -> None:
+    """Raise OutputError (one line) unless files can be created in ``directory`` (made if missing)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{option} {directory} is a file; give a directory")
+    failure = _probe(directory)
+    if failure is not None:
+        raise OutputError(f"{option} {directory}: cannot write there ({unwritable_reason(failure)}); "
+                          f"choose another {option}")
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Raise OutputError (one line) unless file ``path`` can be written: not a folder, its folder writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{option} {path}: {path.parent} is a file, not a folder")
+    failure = _probe(path.parent)
+    if failure is not None:
+        raise OutputError(f"{option} {path}: cannot write in {path.parent} ({unwritable_reason(failure)}); "
+                          f"choose another {option}")
+
+
+@contextmanager
+def output_lock(directory: Path, what: str = "writer", option: str = "--out") -> Iterator[Path]:
+    """Hold an exclusive lock on output folder ``directory`` (made if missing) while the block runs.
+
+    The lock is an flock on ``directory/.deepmlf.lock``, which records the
+    holder's pid: a second writer gets OutputError naming that pid instead of
+    mixing its files with the first's. The kernel releases an flock when its
+    process dies, so a lock file left by a killed run is simply taken over.
+    The file is removed on exit; a writer that locked a file just removed
+    (it opened it before the unlink) sees another inode at the path and retries.
+    """
+    directory = Path(directory)
+    check_writable_dir(directory, option)
+    path = directory / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, default_file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{directory} is in use by another deepmlf {what} (pid {_holder_pid(path)}); "
+                              f"wait for it to finish, or choose another {option}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed this file as it finished: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # while still held: no one can lock this inode and think it is current
+        os.close(fd)

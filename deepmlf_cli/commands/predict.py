@@ -56,7 +56,10 @@ def predict(
         from deepmlf_cli.views import show_report
         from deepmlf_cli.workflows.predict import predict_paths
         from models.devices import resolve_device
+        from models.io import check_writable_file
 
+        if csv_file is not None:
+            check_writable_file(csv_file, "--csv")  # before Whisper and the model run
         whisper = {"model": whisper_model, "language": language, "backend": whisper_backend.value if whisper_backend
                    else None, "task": "translate" if translate else None}
         with ClipProgress("predict", quiet=quiet or as_json) as bar:

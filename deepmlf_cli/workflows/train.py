@@ -24,6 +24,7 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
     from deepmlf_cli.resolve import build_spec, default_run_dir, init_distributed, load_data, resumed_spec
     from models.config import parse_layer_list
     from models.errors import ConfigError
+    from models.io import check_writable_dir
     from models.nn.registry import model_kind
     from models.run import Run
 
@@ -38,6 +39,8 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
                        "lm_dropout": None if lm_dropout is None else lm_dropout == "on"}
     kind = model_kind(model) if model is not None else None
     saved = Run(out).spec() if resume else None  # says so when --out holds no run
+    if out is not None:
+        check_writable_dir(out)  # read-only, full or a file: one line before the data and the LM load
     init_distributed()
     data = load_data(dataset, data_dir, quiet, scheme=scheme)
     # A run.json exists once training started (even if killed in its first epoch): its settings
@@ -67,13 +70,18 @@ def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, *, pres
 def train_with_progress(data, spec, run_dir: Path, *, resume: bool = False, device: str = "auto",
                         quiet: bool = False) -> dict[str, Any]:
     """Train every seed of `spec` (models.training.experiment.train_run) with one epoch bar per seed on stdout."""
+    import contextlib
+
     from deepmlf_cli.render import EpochProgress, make_progress
     from deepmlf_cli.resolve import is_main_process
     from models.evaluation.metrics import PRIMARY_METRICS
+    from models.io import output_lock
     from models.training.experiment import train_run
 
     primary = PRIMARY_METRICS[data.scheme][0]
-    with make_progress(quiet or not is_main_process()) as progress:
+    # One writer per run directory (torchrun's ranks are one writer: rank 0 holds it).
+    lock = output_lock(run_dir, "training run") if is_main_process() else contextlib.nullcontext()
+    with lock, make_progress(quiet or not is_main_process()) as progress:
         return train_run(data, spec, run_dir, resume=resume, device=device,
                          progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
 

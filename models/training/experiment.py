@@ -22,6 +22,7 @@ from models.distributed import is_distributed, rank_and_world
 from models.errors import ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics, summarize_run
+from models.io import LOCK_NAME
 from models.nn.registry import build_model, model_kind, needs_text
 from models.run import Run, RunSpec
 from models.training.loop import Callbacks, fit, seed_everything
@@ -139,7 +140,7 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
         return saved, True
     if resume and not run.exists():
         run.spec()  # raises: there is no run to resume
-    if not run.exists() and run_dir.exists() and any(run_dir.iterdir()):
+    if not run.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
     return spec, False
 
