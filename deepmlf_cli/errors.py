@@ -62,6 +62,10 @@ def handle_errors(debug: bool = False, rerun: str = RERUN_RESUMES) -> Iterator[N
         if debug:
             raise
         text = str(exc)
+        from models.errors import DiskFullError
+
+        if isinstance(exc, DiskFullError):
+            text = f"{text}, then {rerun}"  # train/pretrain: "... with --resume to continue"
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
             text = f"{text}: {exc.filename}"
         raise fail(text) from None

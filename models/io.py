@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from models.errors import OutputError
+from models.errors import DiskFullError, OutputError
 
 FILE_MODE = 0o666  # open(..., "w") before the umask
 DIR_MODE = 0o777  # os.mkdir before the umask
@@ -52,6 +52,22 @@ def default_dir_mode() -> int:
     return DIR_MODE & ~current_umask()
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device is full: an OSError ENOSPC/EDQUOT, or a writer's own error with its text.
+
+    safetensors raises ``SafetensorError("... No space left on device ...")``,
+    not an OSError, so its message is the only sign.
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return not isinstance(exc, OSError) and "No space left on device" in str(exc)
+
+
+def _disk_full(target: Path) -> DiskFullError:
+    return DiskFullError(f"no space left on the device while writing {target}; the previous version is kept: "
+                         f"free some space in {target.parent}")
+
+
 def atomic_write(path: Path, content: str | bytes | Callable[[BinaryIO], object]) -> Path:
     """Write one file under a temporary name in its directory, then rename it into place; return ``path``.
 
@@ -76,8 +92,10 @@ def atomic_write(path: Path, content: str | bytes | Callable[[BinaryIO], object]
             handle.flush()
             os.fsync(handle.fileno())  # the rename must not publish an empty file after a crash
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise _disk_full(path) from exc
         raise
     return path
 
@@ -97,6 +115,7 @@ def atomic_dir(final_dir: Path) -> Iterator[Path]:
     make 0600 files) and it replaces ``final_dir`` (an older version is moved
     aside first, then deleted). On an error the temporary directory is removed
     and ``final_dir`` is left as it was: a reader never sees half a directory.
+    A full disk (whichever writer hit it) becomes a DiskFullError naming ``final_dir``.
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +126,10 @@ def atomic_dir(final_dir: Path) -> Iterator[Path]:
         yield tmp
         _share_modes(tmp)
         _swap_in(tmp, final_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):  # one line instead of the writer's traceback; the old directory stands
+            raise _disk_full(final_dir) from exc
         raise
 
 

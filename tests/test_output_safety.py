@@ -186,3 +186,83 @@ def test_out_on_a_read_only_mount_or_a_file_is_one_line(command, read_only_dir, 
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 1, res.output
         assert expected in _one_error_line(res.output), (command, out, res.output)
+
+
+# --------------------------------------------------------------------------- #
+# Item 10: a full disk during a checkpoint write
+# --------------------------------------------------------------------------- #
+
+
+def _no_space(kind: str) -> Exception:
+    import errno
+
+    from safetensors import SafetensorError
+
+    if kind == "oserror":
+        return OSError(errno.ENOSPC, "No space left on device")
+    # What safetensors really raises on a full disk: not an OSError, only its text says so.
+    return SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                           "\"No space left on device\" })")
+
+
+@pytest.mark.parametrize("kind", ["oserror", "safetensors"])
+def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_last_state(kind, tmp_path, tiny_gpt2, monkeypatch):
+    import safetensors.torch
+
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
+
+    data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "data")
+    real, calls = safetensors.torch.save_file, {"n": 0}
+
+    def fills_up(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:  # epoch 1 wrote its best checkpoint and its state; then the disk is full
+            raise _no_space(kind)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_up)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--preset", "sample", "--lm", str(tiny_gpt2),
+                                   "--epochs", "3", "--patience", "5", "--seed", "0", "--device", "cpu",
+                                   "--out", str(run), "--quiet"])
+    assert res.exit_code == 1
+    line = _one_error_line(res.output)
+    assert "no space left" in line and str(run / "seed_0") in line and "--resume" in line, line
+    state = run / "seed_0" / "state"
+    assert (state / "state.safetensors").is_file() and (state / "state.json").is_file()  # epoch 1 survives
+    leftovers = [p.name for p in (run / "seed_0").iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no half-written temporary directory
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A real 64 KiB file system: writes past it fail with ENOSPC."""
+    target = tmp_path / "small"
+    target.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_a_really_full_disk_keeps_the_old_checkpoint(tiny_tmpfs):
+    import torch
+    from safetensors.torch import save_file
+
+    from models.errors import DiskFullError
+    from models.io import atomic_dir
+
+    target = tiny_tmpfs / "state"
+    with atomic_dir(target) as tmp:
+        save_file({"w": torch.zeros(16)}, str(tmp / "state.safetensors"))
+    with pytest.raises(DiskFullError, match=f"no space left on the device while writing {target}"):
+        with atomic_dir(target) as tmp:
+            save_file({"w": torch.zeros(1 << 16)}, str(tmp / "state.safetensors"))  # 256 KiB > 64 KiB
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["state"]
+    from safetensors.torch import load_file
+
+    assert load_file(str(target / "state.safetensors"))["w"].shape == (16,)
