@@ -24,7 +24,10 @@ def known_error_types() -> tuple[type[BaseException], ...]:
     from extractors.errors import ExtractionError
     from models.errors import DeepMLFError
 
-    return (DeepMLFError, ExtractionError, FileNotFoundError, NotADirectoryError, PermissionError)
+    # Only our own classes: a bare FileNotFoundError/PermissionError is a bug's (say, a file the code
+    # itself should have written) and keeps its traceback; errors about the user's paths are raised
+    # as these classes, with the path and the fix in the message.
+    return (DeepMLFError, ExtractionError)
 
 
 def print_error(message: str) -> None:

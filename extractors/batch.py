@@ -26,9 +26,9 @@ from .dataset import (
     write_json,
     write_text,
 )
-from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
-from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
+from .errors import BackendUnavailableError, ExtractionError, InputNotFoundError, ModelNotCachedError
 from .feature_recipe import FeatureRecipe
+from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 
 ERRORS_FILE = "errors.tsv"
 
@@ -107,7 +107,7 @@ def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
     """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file."""
     inputs = Path(inputs)
     if not inputs.exists():
-        raise FileNotFoundError(f"input not found: {inputs}")
+        raise InputNotFoundError(f"input not found: {inputs}; check the path")
     if labels is None and inputs.is_dir():
         labels = find_label_file(inputs)
     if labels is not None:

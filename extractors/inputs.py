@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ExtractionError
+from .errors import ExtractionError, InputNotFoundError
 from .media import MEDIA_EXTENSIONS
 
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
@@ -36,7 +36,7 @@ def discover_media(root: Path) -> list[ClipJob]:
     if root.is_file():
         return [ClipJob(key=root.stem, path=root)]
     if not root.is_dir():
-        raise FileNotFoundError(f"input not found: {root}")
+        raise InputNotFoundError(f"input not found: {root}; check the path")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith("."))
     jobs, seen = [], {}
     for p in files:
@@ -98,7 +98,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
 
     labels = Path(labels)
     if not labels.is_file():
-        raise FileNotFoundError(f"label file not found: {labels}")
+        raise InputNotFoundError(f"label file not found: {labels}; check --labels")
     try:
         df = pd.read_csv(labels, dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str}, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:

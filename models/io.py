@@ -12,6 +12,7 @@ umask-derived mode before the rename.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -183,17 +184,23 @@ def unwritable_reason(exc: OSError) -> str:
         return "no space left on the device"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
+    if exc.errno == errno.ENOTDIR:
+        return str(exc.strerror)
     return exc.strerror or str(exc)
 
 
 def _probe(directory: Path) -> OSError | None:
-    """Make ``directory`` if missing and create and remove a file in it; the OSError that stopped it, or None.
+    """Create and remove a file in ``directory``, or in its nearest existing parent when it is missing
+    (nothing is left behind); the OSError that stopped it, or None.
 
     A real probe file, not os.access: permission bits do not stop root, and
     neither sees a read-only mount or an immutable folder the way a write does.
     """
+    while not directory.exists() and directory.parent != directory:
+        directory = directory.parent
+    if not directory.is_dir():
+        return NotADirectoryError(errno.ENOTDIR, f"{directory} is a file")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".deepmlf-probe.", dir=directory)
         os.close(fd)
         os.unlink(probe)
@@ -203,7 +210,7 @@ def _probe(directory: Path) -> OSError | None:
 
 
 def check_writable_dir(directory: Path, option: str = "--out") -> None:
-    """Raise OutputError (one line) unless files can be created in ``directory`` (made if missing)."""
+    """Raise OutputError (one line) unless ``directory`` can be made (when missing) and written in."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"{option} {directory} is a file; give a directory")
@@ -239,6 +246,8 @@ def output_lock(directory: Path, what: str = "writer", option: str = "--out") ->
     """
     directory = Path(directory)
     check_writable_dir(directory, option)
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, default_file_mode())
@@ -265,3 +274,6 @@ def output_lock(directory: Path, what: str = "writer", option: str = "--out") ->
     finally:
         path.unlink(missing_ok=True)  # while still held: no one can lock this inode and think it is current
         os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):  # a writer that failed before writing leaves no empty folder
+                directory.rmdir()

@@ -76,10 +76,13 @@ def test_lock_of_a_killed_writer_is_taken_over(holder):
 
 def test_locks_are_released_and_reusable(tmp_path):
     with output_lock(tmp_path / "out"):
-        pass
+        (tmp_path / "out" / "results.json").write_text("{}")
     with output_lock(tmp_path / "out"):  # the same process again, after the first let go
         pass
-    assert list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.json"]
+    with output_lock(tmp_path / "failed"):
+        pass  # a writer that wrote nothing (its checks failed) leaves no empty folder it made
+    assert not (tmp_path / "failed").exists()
 
 
 def test_extract_into_a_folder_in_use_says_so_in_one_line(holder, tmp_path):
@@ -266,3 +269,43 @@ def test_a_really_full_disk_keeps_the_old_checkpoint(tiny_tmpfs):
     from safetensors.torch import load_file
 
     assert load_file(str(target / "state.safetensors"))["w"].shape == (16,)
+
+
+# --------------------------------------------------------------------------- #
+# Issue 18 §4: only errors raised on purpose print as one line
+# --------------------------------------------------------------------------- #
+
+
+def _run_body(exc: BaseException, capsys) -> str:
+    import typer
+
+    from deepmlf_cli.errors import handle_errors
+
+    with pytest.raises(typer.Exit) as exited:
+        with handle_errors():
+            raise exc
+    assert exited.value.exit_code == 1
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bug", [FileNotFoundError(2, "No such file or directory", "/tmp/written-by-us.json"),
+                                 PermissionError(13, "Permission denied", "/tmp/x"), NotADirectoryError("/tmp/y")])
+def test_a_bugs_bare_os_error_keeps_its_traceback(bug, capsys):
+    err = _run_body(bug, capsys)
+    assert "Traceback" in err and "unexpected failure" in err
+
+
+def test_errors_raised_on_purpose_are_one_line(tmp_path, capsys):
+    from extractors.errors import InputNotFoundError
+    from models.errors import CheckpointError
+
+    for exc in (InputNotFoundError(f"input not found: {tmp_path}; check the path"),
+                CheckpointError(f"model run not found: {tmp_path}")):
+        err = _run_body(exc, capsys)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # and from the commands: a missing input, label file or model run
+    for args in (["extract", str(tmp_path / "gone"), "--out", str(tmp_path / "o")],
+                 ["predict", str(tmp_path / "clip.mp4"), "--model", str(tmp_path / "no-run")],
+                 ["transcribe", str(tmp_path / "gone.wav")]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 1 and "not found" in _one_error_line(res.output), (args, res.output)

@@ -78,11 +78,12 @@ def load_run_model(run_dir: Path | None, runs_root: Path, device: str, lm: str |
     The one place predict finds and loads a model.
     """
     from models.checkpoint import load_model
+    from models.errors import CheckpointError
     from models.run import Run
 
     run_dir = Path(run_dir) if run_dir is not None else latest_run(runs_root)
     if not run_dir.exists():
-        raise FileNotFoundError(f"model run not found: {run_dir}")
+        raise CheckpointError(f"model run not found: {run_dir}; pass --model RUN_DIR written by `deepmlf train`")
     checkpoint = Run(run_dir).best()
     return run_dir, checkpoint, load_model(checkpoint, device, lm=lm)
 
@@ -133,11 +134,12 @@ def failed_result(key: str, path: Path, reason: str) -> dict[str, Any]:
 def _predict_one(loaded, recipe: FeatureRecipe, key: str, path: Path, transcript: str | None, device: str,
                  needs: frozenset[str]) -> dict[str, Any]:
     """One clip's prediction; fails (MissingModalityError) when it lacks a modality in `needs`."""
+    from extractors.errors import InputNotFoundError
     from extractors.pipeline import extract_clip, require_modalities
     from models.evaluation.predict import ClipInput, predict_features
 
     if not path.exists():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise InputNotFoundError(f"file not found: {path}; check the path")
     feats = extract_clip(path, recipe, transcript)
     require_modalities(path, feats.info, feats.text, "predict", needs)
     t0 = time.perf_counter()
@@ -150,6 +152,7 @@ def _predict_one(loaded, recipe: FeatureRecipe, key: str, path: Path, transcript
 def _predict_segments(loaded, recipe: FeatureRecipe, key: str, path: Path, transcript: str | None, window: float,
                       device: str, needs: frozenset[str]) -> dict[str, Any]:
     """A long clip's timeline; only a missing audio/video track in `needs` fails it (see predict_paths)."""
+    from extractors.errors import InputNotFoundError
     from extractors.media import probe
     from extractors.pipeline import require_modalities
     from extractors.segments import extract_segments, segment_clip
@@ -157,7 +160,7 @@ def _predict_segments(loaded, recipe: FeatureRecipe, key: str, path: Path, trans
     from models.evaluation.timeline import clip_verdict, segment_rows
 
     if not path.exists():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise InputNotFoundError(f"file not found: {path}; check the path")
     info = probe(path)
     require_modalities(path, {"has_audio": info.has_audio, "has_video": info.has_video}, None, "predict", needs)
     t0 = time.perf_counter()
