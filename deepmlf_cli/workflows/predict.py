@@ -72,7 +72,7 @@ def latest_run(root: Path = DEFAULT_RUNS) -> Path:
     return Run.latest(root).path
 
 
-def load_run_model(run_dir: Path | None, runs_root: Path, device: str, lm: str | None):
+def load_run_model(run_dir: Path | None, runs_root: Path, device: str, lm: str | None, lm_mismatch_ok: bool = False):
     """(run_dir, checkpoint, loaded model) of `run_dir`, default the newest run under `runs_root`.
 
     The one place predict finds and loads a model.
@@ -85,7 +85,7 @@ def load_run_model(run_dir: Path | None, runs_root: Path, device: str, lm: str |
     if not run_dir.exists():
         raise CheckpointError(f"model run not found: {run_dir}; pass --model RUN_DIR written by `deepmlf train`")
     checkpoint = Run(run_dir).best()
-    return run_dir, checkpoint, load_model(checkpoint, device, lm=lm)
+    return run_dir, checkpoint, load_model(checkpoint, device, lm=lm, lm_mismatch_ok=lm_mismatch_ok)
 
 
 def model_recipe(meta: dict, checkpoint: Path) -> FeatureRecipe:
@@ -193,6 +193,7 @@ def predict_paths(
     whisper: dict[str, str | None] | None = None,
     runs_root: Path = DEFAULT_RUNS,
     lm: str | None = None,
+    lm_mismatch_ok: bool = False,
     save: Callable[[dict], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
@@ -217,7 +218,7 @@ def predict_paths(
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
-    run_dir, checkpoint, loaded = load_run_model(run_dir, runs_root, device, lm)
+    run_dir, checkpoint, loaded = load_run_model(run_dir, runs_root, device, lm, lm_mismatch_ok)
     recipe = model_recipe(loaded.meta, checkpoint)
     if whisper:  # the user's Whisper (text only: audio and face stay exactly as trained)
         recipe = recipe.with_transcript(**whisper)
@@ -234,6 +235,7 @@ def predict_paths(
     if any(p.is_file() and recipe.needs_whisper(p, transcript) for _, p in items):
         recipe.transcript.check_whisper()  # model, backend, language: one line now, not one failure per clip
     report = PredictReport(run_dir, checkpoint, model_scheme(loaded))
+    report.notes.extend(loaded.notes)  # e.g. an old run whose LM is not fingerprinted
     diffs = recipe.version_differences()
     if diffs:
         report.notes.append("features may differ slightly from training: " + ", ".join(diffs))

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import read_checkpoint
+from models.checkpoint import lm_fingerprint, read_checkpoint
 from models.config import TrainConfig
 from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
@@ -202,6 +202,8 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     # The LM dtype it trained with: `deepmlf evaluate` on CUDA loads the LM the same way, so it
     # reproduces the test metrics written here.
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
+    if hf_lm is not None:  # evaluate/predict refuse an LM with other weights under the same name or shape
+        meta["lm_fingerprint"] = lm_fingerprint(hf_lm)
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
         av_weights = read_checkpoint(Run(spec.init_av).best()).weights
