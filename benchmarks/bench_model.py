@@ -24,16 +24,20 @@ optimisation can be switched off. `--table` runs the standard set of
 configurations, each in its own process (so each peak RSS is its own):
 
     .venv/bin/python benchmarks/bench_model.py --mode epoch --table --clips 128
-    .venv/bin/python benchmarks/bench_model.py --mode epoch --clips 128 --fixed-length 50 --no-bucketing \\
+    .venv/bin/python benchmarks/bench_model.py --mode epoch --clips 128 --fixed-length 50 --batching shuffle \\
         --no-prefix --no-cache --no-logits-budget        # the reference's way, none of ours
+
+Training batches are cut as `deepmlf train --batching` cuts them (window by default: the
+reference's shuffle with each optimizer step's clips regrouped by length), with the presets'
+gradient accumulation 8 (fewer when a small --clips subset has fewer micro-batches).
 
 `--lm-dtype bfloat16` (step and epoch modes) runs the frozen LM in bf16 under
 bf16 autocast, as `deepmlf train --lm-dtype bfloat16` does; the table's last
-two rows are that. `--rows 1,7,8` runs a subset of the table (row 0, the
+two rows are that. `--rows 1,8,9` runs a subset of the table (row 0, the
 reference-style one, always runs), `--reference-epochs 1` gives that row one
 epoch (it has no cache, so each of its epochs costs the same):
 
-    .venv/bin/python benchmarks/bench_model.py --mode epoch --table --rows 1,2,7,8 --reference-epochs 1
+    .venv/bin/python benchmarks/bench_model.py --mode epoch --table --rows 1,2,8,9 --reference-epochs 1
 
 Epoch 1 fills the prefix cache; epoch 2 is what every later epoch costs. The
 eval pass is timed twice over a separate split of the same size: cold, then
@@ -65,13 +69,14 @@ BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, 
 
 # --table: name → switches (the first row is the reference's way; speedups are against it).
 TABLE = {
-    "reference-style (fixed 50, none)": ["--fixed-length", "50", "--no-bucketing", "--no-prefix", "--no-cache",
-                                         "--no-logits-budget"],
-    "all on, LM dropout on (default)": [],
+    "reference-style (fixed 50, shuffle, none)": ["--fixed-length", "50", "--batching", "shuffle", "--no-prefix",
+                                                  "--no-cache", "--no-logits-budget"],
+    "all on, window batching (default)": [],
     "all on, LM dropout off": ["--lm-dropout", "off"],
     "LM dropout off, --no-cache": ["--lm-dropout", "off", "--no-cache"],
     "all on, --no-prefix": ["--no-prefix"],
-    "all on, --no-bucketing": ["--no-bucketing"],
+    "all on, --batching shuffle": ["--batching", "shuffle"],
+    "all on, --batching bucketed": ["--batching", "bucketed"],
     "all on, --fixed-length 50": ["--fixed-length", "50"],
     # bf16 autocast on the CPU (opt-in: `deepmlf train --lm-dtype bfloat16`; fast with AVX512-BF16/AMX)
     "all on, bf16 LM": ["--lm-dtype", "bfloat16"],
@@ -201,6 +206,7 @@ def mosi_like_lengths(n: int, seed: int):
 
 
 def synthetic_split(n: int, seed: int, vocab: int, max_tokens: int, bucketed: bool, pad_to: int):
+    """A MOSI-shaped encoded split; `bucketed`: evaluation batches sorted by length (else in order)."""
     import numpy as np
 
     from models.data.batching import EncodedSplit
@@ -263,16 +269,16 @@ class _Timer:
         self.records.append(record)
 
 
-def full_set_padding(bucketed: bool, pad_to: int, batch: int, max_tokens: int) -> float:
+def full_set_padding(batching: str, pad_to: int, batch: int, grad_accum: int, max_tokens: int) -> float:
     """The text padding share an epoch of all 1284 clips would have (lengths only, no model)."""
     import numpy as np
 
-    from models.data.batching import EncodedSplit, length_bucketed_batches
+    from models.data.batching import EncodedSplit, training_batches
 
     lengths = np.minimum(mosi_like_lengths(1284, 0), max_tokens)
     split = EncodedSplit([""] * 1284, [[0] * int(k) for k in lengths], np.zeros((1284, 1, 1)), np.ones(1284),
-                         np.zeros((1284, 1, 1)), np.ones(1284), np.zeros(1284), 0, bucketed=bucketed, pad_to=pad_to)
-    batches = length_bucketed_batches(split, batch, np.random.default_rng(0))
+                         np.zeros((1284, 1, 1)), np.ones(1284), np.zeros(1284), 0, pad_to=pad_to)
+    batches, _ = training_batches(split, batch, grad_accum, np.random.default_rng(0), batching)
     cells = sum(len(b) * max(pad_to, int(lengths[b].max())) for b in batches)
     return 1 - float(lengths.sum()) / cells
 
@@ -295,13 +301,15 @@ def epoch_mode(args) -> dict:
     model = DeepMLF(config, hf_lm)
     apply_switches(model, args)
     vocab = hf_lm.config.vocab_size
-    bucketed, pad_to = not args.no_bucketing, args.fixed_length or 0
+    # The reference evaluates in the split's order; ours sorts by length (no change to the math).
+    bucketed, pad_to = args.batching != "shuffle", args.fixed_length or 0
     train = synthetic_split(args.clips, 0, vocab, max_tokens, bucketed, pad_to)
     valid = synthetic_split(8, 1, vocab, max_tokens, bucketed, pad_to)  # fit's own validation: small, not timed
     evaluation = synthetic_split(args.clips, 2, vocab, max_tokens, bucketed, pad_to)
-    train_config = TrainConfig(batch_size=args.batch, grad_accum=1, max_epochs=args.epochs, patience=args.epochs + 1,
-                               prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
-                               compile=args.compile)
+    grad_accum = max(1, min(args.grad_accum, -(-args.clips // args.batch)))  # at least one step on a small subset
+    train_config = TrainConfig(batch_size=args.batch, grad_accum=grad_accum, max_epochs=args.epochs,
+                               patience=args.epochs + 1, prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
+                               compile=args.compile, batching=args.batching, lm_dtype=args.lm_dtype)
     timer = _Timer(device, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer, device=args.device)
@@ -326,7 +334,9 @@ def epoch_mode(args) -> dict:
            "eval_cold": round(evals[0], 2), "eval_warm": round(evals[1], 2),
            "train_tflop": round(timer.flops / 1e12, 3), "eval_tflop": round(eval_flops / 1e12, 3),
            "text_padding": timer.records[-1]["text_padding"],
-           "text_padding_1284": round(full_set_padding(bucketed, pad_to, args.batch, max_tokens), 4),
+           "text_padding_1284": round(full_set_padding(args.batching, pad_to, args.batch, args.grad_accum,
+                                                       max_tokens), 4),
+           "batching": args.batching, "grad_accum": grad_accum,
            "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
            "peak_rss_gib": round(timer.rss_before_counting, 2) if timer.rss_before_counting else None,
            "device": str(device), "threads": torch.get_num_threads()}
@@ -359,11 +369,12 @@ def table(args, passthrough: list[str]) -> None:
         return
     any_row = next(iter(rows.values()))
     print(f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
-          f"batch {args.batch}, device {any_row['device']}, {any_row['threads']} threads")
-    header = (f"{'configuration':36} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
+          f"batch {args.batch} x {any_row['grad_accum']} accumulated, device {any_row['device']}, "
+          f"{any_row['threads']} threads")
+    header = (f"{'configuration':42} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
               f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
     print(header)  # epoch 2: the last epoch run (the reference-style row's only one with --reference-epochs 1)
-    print(f"{'':36} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
+    print(f"{'':42} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
           f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
     ref = rows.get(next(iter(TABLE)))
     for name, r in rows.items():
@@ -372,7 +383,7 @@ def table(args, passthrough: list[str]) -> None:
         flop_speedup = (f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x"
                         if ref else "-")
         cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
-        print(f"{name:36} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
+        print(f"{name:42} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
               f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
               f"{r['peak_rss_gib'] or float('nan'):5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
     scale = 1284 / any_row["clips"]
@@ -399,7 +410,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=1284, help="epoch mode: training clips (MOSI has 1284)")
     parser.add_argument("--epochs", type=int, default=2, help="epoch mode: epochs (the 2nd shows the cache's reuse)")
     parser.add_argument("--fixed-length", type=int, default=0, help="pad every transcript to N tokens (reference: 50)")
-    parser.add_argument("--no-bucketing", action="store_true", help="batches in shuffled order, not by length")
+    parser.add_argument("--batching", choices=("window", "shuffle", "bucketed"), default="window",
+                        help="epoch mode: training batches as `deepmlf train --batching` (shuffle: the reference's)")
+    parser.add_argument("--grad-accum", type=int, default=8,
+                        help="epoch mode: micro-batches per optimizer step (the presets' 8; the window's size)")
     parser.add_argument("--no-prefix", action="store_true", help="full pass below the first MM block")
     parser.add_argument("--no-cache", action="store_true", help="no per-clip prefix cache")
     parser.add_argument("--no-logits-budget", action="store_true", help="always recompute the LM-loss logits")
@@ -425,7 +439,7 @@ def main() -> None:
         return
     if args.table:
         passthrough = ["--clips", str(args.clips), "--epochs", str(args.epochs), "--batch", str(args.batch),
-                       "--device", args.device, "--cache-gib", str(args.cache_gib)]
+                       "--grad-accum", str(args.grad_accum), "--device", args.device, "--cache-gib", str(args.cache_gib)]
         if args.compile:
             passthrough.append("--compile")
         table(args, passthrough)

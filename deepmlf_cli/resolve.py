@@ -6,11 +6,10 @@ Shared by `train`, `pretrain` and `study` so their options mean the same.
 from __future__ import annotations
 
 import os
+import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from deepmlf_cli.render import stdout
 

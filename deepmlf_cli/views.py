@@ -83,8 +83,10 @@ def show_description(recipe: dict, counts: dict, as_json: bool = False) -> None:
         stdout.print(f"note: {note}", markup=False)
     stdout.print(_fields_table("Model", recipe["model"]))
     stdout.print(_fields_table("Training (DeepMLF)", recipe["train"]))
+    stdout.print(_fields_table("Training procedure (DeepMLF)", recipe["procedure"]))
     stdout.print(_fields_table("AV pretraining", {**recipe["pretrain"]["train"],
                                                   **{f"model.{k}": v for k, v in recipe["pretrain"]["model"].items()}}))
+    stdout.print(_fields_table("AV pretraining procedure", recipe["pretrain"]["procedure"]))
     if counts["parameters"] is None:
         stdout.print(f"no parameter counts: {counts['parameters_unavailable']}", markup=False)
         return

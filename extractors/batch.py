@@ -21,6 +21,9 @@ from .dataset import (
     assemble_dataset,
     clip_done,
     clip_filename,
+    load_clip,
+    media_identity,
+    same_media,
     save_clip,
     write_features_manifest,
     write_json,
@@ -31,6 +34,7 @@ from .feature_recipe import FeatureRecipe
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 
 ERRORS_FILE = "errors.tsv"
+_MAX_CLIP_NOTES = 10  # per-clip media notes listed in the summary; all stay in each clip's .json
 
 
 @dataclass
@@ -47,6 +51,8 @@ class ClipResult:
     vision_frames: int = 0
     frames_with_face: int = 0
     text_source: str = ""
+    text_chars: int = 0  # length of the clip's text (0: none, e.g. silence)
+    notes: list[str] = field(default_factory=list)  # facts about the media (a track shorter than the clip)
 
 
 @dataclass
@@ -103,15 +109,18 @@ class ExtractSummary:
         }
 
 
-def plan_jobs(inputs: Path, labels: Path | None = None) -> list[ClipJob]:
-    """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file."""
+def plan_jobs(inputs: Path, labels: Path | None = None, label_range: tuple[float, float] | None = None) -> list[ClipJob]:
+    """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file.
+
+    label_range: labels beyond it are bad rows of the label file (`read_labels`).
+    """
     inputs = Path(inputs)
     if not inputs.exists():
         raise InputNotFoundError(f"input not found: {inputs}; check the path")
     if labels is None and inputs.is_dir():
         labels = find_label_file(inputs)
     if labels is not None:
-        return read_labels(Path(labels), inputs if inputs.is_dir() else None)
+        return read_labels(Path(labels), inputs if inputs.is_dir() else None, label_range)
     jobs = discover_media(inputs)
     if not jobs:
         raise ExtractionError(f"{inputs}: no media files found (looked for video/audio extensions such as .mp4, .wav)")
@@ -135,12 +144,13 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
         return base
     path = job.path
     try:
+        identity = media_identity(path)  # before decoding: a file replaced mid-run is redone next time
         if done is not None:
             text, tracks = transcribe_clip(path, recipe, transcript=job.text)
             if not allow_missing:
                 require_modalities(path, {**done, **tracks}, text.text, "extract", recipe.modalities)
             meta = {**done, "path": str(job.path), "text": text.text, "transcript": text.to_dict(),
-                    "transcript_hash": recipe.transcript.hash}
+                    "transcript_hash": recipe.transcript.hash, "label_text": job.text, "media": identity}
             write_json(Path(features_dir) / f"{clip_filename(job.key)}.json", meta)  # the .npz stays as it is
         else:
             clip = extract_clip(path, recipe, transcript=job.text)
@@ -148,6 +158,9 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
                 require_modalities(path, clip.info, clip.text, "extract", recipe.modalities)
             # Beside the feature hash (the done-marker): a later run with another transcript policy redoes only the text.
             clip.info["transcript_hash"] = recipe.transcript.hash
+            # With the label text and the file's identity: a fixed transcript or a replaced file is redone.
+            clip.info["label_text"] = job.text
+            clip.info["media"] = identity
             meta = save_clip(features_dir, job, clip, recipe.feature_hash)
     except ExtractionError as exc:
         base.reason = str(exc).replace(str(job.path) + ": ", "", 1)
@@ -164,6 +177,8 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
             vision_frames=int(meta["vision_frames"]),
             frames_with_face=int(meta["frames_with_face"]),
             text_source=meta["transcript"]["source"],
+            text_chars=len(meta.get("text") or ""),
+            notes=list(meta.get("notes") or []),
         )
     base.seconds = time.perf_counter() - t0
     return base
@@ -222,6 +237,130 @@ def _rows(jobs: list[ClipJob], limit: int = 12) -> str:
     return f"{noun} {', '.join(names[:limit])}{more}"
 
 
+@dataclass
+class _Plan:
+    """What a run has to do: the clips already done, those to (re)do, and why."""
+
+    results: list[ClipResult]  # the skipped clips (done with this recipe, text and file)
+    todo: list[ClipJob]
+    stale: dict[str, dict]  # key -> metadata of features that stand, whose text is redone
+    notes: list[str]
+
+
+def _skipped(job: ClipJob, meta: dict) -> ClipResult:
+    return ClipResult(job.key, str(job.path), "skipped", duration=float(meta.get("duration") or 0.0),
+                      audio_frames=int(meta["audio_frames"]), vision_frames=int(meta["vision_frames"]),
+                      frames_with_face=int(meta.get("frames_with_face", 0)), text_source=meta["transcript"]["source"],
+                      text_chars=len(meta.get("text") or ""))
+
+
+def plan_skips(jobs: list[ClipJob], features_dir: Path, recipe: FeatureRecipe) -> _Plan:
+    """Which clips are done, which get only a new text, which are (re)done in full.
+
+    A clip is done when its features were made with this feature hash from the
+    same media file (size and mtime, else a content hash: `same_media`), and
+    its text with this transcript policy from the same label-file text. A new
+    file redoes the clip; a new text (policy or label) redoes only the text.
+    """
+    plan = _Plan([], [], {}, [])
+    replaced, policy, relabelled = [], 0, 0
+    for job in jobs:
+        meta = clip_done(features_dir, job.key, recipe.feature_hash) if job.path is not None else None
+        if meta is not None and not same_media(meta.get("media"), job.path):
+            replaced.append(job)
+            meta = None
+        if meta is None:
+            plan.todo.append(job)
+        elif meta.get("transcript_hash") != recipe.transcript.hash or meta.get("label_text") != job.text:
+            policy += meta.get("transcript_hash") != recipe.transcript.hash
+            relabelled += meta.get("transcript_hash") == recipe.transcript.hash
+            plan.stale[job.key] = meta
+            plan.todo.append(job)
+        else:
+            plan.results.append(_skipped(job, meta))
+    if policy:
+        plan.notes.append(f"{policy} clip(s) keep their audio and face features and get a new transcript "
+                          "(the transcript settings changed)")
+    if relabelled:
+        plan.notes.append(f"{relabelled} clip(s) keep their audio and face features and get their new text "
+                          "(the label file's text changed)")
+    if replaced:
+        plan.notes.append(f"{_rows(replaced)} extracted again: the media file changed since its features were made")
+    return plan
+
+
+def _whisper_preflight(plan: _Plan, recipe: FeatureRecipe, labels: Path | None, labelled: bool) -> list[ClipJob]:
+    """Check Whisper once for the clips that need it; the clips that will be transcribed (else fail them).
+
+    A wrong model, backend or language would otherwise fail every clip after
+    its audio/face work. Whisper missing (not wrong) fails only the clips that
+    need it, or the whole run at once when no other clip could be extracted.
+    """
+    whisper_jobs = [j for j in plan.todo if not j.problem and recipe.needs_whisper(j.path, j.text)]
+    if not whisper_jobs:
+        return []
+    where = f" of {Path(labels).name if labels else 'label.csv'}" if labelled else ""
+    have, need = ("has", "needs") if len(whisper_jobs) == 1 else ("have", "need")
+    what = f"{have} no text" if labelled else f"{have} no sidecar transcript"
+    try:
+        recipe.transcript.check_whisper()
+    except (ModelNotCachedError, BackendUnavailableError) as exc:
+        needing = {id(j) for j in whisper_jobs}
+        others = [j for j in plan.todo if not j.problem and id(j) not in needing]
+        if not others and not plan.results:  # nothing could be extracted: one line, at once
+            raise ExtractionError(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper: {exc}") from None
+        for job in whisper_jobs:  # a re-run resumes them
+            lacks = f"empty text in row {job.row} and no sidecar" if job.row else "no sidecar transcript"
+            job.problem = f"{lacks}, and Whisper is unavailable: {exc}"
+        plan.notes.append(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper, which is unavailable; "
+                          "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run")
+        return []
+    return whisper_jobs
+
+
+def _transcribed_note(whisper_jobs: list[ClipJob], results: list[ClipResult], recipe: FeatureRecipe,
+                      labels: Path | None) -> str | None:
+    """The rows that Whisper really gave text to (not those that failed or were silence)."""
+    got_text = {r.key for r in results
+                if r.status == "done" and r.text_source.startswith("whisper:") and r.text_chars > 0}
+    transcribed = [j for j in whisper_jobs if j.key in got_text]
+    if not transcribed:
+        return None
+    have = "has" if len(transcribed) == 1 else "have"
+    where = Path(labels).name if labels else "label.csv"
+    return f"{_rows(transcribed)} of {where} {have} no text: transcribed with Whisper {recipe.transcript.model}"
+
+
+def _run_jobs(todo: list[ClipJob], recipe: FeatureRecipe, features_dir: Path, allow_missing: bool,
+              stale: dict[str, dict], workers: int, on_result: Callable[[ClipResult], None] | None) -> list[ClipResult]:
+    """Extract the clips, in this process or a pool of `workers`; each result is reported as it comes."""
+    results: list[ClipResult] = []
+
+    def report(result: ClipResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            report(extract_one(job, recipe, features_dir, allow_missing, stale.get(job.key)))
+        return results
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads, os.getpid())) as pool:
+        pending = {pool.submit(extract_one, job, recipe, features_dir, allow_missing, stale.get(job.key)) for job in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    report(fut.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return results
+
+
 def run_extract(
     inputs: Path,
     out: Path,
@@ -236,6 +375,7 @@ def run_extract(
     on_plan: Callable[[int, int], None] | None = None,
     on_result: Callable[[ClipResult], None] | None = None,
     write_dataset: Callable[..., dict] | None = None,
+    label_range: tuple[float, float] | None = None,
 ) -> ExtractSummary:
     """Extract every clip of `inputs` into `out`, then write a dataset (with labels) or a features manifest.
 
@@ -247,103 +387,57 @@ def run_extract(
     write_dataset(out, **assemble_dataset(...), name=, scheme=, mmsa=, extra=)
     writes a labelled run's dataset and returns its manifest: the CLI passes
     `models.data.format.save_extracted`, the dataset format's one writer.
+    label_range: the scheme's label scale (the CLI passes `Scheme.label_range`);
+    a label beyond it is a bad row. Phases: plan and skip (`plan_skips`), Whisper preflight, run (serial or
+    pooled), write (`_write_outputs`).
     """
     t_start = time.perf_counter()
     out = Path(out)
     features_dir = out / "features"
     if out.exists() and not out.is_dir():
         raise ExtractionError(f"--out {out} is a file; give a directory")
-    all_jobs = plan_jobs(inputs, labels)
+    all_jobs = plan_jobs(inputs, labels, label_range)
     labelled = all_jobs[0].split is not None
     if labelled and not shard and write_dataset is None:
         raise TypeError("run_extract: a labelled extraction writes a dataset; pass "
                         "write_dataset=models.data.format.save_extracted")
     jobs = [j for j in all_jobs if in_shard(j.key, shard)]
-
-    results: list[ClipResult] = []
-    todo: list[ClipJob] = []
-    stale: dict[str, dict] = {}  # key -> metadata of features that stand, with text made by another transcript policy
-    for job in jobs:
-        meta = clip_done(features_dir, job.key, recipe.feature_hash) if job.path is not None else None
-        if meta is not None and meta.get("transcript_hash") != recipe.transcript.hash:
-            stale[job.key] = meta
-            todo.append(job)
-        elif meta is not None:
-            results.append(
-                ClipResult(job.key, str(job.path), "skipped", duration=float(meta.get("duration") or 0.0),
-                           audio_frames=int(meta["audio_frames"]), vision_frames=int(meta["vision_frames"]),
-                           frames_with_face=int(meta.get("frames_with_face", 0)), text_source=meta["transcript"]["source"])
-            )
-        else:
-            todo.append(job)
-    notes: list[str] = []
-    if stale:
-        notes.append(f"{len(stale)} clip(s) keep their audio and face features and get a new transcript "
-                     "(the transcript settings changed)")
-    whisper_jobs = [j for j in todo if not j.problem and recipe.needs_whisper(j.path, j.text)]
-    if whisper_jobs:
-        where = f" of {Path(labels).name if labels else 'label.csv'}" if labelled else ""
-        have, need = ("has", "needs") if len(whisper_jobs) == 1 else ("have", "need")
-        what = f"{have} no text" if labelled else f"{have} no sidecar transcript"
-        try:
-            # Checked once for the whole batch: a wrong model, backend or
-            # language would otherwise fail every clip after its audio/face work.
-            recipe.transcript.check_whisper()
-        except (ModelNotCachedError, BackendUnavailableError) as exc:
-            needing = {id(j) for j in whisper_jobs}
-            others = [j for j in todo if not j.problem and id(j) not in needing]
-            if not others and not results:  # nothing could be extracted: one line, at once
-                raise ExtractionError(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper: {exc}") from None
-            # Whisper is missing here, not wrong: extract the clips that have text
-            # and fail only those that need it (a re-run resumes them).
-            for job in whisper_jobs:
-                lacks = f"empty text in row {job.row} and no sidecar" if job.row else "no sidecar transcript"
-                job.problem = f"{lacks}, and Whisper is unavailable: {exc}"
-            notes.append(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper, which is unavailable; "
-                         "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run")
-        else:
-            if labelled:
-                notes.append(f"{_rows(whisper_jobs)}{where} {what}: transcribed with Whisper {recipe.transcript.model}")
+    plan = plan_skips(jobs, features_dir, recipe)
+    whisper_jobs = _whisper_preflight(plan, recipe, labels, labelled)
     if on_plan:
-        on_plan(len(jobs), len(results))
-    for r in results:
+        on_plan(len(jobs), len(plan.results))
+    for r in plan.results:
         if on_result:
             on_result(r)
     features_dir.mkdir(parents=True, exist_ok=True)
+    results = plan.results + _run_jobs(plan.todo, recipe, features_dir, allow_missing, plan.stale, workers, on_result)
+    notes = plan.notes
+    transcribed = _transcribed_note(whisper_jobs, results, recipe, labels) if labelled else None
+    if transcribed:
+        notes.append(transcribed)
+    noted = [(r.key, note) for r in results if r.status == "done" for note in r.notes]
+    notes += [f"clip {key}: {note}" for key, note in noted[:_MAX_CLIP_NOTES]]
+    if len(noted) > _MAX_CLIP_NOTES:
+        notes.append(f"… and {len(noted) - _MAX_CLIP_NOTES} more notes in the clips' features/*.json ('notes')")
+    summary = ExtractSummary(out=out, results=results, elapsed=0.0,
+                             kind="shard" if shard else ("dataset" if labelled else "features"), notes=notes)
+    _write_outputs(summary, all_jobs, features_dir, recipe, shard, labelled, name, scheme, mmsa, write_dataset)
+    summary.elapsed = time.perf_counter() - t_start
+    return summary
 
-    if workers <= 1 or len(todo) <= 1:
-        for job in todo:
-            result = extract_one(job, recipe, features_dir, allow_missing, stale.get(job.key))
-            results.append(result)
-            if on_result:
-                on_result(result)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads, os.getpid())) as pool:
-            pending = {pool.submit(extract_one, job, recipe, features_dir, allow_missing, stale.get(job.key)) for job in todo}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        result = fut.result()
-                        results.append(result)
-                        if on_result:
-                            on_result(result)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
 
+def _write_outputs(summary: ExtractSummary, all_jobs: list[ClipJob], features_dir: Path, recipe: FeatureRecipe,
+                   shard: tuple[int, int] | None, labelled: bool, name: str | None, scheme: str | None, mmsa: bool,
+                   write_dataset: Callable[..., dict] | None) -> None:
+    """errors.tsv, then the dataset (labelled), the features manifest (unlabelled) or nothing (a shard)."""
+    out, results = summary.out, summary.results
     failed = [r for r in results if r.status == "failed"]
     errors_path = out / ERRORS_FILE
     if failed:
         write_text(errors_path, "key\tpath\treason\n" + "".join(f"{r.key}\t{r.path}\t{r.reason}\n" for r in failed))
+        summary.errors_file = errors_path
     else:
         errors_path.unlink(missing_ok=True)
-
-    summary = ExtractSummary(out=out, results=results, elapsed=0.0, kind="shard" if shard else ("dataset" if labelled else "features"),
-                             errors_file=errors_path if failed else None, notes=notes)
     ok_keys = {r.key for r in results if r.status in ("done", "skipped")}
     extra = {"failed": [{"key": r.key, "reason": r.reason} for r in failed]} if failed else {}
     if shard:
@@ -365,8 +459,6 @@ def run_extract(
         metas = []
         audio_names: list[str] = []
         vision_names: list[str] = []
-        from .dataset import load_clip
-
         for job in all_jobs:
             if job.key in ok_keys:
                 arrays, meta = load_clip(features_dir, job.key)
@@ -377,5 +469,3 @@ def run_extract(
             summary.manifest = write_features_manifest(out, metas, recipe.to_dict(), audio_names, vision_names, extra)
         if mmsa:
             summary.notes.append("--format mmsa needs --labels (MMSA pickles hold labelled splits); wrote per-clip features only")
-    summary.elapsed = time.perf_counter() - t_start
-    return summary

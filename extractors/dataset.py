@@ -129,6 +129,47 @@ def save_clip(features_dir: Path, job: ClipJob, clip: ClipFeatures, rhash: str) 
     return meta
 
 
+def _content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def media_identity(path: Path) -> dict | None:
+    """What identifies a clip's media file: size, mtime (ns) and a content hash; None when it cannot be read."""
+    try:
+        st = Path(path).stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _content_hash(Path(path))}
+    except OSError:
+        return None
+
+
+def same_media(recorded: dict | None, path: Path | None) -> bool:
+    """Whether `path` is the file whose identity was `recorded` (features made before it was replaced are stale).
+
+    Same size and mtime: the same file, no read. Same size, other mtime (a
+    copy, a `touch`): the content hash decides. Nothing recorded (features of
+    an older version): not known to be the same, so redone.
+    """
+    if not recorded or path is None:
+        return False
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return False
+    if st.st_size != recorded.get("size"):
+        return False
+    if st.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    try:
+        return _content_hash(Path(path)) == recorded.get("sha256")
+    except OSError:
+        return False
+
+
 def clip_done(features_dir: Path, key: str, rhash: str) -> dict | None:
     """The metadata of a finished clip made with the same recipe, else None (to be (re)done)."""
     stem = clip_filename(key)

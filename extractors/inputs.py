@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import math
 import re
 import zlib
@@ -9,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ExtractionError, InputNotFoundError
-from .media import MEDIA_EXTENSIONS
+from .media import MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
 _SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "validation": "valid", "test": "test"}
@@ -76,32 +78,80 @@ class LabelFileError(ExtractionError):
         )
 
 
-def _find_clip(roots: list[Path], video_id: str, clip_id: str) -> Path | None:
+def _media_by_stem(folder: Path, cache: dict[Path, dict[str, Path]]) -> dict[str, Path]:
+    """A folder's media files by stem, listed once per folder; a video wins over an audio file of the same stem."""
+    if folder not in cache:
+        found: dict[str, Path] = {}
+        if folder.is_dir():
+            # Any case (.MP4 from a camera), the same extension list as folder mode; videos
+            # sort first so clip.mp4 beside clip.wav gives the clip with both tracks.
+            files = [p for p in folder.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file()]
+            for p in sorted(files, key=lambda p: (p.suffix.lower() not in VIDEO_EXTENSIONS, p.name)):
+                found.setdefault(p.stem, p)
+        cache[folder] = found
+    return cache[folder]
+
+
+def _find_clip(roots: list[Path], video_id: str, clip_id: str, cache: dict[Path, dict[str, Path]]) -> Path | None:
+    """`<root>/<video_id>/<clip_id>.<any media extension>` under the first root that has it."""
     for root in roots:
-        folder = root / video_id
-        for ext in (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".m4a", ".flac", ".mp3"):
-            candidate = folder / f"{clip_id}{ext}"
-            if candidate.is_file():
-                return candidate
+        found = _media_by_stem(root / video_id, cache).get(clip_id)
+        if found is not None:
+            return found
     return None
 
 
-def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE starts like UTF-16 LE: first
+_DELIMITERS = ",;\t"  # what spreadsheets save as "CSV" (a semicolon where the comma is the decimal mark)
+
+
+def _read_label_text(labels: Path) -> tuple[str, str]:
+    """A label file's text (UTF-8, or the encoding its BOM names: Excel's "Unicode text" is UTF-16) and its delimiter.
+
+    The delimiter is the one of , ; tab that splits the header into the most
+    known column names.
+    """
+    raw = labels.read_bytes()
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ExtractionError(
+            f"{labels}: not {encoding.upper()} text (byte {exc.start} is invalid); save it as CSV UTF-8 "
+            "(or UTF-16 with a byte-order mark)") from None
+    text = text.lstrip("\ufeff")
+    header = text.split("\n", 1)[0]
+    known = set(LABEL_COLUMNS)
+
+    def score(sep: str) -> int:
+        return sum(c.strip().strip('"') in known for c in header.split(sep))
+
+    delimiter = max(_DELIMITERS, key=score)
+    return text, delimiter
+
+
+def read_labels(labels: Path, media_root: Path | None = None,
+                label_range: tuple[float, float] | None = None) -> list[ClipJob]:
     """Jobs from an MMSA label.csv: `Raw/<video_id>/<clip_id>.mp4` next to it (or under `media_root`).
 
+    UTF-8 or UTF-16/32 with a BOM; comma, semicolon or tab separated.
     Required columns: video_id, clip_id, label, mode. Optional: text, label_T,
     label_A, label_V, annotation. mode is train/valid/test (val/dev accepted).
     A clip named by the file but missing on disk becomes a failed job, not an
-    error for the whole batch.
+    error for the whole batch. label_range (lo, hi): a label beyond it is a bad
+    row (the metric scheme's scale; the caller knows the schemes).
     """
     import pandas as pd
 
     labels = Path(labels)
     if not labels.is_file():
         raise InputNotFoundError(f"label file not found: {labels}; check --labels")
+    content, delimiter = _read_label_text(labels)
     try:
-        df = pd.read_csv(labels, dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str}, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        df = pd.read_csv(io.StringIO(content), sep=delimiter, keep_default_na=False,
+                         dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ExtractionError(f"{labels}: cannot read as CSV ({str(exc).splitlines()[0]}); it must be MMSA's label.csv") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in ("video_id", "clip_id", "label", "mode") if c not in df.columns]
@@ -111,6 +161,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
     for base in ([Path(media_root)] if media_root else []) + [labels.parent]:
         roots += [base / "Raw", base]
     jobs: list[ClipJob] = []
+    listings: dict[Path, dict[str, Path]] = {}
     seen: dict[str, int] = {}
     problems: list[tuple[int, str, str]] = []  # every bad row of the file, reported together
     for i, row in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
@@ -138,12 +189,17 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                 if not math.isfinite(value):
                     problems.append((i, col, f"{row[col]!r} is not finite"))
                     continue
+                if label_range is not None and not label_range[0] - 1e-6 <= value <= label_range[1] + 1e-6:
+                    lo, hi = label_range
+                    problems.append((i, col, f"{value:g} is outside the label range [{lo:g}, {hi:g}] "
+                                             "(--scheme chooses the range)"))
+                    continue
                 values[col] = value
             elif col == "label":
                 problems.append((i, col, "is empty"))
         if len(problems) > bad:
             continue
-        path = _find_clip(roots, video_id, clip_id)
+        path = _find_clip(roots, video_id, clip_id, listings)
         text = str(row.get("text", "")).strip() or None
         jobs.append(
             ClipJob(
@@ -153,7 +209,7 @@ def read_labels(labels: Path, media_root: Path | None = None) -> list[ClipJob]:
                 split=split,
                 labels=values,
                 annotation=str(row.get("annotation", "")) or None,
-                problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 next to {labels.name}",
+                problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 (or another video/audio extension) next to {labels.name}",
                 row=i,
             )
         )

@@ -9,6 +9,7 @@ so callers decide (the pipeline marks the modality as length 0).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +17,15 @@ import numpy as np
 
 from .errors import MediaError
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts", ".m2ts", ".ogv"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma"})
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 
-# A decode that ends this much earlier than the container's declared duration
-# means the file was cut short (an interrupted copy or download).
+# A decode that ends this much earlier than its stream's declared duration
+# means the file was cut short (an interrupted copy or download). A stream that
+# is declared shorter than the container is not cut: `ffmpeg -shortest` and
+# editors write an audio track that ends before the video (a note, see
+# `track_notes`).
 _TRUNCATION_SLACK_S = 0.5
 _TRUNCATION_FRACTION = 0.8
 
@@ -39,6 +43,17 @@ class MediaInfo:
     frame_rate: float | None  # video, frames per second
     width: int | None
     height: int | None
+    audio_duration: float = 0.0  # the audio stream's own declared duration, seconds; 0.0 when unknown
+    video_duration: float = 0.0  # the video stream's own declared duration, seconds; 0.0 when unknown
+
+    def track_notes(self) -> list[str]:
+        """Facts worth recording about the tracks: one that ends well before the other (not an error)."""
+        notes = []
+        for what, own in (("audio", self.audio_duration), ("video", self.video_duration)):
+            if own > 0 and self.duration > 0 and own < self.duration - _TRUNCATION_SLACK_S:
+                notes.append(f"the {what} track ends at {own:.2f} s, {self.duration - own:.2f} s before the clip's end "
+                             f"({self.duration:.2f} s); its features stop there")
+        return notes
 
 
 def _open(path: Path):
@@ -73,11 +88,19 @@ def _looks_like_media(path: Path) -> bool:
     )
 
 
+def video_stream(container):
+    """The first moving-picture video stream, or None: cover art (an attached picture in an mp3/m4a) is not video."""
+    import av
+
+    still = av.stream.Disposition.attached_pic
+    return next((s for s in container.streams.video if not (s.disposition & still)), None)
+
+
 def probe(path: Path) -> MediaInfo:
     """Read the container header: duration, which tracks exist, their rates and size."""
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
-        video = container.streams.video[0] if container.streams.video else None
+        video = video_stream(container)
         if audio is None and video is None:
             raise MediaError(f"{path}: holds neither an audio nor a video track")
         duration = float(container.duration) / 1_000_000 if container.duration else 0.0
@@ -95,7 +118,30 @@ def probe(path: Path) -> MediaInfo:
             frame_rate=frame_rate,
             width=video.codec_context.width if video is not None else None,
             height=video.codec_context.height if video is not None else None,
+            audio_duration=stream_duration(audio, container) if audio is not None else 0.0,
+            video_duration=stream_duration(video, container) if video is not None else 0.0,
         )
+
+
+def _parse_clock(text: str) -> float:
+    """'HH:MM:SS.fraction' (Matroska's per-track DURATION tag) in seconds; 0.0 when it does not parse."""
+    m = re.fullmatch(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*", text)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
+
+
+def stream_duration(stream, container) -> float:
+    """A stream's OWN declared duration in seconds (mp4/mov track header, Matroska's DURATION tag).
+
+    Falls back to the container's duration when the stream declares none, so
+    a cut file is still caught in formats without per-track durations.
+    """
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = next((v for k, v in (stream.metadata or {}).items() if k.upper() == "DURATION"), None)
+    own = _parse_clock(tag) if tag else 0.0
+    if own > 0:
+        return own
+    return float(container.duration) / 1_000_000 if container.duration else 0.0
 
 
 def _check_window(start: float | None, end: float | None) -> tuple[float, float]:
@@ -107,7 +153,7 @@ def _check_window(start: float | None, end: float | None) -> tuple[float, float]
 
 
 def _check_truncated(path: Path, declared: float, decoded_end: float, what: str, start: float, end: float) -> None:
-    """Raise when a stream stops well before the container's declared duration."""
+    """Raise when a stream stops well before its own declared duration (`stream_duration`)."""
     if declared <= 0 or not math.isinf(end) or start > 0:
         return
     if decoded_end < _TRUNCATION_FRACTION * declared - _TRUNCATION_SLACK_S:
@@ -134,7 +180,7 @@ def load_audio(
         if not container.streams.audio:
             return np.zeros(0, np.float32)
         stream = container.streams.audio[0]
-        declared = float(container.duration) / 1_000_000 if container.duration else 0.0
+        declared = stream_duration(stream, container)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         try:
@@ -161,7 +207,7 @@ def sample_frames(
     end: float | None = None,
     max_side: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample RGB frames of the first video track on a fixed grid of `fps` per second.
+    """Sample RGB frames of the first video track (not cover art: `video_stream`) on a fixed grid of `fps` per second.
 
     The grid is t_k = start + k / fps for every t_k inside the clip (or window);
     each grid point takes the frame on screen at that time (the last frame with
@@ -181,11 +227,11 @@ def sample_frames(
     frames: list[np.ndarray] = []
     times: list[float] = []
     with _open(path) as container:
-        if not container.streams.video:
+        stream = video_stream(container)
+        if stream is None:
             return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0, np.float64)
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding is the costly part at low fps
-        declared = float(container.duration) / 1_000_000 if container.duration else 0.0
+        declared = stream_duration(stream, container)
         rate = stream.average_rate or stream.guessed_rate
         frame_dur = 1.0 / float(rate) if rate else 0.04
         origin = None  # time of the first frame: the clip's t = 0
@@ -229,10 +275,20 @@ def sample_frames(
 
 
 def _to_rgb(frame, max_side: int | None) -> np.ndarray:
-    """One decoded frame as (H, W, 3) uint8, downscaled by FFmpeg's scaler if larger than max_side."""
+    """One decoded frame as (H, W, 3) uint8 as it is displayed: upright, downscaled if larger than max_side.
+
+    A phone stores a portrait clip sideways with a display matrix (FFmpeg's
+    "rotate 90"); the frame's `rotation` (degrees counter-clockwise, from that
+    side data) says how to turn it, as players and FFmpeg's autorotate do.
+    """
     w, h = frame.width, frame.height
     if max_side and max(w, h) > max_side:
         scale = max_side / max(w, h)
         w2, h2 = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
-        return frame.to_ndarray(format="rgb24", width=w2, height=h2)
-    return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24", width=w2, height=h2)  # (H, W, 3)
+    else:
+        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+    quarter_turns = int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) % 4  # counter-clockwise
+    if quarter_turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))  # (W, H, 3) for 90 and 270
+    return rgb

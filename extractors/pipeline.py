@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingModalityError
+from .feature_recipe import FeatureRecipe
 from .features import Features
 from .media import load_audio, probe
-from .feature_recipe import FeatureRecipe
 from .transcript import SILENCE_RMS, Transcript, TranscriptMode, TranscriptPolicy, WhisperTranscriber, get_transcript
 
 
@@ -69,7 +69,7 @@ class Pipeline:
         timings = {}
         t0 = time.perf_counter()
         audio_rms = 0.0
-        if info.has_audio:
+        if info.has_audio and "audio" in self.recipe.modalities:  # never decode what the recipe does not read
             samples = load_audio(path, self.audio.sample_rate, start, end)  # (N,) mono at the recipe's rate
             audio_rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
             audio = self.audio.extract(samples, self.audio.sample_rate)
@@ -116,6 +116,8 @@ class Pipeline:
                 "audio_rms": round(audio_rms, 6),
                 "vision_frames": len(vision),
                 "frames_with_face": int(vision.present.sum()),
+                # A track shorter than the clip (ffmpeg -shortest) is a fact about the media, not a failure.
+                "notes": info.track_notes(),
                 "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },

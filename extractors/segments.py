@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .pipeline import ClipFeatures, extract_clip
 from .feature_recipe import FeatureRecipe
+from .pipeline import ClipFeatures, extract_clip
 from .transcript import Transcript, get_transcript
 
 MIN_SEGMENT_S = 0.05  # shorter utterances (after clipping to the clip) carry no frame to extract

@@ -14,7 +14,7 @@ import io
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
@@ -124,20 +124,29 @@ def write_media(
     return path
 
 
+# What ffmpeg picks by default per container (video, audio); others get h264 + 16-bit PCM.
+_CODECS = {
+    ".mp4": ("libx264", "aac"), ".m4a": ("libx264", "aac"), ".m4v": ("libx264", "aac"), ".mov": ("libx264", "aac"),
+    ".mkv": ("libx264", "aac"), ".ts": ("libx264", "aac"), ".flv": ("libx264", "aac"),
+    ".mpg": ("mpeg2video", "mp2"), ".mpeg": ("mpeg2video", "mp2"), ".webm": ("libvpx", "libopus"),
+}
+
+
 def _encode(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, audio_rate: int,
             channels: int, options: dict) -> None:
     with av.open(str(path), "w", options=options) as container:
         # Both streams exist before the first packet is muxed (the header lists them).
-        vstream = astream = None
+        vstream: VideoStream | None = None
+        astream: AudioStream | None = None
+        video_codec, audio_codec = _CODECS.get(path.suffix.lower(), ("libx264", "pcm_s16le"))
         if frames is not None:
-            vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            vstream = cast("VideoStream", container.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001)))
             vstream.height, vstream.width = frames.shape[1:3]
             vstream.pix_fmt = "yuv420p"
-            vstream.options = {"preset": "ultrafast"}
+            if video_codec == "libx264":
+                vstream.options = {"preset": "ultrafast"}
         if audio is not None:
-            codec: Literal["aac", "pcm_s16le"] = (
-                "aac" if path.suffix.lower() in {".mp4", ".m4a", ".mov", ".mkv"} else "pcm_s16le")
-            astream = container.add_stream(codec, rate=audio_rate)
+            astream = cast("AudioStream", container.add_stream(audio_codec, rate=audio_rate))
             astream.layout = "mono" if channels == 1 else "stereo"
         if vstream is not None and frames is not None:
             _encode_video(container, vstream, frames)
@@ -157,7 +166,7 @@ def _encode_video(container: OutputContainer, stream: VideoStream, frames: np.nd
 
 def _encode_audio(container: OutputContainer, stream: AudioStream, audio: np.ndarray, audio_rate: int,
                   channels: int) -> None:
-    fmt = "fltp" if stream.codec_context.name == "aac" else "s16"
+    fmt = "fltp" if stream.codec_context.name == "aac" else "s16"  # packed 16-bit: PCM, mp2 and opus take it
     block = 1024
     samples = np.asarray(audio, np.float32)
     for start in range(0, len(samples), block):

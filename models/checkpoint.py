@@ -158,7 +158,7 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
     hf_lm, tokenizer = None, None
     notes: list[str] = []
     if needs_text(checkpoint.kind):
-        # On CUDA the LM loads in the dtype training used (bf16 by default); on the CPU, where
+        # On CUDA the LM loads in the dtype training used (the preset's precision); on the CPU, where
         # autocast is off, in fp32.
         on_cuda = torch.device(device).type == "cuda"
         dtype = getattr(torch, checkpoint.meta.get("lm_dtype", "float32")) if on_cuda else torch.float32

@@ -30,6 +30,9 @@ def resolve_device(name: str) -> torch.device:
 def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
     """--lm-dtype: "auto" → bf16 on CUDA, fp32 elsewhere; "bfloat16" also on the CPU.
 
+    Each preset sets its default (TrainConfig.lm_dtype): "float32" where the reference's config has
+    use_bf16 false (mosei, mosei-large, sims), "auto" where it is true (mosi) and for the sample.
+
     A bf16 LM runs under bf16 autocast (`autocast_context`), the trainable parts
     keeping fp32 master weights. On the CPU that is opt-in: it changes the
     numbers (fp32 is the reference's arithmetic), and it is fast only on CPUs
@@ -57,9 +60,14 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
 
 
 def model_autocast(model: torch.nn.Module, device: torch.device) -> bool:
-    """The autocast setting a model computes under: on CUDA always, elsewhere when it holds bf16 weights
-    (a bf16 frozen LM, which meets the fp32 trainable layers only under autocast)."""
-    return device.type == "cuda" or any(p.dtype == torch.bfloat16 for p in model.parameters())
+    """The autocast setting a model computes under: bf16 autocast exactly when it holds bf16 weights
+    (a bf16 frozen LM, which meets the fp32 trainable layers only under autocast), on any device.
+
+    So the LM's dtype is the run's precision: an fp32 LM on CUDA trains and evaluates in fp32
+    (the reference's use_bf16: false), a bf16 one under bf16 autocast (use_bf16: true).
+    `device` is kept for the callers' symmetry with `autocast_context`.
+    """
+    return any(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -69,7 +69,10 @@ def broadcast_object(value: Any, src: int = 0) -> Any:
     return holder[0]
 
 
-def shard_batches(batches: Sequence[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
+T = TypeVar("T")  # a batch (index array), or a batch with its loss divisors
+
+
+def shard_batches(batches: Sequence[T], rank: int, world: int) -> list[T]:
     """This rank's share of an epoch's batches: the same count on every rank.
 
     The list is padded at the end with its own first batches (which the

@@ -18,9 +18,8 @@ values are binned.
 
 from __future__ import annotations
 
-import enum
-import sys
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from models.errors import ConfigError
@@ -28,19 +27,6 @@ from models.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-if sys.version_info >= (3, 11):
-    from enum import StrEnum
-else:
-    # requires-python is 3.10, which has no enum.StrEnum: the same str-valued enum
-    # (str() and format() give the value, as 3.11's StrEnum does).
-    class StrEnum(str, enum.Enum):
-        """A str enum whose str() and format() are its value."""
-
-        def __str__(self) -> str:
-            return str.__str__(self)
-
-        def __format__(self, format_spec: str) -> str:
-            return str.__format__(self, format_spec)
 
 # MMSA's SIMS bin edges: (edges[i], edges[i+1]] is class i. The outer edges
 # sit just past ±1 so that clipped values of exactly ±1 fall inside.
@@ -73,6 +59,8 @@ class Scheme(StrEnum):
     @classmethod
     def get(cls, value: object) -> Scheme | None:
         """The scheme named by ``value`` (a Scheme or its string), or None for anything else."""
+        if not isinstance(value, str):  # a Scheme is a str too
+            return None
         try:
             return cls(value)
         except ValueError:
@@ -105,6 +93,21 @@ class Scheme(StrEnum):
         return cls.SIMS
 
     # ------------------------------------------------------------------ ranges
+    @classmethod
+    def label_range(cls, scheme: object | None = None) -> tuple[float, float]:
+        """The range labels must lie in: the scheme's scale; with no scheme (guessed from the labels later) the widest one."""
+        if scheme is not None:
+            return cls.parse(scheme).scale
+        return min(s.scale[0] for s in cls), max(s.scale[1] for s in cls)
+
+    def outside_scale(self, values) -> np.ndarray:
+        """(K,) indices of the values beyond this scheme's scale (float32 rounding allowed)."""
+        import numpy as np
+
+        lo, hi = self.scale
+        array = np.asarray(values, dtype=np.float64).reshape(-1)  # (N,)
+        return np.flatnonzero((array < lo - _UNIT_RANGE_TOLERANCE) | (array > hi + _UNIT_RANGE_TOLERANCE))
+
     @property
     def scale(self) -> tuple[float, float]:
         """The label range: (-3, 3) for MOSI/MOSEI, (-1, 1) for SIMS."""

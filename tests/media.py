@@ -120,3 +120,60 @@ def make_mmsa_corpus(root: Path, n_per_split=(3, 1, 1), scale: float = 1.0, seco
     root.mkdir(parents=True, exist_ok=True)
     (root / "label.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def make_short_audio_clip(path: Path, seconds: float = 5.0, audio_seconds: float = 3.0, fps: float = 25.0) -> Path:
+    """A face clip whose audio track ends `seconds - audio_seconds` before the video, as `ffmpeg -shortest` or an editor writes it.
+
+    Each track declares its own length (mp4/mov track headers, Matroska's per-track DURATION tag); the container says `seconds`.
+    """
+    n = max(1, int(round(seconds * fps)))
+    return write_media(path, face_frames(n), fps, make_audio(audio_seconds, "speech"))
+
+
+def make_cover_art_audio(path: Path, seconds: float = 2.0) -> Path:
+    """An mp3 (or mp4/m4v) of speech with an album cover: a one-frame mjpeg stream marked attached_pic, as taggers write it."""
+    import av
+
+    from extractors.synthetic import _encode_audio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("libmp3lame" if path.suffix.lower() == ".mp3" else "aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = 64
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(face_frames(1, (64, 64))[0], format="rgb24").reformat(format="yuvj420p")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        _encode_audio(container, audio, make_audio(seconds, "speech"), AUDIO_RATE, 1)
+    return path
+
+
+# Display matrices (16.16 fixed point, w in 2.30) as phones write them in the video track header.
+_PORTRAIT_MATRIX = (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # stored sideways, shown turned 90° clockwise
+
+
+def make_rotated_clip(path: Path, seconds: float = 0.4, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> tuple[Path, np.ndarray]:
+    """A phone-style portrait mp4: upright frames of `size` (H, W) stored sideways with a 90° display matrix.
+
+    The frames are encoded turned 90° counter-clockwise (as the sensor sees
+    them) and the track header's matrix says to turn them back, as a phone's
+    camera app writes it. Returns the path and the upright frames (T, H, W, 3).
+    """
+    import struct
+
+    n = max(1, int(round(seconds * fps)))
+    upright = face_frames(n, size)  # (T, H, W, 3)
+    stored = np.ascontiguousarray(np.rot90(upright, k=1, axes=(1, 2)))  # (T, W, H, 3): sideways
+    write_media(path, stored, fps, None)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b"tkhd")  # the only track is the video one
+    version = data[at + 4]
+    matrix_at = at + 8 + (28 if version == 1 else 16) + 16  # times, track id, duration; then reserved, layer, volume
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", *_PORTRAIT_MATRIX)
+    Path(path).write_bytes(bytes(data))
+    return Path(path), upright

@@ -363,8 +363,28 @@ def test_extracted_dataset_trains(tmp_path, tiny_gpt2):
     runner = CliRunner()
     assert runner.invoke(app, ["extract", str(root), "--out", str(out), "-q"]).exit_code == 0
     res = runner.invoke(app, ["train", "-d", str(out), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
-                              "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+                              "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
+    # The run read the extracted features: the checkpoint's sizes are the dataset's (not the sims
+    # preset's 33/709 MMSA sizes), and the reported test scores are those of the saved checkpoint.
+    import math
+
+    from models.checkpoint import read_checkpoint
+    from models.data.load import load_dataset
+    from models.evaluation.evaluate import evaluate_checkpoint
+
+    results = json.loads(res.output)
+    data = load_dataset(out)
+    train = data.splits["train"]
+    assert (len(train), len(data.splits["test"])) == (4, 2)
+    best = tmp_path / "run" / "seed_0" / "best"
+    config = read_checkpoint(best).config
+    assert (config.d_audio, config.d_vision) == (train.audio.shape[-1], train.vision.shape[-1])
+    assert (config.d_audio, config.d_vision) != (33, 709)
+    test = results["seeds"]["0"]
+    assert math.isfinite(test["MAE"])
+    rescored, _ = evaluate_checkpoint(best, data, "test", lm=str(tiny_gpt2))
+    assert rescored["MAE"] == pytest.approx(test["MAE"], abs=1e-4)
 
 
 # --------------------------------------------------------------------------- issue 11

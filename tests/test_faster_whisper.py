@@ -98,7 +98,7 @@ def test_extract_and_predict_with_faster_whisper(whispers, speech, tmp_path, tin
     res = _cli(["extract", str(root), "--out", str(tmp_path / "ds2"), "-q"])
     assert res.exit_code == 1 and "row 9 of label.csv has no text and needs Whisper" in res.output  # fails alone
     res = _cli(["train", "-d", str(tmp_path / "ds2"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3", "--n-fusion", "2",
-                "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+                "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     res = _cli(["predict", str(speech), "--model", str(tmp_path / "run"), "--whisper-model", str(whispers["ct2"]), *FW,
                 "--allow-missing", "--json"])  # fmt: skip

@@ -85,7 +85,13 @@ _DDP_SCRIPT = textwrap.dedent("""
     spec = RunSpec("deepmlf", model, TrainConfig(lr=1e-3, batch_size=8, grad_accum=2, max_epochs=1, patience=2), (0,))
     torch.cuda.reset_peak_memory_stats()
     results = train_run(load_dataset(data_path), spec, out)
-    print(json.dumps({"peak_mb": torch.cuda.max_memory_allocated() / 2**20, "test": results["seeds"]["0"]}))
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    # The saved best checkpoint, reloaded and re-scored on the same device, must give the test
+    # metrics the run reported: what DDP wrote is the model it evaluated.
+    from pathlib import Path
+    from models.evaluation.evaluate import evaluate_checkpoint
+    rescored, _ = evaluate_checkpoint(Path(out) / "seed_0" / "best", load_dataset(data_path), "test", device="cuda")
+    print(json.dumps({"peak_mb": peak_mb, "test": results["seeds"]["0"], "rescored": rescored}))
     torch.distributed.destroy_process_group()
 """)
 
@@ -105,5 +111,9 @@ def test_one_process_nccl_ddp_training_run(tiny_gpt2, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (tmp_path / "run" / "seed_0" / "best" / "model.safetensors").is_file()
+    test, rescored = result["test"], result["rescored"]
+    assert 0 < result["peak_mb"] and 0 <= test["MAE"] < 2.0  # sample labels in [-1, 1]
+    assert rescored["MAE"] == pytest.approx(test["MAE"], abs=1e-3)
+    assert rescored["Mult_acc_2"] == pytest.approx(test["Mult_acc_2"], abs=1e-6)
     print(f"\n[gpu] one-process NCCL DDP run (1 epoch, tiny GPT-2): peak GPU memory {result['peak_mb']:.1f} MiB, "
           f"test MAE {result['test']['MAE']:.3f}")

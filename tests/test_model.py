@@ -56,7 +56,7 @@ def forward_recording_final_norm(model: DeepMLF, batch: Batch) -> tuple[Output, 
 def test_closed_tanh_gates_give_the_frozen_lm_logits(tiny_lm, queries):
     """Through DeepMLF.forward: tanh gates at α=0 make every MM block the identity, so the text rows
     carry the frozen LM's logits and every head reads what it reads without any MM block."""
-    model, tok = make_model(tiny_lm, gating="tanh", fusion_inputs=queries)
+    model, tok = make_model(tiny_lm, gating="tanh", fusion_inputs=queries, ffw_init="copy-lm")
     model.eval()
     batch = make_batch(tok, ["the movie was great and i loved it"])
     T = batch.text_ids.shape[1]
@@ -84,7 +84,7 @@ def test_open_gates_change_the_text_logits(tiny_gpt2):
 
 
 def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
-    model, tok = make_model(tiny_lm, gating="tanh")
+    model, tok = make_model(tiny_lm, gating="tanh", ffw_init="copy-lm")
     model.eval()
     batch = make_batch(tok, ["i really hated the service it was awful"])
     with torch.no_grad():
@@ -94,7 +94,7 @@ def test_lm_loss_matches_the_frozen_lm_when_gates_are_closed(tiny_lm):
 
 
 def test_mm_ffw_starts_as_an_exact_copy_of_the_lm_mlp(tiny_lm):
-    model, _ = make_model(tiny_lm)
+    model, _ = make_model(tiny_lm, ffw_init="copy-lm", mlp_form="swiglu")
     model.eval()
     x = torch.randn(2, 9, model.lm.d_model)
     for layer, block in model.mm_blocks.items():
@@ -105,10 +105,26 @@ def test_mm_ffw_starts_as_an_exact_copy_of_the_lm_mlp(tiny_lm):
 
 
 def test_fused_gelu_is_the_gelu_new_formula():
+    """FrozenLM swaps GPT-2's gelu_new for the fused tanh GELU, and the LM computes what it computed."""
+    import copy
+
+    from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.activations import NewGELUActivation
 
-    x = torch.linspace(-6, 6, 1001)
-    torch.testing.assert_close(torch.nn.GELU(approximate="tanh")(x), NewGELUActivation()(x), rtol=0, atol=1e-6)
+    from models.nn.lm import FrozenLM
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=16)).eval()
+    plain = copy.deepcopy(hf)
+    fused = FrozenLM(hf).model.eval()
+    kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
+    assert NewGELUActivation in kinds(plain) and NewGELUActivation not in kinds(fused)
+    assert [type(b.mlp.act) for b in fused.transformer.h] == [torch.nn.GELU, torch.nn.GELU]
+    assert all(b.mlp.act.approximate == "tanh" for b in fused.transformer.h)
+    assert NewGELUActivation in kinds(FrozenLM(copy.deepcopy(plain), fuse_gelu=False).model)  # the switch holds
+    ids = torch.randint(0, 50, (3, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(ids).logits, plain(ids).logits, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("ffw", ["full", "lora"])
@@ -266,6 +282,12 @@ def test_config_round_trips_through_json_and_validates():
 
 
 def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
+    """Each ablation trains, and the cross-attention's queries are the tokens `fusion_inputs` names.
+
+    The text never sees the fusion tokens, so the text head y_t (on the last real text token)
+    depends on audio/vision only when the text tokens themselves query z ("text", "both"), and
+    the fusion heads see AV through their own queries or, under "text", through the text.
+    """
     for overrides in [dict(fusion_inputs="text"), dict(fusion_inputs="both"), dict(ffw_mode="none"),
                       dict(fusion_inputs="text", n_fusion=0)]:
         model, tok = make_model(tiny_gpt2, **overrides)
@@ -273,6 +295,26 @@ def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
         out = model(make_batch(tok))
         out.loss.backward()
         assert torch.isfinite(out.loss)
+        blocks = list(model.mm_blocks.values())
+        assert all((b.ffw is None) == (overrides.get("ffw_mode") == "none") for b in blocks)
+
+    def text_head_moves_with_av(fusion_inputs: str) -> bool:
+        torch.manual_seed(0)
+        model, tok = make_model(tiny_gpt2, fusion_inputs=fusion_inputs)
+        with torch.no_grad():  # open every path: whatever the init, cross-attention reaches its queries
+            for p in model.mm_blocks.parameters():
+                p.normal_(0, 0.1)
+        model.eval()
+        batch = make_batch(tok)
+        other = Batch(batch.text_ids, batch.text_valid, batch.audio + 1.0, batch.audio_lengths,
+                      batch.vision - 1.0, batch.vision_lengths)
+        with torch.no_grad():
+            a, b = model(batch, compute_loss=False), model(other, compute_loss=False)
+        assert not torch.allclose(a.fusion, b.fusion)  # the fusion tokens always read AV
+        return not torch.allclose(a.text, b.text, atol=1e-6)
+
+    assert not text_head_moves_with_av("fusion")  # the paper: only fusion tokens query z
+    assert text_head_moves_with_av("text") and text_head_moves_with_av("both")
 
 
 def test_a_missing_lm_is_one_clear_line(tmp_path, monkeypatch):

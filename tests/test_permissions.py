@@ -78,7 +78,7 @@ def test_checkpoints_results_and_state_follow_the_umask(tmp_path, umask):
 
     from models.checkpoint import save_checkpoint
     from models.io import atomic_write_text
-    from models.training.state import save_state
+    from models.training.state import FitCounters, save_state
 
     class Tiny(torch.nn.Linear):
         kind = "tiny"
@@ -102,7 +102,7 @@ def test_checkpoints_results_and_state_follow_the_umask(tmp_path, umask):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 2)).sum().backward()
     optimizer.step()
-    save_state(tmp_path / "state", model, optimizer, {"epoch": 1})
+    save_state(tmp_path / "state", model, optimizer, FitCounters(epoch=1))
     _assert_modes((tmp_path / "state").iterdir(), umask)
 
 

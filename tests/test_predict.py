@@ -33,7 +33,7 @@ def trained(tmp_path_factory, tiny_gpt2):
     res = runner.invoke(app, ["extract", str(root / "SIMS"), "--out", str(root / "ds"), "-q"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", "-d", str(root / "ds"), "--preset", "sims", "--lm", str(tiny_gpt2), "--mm-layers", "1..3",
-                              "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--out", str(root / "runs" / "r1"),
+                              "--n-fusion", "2", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--out", str(root / "runs" / "r1"),
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     return root
@@ -111,7 +111,7 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
 
 def test_a_model_is_only_asked_for_what_it_reads(trained, tmp_path):
     """An AV-only run needs no transcript (and never runs Whisper); it still needs a face and speech."""
-    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2",
+    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
                    "--out", str(tmp_path / "av"), "-q"], command=None)  # not under runs/: the newest run stays r1
     assert res.exit_code == 0, res.output
     untranscribed = tm.make_face_clip(tmp_path / "untranscribed.mp4", 0.8, audio="speech")
@@ -176,6 +176,25 @@ def test_prediction_library_normalises_like_training(trained):
     a, b = predict_features(loaded, [clip, empty])
     (alone,) = predict_features(loaded, [clip])
     assert a.score == pytest.approx(alone.score, abs=1e-5) and np.isfinite(b.score)
+
+    # The checkpoint's train-split statistics are applied, as training applied them: z-scoring the
+    # clip by hand with them and predicting with no normaliser gives the same scores.
+    import dataclasses
+
+    from models.data.normalize import FeatureNormalizer
+
+    norm = loaded.normalizer
+    assert not np.allclose(norm.audio_mean, 0) and not np.allclose(norm.vision_std, 1)  # a real normaliser
+    identity = dataclasses.replace(loaded, normalizer=FeatureNormalizer(
+        np.zeros_like(norm.audio_mean), np.ones_like(norm.audio_std),
+        np.zeros_like(norm.vision_mean), np.ones_like(norm.vision_std)))
+    by_hand = ClipInput((clip.audio - norm.audio_mean) / norm.audio_std,
+                        (clip.vision - norm.vision_mean) / norm.vision_std, clip.text)
+    (manual,) = predict_features(identity, [by_hand])
+    assert manual.score == pytest.approx(alone.score, abs=1e-5)
+    assert manual.raw_heads == pytest.approx(alone.raw_heads, abs=1e-5)
+    (unnormalised,) = predict_features(identity, [clip])
+    assert unnormalised.raw_heads["av"] != pytest.approx(alone.raw_heads["av"], abs=1e-4)  # it matters
     from models.errors import DatasetError
 
     with pytest.raises(DatasetError, match="trained on 33/181"):

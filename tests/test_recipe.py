@@ -2,7 +2,7 @@
 
 The table below is written from the reference's released configs
 (MMSA/config/regression/deepmlf/*/{base_best,large_best,best,bienc}.json) and
-DESIGN.md §3, not from our presets, so a preset that drifts fails here.
+the paper's recipe (docs/recipe.md), not from our presets, so a preset that drifts fails here.
 """
 
 from __future__ import annotations
@@ -36,28 +36,33 @@ runner = CliRunner()
 # --- the reference's values ------------------------------------------------------------------------------------
 
 _TRAIN = dict(lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, warmup_epochs=1.0, min_lr=1e-7,
-              schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av")
+              schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
+              clip_every="step", decay_groups="non-bias", selection="reference",
+              batching="window")  # window: the reference's shuffle, each step's clips regrouped (no other steps)
 _PRETRAIN = dict(beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, schedule="plateau", plateau_factor=0.1,
-                 clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None)
+                 clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None,
+                 weight_decay=0.01, decay_groups="all", clip_every="micro-batch", selection="reference",
+                 batching="shuffle")
 _MODEL = dict(d_av=30, av_layers=3, av_heads=6, av_ffn=120, av_dropout=0.1, mm_heads=16, mm_dropout=0.1,
               gating="sigmoid", fusion_inputs="fusion", fusion_positions="fixed", seqaug_mode="reference",
-              av_aug="seqaug", head_hidden=64, lm_dropout=True)
+              av_aug="seqaug", head_hidden=64, lm_dropout=True, ffw_init="reference", av_batchnorm_at="pooled",
+              av_positions="fairseq")
 
 REFERENCE = {
     "mosei": dict(
         model=dict(_MODEL, lm="gpt2", mm_layers=[3, 5, 7, 8, 9, 10, 11], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
                    lambda_t=1.0, lambda_lm=1.1, text_aug="seqaug", text_aug_p=0.2, text_aug_apply=0.3,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
-        train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
+        pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "mosei-large": dict(
         model=dict(_MODEL, lm="gpt2-large", mm_layers=[7, 14, 21, 28, 35], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
                    lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3, text_aug_apply=0.25,
                    ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
-        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-3, weight_decay=0.001, plateau_patience=4),
+        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
+        pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "sims": dict(
@@ -65,17 +70,19 @@ REFERENCE = {
                    lambda_f=1.0, lambda_av=1.0, lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3,
                    text_aug_apply=0.25, ffw_mode="full", max_text_tokens=39, av_pool_len=55, av_aug_p=0.2,
                    av_input_batchnorm=["audio", "vision"]),
-        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10),
-        pretrain=dict(_PRETRAIN, lr=5e-4, weight_decay=0.001, plateau_patience=10),
+        train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10, lm_dtype="float32"),
+        pretrain=dict(_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_pool=39,
     ),
     "mosi": dict(
         model=dict(_MODEL, lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=[11, 14, 17, 20, 23], n_fusion=8,
                    lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug="none", ffw_mode="lora",
                    lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
-                   av_aug_p=0.3, av_input_batchnorm=["audio"]),
-        train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30),
-        pretrain=dict(_PRETRAIN, lr=1e-3, weight_decay=0.001, plateau_patience=10),
+                   av_aug_p=0.3, av_input_batchnorm=[], mlp_form="reference",
+                   lora_init="reference"),
+        train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30,
+                   lm_dtype="auto"),  # use_bf16: true (bf16 on CUDA); the others false
+        pretrain=dict(_PRETRAIN, lr=1e-3, plateau_patience=10),
         pretrain_pool=50,
     ),
 }
@@ -100,8 +107,9 @@ def test_every_preset_is_the_reference_recipe(name):
     # Resolved means complete: every field of both configs is there.
     assert set(report["model"]) == set(ModelConfig().to_dict())
     assert set(report["train"]) == set(report["pretrain"]["train"]) == set(TrainConfig().to_dict())
-    # The pretraining AV settings are those of the model it loads into (only the pool length may differ).
-    assert set(report["pretrain"]["model"]) <= {"av_pool_len"}
+    # The pretraining AV settings are those of the model it loads into but for what has no weights
+    # (the pool length, SeqAug) and MOSI's pretraining-only audio BatchNorm (tests/test_reference_model.py).
+    assert set(report["pretrain"]["model"]) <= {"av_pool_len", "av_aug_p", "av_input_batchnorm"}
 
 
 def test_sample_preset_keeps_the_demo_recipe_explicitly():
@@ -110,6 +118,7 @@ def test_sample_preset_keeps_the_demo_recipe_explicitly():
     assert (train.clip_mode, train.clip_scope, train.grad_accum, train.max_epochs, train.lr) == ("norm", "all", 1, 40, 1e-3)
     pre = TrainConfig.from_dict(sample.pretrain)
     assert (pre.schedule, pre.plateau_factor, pre.plateau_patience, pre.grad_accum) == ("plateau", 0.5, 2, 1)
+    assert (train.selection, train.batching, pre.selection, pre.batching) == ("l1", "bucketed", "l1", "bucketed")
 
 
 def test_describe_help_names_one_default():
@@ -120,9 +129,10 @@ def test_describe_help_names_one_default():
 
 # --- schedule ---------------------------------------------------------------------------------------------------
 
-def test_warmup_is_linear_per_optimizer_step_and_reaches_the_peak():
+def test_warmup_is_linear_per_optimizer_step_from_zero_and_reaches_the_peak():
     lrs = [lr_at_step(s, 1e-4, 1e-7, warmup_steps=10, period_steps=50) for s in range(10)]
-    assert lrs == pytest.approx([1e-4 * (s + 1) / 10 for s in range(10)])
+    assert lrs == pytest.approx([1e-4 * s / 10 for s in range(10)])  # the reference: the first step runs at lr 0
+    assert lrs[0] == 0.0
     assert lr_at_step(10, 1e-4, 1e-7, 10, 50) == pytest.approx(1e-4)  # the first cosine step is the peak
 
 
@@ -169,12 +179,13 @@ def _av_model(**overrides):
 
 def test_fit_steps_the_warm_restarts_per_optimizer_step(av_data, tmp_path):
     encoded, scheme = av_data
-    # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps; E = 1 → T_0 = 2·3 − 3 = 3 steps.
+    # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps (lr 0, 1/3, 2/3 of the peak);
+    # E = 1 → T_0 = 2·3 − 3 = 3 steps.
     config = TrainConfig(lr=1e-3, min_lr=0.0, batch_size=16, grad_accum=1, max_epochs=3, patience=10,
                          cosine_period_epochs=1)
     result = fit(_av_model(), encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     lrs = [h["lr"] for h in result.history]  # the lr of each epoch's last step
-    assert lrs[0] == pytest.approx(1e-3)  # end of the warm-up
+    assert lrs[0] == pytest.approx(2e-3 / 3)  # the warm-up's last step: base·2/3
     after_two_of_three = 0.5 * 1e-3 * (1 + math.cos(math.pi * 2 / 3))
     assert lrs[1] == pytest.approx(after_two_of_three) and lrs[2] == pytest.approx(after_two_of_three)  # a restart
 
@@ -224,9 +235,9 @@ def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tm
     seen_batches, seen_grads = [], []
     real_collate, real_clip = training.collate, training.clip_gradients
 
-    def spy_collate(split, index):
+    def spy_collate(split, index, loss_norm=None):
         seen_batches.append(np.array(index))
-        return real_collate(split, index)
+        return real_collate(split, index, loss_norm)
 
     def spy_clip(params, clip_mode, threshold):
         params = list(params)
@@ -360,7 +371,7 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
 
     monkeypatch.setattr(av_encoder, "seq_aug_shared", marker)
     enc = AVEncoder(d_audio=3, d_vision=2, pool_len=4, input_batchnorm=("audio",), aug="seqaug", aug_p=0.5,
-                    seqaug_mode=mode)
+                    seqaug_mode=mode, batchnorm_at="raw")  # BatchNorm on raw frames: it sees what SeqAug gave
     seen = []
     enc.audio_norm.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].clone()))
     audio, vision = torch.randn(2, 10, 3), torch.randn(2, 6, 2)
@@ -380,8 +391,11 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
 def test_batchnorm_is_per_modality():
     from models.nn.av_encoder import AVEncoder
 
-    mosi = AVEncoder.from_config(get_preset("mosi").model_config())
-    assert mosi.audio_norm is not None and mosi.vision_norm is None
+    mosi = get_preset("mosi")
+    pretrain = AVEncoder.from_config(mosi.model_config(**mosi.pretrain_model))  # the reference: audio only
+    assert pretrain.audio_norm is not None and pretrain.vision_norm is None
+    stage2 = AVEncoder.from_config(mosi.model_config())  # and none in stage 2
+    assert stage2.audio_norm is None and stage2.vision_norm is None
     sims = AVEncoder.from_config(get_preset("sims").model_config())
     assert sims.audio_norm is not None and sims.vision_norm is not None
     assert ModelConfig(av_input_batchnorm=True).av_input_batchnorm == ("audio", "vision")  # older configs
@@ -495,21 +509,24 @@ def test_av_weights_load_strictly_both_ways(tiny_gpt2):
 
     config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
                          av_input_batchnorm=("audio",))
-    weights = AVPretrainModel(config).state_dict()
+    weights = AVPretrainModel(config.replace(av_readout="mean")).state_dict()  # the head carries over too
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights) == len(weights)
     # The pool length has no weights: SIMS pretrains at 39 steps and fine-tunes at 55.
-    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3)).state_dict()
+    other_pool = AVPretrainModel(config.replace(av_pool_len=config.av_pool_len - 3, av_readout="mean")).state_dict()
     assert load_av_weights(model, other_pool) == len(other_pool)
     missing = {k: v for k, v in weights.items() if k != "av_encoder.fusion.bias"}
     with pytest.raises(CheckpointError, match="lacks av_encoder.fusion.bias"):
         load_av_weights(model, missing)
     # Pretrained without the audio BatchNorm the model has: its BatchNorm would stay at random init.
-    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=())).state_dict()
+    no_bn = AVPretrainModel(config.replace(av_input_batchnorm=(), av_readout="mean")).state_dict()
     with pytest.raises(CheckpointError, match="lacks av_encoder.audio_norm"):
         load_av_weights(model, no_bn)
-    extra = {**weights, "av_encoder.vision_norm.norm.weight": torch.ones(5)}
-    with pytest.raises(CheckpointError, match="holds av_encoder.vision_norm.norm.weight"):
+    # A BatchNorm the model lacks is skipped (MOSI pretrains with one, its stage 2 has none: as the
+    # reference); any other surplus tensor is an error.
+    assert load_av_weights(model, {**weights, "av_encoder.vision_norm.norm.weight": torch.ones(5)}) == len(weights)
+    extra = {**weights, "av_encoder.extra.weight": torch.ones(5)}
+    with pytest.raises(CheckpointError, match="holds av_encoder.extra.weight"):
         load_av_weights(model, extra)
 
 
@@ -517,7 +534,8 @@ def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
     from models.data.format import save_dataset
     from models.data.sample import make_sample_dataset
 
-    data_dir = save_dataset(make_sample_dataset(n_train=40, n_valid=16, n_test=16), tmp_path / "sample")
+    # 128 clips = 4 batches of 32: the sims recipe's grad_accum 4 makes one optimizer step (no partial steps).
+    data_dir = save_dataset(make_sample_dataset(n_train=128, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "pre"
     result = runner.invoke(app, ["pretrain", "--dataset", str(data_dir), "--preset", "sims", "--max-epochs", "1",
                                  "--device", "cpu", "--out", str(out), "--quiet", "--json"])

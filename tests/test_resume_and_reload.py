@@ -96,3 +96,20 @@ def test_the_device_is_not_a_run_setting_and_old_run_files_still_resume(small_sa
     assert Run(run_dir).spec().train == spec.train
     results = train_run(dataset, spec, run_dir, resume=True, device="cpu")
     assert set(results["seeds"]) == {"0"}
+
+
+def test_fit_counters_round_trip_and_read_an_older_state():
+    import math
+
+    from models.errors import ConfigError
+    from models.training.state import FitCounters
+
+    counters = FitCounters(epoch=3, step=15, best_score=0.4321, best_epoch=1, bad_epochs=2,
+                           history=[{"epoch": 0}], best_valid={"MAE": 0.4}, plateau={"best": 0.4})
+    assert FitCounters.from_dict(json.loads(json.dumps(counters.to_dict()))) == counters
+    assert math.isinf(FitCounters.from_dict(json.loads(json.dumps(FitCounters().to_dict()))).best_score)
+    old = FitCounters.from_dict({"epoch": 2, "step": 4, "best_mae": 0.5, "best_epoch": 0, "bad_epochs": 1,
+                                 "history": [], "best_valid": {}})  # a state.json written before the dataclass
+    assert (old.best_score, old.plateau) == (0.5, None)
+    with pytest.raises(ConfigError, match="unknown counters"):
+        FitCounters.from_dict({"epoch": 1, "best_l2": 0.1})

@@ -1,4 +1,4 @@
-"""The Scheme enum (issue 13): scale, neutral band and bins as DESIGN.md §4 defines them; files keep plain strings."""
+"""The Scheme enum (issue 13): scale, neutral band and bins as docs/architecture.md §7 defines them; files keep plain strings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The speed paths of DESIGN.md §7 compute what the plain path computes.
+"""The speed paths of docs/architecture.md §10 compute what the plain path computes.
 
 Prefix path (text rows below the first MM block without autograd, fusion rows
 against their keys/values) = the full pass; per-clip prefix cache = no cache;
@@ -8,6 +8,8 @@ a wide initialisation so the fusion tokens visibly read the text.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -214,10 +216,11 @@ def test_bucketed_predictions_equal_fixed_length_padding(wide_lm):
 def test_fit_logs_the_padding_share_and_the_cache(wide_lm, tmp_path):
     model, tok = make_model(wide_lm, **QUIET)
     config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, prefix_cache_gib=0.01)
-    bucketed = fit(model, encoded_split(tok), encoded_split(tok, n=6, seed=1), config, "mosi", tmp_path / "a", 0)
+    bucketed = fit(model, encoded_split(tok), encoded_split(tok, n=6, seed=1),
+                   dataclasses.replace(config, batching="bucketed"), "mosi", tmp_path / "a", 0)
     model, tok = make_model(wide_lm, **QUIET)
     fixed = fit(model, encoded_split(tok, bucketed=False, pad_to=50), encoded_split(tok, n=6, seed=1),
-                config, "mosi", tmp_path / "b", 0)
+                dataclasses.replace(config, batching="shuffle"), "mosi", tmp_path / "b", 0)
     share = [r["text_padding"] for r in bucketed.history]
     fixed_share = [r["text_padding"] for r in fixed.history]
     assert all(0 <= s < 0.5 for s in share) and all(s > 0.75 for s in fixed_share)

@@ -136,3 +136,50 @@ def test_the_model_code_imports_no_data_training_or_evaluation_code():
         if name.startswith("models.nn"):
             above = {e for e in edges if e.startswith(("models.data", "models.training", "models.evaluation"))}
             assert not above, f"{name} imports {sorted(above)}"
+
+
+# Notes kept outside the repository; a reader of the project cannot follow them.
+_OUTSIDE_REFERENCES = ("DESIGN" + ".md", "papers" + "/", "../" + "shared")
+
+
+def project_text_files() -> list[Path]:
+    """Every tracked-looking text file of the project (sources, docs, configs), outside build folders."""
+    skip = {".venv", ".git", "runs", "deepmlf.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    suffixes = {".py", ".md", ".toml", ".txt", ".cfg", ".sh", ".yml", ".yaml", ".json"}
+    return [
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file() and (p.suffix in suffixes or p.name == "Makefile")
+        and not skip.intersection(p.relative_to(ROOT).parts)
+    ]
+
+
+def test_no_project_file_cites_notes_outside_the_repository():
+    cites = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in project_text_files()
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if any(ref in line for ref in _OUTSIDE_REFERENCES)
+    ]
+    assert project_text_files(), "the walk found no files"
+    assert not cites, f"cite docs/architecture.md or docs/recipe.md instead: {cites}"
+
+
+def test_extractors_and_models_name_the_same_modalities():
+    # extractors/ may not import models/, so it keeps its own copy of the vocabulary.
+    from extractors.pipeline import ALL_MODALITIES
+    from models.config import AV_MODALITIES, MODALITIES
+
+    assert ALL_MODALITIES == frozenset(MODALITIES)
+    assert AV_MODALITIES == ("audio", "vision")
+
+
+def test_declared_python_is_the_one_the_code_needs():
+    # resolve.py reads --config with tomllib and schemes.py uses enum.StrEnum: both 3.11+.
+    # The linter and the type checker must judge the code for that same floor.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    assert project["tool"]["mypy"]["python_version"] == "3.11"

@@ -58,7 +58,7 @@ class StopAt:
 
 def test_cosine_schedule_warms_up_then_decays():
     lrs = [lr_at_step(s, 1e-3, 1e-7, warmup_steps=10, period_steps=90) for s in range(100)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[0] == 0.0 and lrs[9] == pytest.approx(9e-4) and lrs[10] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(1e-7, abs=1e-6)
 

@@ -45,9 +45,10 @@ def train(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Batches per optimizer step.")] = None,
+    batching: Annotated[str | None, typer.Option("--batching", help="How training batches are cut: window (the reference's shuffle, each optimizer step's clips regrouped by length: the same steps, less padding; the paper presets' default), shuffle (the reference exactly) or bucketed (global length buckets: fastest, changes which clips share a step).")] = None,
     lr: LearningRate = None,
     patience: Patience = None,
-    lm_dtype: Annotated[str | None, typer.Option("--lm-dtype", help="Frozen LM weights: auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16 (on a CPU: bf16 autocast, fast with AVX512-BF16/AMX).")] = None,
+    lm_dtype: Annotated[str | None, typer.Option("--lm-dtype", help="Frozen LM weights and so the precision (bf16 autocast with a bf16 LM): auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16 (on a CPU: fast with AVX512-BF16/AMX). Default: the preset's (float32 for mosei, mosei-large, sims; auto for mosi).")] = None,
     checkpoint_layers: Annotated[bool | None, typer.Option("--checkpoint-layers/--no-checkpoint-layers", help="Recompute each LM layer in backward: less activation memory for large LMs, more compute.")] = None,
     out: OutDir = None,
     resume: Resume = False,
@@ -65,7 +66,8 @@ def train(
             dataset, data_dir, out, resume, model=model, preset=preset, config=config, seeds=seed,
             model_overrides={"lm": lm, "n_fusion": n_fusion, "mm_layers": mm_layers, "lm_dropout": lm_dropout},
             train_overrides={"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
-                             "patience": patience, "lm_dtype": lm_dtype, "checkpoint_layers": checkpoint_layers},
+                             "patience": patience, "lm_dtype": lm_dtype, "checkpoint_layers": checkpoint_layers,
+                             "batching": batching},
             init_av=init_av, freeze_av=freeze_av, scheme=scheme, quiet=quiet)
         run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{spec.kind} on {data.name}", device=device)
 

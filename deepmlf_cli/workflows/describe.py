@@ -8,17 +8,23 @@ from typing import Any
 def resolved_recipe(chosen, config) -> dict[str, Any]:
     """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
     from models.config import TrainConfig
+    from models.training.procedure import describe_procedure
 
-    pretrain_model = config.replace(**chosen.pretrain_model).to_dict()
+    pretrain_config = config.replace(**chosen.pretrain_model)
+    pretrain_model = pretrain_config.to_dict()
     model = config.to_dict()
+    train, pretrain = TrainConfig.from_dict(chosen.train), TrainConfig.from_dict(chosen.pretrain)
     return {
         "preset": chosen.name,
         "description": chosen.description,
         "notes": list(chosen.notes),
         "model": model,
-        "train": TrainConfig.from_dict(chosen.train).to_dict(),
+        "train": train.to_dict(),
+        # The same settings as rules in words (steps, warm-up, decay, batching, precision, targets, selection).
+        "procedure": describe_procedure(train, config),
         "pretrain": {
-            "train": TrainConfig.from_dict(chosen.pretrain).to_dict(),
+            "train": pretrain.to_dict(),
+            "procedure": describe_procedure(pretrain),
             # Only what differs from the DeepMLF model (the AV settings must match for loading).
             "model": {k: v for k, v in pretrain_model.items() if model[k] != v},
         },

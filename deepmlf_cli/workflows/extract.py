@@ -23,10 +23,12 @@ def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any
     from extractors.inputs import parse_shard
     from models.data.format import save_extracted
     from models.io import output_lock
+    from models.schemes import Scheme
 
     shard_kn = parse_shard(shard)
     recipe = build_recipe(**(recipe_options or {}))
     # One writer per dataset folder: two recipes writing one folder would mix their features.
     with output_lock(out, "extraction"), ClipProgress("extract", quiet=quiet, transient=False, rate=True) as bar:
         return run_extract(inputs, out, recipe, shard=shard_kn, on_plan=bar.on_plan, on_result=bar.on_result,
-                           write_dataset=save_extracted, **options)
+                           write_dataset=save_extracted, label_range=Scheme.label_range(options.get("scheme")),
+                           **options)

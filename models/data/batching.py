@@ -29,9 +29,11 @@ class EncodedSplit:
     vision_lengths: np.ndarray  # (N,)
     labels: np.ndarray  # (N,) float32
     pad_id: int
-    # How batches are cut (benchmarks switch these to the reference's way to compare):
-    bucketed: bool = True  # batch clips of similar transcript length (else in the given / shuffled order)
+    # How evaluation batches are cut (benchmarks switch these to the reference's way to compare;
+    # training batches follow TrainConfig.batching, see `training_batches`):
+    bucketed: bool = True  # evaluation: clips sorted by transcript length (else in the split's order)
     pad_to: int = 0  # pad every batch's text to at least this many tokens (the reference pads to a fixed 50)
+    max_tokens: int = 0  # the length transcripts were cut to (0: unknown, none counts as cut)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,25 +55,22 @@ def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: Featu
         token_ids = tokenize_texts(tokenizer, split.texts, max_tokens)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback_token_id(tokenizer)
     return EncodedSplit(list(split.ids), token_ids, split.audio, split.audio_lengths, split.vision,
-                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id))
+                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id), max_tokens=max_tokens)
 
 
 def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.random.Generator | None,
                             bucket_factor: int = 50) -> list[np.ndarray]:
     """Index batches of similar transcript length, so padding stays short.
 
-    With `rng` (training) the order is shuffled: clips are shuffled, grouped
-    into pools of `bucket_factor` batches, sorted by length within a pool,
-    cut into batches, and the batches shuffled. Without it (evaluation) the
-    whole split is sorted by length. A split with `bucketed` False is cut
-    in order (shuffled with `rng`), as the reference does.
+    Without `rng` (evaluation) the whole split is sorted by length (in the split's order when
+    `encoded.bucketed` is False). With it (training's "bucketed" batching) clips are shuffled,
+    grouped into pools of `bucket_factor` batches, sorted by length within a pool, cut into
+    batches, and the batches shuffled: the fastest, but it changes which clips share an
+    optimizer step.
     """
     lengths = np.array([len(t) for t in encoded.token_ids])
-    if not encoded.bucketed:
-        order = np.arange(len(lengths)) if rng is None else rng.permutation(len(lengths))
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is None:
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(lengths, kind="stable") if encoded.bucketed else np.arange(len(lengths))
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     order = rng.permutation(len(lengths))
     pool = batch_size * bucket_factor
@@ -83,11 +82,77 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
-    """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip."""
+LossNorm = tuple[float, float] | None  # a micro-batch's loss divisors (Batch.loss_norm)
+
+
+def training_batches(encoded: EncodedSplit, batch_size: int, per_step: int, rng: np.random.Generator,
+                     mode: str) -> tuple[list[np.ndarray], list[LossNorm]]:
+    """One epoch's micro-batches, in order, for every rank together, and each one's loss divisors.
+
+    `per_step` is the micro-batches of one optimizer step over all ranks (world × grad_accum);
+    models.distributed.shard_batches deals the list round-robin, so step s takes micro-batches
+    s·per_step … (s+1)·per_step − 1 of it on every rank together.
+
+    - "shuffle": the reference's batches: a seeded permutation cut in order (no drop_last).
+    - "window": the same permutation, cut into windows of per_step × batch_size clips (one
+      optimizer step's clips); each window's full micro-batches are regrouped by transcript
+      length, so every step sums gradients over exactly the clips "shuffle" gives it, with far
+      less padding. A window's short last micro-batch (the epoch's end) keeps the clips shuffle
+      gives it. Regrouped micro-batches divide their loss sums by the window's means per
+      micro-batch (clips, LM targets: one per real token), not their own counts, so the
+      regrouping cannot change the summed gradient.
+    - "bucketed": `length_bucketed_batches` (global length pools): fastest; it changes which
+      clips share an optimizer step.
+    """
+    batches: list[np.ndarray] = []
+    norms: list[LossNorm] = []
+    if mode == "bucketed":
+        batches = length_bucketed_batches(encoded, batch_size, rng)
+        return batches, [None] * len(batches)
+    order = rng.permutation(len(encoded))
+    if mode == "shuffle":
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return batches, [None] * len(batches)
+    if mode != "window":
+        raise ValueError(f"unknown batching {mode!r}; choose window, shuffle or bucketed")
+    lengths = np.array([len(t) for t in encoded.token_ids])  # LM targets per clip (models.nn.deepmlf.lm_targets)
+    window = per_step * batch_size
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        full = len(chunk) // batch_size * batch_size
+        regrouped = chunk[:full][np.argsort(lengths[chunk[:full]], kind="stable")]
+        micro = [regrouped[i:i + batch_size] for i in range(0, full, batch_size)]
+        if micro:
+            norm = (float(batch_size), float(lengths[regrouped].sum()) / len(micro))
+            batches.extend(micro)
+            norms.extend([norm] * len(micro))
+        if full < len(chunk):
+            batches.append(chunk[full:])
+            norms.append(None)
+    return batches, norms
+
+
+def next_token_targets(token_ids: list[list[int]], pad_id: int, max_tokens: int) -> torch.Tensor:
+    """(B,) long: the LM-loss target after each transcript's last real token, as the reference has it.
+
+    The reference right-pads to the maximum length and rolls the ids left by one, so the last
+    real token predicts the padding id (GPT-2: EOS; a BERT tokenizer: [PAD] after the final
+    [SEP]); a transcript that fills the maximum length (cut there) has nothing after it and
+    predicts id 0.
+    """
+    full = [max_tokens > 0 and len(ids) >= max_tokens for ids in token_ids]
+    return torch.tensor([0 if f else pad_id for f in full], dtype=torch.long)
+
+
+def collate(encoded: EncodedSplit, index: np.ndarray, loss_norm: LossNorm = None) -> Batch:
+    """Batch of clips `index`: text left-padded, audio/vision cut to the batch's longest clip.
+
+    `loss_norm`: the loss terms' divisors (from `training_batches`); None: the batch's own counts.
+    """
     from models.data.text import collate_text
 
-    text_ids, text_valid = collate_text([encoded.token_ids[i] for i in index], encoded.pad_id, encoded.pad_to)
+    token_ids = [encoded.token_ids[i] for i in index]
+    text_ids, text_valid = collate_text(token_ids, encoded.pad_id, encoded.pad_to)
     a_len = encoded.audio_lengths[index]
     v_len = encoded.vision_lengths[index]
     t_a = max(1, int(a_len.max()))
@@ -100,4 +165,6 @@ def collate(encoded: EncodedSplit, index: np.ndarray) -> Batch:
         vision=torch.from_numpy(np.ascontiguousarray(encoded.vision[index, :t_v])),
         vision_lengths=torch.from_numpy(v_len.astype(np.int64)),
         labels=torch.from_numpy(encoded.labels[index]),
+        text_next=next_token_targets(token_ids, encoded.pad_id, encoded.max_tokens),
+        loss_norm=loss_norm,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from models.config import AV_MODALITIES
 from models.data.types import UNIMODAL, SplitData
 from models.errors import DatasetError
 
@@ -170,7 +171,7 @@ def check_split(
 
 
 def check_feature_dims(splits: Mapping[str, SplitData], source: str) -> None:
-    for modality in ("audio", "vision"):
+    for modality in AV_MODALITIES:
         dims = {name: getattr(split, modality).shape[-1] for name, split in splits.items()}
         if len(set(dims.values())) > 1:
             detail = ", ".join(f"{name} {d}" for name, d in dims.items())

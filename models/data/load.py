@@ -7,7 +7,7 @@ from pathlib import Path
 from models.data.format import MANIFEST, load_npz_dir
 from models.data.locate import NAMED_DATASETS, SAMPLE_NAME, resolve_dataset
 from models.data.mmsa import load_mmsa_pickle
-from models.data.types import MultimodalDataset
+from models.data.types import MultimodalDataset, check_label_range
 
 
 def load_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> MultimodalDataset:
@@ -20,7 +20,8 @@ def load_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> Mult
 
     Raises:
         DatasetError: missing file, unreadable file or wrong schema; the message
-            names the file, the split and the key.
+            names the file, the split and the key. Labels beyond the scheme's
+            range are an error too.
     """
     raw = str(name_or_path)
     if raw.lower() == SAMPLE_NAME and not (Path(raw) / MANIFEST).is_file():
@@ -29,6 +30,6 @@ def load_dataset(name_or_path: str | Path, data_dir: Path | None = None) -> Mult
         return make_sample_dataset()
     path = resolve_dataset(raw, data_dir)
     if path.is_dir():
-        return load_npz_dir(path)
+        return check_label_range(load_npz_dir(path))
     name = raw.lower() if raw.lower() in NAMED_DATASETS else None
-    return load_mmsa_pickle(path, name)
+    return check_label_range(load_mmsa_pickle(path, name))

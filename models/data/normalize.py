@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from models.config import AV_MODALITIES
 from models.data.checks import clean_non_finite
 from models.data.types import SplitData
 from models.errors import CheckpointError, DatasetError
@@ -180,7 +181,7 @@ class FeatureNormalizer:
                 f"normalizer state lacks {', '.join(missing)}; the checkpoint is incomplete, re-run training"
             )
         arrays = {k: np.asarray(state[k], dtype=np.float32).reshape(-1) for k in keys}
-        for modality in ("audio", "vision"):
+        for modality in AV_MODALITIES:
             mean, std = arrays[f"{modality}_mean"], arrays[f"{modality}_std"]
             if mean.shape != std.shape or not np.all(np.isfinite(mean)) or not np.all(std > 0):
                 raise CheckpointError(

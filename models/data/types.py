@@ -148,4 +148,18 @@ def with_scheme(dataset: MultimodalDataset, scheme: str) -> MultimodalDataset:
     if not dataset.scheme_guessed:
         raise DatasetError(f"{dataset.source} records scheme {dataset.scheme!r}, not {scheme!r}; drop --scheme "
                            f"(or re-create the dataset with the scheme you mean)")
-    return replace(dataset, scheme=scheme, scheme_guessed=False)
+    return check_label_range(replace(dataset, scheme=scheme, scheme_guessed=False))
+
+
+def check_label_range(dataset: MultimodalDataset) -> MultimodalDataset:
+    """The dataset, unless a split holds labels beyond its scheme's scale (a DatasetError naming them and the fix)."""
+    lo, hi = dataset.scheme.scale
+    for name, split in dataset.splits.items():
+        bad = dataset.scheme.outside_scale(split.labels)
+        if bad.size:
+            i = int(bad[0])
+            example = f"{float(split.labels[i]):g} (clip {split.ids[i]})" if len(split.ids) > i else f"{float(split.labels[i]):g}"
+            raise DatasetError(
+                f"{dataset.source or dataset.name} [{name}]: {bad.size} label(s) outside the {dataset.scheme.value} "
+                f"range [{lo:g}, {hi:g}], e.g. {example}; fix the labels, or choose another scheme with --scheme")
+    return dataset

@@ -1,8 +1,9 @@
 """Stage 1 of the curriculum: the AV encoder alone, trained with L1 on the label.
 
-Its parameter names (`av_encoder.*`, `av_head.*`) are those of DeepMLF, so a
-pretraining checkpoint loads straight into a DeepMLF model (Pre&Tune,
-Pre&Fro).
+Its parameter names (`av_encoder.*`, and `av_head.*` with the mean readout) are
+those of DeepMLF, so a pretraining checkpoint loads straight into a DeepMLF
+model (Pre&Tune, Pre&Fro). With the reference's last-step readout the head is
+`av_clf.*` and the encoder has no LayerNorm: stage 2 keeps its own fresh ones.
 """
 
 from __future__ import annotations
@@ -11,25 +12,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import ModelConfig
+from models.config import AVReadout, ModelConfig
 from models.nn.av_encoder import AVEncoder, masked_mean
 from models.nn.interface import Batch, Output
 
 
 class AVPretrainModel(nn.Module):
-    """AV encoder + the linear AV head on ⟨z⟩."""
+    """AV encoder + a linear head: on the last valid step of the Fusion FFW's output, no LayerNorm
+    (`av_readout=last`, the reference; the head is `av_clf`, which stage 2 does not load), or on ⟨z⟩
+    (`av_readout=mean`; the head is `av_head`, loaded with the encoder's LayerNorm)."""
 
     kind = "av"  # the model kind its checkpoints record (models.nn.registry)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.av_encoder = AVEncoder.from_config(config)
-        self.av_head = nn.Linear(config.d_av, 1)
+        self.last = config.av_readout is AVReadout.LAST
+        self.av_encoder = AVEncoder.from_config(config, output_norm=not self.last)
+        head = nn.Linear(config.d_av, 1)
+        if self.last:
+            self.av_clf = head
+        else:
+            self.av_head = head
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
         z, valid = self.av_encoder(batch.audio, batch.audio_lengths, batch.vision, batch.vision_lengths)
-        y_av = self.av_head(masked_mean(z, valid)).squeeze(-1).float()  # (B,)
+        if self.last:
+            # The reference's fixed grid makes [:, -1] its last step; here a clip's last valid one.
+            last = (valid.long().sum(1) - 1).clamp(min=0)  # (B,)
+            y_av = self.av_clf(z[torch.arange(z.shape[0], device=z.device), last]).squeeze(-1).float()  # (B,)
+        else:
+            y_av = self.av_head(masked_mean(z, valid)).squeeze(-1).float()  # (B,)
         empty = y_av.new_zeros(y_av.shape[0], 0)
         out = Output(prediction=y_av, text=torch.full_like(y_av, float("nan")), av=y_av, fusion=empty)
         if compute_loss and batch.labels is not None:
@@ -42,6 +55,8 @@ class AVPretrainModel(nn.Module):
 
 
 AV_PREFIXES = ("av_encoder.", "av_head.")
+BATCHNORM_PREFIXES = ("av_encoder.audio_norm.", "av_encoder.vision_norm.")
+FRESH_PREFIXES = ("av_encoder.norm.", "av_head.")
 
 
 def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: bool = False) -> int:
@@ -49,7 +64,8 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
 
     Strict both ways: every AV tensor of the model must be in the checkpoint
     (none left at its random init) and every AV tensor of the checkpoint must
-    fit the model; the error names the first key that does not. With `freeze`
+    fit the model, but for a BatchNorm the model does not have (skipped); the
+    error names the first key that does not. With `freeze`
     (Pre&Fro) the AV encoder stops training.
     """
     from models.errors import CheckpointError
@@ -59,7 +75,12 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
     fix = "pretrain on the same dataset with the same preset (AV settings), or use --init-av random"
     if not wanted:
         raise CheckpointError(f"the AV pretraining checkpoint holds no AV tensors; {fix}")
-    missing = sorted(set(own) - set(wanted))
+    # The encoder's LayerNorm and the AV head may be absent: the reference's pretraining has no
+    # LayerNorm and its own head (`av_clf`), and stage 2 builds them fresh.
+    missing = sorted(k for k in set(own) - set(wanted) if not k.startswith(FRESH_PREFIXES))
+    # A BatchNorm the pretraining had and this model has not (MOSI: audio BatchNorm in pretraining
+    # only, as the reference) is left out; any other surplus tensor is an error.
+    wanted = {k: v for k, v in wanted.items() if k in own or not k.startswith(BATCHNORM_PREFIXES)}
     unexpected = sorted(set(wanted) - set(own))
     mismatched = sorted(k for k in set(own) & set(wanted) if own[k].shape != wanted[k].shape)
     if missing:

@@ -1,4 +1,4 @@
-"""The fusion baselines of DESIGN.md §5 (papers/fusion-strategies-summary.md) and unimodal models.
+"""The fusion baselines (docs/architecture.md §8) and unimodal models.
 
 One transformer encoder per modality, then:
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import Augmentation, ModelConfig
+from models.config import AV_MODALITIES, MODALITIES, Augmentation, ModelConfig
 from models.errors import ConfigError
 from models.nn.augment import augment_sequence
 from models.nn.av_encoder import (
@@ -40,8 +40,7 @@ from models.nn.av_encoder import (
 )
 from models.nn.interface import Batch, Output, TaskHead
 from models.nn.lm import FrozenLM
-
-MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
+from models.nn.positions import text_positions
 
 # Polarity classes of the late-fusion vote: left-open, right-closed bins
 # (-inf, -0.1] / (-0.1, 0.1] / (0.1, inf) → 0 negative, 1 neutral, 2 positive.
@@ -93,7 +92,7 @@ class TextBranch(nn.Module):
         # text_ids, text_valid: (B, T) left-padded → (B, d_av)
         with torch.no_grad():
             embeds = lm.embed(text_ids)  # (B, T, d_lm)
-            positions = (text_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T): padding does not shift them
+            positions = text_positions(text_valid)  # (B, T)
             hidden, ctx = lm.prepare(embeds, text_valid, positions)
             for i in range(lm.n_layers):
                 hidden = lm.run_layer(i, hidden, ctx)
@@ -205,7 +204,7 @@ class BaselineModel(nn.Module):
                 features = torch.cat([states[m] for m in self.modalities], dim=-1)  # (B, M·d)
             prediction = self.head(features).float()  # (B,)
             out = Output(prediction=prediction, text=prediction if self.fusion == "text" else nan,
-                         av=prediction if self.fusion in ("audio", "vision") else nan, fusion=empty)
+                         av=prediction if self.fusion in AV_MODALITIES else nan, fusion=empty)
         if compute_loss and batch.labels is not None:
             y = batch.labels.float()
             if self.fusion == "late":  # each unimodal classifier learns on its own

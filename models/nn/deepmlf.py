@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.config import FFWMode, FusionInputs, ModelConfig
+from models.config import FFWInit, FFWMode, FusionInputs, ModelConfig
 from models.nn.augment import augment_text
 from models.nn.av_encoder import AVEncoder, masked_mean
 from models.nn.fusion import MMBlock, add_lora, mm_block_ffw
@@ -73,10 +73,10 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
 
 
 class DeepMLF(nn.Module):
-    """The DeepMLF model (DESIGN.md §3). Build with `DeepMLF.from_config` or from an LM instance."""
+    """The DeepMLF model (docs/architecture.md). Build with `DeepMLF.from_config` or from an LM instance."""
 
     kind = "deepmlf"  # the model kind its checkpoints record (models.nn.registry)
-    # Speed switches that never change the math (DESIGN.md §7); benchmarks turn them off to compare.
+    # Speed switches that never change the math (docs/architecture.md §10); benchmarks turn them off to compare.
     prefix_path = True  # below the first MM block: text rows without autograd, fusion rows against their K/V
     logits_budget_bytes = LOGITS_BUDGET_BYTES  # LM-loss logits held (not recomputed in backward) up to this size
 
@@ -93,13 +93,13 @@ class DeepMLF(nn.Module):
         blocks = {
             str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
                             mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
-                            self.lm.rms_norm)
+                            self.lm.rms_norm, config.ffw_init, config.mlp_form)
             for i in sorted(config.mm_layers)
         }
         self.mm_blocks = nn.ModuleDict(blocks)
         if config.ffw_mode is FFWMode.LORA:
             for block in blocks.values():
-                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout)
+                add_lora(block, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_init)
         self.task_head = TaskHead(2 * d + config.d_av, config.head_hidden)
         self.text_head = nn.Linear(d, 1)
         self.av_head = nn.Linear(config.d_av, 1)
@@ -118,11 +118,11 @@ class DeepMLF(nn.Module):
 
         The cache serves batches the LM runs without dropout and without text
         augmentation: every evaluation pass, and training with lm_dropout off.
-        It stores bf16 where the model computes in bf16 (CUDA, or a bf16 LM), float32 elsewhere.
+        It stores bf16 where the model computes in bf16 (a bf16 LM), float32 elsewhere.
         """
         if prefix_cache_gib > 0 and self.config.mm_layers and min(self.config.mm_layers) > 0:
             if self.prefix_cache is None or self.prefix_cache.budget_bytes != int(prefix_cache_gib * 2**30):
-                bf16 = device.type == "cuda" or next(self.lm.parameters()).dtype == torch.bfloat16
+                bf16 = next(self.lm.parameters()).dtype == torch.bfloat16  # the run's precision (models.devices)
                 dtype = torch.bfloat16 if bf16 else torch.float32
                 self.prefix_cache = PrefixCache(int(prefix_cache_gib * 2**30), dtype)
         else:
@@ -142,10 +142,13 @@ class DeepMLF(nn.Module):
         """Everything a checkpoint must hold: all tensors outside the frozen LM.
 
         The frozen LM, and the frozen FFW copies of LoRA blocks (rebuilt from
-        it), are referenced by `config.lm`, not copied. A frozen AV encoder
+        it, all but their freshly drawn biases), are referenced by `config.lm`, not copied. A frozen AV encoder
         (Pre&Fro) is kept: it does not come from the LM.
         """
         rebuilt = {n for n, p in self.named_parameters() if not p.requires_grad and n.startswith("mm_blocks.")}
+        if self.config.ffw_init is FFWInit.REFERENCE:
+            # Randomly drawn frozen biases (ffw_init=reference) cannot be rebuilt from the LM: kept.
+            rebuilt = {n for n in rebuilt if not n.endswith(".bias")}
         return {n: t for n, t in self.state_dict().items() if not n.startswith("lm.") and n not in rebuilt}
 
     # --- forward pass ---
@@ -240,7 +243,7 @@ class DeepMLF(nn.Module):
         return out_hidden, [(out_kv[i, 0], out_kv[i, 1]) for i in range(L)]
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
-        """Run every head; with labels and `compute_loss`, also the total loss (DESIGN.md §3)."""
+        """Run every head; with labels and `compute_loss`, also the total loss (docs/architecture.md §4)."""
         cfg = self.config
         z, z_valid = self.av_encoder(batch.audio, batch.audio_lengths, batch.vision, batch.vision_lengths)
         hidden, ctx, first = self.encode_prefix(batch)  # (B, T+n_f, d)
@@ -270,20 +273,51 @@ class DeepMLF(nn.Module):
         cfg = self.config
         assert batch.labels is not None, "the loss needs labels"
         y = batch.labels.float()
-        terms = {"task": F.l1_loss(out.prediction, y)}
+        # Each term is a sum over the micro-batch divided by its clip (or LM-target) count, or by the
+        # counts batch.loss_norm gives (window batching: the window's means per micro-batch).
+        n_clips, n_targets = batch.loss_norm or (float(len(y)), None)
+
+        def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            per_clip = pred.numel() // max(1, len(y))  # the fusion head has n_f predictions per clip
+            return F.l1_loss(pred, target, reduction="sum") / (n_clips * per_clip)
+
+        terms = {"task": l1(out.prediction, y)}
         if cfg.lambda_f and cfg.n_fusion:
-            terms["fusion"] = F.l1_loss(out.fusion, y[:, None].expand_as(out.fusion))
+            terms["fusion"] = l1(out.fusion, y[:, None].expand_as(out.fusion))
         if cfg.lambda_av:
-            terms["av"] = F.l1_loss(out.av, y)
+            terms["av"] = l1(out.av, y)
         if cfg.lambda_t:
-            terms["text"] = F.l1_loss(out.text, y)
+            terms["text"] = l1(out.text, y)
         if cfg.lambda_lm:
-            # Next-token targets exist where a real token follows a real token:
-            # gather those rows before the vocabulary projection.
-            has_target = batch.text_valid[:, :-1] & batch.text_valid[:, 1:]  # (B, T-1)
-            rows = text_hidden[:, :-1][has_target]  # (N, d)
-            targets = batch.text_ids[:, 1:][has_target]  # (N,)
-            terms["lm"] = chunked_lm_loss(rows, targets, self.lm.lm_head, budget_bytes=self.logits_budget_bytes)
+            terms["lm"] = self._lm_loss(batch, text_hidden, n_targets)
         weights = {"task": 1.0, "fusion": cfg.lambda_f, "av": cfg.lambda_av, "text": cfg.lambda_t, "lm": cfg.lambda_lm}
         out.loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
         out.terms = {k: float(v.detach()) for k, v in terms.items()}
+
+    def _lm_loss(self, batch: Batch, text_hidden: torch.Tensor, n_targets: float | None) -> torch.Tensor:
+        """Next-token cross-entropy on the transcript (targets: `lm_targets`): a sum over the targets
+        divided by `n_targets` (None: their count, a plain mean). Only the rows that have a target
+        are gathered before the vocabulary projection."""
+        positions, targets = lm_targets(batch)  # (N,), (N,)
+        rows = text_hidden.reshape(-1, text_hidden.shape[-1])[positions]  # (N, d)
+        mean = chunked_lm_loss(rows, targets, self.lm.lm_head, budget_bytes=self.logits_budget_bytes)
+        return mean if n_targets is None else mean * (rows.shape[0] / n_targets)
+
+
+def lm_targets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM loss's rows and targets: (positions (N,) into the flattened (B·T) text rows, targets (N,)).
+
+    A real token followed by a real token predicts it. The last real token (at T-1: text is
+    left-padded) predicts `batch.text_next` when the batch carries it: the reference's padding id,
+    or id 0 for a transcript cut at the maximum length (models.data.batching.next_token_targets).
+    """
+    ids, valid = batch.text_ids, batch.text_valid  # (B, T)
+    has_target = torch.zeros_like(valid)
+    has_target[:, :-1] = valid[:, :-1] & valid[:, 1:]
+    targets = torch.zeros_like(ids)
+    targets[:, :-1] = ids[:, 1:]
+    if batch.text_next is not None:
+        has_target[:, -1] = True
+        targets[:, -1] = batch.text_next.to(ids.device)
+    positions = has_target.flatten().nonzero().squeeze(1)  # (N,)
+    return positions, targets.flatten()[positions]

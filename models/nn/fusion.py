@@ -1,7 +1,7 @@
 """The MM block inserted after chosen LM layers: gated cross-attention, then a gated FFW.
 
 x_q ← x_q + g(α1)·CA(LN1(x_q), z)     (queries: fusion tokens by default)
-x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts as a copy of the LM layer's MLP)
+x   ← x   + g(α2)·FFW(LN2(x))         (all tokens; FFW starts from the LM layer's MLP: copy_mlp)
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.config import FFWMode, Gating
+from models.config import FFWInit, FFWMode, Gating, LoRAInit, MLPForm
 from models.nn.memory import lean_mlp, recompute_on_cpu, recompute_saved
 
 
@@ -84,16 +85,65 @@ class CrossAttention(nn.Module):
         )
 
 
-def copy_mlp(mlp: nn.Module) -> nn.Module:
-    """An exact, trainable copy of an LM layer's MLP (weights, biases, activation), in fp32.
+class SumGatedMLP(nn.Module):
+    """The reference's Llama-family MLP: down(act(gate(x)) + up(x)), a sum where SwiGLU multiplies.
 
-    The copy trains, so it is fp32 even when the frozen LM is loaded in bf16
-    (bf16 autocast computes in bf16, the optimizer updates fp32 weights).
+    It holds the LM MLP's own sub-modules under their own names, so LoRA
+    targets and checkpoint keys are those of the LM's MLP; only forward differs.
+    """
+
+    def __init__(self, mlp: Any) -> None:  # a transformers LlamaMLP (or Mistral's, Qwen2's: the same parts)
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+        self.act_fn = mlp.act_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., d) → (..., d)."""
+        return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))  # (..., d_ff) summed, then (..., d)
+
+
+def _is_gated(mlp: nn.Module) -> bool:
+    """Whether `mlp` is a Llama-family gated MLP (gate_proj, up_proj, down_proj, act_fn)."""
+    return all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+
+
+def copy_mlp(mlp: nn.Module, init: FFWInit = FFWInit.COPY_LM, form: MLPForm = MLPForm.SWIGLU) -> nn.Module:
+    """A trainable copy of an LM layer's MLP, in fp32.
+
+    `init` copy-lm: exact (weights, biases, activation). reference: the weight
+    matrices only, as the reference builds its FFW: every bias is drawn again as
+    nn.Linear draws it, U(±1/√fan_in), and GPT-2's tanh GELU becomes nn.GELU's
+    erf form. `form` (Llama-family MLPs only; GPT-2's has one form): swiglu
+    computes as the LM's own MLP, reference as the reference's (SumGatedMLP).
+    The copy trains, so it is fp32 even when the frozen LM is loaded in
+    bf16 (bf16 autocast computes in bf16, the optimizer updates fp32 weights).
     """
     clone = copy.deepcopy(mlp).float()
+    if FFWInit(init) is FFWInit.REFERENCE:
+        _reference_init(clone)
+    if MLPForm(form) is MLPForm.REFERENCE and _is_gated(clone):
+        clone = SumGatedMLP(clone)
     for p in clone.parameters():
         p.requires_grad_(True)
     return clone
+
+
+def _reference_init(mlp: nn.Module) -> None:
+    """Biases re-drawn as nn.Linear's default, tanh/`gelu_new` GELUs swapped for the erf GELU (in place)."""
+    from transformers.activations import NewGELUActivation
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in mlp.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, NewGELUActivation) or (isinstance(child, nn.GELU) and child.approximate != "none"):
+                setattr(parent, name, nn.GELU())
+        bias = getattr(parent, "bias", None)
+        if isinstance(parent, (nn.Linear, Conv1D)) and isinstance(bias, torch.Tensor):
+            weight: torch.Tensor = parent.weight
+            fan_in = weight.shape[0] if isinstance(parent, Conv1D) else weight.shape[1]  # Conv1D stores (in, out)
+            bound = 1.0 / math.sqrt(fan_in)
+            with torch.no_grad():
+                bias.uniform_(-bound, bound)
 
 
 # The reference's RMSNorm epsilon in the MM blocks of Llama-family LMs.
@@ -108,16 +158,18 @@ def pre_norm(d_model: int, rms_norm: bool, layer_norm_eps: float = 1e-5) -> nn.M
 class MMBlock(nn.Module):
     """One multimodal block; `query_slice` picks the tokens that attend to z.
 
-    `rms_norm` picks the pre-norms' kind (the LM's: RMSNorm on Llama, LayerNorm on GPT-2).
+    `rms_norm` picks the pre-norms' kind (the LM's: RMSNorm on Llama, LayerNorm on GPT-2);
+    `ffw_init` how the FFW copy starts and `mlp_form` what a Llama-family copy computes (copy_mlp).
     """
 
     def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float, mlp: nn.Module | None,
-                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False) -> None:
+                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False,
+                 ffw_init: FFWInit = FFWInit.COPY_LM, mlp_form: MLPForm = MLPForm.SWIGLU) -> None:
         super().__init__()
         self.ln_ca = pre_norm(d_model, rms_norm, layer_norm_eps)
         self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
         self.gate_ca = Gate(gating)
-        self.ffw = copy_mlp(mlp) if mlp is not None else None
+        self.ffw = copy_mlp(mlp, ffw_init, mlp_form) if mlp is not None else None
         if self.ffw is not None:
             self.ln_ffw = pre_norm(d_model, rms_norm, layer_norm_eps)
             self.gate_ffw = Gate(gating)
@@ -153,8 +205,8 @@ def _is_linear_like(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, Conv1D))
 
 
-def add_lora(block: MMBlock, r: int, alpha: int, dropout: float = 0.0) -> None:
-    """Freeze the FFW copy and train it through LoRA adapters (peft)."""
+def add_lora(block: MMBlock, r: int, alpha: int, dropout: float = 0.0, init: LoRAInit = LoRAInit.PEFT) -> None:
+    """Freeze the FFW copy and train it through LoRA adapters (peft); `init` draws A (reference_lora_a)."""
     if block.ffw is None:
         return
     from peft import LoraConfig, inject_adapter_in_model
@@ -165,8 +217,33 @@ def add_lora(block: MMBlock, r: int, alpha: int, dropout: float = 0.0) -> None:
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, bias="none",
                         fan_in_fan_out=fan_in_fan_out)
     block.ffw = inject_adapter_in_model(config, block.ffw)
+    if LoRAInit(init) is LoRAInit.REFERENCE:
+        reference_lora_a(block.ffw)
     for name, p in block.ffw.named_parameters():
         p.requires_grad_("lora_" in name)
+
+
+def reference_lora_a(module: nn.Module) -> None:
+    """Re-draw every LoRA A under `module` as the reference's own LoRA draws it (in place).
+
+    The reference keeps A as an (in, r) matrix (x @ A) and initialises it
+    kaiming-uniform with a=√5, whose fan-in is then r: U(±1/√r). PEFT keeps A
+    as a Linear(in → r) with weight (r, in) = A.T, so the same call on its
+    weight reads fan-in `in`: U(±1/√in), 2-4x narrower on MOSI (r 512, in 2048
+    or 8192). We draw the reference's (in, r) matrix and store its transpose.
+    B stays PEFT's zeros.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    for layer in module.modules():
+        if not isinstance(layer, LoraLayer):
+            continue
+        for lora_a in layer.lora_A.values():
+            weight = cast(torch.Tensor, lora_a.weight)  # (r, in); lora_A is a ModuleDict of nn.Linear
+            a = torch.empty(weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device)  # (in, r)
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            with torch.no_grad():
+                weight.copy_(a.T)
 
 
 def mm_block_ffw(mode: FFWMode, lm_mlp: nn.Module) -> nn.Module | None:

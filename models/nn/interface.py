@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -22,13 +22,24 @@ class Batch:
     vision: torch.Tensor  # (B, T_v, D_v) float
     vision_lengths: torch.Tensor  # (B,) long
     labels: torch.Tensor | None = None  # (B,) float
+    # The LM-loss target after each clip's last real token (the reference's rule): the padding id
+    # (GPT-2: EOS; BERT tokenizers: [PAD] after the final [SEP]), or id 0 when the transcript fills
+    # the maximum length. None: that token has no target.
+    text_next: torch.Tensor | None = None  # (B,) long
+    # Divisors of the loss terms' sums: (clips, LM targets) per micro-batch. None: this micro-batch's
+    # own counts (plain means). Window batching sets its window's means, so that regrouping a
+    # window's clips into micro-batches leaves the summed gradient as it is.
+    loss_norm: tuple[float, float] | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True)
 
-        return Batch(move(self.text_ids), move(self.text_valid), move(self.audio), move(self.audio_lengths),
-                     move(self.vision), move(self.vision_lengths), None if self.labels is None else move(self.labels))
+        return replace(self, text_ids=move(self.text_ids), text_valid=move(self.text_valid),
+                       audio=move(self.audio), audio_lengths=move(self.audio_lengths), vision=move(self.vision),
+                       vision_lengths=move(self.vision_lengths),
+                       labels=None if self.labels is None else move(self.labels),
+                       text_next=None if self.text_next is None else move(self.text_next))
 
     def __len__(self) -> int:
         return self.text_ids.shape[0]

@@ -1,4 +1,4 @@
-"""Drop-in pieces that keep less for backward and compute the same numbers (DESIGN.md §7).
+"""Drop-in pieces that keep less for backward and compute the same numbers (docs/architecture.md §10).
 
 On CPU the peak memory of a training step is set by the activations
 autograd keeps for backward. These pieces keep less of them without

@@ -15,10 +15,19 @@ from models.config import FusionPositions, ModelConfig
 from models.errors import ConfigError
 
 
+def text_positions(text_valid: torch.Tensor) -> torch.Tensor:
+    """text_valid (B, T) bool, left-padded → position ids (B, T) long: 0 … K−1 on the real tokens.
+
+    Padding does not shift them (padding positions read 0), so a clip gets the
+    same positions alone or in a batch padded to any length.
+    """
+    return (text_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+
+
 def token_positions(text_valid: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """text_valid (B, T) bool, left-padded → position ids (B, T + n_f) long."""
     B, T = text_valid.shape
-    text = (text_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T): 0 … K−1 on the real tokens
+    text = text_positions(text_valid)  # (B, T)
     steps = torch.arange(config.n_fusion, device=text_valid.device)[None, :]  # (1, n_f)
     if config.fusion_positions is FusionPositions.FIXED:
         fusion = (config.max_text_tokens + steps).expand(B, -1)  # (B, n_f)

@@ -1,4 +1,4 @@
-"""Per-clip memory of the text's states below the first MM block (DESIGN.md §7).
+"""Per-clip memory of the text's states below the first MM block (docs/architecture.md §10).
 
 Below the first MM block nothing trainable touches the text tokens. With the
 frozen LM's dropout off and no text augmentation on a batch, the text's

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from models.config import ModelConfig
+from models.config import AV_MODALITIES, MODALITIES, ModelConfig
 from models.errors import ConfigError
 from models.nn.baselines import BASELINE_KINDS, baseline_builder
 
@@ -27,13 +27,13 @@ def _build_av(config: ModelConfig, hf_lm):
     return AVPretrainModel(config)
 
 
-ALL_MODALITIES: frozenset[str] = frozenset({"text", "audio", "vision"})
+ALL_MODALITIES: frozenset[str] = frozenset(MODALITIES)
 
 # kind -> (builder(config, hf_lm), the modalities the model reads). Every family is listed
 # here: DeepMLF, its AV encoder (pretraining) and the baselines.
 MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], frozenset[str]]] = {
     "deepmlf": (_build_deepmlf, ALL_MODALITIES),
-    "av": (_build_av, frozenset({"audio", "vision"})),
+    "av": (_build_av, frozenset(AV_MODALITIES)),
     **{kind: (baseline_builder(kind), inputs) for kind, inputs in BASELINE_KINDS.items()},
 }
 

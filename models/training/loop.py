@@ -1,5 +1,6 @@
-"""The training recipe of DESIGN.md §3: AdamW groups, warmup + cosine, accumulation,
-clipping, early stopping on validation L1, best state reloaded for test.
+"""The training recipe of docs/recipe.md: AdamW groups, warmup + cosine, accumulation,
+clipping, batching (models.data.batching.training_batches), early stopping on the validation
+score, best state reloaded for test.
 
 One `fit` loop serves DeepMLF, AV pretraining and the baselines: a model is
 anything whose `forward(batch, compute_loss)` returns an `Output` with
@@ -12,7 +13,6 @@ counters, RNG) atomically, so a kill loses at most the current epoch.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 import warnings
@@ -25,8 +25,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
-from models.config import TrainConfig
-from models.data.batching import EncodedSplit, collate, length_bucketed_batches
+from models.config import SELECTION_TOLERANCE, TrainConfig
+from models.data.batching import EncodedSplit, collate, training_batches
 from models.devices import autocast_context, model_autocast, resolve_device
 from models.distributed import (
     broadcast_object,
@@ -43,12 +43,12 @@ from models.training.schedule import (
     accumulation_scale,
     clip_gradients,
     clipped_parameters,
+    epoch_schedule,
     epochs_left,
     lr_at_step,
-    restart_period_steps,
-    warmup_steps_for,
+    micro_batches_per_epoch,
 )
-from models.training.state import load_state, save_state
+from models.training.state import FitCounters, load_state, save_state
 
 
 class Callbacks(Protocol):
@@ -71,16 +71,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight matrices decay; biases, norms, gates and fusion tokens do not."""
-    decay, no_decay = [], []
+def parameter_groups(model: torch.nn.Module, weight_decay: float, groups: str = "non-bias") -> list[dict[str, Any]]:
+    """AdamW groups as the reference trainer builds them: decay 0 only where the name contains "bias".
+
+    LayerNorm weights, the gates and the fusion tokens are decayed like the
+    weight matrices (the reference's rule, which the paper's numbers come from).
+    `groups="all"` (TrainConfig.decay_groups): every trainable parameter decays, biases
+    included (the reference's AV pretraining).
+    """
+    if groups == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or name.endswith("bias") or "norm" in name or name == "fusion_tokens" or "ln_" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        (no_decay if "bias" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -108,11 +114,31 @@ def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
     return float(np.mean(np.abs(pred - labels))), compute_metrics(pred, labels, scheme), 0
 
 
+def selection_score(pred: np.ndarray, labels: np.ndarray, batch_size: int, rule: str) -> float:
+    """The number the best epoch is chosen by (lower is better; NaN never improves).
+
+    "reference": the released trainer's validation loss, the mean over the split's batches
+    (`batch_size` clips, in the split's order, the last one shorter) of each batch's mean L1,
+    rounded to 4 decimals. "l1": plain L1 over all clips.
+    """
+    errors = np.abs(np.asarray(pred, np.float64) - np.asarray(labels, np.float64))  # (N,)
+    if rule == "l1":
+        return float(errors.mean())
+    means = [errors[i:i + batch_size].mean() for i in range(0, len(errors), batch_size)]
+    return round(float(np.mean(means)), 4)
+
+
+def improves(score: float, best: float, rule: str) -> bool:
+    """Whether `score` is a new best: lower by more than SELECTION_TOLERANCE under "reference", at all under "l1"."""
+    return score < best - (SELECTION_TOLERANCE if rule == "reference" else 0.0)
+
+
 def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config: TrainConfig, scheme: str,
         out_dir: Path, seed: int, extra_tensors: dict[str, torch.Tensor] | None = None,
         meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False,
         device: torch.device | str = "auto") -> FitResult:
-    """Train `model` with early stopping on validation L1; the best state is saved to `out_dir/best`.
+    """Train `model` with early stopping on the validation score (`selection_score`); the best state is
+    saved to `out_dir/best`.
 
     Returns with the best state loaded into `model`. With `resume`, continues
     from `out_dir/state` if an earlier call left one.
@@ -122,14 +148,14 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     rank, world = rank_and_world()
     device = resolve_device(str(device))
     model.to(device)
-    autocast = model_autocast(model, device)  # bf16 autocast on CUDA, and for a bf16 LM on the CPU
+    autocast = model_autocast(model, device)  # bf16 autocast exactly with a bf16 LM (the preset's precision)
     configure_speed = getattr(model, "configure_speed", None)
     if callable(configure_speed):  # DeepMLF: caches and compilation that leave the math as it is
         configure_speed(config.prefix_cache_gib, device, config.compile)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_groups), lr=config.lr,
                                   betas=(config.beta1, config.beta2))
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
                                                           patience=config.plateau_patience)
@@ -141,24 +167,28 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=True)
 
-    batches_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / world)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
-    warmup_steps = warmup_steps_for(config.warmup_epochs, steps_per_epoch)
-    period_steps = restart_period_steps(config.cosine_period_epochs, steps_per_epoch, warmup_steps)
-    counters: dict[str, Any] = {"epoch": 0, "step": 0, "best_mae": float("inf"), "best_epoch": -1, "bad_epochs": 0,
-                "history": [], "best_valid": {}}
+    batches_per_epoch = micro_batches_per_epoch(len(train), config.batch_size, world)
+    steps_per_epoch, warmup_steps, period_steps = epoch_schedule(
+        len(train), config.batch_size, config.grad_accum, config.warmup_epochs, config.cosine_period_epochs, world)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
+                          f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
+                          f"lower --grad-accum or --batch-size")
+    counters = FitCounters()
     state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
         counters = load_state(state_dir, model, optimizer)
-        if plateau is not None and "plateau" in counters:  # its best and bad-epoch count, so cuts come on time
-            plateau.load_state_dict(counters.pop("plateau"))
+        if plateau is not None and counters.plateau is not None:  # its best and bad-epoch count: cuts come on time
+            plateau.load_state_dict(counters.plateau)
 
-    while epochs_left(counters["epoch"], counters["bad_epochs"], config.patience, config.max_epochs):
-        epoch = counters["epoch"]
+    while epochs_left(counters.epoch, counters.bad_epochs, config.patience, config.max_epochs):
+        epoch = counters.epoch
         rng = np.random.default_rng([seed, epoch])  # the same batches on every rank and on resume
-        batches = length_bucketed_batches(train, config.batch_size, rng)
-        batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two clips
-        batches = shard_batches(batches, rank, world)  # the same count on every rank: no DDP hang
+        # Every rank draws the whole epoch's list (one optimizer step = world × grad_accum of it) and
+        # takes its share.
+        cut, norms = training_batches(train, config.batch_size, world * config.grad_accum, rng, config.batching)
+        plan = [(b, norm) for b, norm in zip(cut, norms) if len(b) > 1]  # BatchNorm needs two clips
+        batches = shard_batches(plan, rank, world)  # the same count on every rank: no DDP hang
         model.train()
         callbacks.on_epoch_start(epoch, len(batches))
         started = time.time()
@@ -166,10 +196,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         term_sums: dict[str, float] = {}
         text_cells = pad_cells = 0  # text positions processed, and how many of them were padding
         optimizer.zero_grad(set_to_none=True)
-        for i, index in enumerate(batches):
-            batch = collate(train, index).to(device)
+        for i, (index, norm) in enumerate(batches):
+            batch = collate(train, index, norm).to(device)
             text_cells, pad_cells = text_cells + batch.text_valid.numel(), pad_cells + int((~batch.text_valid).sum())
-            last_of_step = (i + 1) % config.grad_accum == 0 or i + 1 == len(batches)
+            # No partial last step: the remainder batches' gradients are dropped by the next zero_grad.
+            last_of_step = (i + 1) % config.grad_accum == 0
             # DDP syncs gradients on every backward unless told not to: only the step's last batch syncs.
             sync: contextlib.AbstractContextManager = contextlib.nullcontext()
             if isinstance(ddp_model, DistributedDataParallel) and not last_of_step:
@@ -179,53 +210,59 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
                     out = ddp_model(batch)
                 loss = out.loss * loss_scale
                 loss.backward()
+            if config.clip_every == "micro-batch":  # the accumulated gradients so far (AV pretraining)
+                clip_gradients(clipped, config.clip_mode, config.clip_threshold)
             losses.append(float(out.loss.detach()))
             for k, v in out.terms.items():
                 term_sums[k] = term_sums.get(k, 0.0) + v
             callbacks.on_batch(losses[-1])
             if last_of_step:
                 if config.schedule == "cosine":
-                    lr = lr_at_step(counters["step"], config.lr, config.min_lr, warmup_steps, period_steps)
+                    lr = lr_at_step(counters.step, config.lr, config.min_lr, warmup_steps, period_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                clip_gradients(clipped, config.clip_mode, config.clip_threshold)
+                if config.clip_every == "step":
+                    clip_gradients(clipped, config.clip_mode, config.clip_threshold)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                counters["step"] += 1
+                counters.step += 1
         sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
+        score = valid_mae if nonfinite else selection_score(valid_pred, valid.labels, config.batch_size,
+                                                            config.selection)
         if plateau is not None:
-            plateau.step(valid_mae)
+            plateau.step(score)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
                   "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
+                  "valid_score": score, "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
                   "text_padding": round(pad_cells / max(1, text_cells), 4)}
         prefix_cache = getattr(model, "prefix_cache", None)
         if prefix_cache is not None:
             record["prefix_cache"] = prefix_cache.stats()
-        improved = valid_mae < counters["best_mae"]
+        improved = improves(score, counters.best_score, config.selection)
         if improved:
-            counters.update(best_mae=valid_mae, best_epoch=epoch, bad_epochs=0, best_valid=valid_metrics)
+            counters.best_score, counters.best_epoch, counters.bad_epochs = score, epoch, 0
+            counters.best_valid = valid_metrics
             if rank == 0:
                 save_checkpoint(out_dir / BEST_DIR, model, extra=extra_tensors,
                                 meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics})
         else:
-            counters["bad_epochs"] += 1
+            counters.bad_epochs += 1
         record["best"] = improved
-        counters["history"].append(record)
-        counters["epoch"] = epoch + 1
+        counters.history.append(record)
+        counters.epoch = epoch + 1
+        counters.plateau = plateau.state_dict() if plateau is not None else None
         counters = broadcast_object(counters)  # rank 0 decides best epoch and stopping for every rank
         if rank == 0:
-            save_state(state_dir, model, optimizer,
-                        {**counters, **({"plateau": plateau.state_dict()} if plateau is not None else {})})
+            save_state(state_dir, model, optimizer, counters)
         callbacks.on_epoch_end(epoch, record)
     if is_distributed():
         torch.distributed.barrier()
-    if counters["best_epoch"] < 0:
+    if counters.best_epoch < 0:
         raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
                           "or check the features for extreme values")
     load_weights(model, read_checkpoint(out_dir / BEST_DIR))
-    return FitResult(counters["best_epoch"], counters["best_valid"], counters["history"],
-                     stopped_early=counters["bad_epochs"] >= config.patience)
+    return FitResult(counters.best_epoch, counters.best_valid, counters.history,
+                     stopped_early=counters.bad_epochs >= config.patience)

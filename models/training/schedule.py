@@ -3,7 +3,7 @@
 `fit` (models.training.loop) calls these; they hold no state, so each can be
 tested alone and a resumed run recomputes the same values from its counters.
 
-Schedule (DESIGN.md §3): a linear warm-up over the first epoch's optimizer
+Schedule (docs/recipe.md): a linear warm-up over the first epoch's optimizer
 steps, then cosine annealing with warm restarts (PyTorch's
 CosineAnnealingWarmRestarts with T_mult = 1), stepped per optimizer step, with
 period T_0 = (E + 1)·steps_per_epoch − warmup_steps, E the reference's
@@ -25,6 +25,29 @@ from models.config import CLIP_MODES
 AV_PREFIX = "av_encoder."
 
 
+def micro_batches_per_epoch(n_clips: int, batch_size: int, world: int = 1) -> int:
+    """Forward/backward passes one rank runs an epoch: ceil(ceil(N / batch) / world) (no drop_last)."""
+    return math.ceil(math.ceil(n_clips / batch_size) / world)
+
+
+def optimizer_steps_per_epoch(micro_batches: int, grad_accum: int) -> int:
+    """floor(micro-batches / grad_accum), as the reference trainer steps.
+
+    The remainder micro-batches still run forward and backward (their
+    BatchNorm running statistics update), but there is no partial last step:
+    their gradients are discarded by the next epoch's zero_grad.
+    """
+    return micro_batches // grad_accum
+
+
+def epoch_schedule(n_clips: int, batch_size: int, grad_accum: int, warmup_epochs: float, period_epochs: int,
+                   world: int = 1) -> tuple[int, int, int]:
+    """(optimizer steps per epoch, warm-up steps W, restart period T_0) of a training split of `n_clips`."""
+    steps = optimizer_steps_per_epoch(micro_batches_per_epoch(n_clips, batch_size, world), grad_accum)
+    warmup = warmup_steps_for(warmup_epochs, steps)
+    return steps, warmup, restart_period_steps(period_epochs, steps, warmup)
+
+
 def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int) -> int:
     """Optimizer steps of the linear warm-up (0 when `warmup_epochs` is 0)."""
     return max(0, int(round(warmup_epochs * steps_per_epoch)))
@@ -38,13 +61,13 @@ def restart_period_steps(period_epochs: int, steps_per_epoch: int, warmup_steps:
 def lr_at_step(step: int, lr: float, min_lr: float, warmup_steps: int, period_steps: int) -> float:
     """Learning rate of optimizer step `step` (0-based).
 
-    Warm-up: lr·(step+1)/warmup_steps, so the first step is not at 0 and the
-    last warm-up step reaches `lr`. Then, with t = step − warmup_steps,
+    Warm-up: lr·step/warmup_steps for step < warmup_steps, so the first
+    optimizer step runs at lr 0 (the reference's linear warm-up). Then, with t = step − warmup_steps,
     min_lr + ½(lr − min_lr)(1 + cos(π·(t mod T_0)/T_0)): back at `lr` at every
     restart, never below `min_lr`.
     """
     if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
+        return lr * step / warmup_steps
     t_cur = (step - warmup_steps) % period_steps
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * t_cur / period_steps))
 

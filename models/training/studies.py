@@ -1,4 +1,4 @@
-"""The paper's studies (DESIGN.md §3 ablations): one DeepMLF run per variant, then a table and a plot.
+"""The paper's studies (the ablations of docs/architecture.md): one DeepMLF run per variant, then a table and a plot.
 
     OUT/
       <variant>/        an ordinary run directory (models.training.experiment layout), one per row
