@@ -15,7 +15,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; on
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Seed = Annotated[list[int] | None, typer.Option("--seed", help="Random seed; repeat for several seeds.")]
-Preset = Annotated[str | None, typer.Option("--preset", help="Named config: mosei, mosei-large, sims, mosi (default: from the dataset).")]
+Preset = Annotated[str | None, typer.Option("--preset", help="Named config: mosei, mosei-large, sims, mosi or sample (default: from the dataset).")]
 LanguageModel = Annotated[str | None, typer.Option("--lm", help="Hugging Face hub id or local directory of a causal LM.")]
 LmMismatch = Annotated[str | None, typer.Option("--lm-mismatch", help="ok: use an --lm whose weights differ from the ones the run was trained with (default: refuse it).")]
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="mosi, mosei, sims, simsv2, a dataset directory from `deepmlf extract`, or an MMSA .pkl file.")]

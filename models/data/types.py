@@ -88,8 +88,8 @@ class MultimodalDataset:
     splits: dict[str, SplitData]  # "train", "valid", "test"
     audio_features: list[str] | None  # names of the D_a columns, when known
     vision_features: list[str] | None
-    # Feature recipe from `deepmlf extract`; None for MMSA pickles, whose
-    # features cannot be recomputed from raw video.
+    # Feature recipe from `deepmlf extract` (also in its `--format mmsa` pickles); None for
+    # MMSA's own pickles, whose features cannot be recomputed from raw video.
     recipe: dict | None
     source: str  # the file or directory it came from
     audio_rate_hz: float | None = None  # frames per second, when known

@@ -1,0 +1,99 @@
+"""Messages that said the wrong thing (issue 19 items 13, 16, 20): each names what is true and the fix."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepmlf_cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _help(*command: str) -> str:
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400", "TERM": "dumb", "NO_COLOR": "1"})
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+# --------------------------------------------------------------------------- item 20: README and --help
+def _readme_commands() -> list[list[str]]:
+    """Every `deepmlf CMD ...` line of the README's code blocks, as words (comments dropped)."""
+    commands, in_code = [], False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif in_code and line.strip().startswith("deepmlf "):
+            commands.append(shlex.split(line.split("#")[0]))
+    return commands
+
+
+def test_every_flag_the_readme_uses_is_shown_by_its_commands_help():
+    commands = _readme_commands()
+    assert len(commands) > 10
+    helps: dict[tuple[str, ...], str] = {}
+    for words in commands:
+        command = tuple(words[1:3]) if words[1] == "study" else (words[1],)
+        helps.setdefault(command, _help(*command))
+        for flag in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert re.search(rf"{re.escape(flag)}\b", helps[command]), f"`{' '.join(words)}`: {flag} hidden by --help"
+
+
+def test_train_help_lists_every_preset():
+    from models.config import PRESETS
+
+    text = _help("train")
+    for name in PRESETS:
+        assert name in text.split("--preset", 1)[1].split("--", 1)[0], name
+
+
+# --------------------------------------------------------------------------- item 20: LM paths
+def test_a_relative_lm_folder_missing_says_it_is_relative_to_the_current_directory(tmp_path, monkeypatch):
+    from models.errors import ModelNotAvailableError
+    from models.nn.lm import resolve_lm_source
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match=rf"runs/demo/tiny-gpt2 \(relative to the current directory, "
+                                                     rf"{re.escape(str(tmp_path))}\) does not exist.*make demo"):
+        resolve_lm_source("runs/demo/tiny-gpt2")
+
+
+def test_a_missing_bare_lm_folder_does_not_suggest_hf_download(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from models.errors import ModelNotAvailableError
+    from models.nn.lm import resolve_lm_source
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotAvailableError) as info:
+        resolve_lm_source("lmcopy")
+    text = str(info.value)
+    assert "hf download" not in text and "no directory lmcopy" in text and "--lm path" in text
+    with pytest.raises(ModelNotAvailableError, match="`hf download gpt2`"):  # a legacy hub id still is one
+        resolve_lm_source("gpt2")
+
+
+# --------------------------------------------------------------------------- item 20: our own MMSA pickle
+def test_our_mmsa_pickle_keeps_the_feature_recipe_so_its_runs_can_predict(tmp_path):
+    from test_extract import _mmsa_corpus
+
+    from deepmlf_cli.workflows.predict import model_recipe
+    from models.data.load import load_dataset
+    from models.training.experiment import dataset_info
+
+    root = _mmsa_corpus(tmp_path / "SIMS")
+    out = tmp_path / "ds"
+    res = runner.invoke(app, ["extract", str(root), "--out", str(out), "--format", "mmsa", "-q"])
+    assert res.exit_code == 0, res.output
+    folder, pickled = load_dataset(out), load_dataset(out / "ds.pkl")
+    assert pickled.recipe == folder.recipe and pickled.recipe
+    assert pickled.audio_features == folder.audio_features and pickled.vision_rate_hz == folder.vision_rate_hz
+    # what predict reads from a run trained on the pickle: the recipe, not "cannot be computed from raw video"
+    assert model_recipe({"dataset": dataset_info(pickled)}, tmp_path).to_dict() == model_recipe(
+        {"dataset": dataset_info(folder)}, tmp_path).to_dict()
