@@ -97,3 +97,46 @@ def test_our_mmsa_pickle_keeps_the_feature_recipe_so_its_runs_can_predict(tmp_pa
     # what predict reads from a run trained on the pickle: the recipe, not "cannot be computed from raw video"
     assert model_recipe({"dataset": dataset_info(pickled)}, tmp_path).to_dict() == model_recipe(
         {"dataset": dataset_info(folder)}, tmp_path).to_dict()
+
+
+# --------------------------------------------------------------------------- item 21: a copied run with its data
+def test_a_run_copied_with_its_data_and_lm_resumes_there_by_content_not_path(tiny_gpt2, tmp_path):
+    import shutil
+
+    from test_training import spec_for
+
+    from models.data.format import save_dataset
+    from models.data.load import load_dataset
+    from models.data.sample import make_sample_dataset
+    from models.errors import CheckpointError, ConfigError
+    from models.run import Run
+    from models.training.experiment import train_run
+
+    old = tmp_path / "old" / "demo"
+    save_dataset(make_sample_dataset(n_train=24, n_valid=12, n_test=12, seed=3), old / "sample")
+    shutil.copytree(tiny_gpt2, old / "tiny-gpt2")
+    train_run(load_dataset(old / "sample"), spec_for(old / "tiny-gpt2", epochs=1), old / "run", device="cpu")
+    new = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(old, new)
+    best = Run(new / "run").best() / "model.safetensors"
+    stamp = best.stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "old")  # moved, not only copied: the old paths are gone
+    train_run(load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True,
+              device="cpu")
+    assert best.stat().st_mtime_ns == stamp  # the finished seed is recognised, not retrained
+    # other content at the new place is still another dataset
+    save_dataset(make_sample_dataset(n_train=24, n_valid=12, n_test=12, seed=4), tmp_path / "other")
+    with pytest.raises(ConfigError, match="other content"):
+        train_run(load_dataset(tmp_path / "other"), spec_for(new / "tiny-gpt2", epochs=1), new / "run",
+                  resume=True, device="cpu")
+    # and an LM with other weights in the LM's new place is refused
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(str(new / "tiny-gpt2"))
+    with torch.no_grad():
+        next(lm.parameters()).add_(1.0)
+    lm.save_pretrained(str(new / "tiny-gpt2"))
+    with pytest.raises(CheckpointError, match="other weights"):
+        train_run(load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True,
+                  device="cpu")

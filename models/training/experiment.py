@@ -6,6 +6,7 @@ The run directory's layout is `models.run.Run`'s; this module decides what goes 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from models.data.normalize import FeatureNormalizer
 from models.data.types import MultimodalDataset
 from models.devices import resolve_device, resolve_lm_dtype
 from models.distributed import is_distributed, rank_and_world
-from models.errors import ConfigError
+from models.errors import CheckpointError, ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics, summarize_run
 from models.io import LOCK_NAME
@@ -59,6 +60,7 @@ def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
             "audio_features": dataset.audio_features, "vision_features": dataset.vision_features,
             "audio_rate_hz": dataset.audio_rate_hz, "vision_rate_hz": dataset.vision_rate_hz,
             "recipe": dataset.recipe, "splits": {k: len(v) for k, v in dataset.splits.items()},
+            "fingerprint": dataset.fingerprint(),  # the same data at another path is recognised by it
             # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
             "cleaned": dataset.cleaning_report}
 
@@ -116,10 +118,18 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
     if run.is_started():
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-        saved_source = run.dataset().get("source")
-        if saved_source != _portable_source(dataset.source):
-            raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source}; "
-                              f"resume with the same --dataset")
+        saved_data = run.dataset()
+        saved_source, source = saved_data.get("source"), _portable_source(dataset.source)
+        if saved_source != source:
+            if saved_data.get("fingerprint") != dataset.fingerprint():
+                raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source} (other content); "
+                                  f"resume with the same --dataset")
+            # The same data at another path: the run was copied or moved with it (a copied runs/demo).
+            # Paths under the old folder (the LM, the AV encoder) move with it; the LM's weights are
+            # checked by their fingerprint once loaded (see `train_run`).
+            moved = _moved_roots(str(saved_source), source)
+        else:
+            moved = None
         saved_world, world = run.world_size(), rank_and_world()[1]
         if saved_world != world:
             raise ConfigError(f"{run_dir} was trained with {saved_world} process(es), not {world}: the steps per "
@@ -127,7 +137,7 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
                               f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
                               f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
                               f"the lr schedule) depend on it; resume without torchrun")
-        saved = run.spec()
+        saved = run.spec() if moved is None else _moved_spec(run.spec(), *moved)
         differences = spec_differences(saved, spec)
         if differences:
             if run.is_finished(saved) and any(d.startswith("max_epochs:") for d in differences):
@@ -143,6 +153,36 @@ def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resum
     if not run.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
     return spec, False
+
+
+def _moved_roots(old: str, new: str) -> tuple[str, str]:
+    """The folders a tree moved from and to, from one path in it at both places: their common tail
+    dropped ("/old/runs/demo/sample", "/new/demo/sample" -> "/old/runs", "/new")."""
+    old_parts, new_parts = list(Path(old).parts), list(Path(new).parts)
+    while len(old_parts) > 1 and len(new_parts) > 1 and old_parts[-1] == new_parts[-1]:
+        old_parts.pop()
+        new_parts.pop()
+    return str(Path(*old_parts)), str(Path(*new_parts))
+
+
+def _moved_spec(spec: RunSpec, old_root: str, new_root: str) -> RunSpec:
+    """`spec` with its local paths (the LM folder, the AV encoder run) under `old_root` moved under `new_root`."""
+    def moved(path: str | None) -> str | None:
+        if not path or not Path(path).is_absolute() or not Path(path).is_relative_to(old_root):
+            return path
+        return str(Path(new_root) / Path(path).relative_to(old_root))
+
+    return dataclasses.replace(spec, model=spec.model.replace(lm=moved(spec.model.lm)), init_av=moved(spec.init_av))
+
+
+def _check_resumed_lm(run: Run, fingerprint: str, lm: str) -> None:
+    """A resumed run goes on with the LM weights it started with (its folder may have moved)."""
+    for checkpoint in run.checkpoints(required=False):
+        meta_file = checkpoint / "meta.json"
+        saved = json.loads(meta_file.read_text()).get("lm_fingerprint") if meta_file.is_file() else None
+        if saved is not None and saved != fingerprint:
+            raise CheckpointError(f"{checkpoint} was trained with LM weights {saved}, but {lm} "
+                                  f"holds other weights ({fingerprint}); resume with the LM it was trained with")
 
 
 def check_splits(dataset: MultimodalDataset) -> None:
@@ -178,6 +218,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     run = Run(run_dir)
     rank, world = rank_and_world()
     check_splits(dataset)
+    dataset.fingerprint()  # of the raw features: `encode_split` below z-scores them in place
     spec = portable_spec(dataclasses.replace(spec, kind=model_kind(spec.kind)))
     if needs_text(spec.kind) and spec.model.lm_revision is None:
         # The hub snapshot it trains on, so evaluate/predict rebuild the same LM after the cache moves on.
@@ -203,7 +244,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     # reproduces the test metrics written here.
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
     if hf_lm is not None:  # evaluate/predict refuse an LM with other weights under the same name or shape
-        meta["lm_fingerprint"] = lm_fingerprint(hf_lm)
+        meta["lm_fingerprint"] = fingerprint = lm_fingerprint(hf_lm)
+        if resume:
+            _check_resumed_lm(run, fingerprint, config.lm)
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
         av_weights = read_checkpoint(Run(spec.init_av).best()).weights
