@@ -140,3 +140,28 @@ def test_a_run_copied_with_its_data_and_lm_resumes_there_by_content_not_path(tin
     with pytest.raises(CheckpointError, match="other weights"):
         train_run(load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True,
                   device="cpu")
+
+
+# --------------------------------------------------------------------------- item 13: a train split below a batch
+def test_a_train_split_smaller_than_a_batch_trains_with_a_note(tiny_gpt2, tmp_path):
+    from test_training import spec_for
+
+    from models.data.format import save_dataset
+    from models.data.load import load_dataset
+    from models.data.sample import make_sample_dataset
+
+    data = tmp_path / "one"
+    save_dataset(make_sample_dataset(n_train=1, n_valid=4, n_test=4, seed=3), data)
+    res = runner.invoke(app, ["train", "--dataset", str(data), "--lm", str(tiny_gpt2), "--preset", "sample",
+                              "--epochs", "1", "--out", str(tmp_path / "run"), "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    notes = json.loads(res.stdout)["notes"]
+    assert any("only 1 clip(s), fewer than one batch" in n and "--batch-size" in n for n in notes), notes
+    # a train split of a batch or more: no such note
+    from models.training.experiment import small_train_note
+
+    assert small_train_note(load_dataset(data), spec_for(tiny_gpt2).train) is not None
+    save_dataset(make_sample_dataset(n_train=16, n_valid=4, n_test=4, seed=3), tmp_path / "sixteen")
+    assert small_train_note(load_dataset(tmp_path / "sixteen"), spec_for(tiny_gpt2).train) is None  # batch 16

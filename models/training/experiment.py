@@ -201,6 +201,16 @@ def has_test_split(dataset: MultimodalDataset) -> bool:
 NO_TEST_NOTE = "the test split is empty: no test metrics (the best validation state is saved)"
 
 
+def small_train_note(dataset: MultimodalDataset, train: TrainConfig) -> str | None:
+    """A note when the train split holds fewer clips than one batch: it trains, but on too little to mean much."""
+    n = len(dataset.splits["train"])
+    if n >= train.batch_size:
+        return None
+    return (f"the train split of {dataset.source} has only {n} clip(s), fewer than one batch ({train.batch_size}): "
+            f"each epoch is a single small step and the scores say little; add clips to train "
+            f"(label.csv `mode` column) or lower --batch-size")
+
+
 def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
               progress: Callable[[int], Callbacks] | None = None, hf_lm_and_tokenizer=None,
               on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
@@ -291,8 +301,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
         del model
     results = summarize_run(rows, dataset.scheme)
     results["cleaned"] = dataset.cleaning_report
-    if not tested:
-        results["notes"] = [NO_TEST_NOTE]
+    notes = [note for note in (small_train_note(dataset, spec.train), None if tested else NO_TEST_NOTE) if note]
+    if notes:
+        results["notes"] = notes
     if rank == 0:
         run.write_results(results)
     return results
