@@ -165,3 +165,37 @@ def test_a_train_split_smaller_than_a_batch_trains_with_a_note(tiny_gpt2, tmp_pa
     assert small_train_note(load_dataset(data), spec_for(tiny_gpt2).train) is not None
     save_dataset(make_sample_dataset(n_train=16, n_valid=4, n_test=4, seed=3), tmp_path / "sixteen")
     assert small_train_note(load_dataset(tmp_path / "sixteen"), spec_for(tiny_gpt2).train) is None  # batch 16
+
+
+# --------------------------------------------------------------------------- item 16: study with layers outside the LM
+def test_study_with_layers_outside_the_lm_names_the_study_s_own_options_and_leaves_nothing(tiny_gpt2, tmp_path):
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
+
+    data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "sample")
+    out = tmp_path / "studies" / "gating"
+    res = runner.invoke(app, ["study", "gating", "--dataset", str(data), "--preset", "mosi", "--lm", str(tiny_gpt2),
+                              "--epochs", "1", "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "--mm-layers" not in lines[0], res.output  # no bare "sigmoid" heading either
+    assert "variant sigmoid" in lines[0] and "--preset" in lines[0] and "--config" in lines[0], lines[0]
+    assert not out.exists()  # no empty studies/gating/sigmoid/ (nor studies/gating/)
+
+
+def test_a_study_variant_heading_names_the_study(tiny_gpt2, tmp_path, monkeypatch, capsys):
+    import models.training.studies as studies
+    from deepmlf_cli.workflows.study import study_with_progress
+    from models.data.format import save_dataset
+    from models.data.sample import make_sample_dataset
+
+    def fake_run_study(name, data, spec, out_dir, on_variant=None, **_):
+        on_variant("sigmoid")  # what run_study does before each variant's training
+        return {"rows": []}
+
+    monkeypatch.setattr(studies, "run_study", fake_run_study)
+    data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "sample")
+    study_with_progress("gating", str(data), None, tmp_path / "out", preset="sample", config=None,
+                        lm=str(tiny_gpt2), epochs=1, seeds=None)
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines() if "sigmoid" in line]
+    assert printed == ["study gating · variant sigmoid"], printed

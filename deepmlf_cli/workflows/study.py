@@ -36,6 +36,7 @@ def study_with_progress(name: str, dataset: str, data_dir: Path | None, out: Pat
         result = run_study(
             name, data, spec, out_dir, pretrain_preset=chosen, device=device,
             progress=lambda variant, s: EpochProgress(f"{variant} · seed {s}", progress, primary),
-            on_variant=None if quiet else (lambda v: stdout.print(f"[bold]{v}[/]")),
+            # a heading naming what it heads ("study gating · variant sigmoid"), not a bare word
+            on_variant=None if quiet else (lambda v: stdout.print(f"[bold]study {name} · variant {v}[/]")),
         )
     return data, result, out_dir
