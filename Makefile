@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0 $(if $(wildcard /opt/wheels),-f /opt/wheels,)
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[face,test]"
+	# the openai-whisper backend without triton (pyproject.toml's openai-whisper extra says why)
+	$(PIP) install -q -c $(CONSTRAINTS) --no-deps openai-whisper
+	$(PIP) install -q -c $(CONSTRAINTS) numba tiktoken more-itertools
 	touch $(STAMP)
 
 demo: $(STAMP)

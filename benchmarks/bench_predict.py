@@ -67,7 +67,7 @@ def _stages(pipe, loaded, clip: Path) -> dict[str, float]:
     audio = pipe.audio.extract(samples, pipe.audio.sample_rate)
     t["audio"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vision = pipe.face._mediapipe(frames, times)
+    vision = pipe.face.impl.extract(frames, times)
     t["face"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     text = get_transcript(clip, pipe.transcript_mode)

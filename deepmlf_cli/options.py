@@ -53,9 +53,11 @@ WhisperBackendChoice = choices.WhisperBackend
 WhisperModelOption = Annotated[str | None, typer.Option(
     "--whisper-model",
     help="Whisper hub id (must be cached) or a local model folder; a faster-whisper (CTranslate2) folder needs "
-         "--whisper-backend faster-whisper. predict: default the model's recipe.")]
+         "--whisper-backend faster-whisper, a .pt checkpoint or cached name (tiny.en) --whisper-backend openai-whisper. "
+         "predict: default the model's recipe.")]
 WhisperBackendOption = Annotated[WhisperBackendChoice | None, typer.Option(
-    "--whisper-backend", help="transformers, or faster-whisper (a CTranslate2 model folder). predict: default the model's recipe.")]
+    "--whisper-backend", help="transformers, faster-whisper (a CTranslate2 model folder) or openai-whisper (OpenAI's "
+                              "whisper package, a .pt checkpoint). predict: default the model's recipe.")]
 LanguageOption = Annotated[str | None, typer.Option(
     "--language", help="Spoken language for Whisper, e.g. zh for CH-SIMS or en, checked against the model's languages "
                        "(default: detect; predict: the model's recipe).")]

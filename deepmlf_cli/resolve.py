@@ -47,81 +47,25 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset, reads_text: bool = True) -> str:
-    """--preset, else the config file's, else the named dataset's own, else from the transcripts' language.
-
-    A custom dataset's label range says which metrics score it, not which LM
-    reads it: Chinese transcripts get `sims` (a Chinese GPT-2), other
-    transcripts on MOSI's [-3, 3] scale get `mosei` (GPT-2); anything else
-    (e.g. English on [-1, 1]) is refused with the choices, not guessed. A
-    model that reads no text (`reads_text` False, e.g. AV pretraining) takes
-    the same choice where the transcripts decide it (so `pretrain` and `train`
-    agree), else the label range picks (sims for [-1, 1], else mosei).
-    """
-    from models.config import DATASET_PRESETS, PRESETS
-    from models.data.types import transcripts_are_cjk
-    from models.errors import ConfigError
-    from models.schemes import Scheme
-
-    if preset:
-        return preset
-    if "preset" in file_config:
-        return file_config["preset"]
-    if dataset.name.lower() in DATASET_PRESETS:
-        return DATASET_PRESETS[dataset.name.lower()]
-    cjk = transcripts_are_cjk(dataset)
-    if cjk:
-        return "sims"
-    if cjk is not None and dataset.scheme == Scheme.MOSI:
-        return "mosei"
-    if not reads_text:  # no LM to choose: the label range picks the AV settings
-        return "sims" if dataset.scheme == Scheme.SIMS else "mosei"
-    what = "no transcripts" if cjk is None else "non-Chinese transcripts"
-    choices = ", ".join(f"{name} ({p.description})" for name, p in PRESETS.items() if name != "sample")
-    raise ConfigError(f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "
-                      f"the {dataset.scheme} scale; pass --preset: {choices}")
-
-
-def resumed_spec(saved, kind: str | None, model_overrides: dict[str, Any], train_overrides: dict[str, Any],
-                 seeds: list[int] | None, init_av: str | None, freeze_av: bool):
-    """The saved spec of a run with the options given on the command line applied (None = not given).
-
-    `train_run` then compares it with the saved one, so an option that
-    differs from the run is reported instead of silently ignored.
-    """
-    import dataclasses
-
-    model = saved.model.replace(**{k: v for k, v in model_overrides.items() if v is not None})
-    train = dataclasses.replace(saved.train, **{k: v for k, v in train_overrides.items() if v is not None})
-    return dataclasses.replace(saved, kind=kind or saved.kind, model=model, train=train,
-                               seeds=tuple(seeds) if seeds else saved.seeds,
-                               init_av=init_av if init_av is not None else saved.init_av,
-                               freeze_av=freeze_av or saved.freeze_av)
-
-
 def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
                train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
                freeze_av: bool = False):
-    """Preset → config file → command-line overrides, validated into a RunSpec.
+    """(RunSpec, Preset) from the options (None = not given) and a config file: the library's `spec_from_preset`."""
+    from models.training.resolution import spec_from_preset
 
-    The AV encoder alone (kind "av", `deepmlf pretrain`) takes the preset's
-    pretraining recipe (`pretrain`, `pretrain_model`); every other kind its `train`.
-    """
-    from models.config import TrainConfig, get_preset
-    from models.nn.registry import needs_text
-    from models.run import RunSpec
+    return spec_from_preset(run_options(kind, preset, config_file, model_overrides, train_overrides, seeds,
+                                        init_av, freeze_av), dataset)
 
-    file_config = read_config_file(config_file)
-    chosen = get_preset(resolve_preset_name(preset, file_config, dataset, needs_text(kind)))
-    pretraining = kind == "av"
-    model_fields = {**(chosen.pretrain_model if pretraining else {}), **file_config.get("model", {}),
-                    **{k: v for k, v in model_overrides.items() if v is not None}}
-    model_config = chosen.model_config(**model_fields).replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
-    train_fields = {**(chosen.pretrain if pretraining else chosen.train), **file_config.get("train", {}),
-                    **{k: v for k, v in train_overrides.items() if v is not None}}
-    train_config = TrainConfig.from_dict(train_fields)
-    return RunSpec(kind=kind, model=model_config, train=train_config, seeds=tuple(seeds or [0]),
-                   init_av=init_av, freeze_av=freeze_av), chosen
+
+def run_options(kind: str | None, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
+                train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
+                freeze_av: bool = False):
+    """The parsed options as the library's RunOptions (the config file read here: it is command-line input)."""
+    from models.training.resolution import RunOptions
+
+    return RunOptions(kind=kind, preset=preset, file_config=read_config_file(config_file),
+                      model_overrides=model_overrides, train_overrides=train_overrides,
+                      seeds=tuple(seeds) if seeds else None, init_av=init_av, freeze_av=freeze_av)
 
 
 def default_run_dir(dataset, what: str) -> Path:
@@ -145,4 +89,7 @@ def init_distributed() -> bool:
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    """Rank 0 (or no process group): the process that prints. Asked the one way the library asks."""
+    from models.distributed import rank_and_world
+
+    return rank_and_world()[0] == 0

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deepmlf_cli.errors import print_error
-from deepmlf_cli.render import metrics_table, results_table, stdout, transposed_table
+from deepmlf_cli.render import metrics_table, results_table, stderr, stdout, transposed_table
 
 
 def _fmt(value) -> str:
@@ -183,6 +183,10 @@ def render_report(report, console=stdout) -> None:
 
 
 # --------------------------------------------------------------------------- transcribe
+# extract and predict refuse such a text like an empty one; transcribe shows it, and says so
+GUARD_NOTE = "Whisper's hallucination guards refuse this transcript ({}); extract and predict treat it as empty"
+
+
 def show_transcripts(results: list[dict], out: Path | None, as_json: bool = False) -> None:
     """transcribe's rows as JSON, or a single file's transcript as it is (no --out), or a table."""
     if as_json:
@@ -191,6 +195,8 @@ def show_transcripts(results: list[dict], out: Path | None, as_json: bool = Fals
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     elif out is None and len(results) == 1 and results[0]["status"] == "done":
         typer.echo(results[0]["rendered"], nl=False)
+        if refused := results[0].get("transcript", {}).get("rejected"):  # stdout stays the transcript alone
+            stderr.print(f"[yellow]note:[/] {escape(GUARD_NOTE.format(refused))}")
     else:
         render_transcripts(results, out)
 
@@ -202,6 +208,8 @@ def render_transcripts(results: list[dict], out: Path | None) -> None:
         table.add_column(col, overflow="fold")
     for r in results:
         detail = r["reason"] if r["status"] == "failed" else (r["text"][:80] + ("…" if len(r["text"]) > 80 else ""))
+        if refused := r.get("transcript", {}).get("rejected"):
+            detail += " — " + GUARD_NOTE.format(refused)
         status = "[red]failed[/]" if r["status"] == "failed" else "done"
         table.add_row(escape(r["key"]), status, escape(r["source"]), escape(detail))
     stdout.print(table)

@@ -1,13 +1,17 @@
 """Audio extractors: the CH-SIMS librosa recipe and openSMILE's standard sets.
 
-Each extractor is built from plain parameters (validated once in `__init__`)
-and has one method, `extract(path | samples) -> Features`.
+One small class per backend (AudioRecipe: feature names, rate, parameters,
+version, extract) in AUDIO_BACKENDS, keyed by the AudioBackend enum.
+`AudioExtractor` is what callers build: it picks the backend from the table
+and does the decoding and resampling every backend shares.
 """
 
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -15,10 +19,6 @@ from .choices import AudioBackend
 from .errors import ExtractionError
 from .features import Features
 from .media import load_audio
-
-# Versions bump whenever an extractor's output changes for the same input, so
-# a recipe recorded at training time can refuse features from a different one.
-AUDIO_VERSIONS = {AudioBackend.librosa_sims: 1, AudioBackend.egemaps: 1, AudioBackend.compare: 1, AudioBackend.none: 1}
 
 _OPENSMILE_RATE = 16000  # openSMILE's standard configs are defined for 16 kHz speech
 
@@ -32,8 +32,164 @@ def parse_audio_backend(value: AudioBackend | str) -> AudioBackend:
         raise ExtractionError(f"unknown audio extractor {value!r}; choose one of: {choices}") from None
 
 
+class AudioRecipe(ABC):
+    """One audio backend with fixed parameters: its feature names, frame rate, parameters and version, and `extract`.
+
+    Built from the options every backend is given (validated here, one-line
+    errors); `extract` receives mono float32 samples at `sample_rate`, never empty.
+    """
+
+    name: ClassVar[AudioBackend]
+    # Bumped whenever the output changes for the same input, so a recipe recorded
+    # at training time can refuse features from a different one.
+    version: ClassVar[int] = 1
+    reads_audio: ClassVar[bool] = True  # False: nothing is decoded for it
+
+    def __init__(self, functionals: bool, sample_rate: int, hop_length: int, n_mfcc: int) -> None:
+        if functionals:
+            raise ExtractionError(f"functionals exist only for the openSMILE extractors (egemaps, compare), not {self.name.value}")
+        self.functionals = False
+        self.sample_rate = int(sample_rate)
+
+    @abstractmethod
+    def params(self) -> dict:
+        """The JSON-able parameters that, with the name and version, define the output exactly."""
+
+    @property
+    @abstractmethod
+    def rate_hz(self) -> float:
+        """Feature frames per second (0.0: one clip-level row, or no features)."""
+
+    @abstractmethod
+    def feature_names(self) -> list[str]:
+        """Column names, known without running on a clip (needed for clips with no audio track)."""
+
+    @abstractmethod
+    def extract(self, samples: np.ndarray) -> Features:
+        """Features of mono samples (N,) at `sample_rate`, N > 0."""
+
+
+class LibrosaSims(AudioRecipe):
+    """CH-SIMS / MMSA-FET's librosa recipe: 1 ZCR + n_mfcc MFCC + 12 CQT chroma per hop."""
+
+    name = AudioBackend.librosa_sims
+
+    def __init__(self, functionals: bool, sample_rate: int, hop_length: int, n_mfcc: int) -> None:
+        super().__init__(functionals, sample_rate, hop_length, n_mfcc)
+        self.hop_length = int(hop_length)
+        self.n_mfcc = int(n_mfcc)
+
+    def params(self) -> dict:
+        return {"sample_rate": self.sample_rate, "hop_length": self.hop_length, "n_mfcc": self.n_mfcc, "n_chroma": 12}
+
+    @property
+    def rate_hz(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def feature_names(self) -> list[str]:
+        return ["zcr"] + [f"mfcc_{i}" for i in range(self.n_mfcc)] + [f"chroma_{i}" for i in range(12)]
+
+    def extract(self, samples: np.ndarray) -> Features:
+        import librosa
+
+        y, sr, hop = samples, self.sample_rate, self.hop_length
+        with warnings.catch_warnings():
+            # Clips shorter than one FFT window (a 1-frame video's 40 ms of audio)
+            # are zero-padded by librosa; its warning says so and nothing more.
+            warnings.simplefilter("ignore", UserWarning)
+            zcr = librosa.feature.zero_crossing_rate(y, hop_length=hop)  # (1, T)
+            mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=self.n_mfcc, hop_length=hop)  # (20, T)
+            chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=hop, n_chroma=12)  # (12, T)
+        t = min(zcr.shape[1], mfcc.shape[1], chroma.shape[1])
+        values = np.concatenate([zcr[:, :t], mfcc[:, :t], chroma[:, :t]], axis=0).T  # (T, 33)
+        times = librosa.frames_to_time(np.arange(t), sr=sr, hop_length=hop)  # frame centres (center=True)
+        return Features(values, times, self.feature_names(), self.rate_hz)
+
+
+class OpenSmileSet(AudioRecipe):
+    """One of openSMILE's standard feature sets at 16 kHz: LLDs every 10 ms, or one row of functionals."""
+
+    feature_set: ClassVar[str]  # the opensmile.FeatureSet member's name
+
+    def __init__(self, functionals: bool, sample_rate: int, hop_length: int, n_mfcc: int) -> None:
+        super().__init__(False, _OPENSMILE_RATE, hop_length, n_mfcc)  # its configs fix the rate
+        self.functionals = bool(functionals)
+        self._smile: Any = None  # built on first use: importing opensmile costs ~0.7 s
+
+    def params(self) -> dict:
+        return {"sample_rate": self.sample_rate, "functionals": self.functionals}
+
+    @property
+    def rate_hz(self) -> float:
+        return 0.0 if self.functionals else 100.0  # openSMILE LLDs: 10 ms hop
+
+    def feature_names(self) -> list[str]:
+        return list(self._get_smile().feature_names)
+
+    def _get_smile(self) -> Any:
+        if self._smile is None:
+            import opensmile
+
+            level = opensmile.FeatureLevel.Functionals if self.functionals else opensmile.FeatureLevel.LowLevelDescriptors
+            self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.feature_set), feature_level=level)
+        return self._smile
+
+    def extract(self, samples: np.ndarray) -> Features:
+        smile = self._get_smile()
+        y = samples
+        # openSMILE needs at least one 60 ms window; pad very short clips with silence.
+        if y.size < int(0.06 * self.sample_rate):
+            y = np.pad(y, (0, int(0.06 * self.sample_rate) - y.size))
+        df = smile.process_signal(y, self.sample_rate)
+        values = df.to_numpy(np.float32)  # (T, D)
+        if self.functionals:
+            times = np.zeros(1)
+        else:
+            times = df.index.get_level_values("start").total_seconds().to_numpy()
+        return Features(values, times, list(df.columns), self.rate_hz)
+
+
+class EGeMAPS(OpenSmileSet):
+    """openSMILE eGeMAPSv02: 25 LLDs at 100 Hz (88 functionals)."""
+
+    name = AudioBackend.egemaps
+    feature_set = "eGeMAPSv02"
+
+
+class ComParE(OpenSmileSet):
+    """openSMILE ComParE_2016: 65 LLDs at 100 Hz (6373 functionals)."""
+
+    name = AudioBackend.compare
+    feature_set = "ComParE_2016"
+
+
+class NoAudio(AudioRecipe):
+    """No audio features (the model does not read audio)."""
+
+    name = AudioBackend.none
+    reads_audio = False
+
+    def params(self) -> dict:
+        return {}
+
+    @property
+    def rate_hz(self) -> float:
+        return 0.0
+
+    def feature_names(self) -> list[str]:
+        return []
+
+    def extract(self, samples: np.ndarray) -> Features:
+        return Features.empty([], 0.0, "audio extractor is 'none'")
+
+
+# The audio backends, keyed by the enum: adding one is its class and its entry here.
+AUDIO_BACKENDS: dict[AudioBackend, type[AudioRecipe]] = {c.name: c for c in (LibrosaSims, EGeMAPS, ComParE, NoAudio)}
+AUDIO_VERSIONS = {name: cls.version for name, cls in AUDIO_BACKENDS.items()}
+
+
 class AudioExtractor:
-    """One audio recipe with fixed parameters.
+    """One audio recipe with fixed parameters: the backend from AUDIO_BACKENDS, plus decoding and resampling.
 
     backend:     an AudioBackend (or its string value)
     functionals: openSMILE only: one row of clip-level statistics instead of a per-frame sequence
@@ -50,44 +206,28 @@ class AudioExtractor:
         n_mfcc: int = 20,
     ) -> None:
         self.backend = parse_audio_backend(backend)
-        if functionals and self.backend not in (AudioBackend.egemaps, AudioBackend.compare):
-            raise ExtractionError(f"functionals exist only for the openSMILE extractors (egemaps, compare), not {self.backend.value}")
         if sample_rate <= 0 or hop_length <= 0 or n_mfcc <= 0:
             raise ExtractionError("audio sample_rate, hop_length and n_mfcc must be positive")
-        self.functionals = bool(functionals)
-        self.sample_rate = int(sample_rate) if self.backend == AudioBackend.librosa_sims else _OPENSMILE_RATE
-        self.hop_length = int(hop_length)
-        self.n_mfcc = int(n_mfcc)
-        self._smile = None  # built on first use: importing opensmile costs ~0.7 s
+        self.impl = AUDIO_BACKENDS[self.backend](bool(functionals), int(sample_rate), int(hop_length), int(n_mfcc))
+        self.functionals = self.impl.functionals
+        self.sample_rate = self.impl.sample_rate
 
     # -- description ---------------------------------------------------------
     def params(self) -> dict:
         """The JSON-able parameters that, with the name and version, define the output exactly."""
-        if self.backend == AudioBackend.librosa_sims:
-            return {"sample_rate": self.sample_rate, "hop_length": self.hop_length, "n_mfcc": self.n_mfcc, "n_chroma": 12}
-        if self.backend == AudioBackend.none:
-            return {}
-        return {"sample_rate": self.sample_rate, "functionals": self.functionals}
+        return self.impl.params()
 
     def spec(self) -> dict:
         """FeatureRecipe entry: extractor name, version, parameters."""
-        return {"extractor": self.backend.value, "version": AUDIO_VERSIONS[self.backend], "params": self.params()}
+        return {"extractor": self.backend.value, "version": self.impl.version, "params": self.params()}
 
     @property
     def rate_hz(self) -> float:
-        if self.backend == AudioBackend.librosa_sims:
-            return self.sample_rate / self.hop_length
-        if self.backend == AudioBackend.none or self.functionals:
-            return 0.0
-        return 100.0  # openSMILE LLDs: 10 ms hop
+        return self.impl.rate_hz
 
     def feature_names(self) -> list[str]:
         """Column names, known without running on a clip (needed for clips with no audio track)."""
-        if self.backend == AudioBackend.librosa_sims:
-            return ["zcr"] + [f"mfcc_{i}" for i in range(self.n_mfcc)] + [f"chroma_{i}" for i in range(12)]
-        if self.backend == AudioBackend.none:
-            return []
-        return list(self._get_smile().feature_names)
+        return self.impl.feature_names()
 
     # -- extraction ----------------------------------------------------------
     def extract(self, source: Path | np.ndarray, sample_rate: int | None = None) -> Features:
@@ -95,6 +235,8 @@ class AudioExtractor:
 
         A file with no audio track, or an empty signal, gives T == 0.
         """
+        if not self.impl.reads_audio:
+            return self.impl.extract(np.zeros(0, np.float32))
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ExtractionError("samples given without their sample_rate")
@@ -105,48 +247,6 @@ class AudioExtractor:
                 samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=self.sample_rate)
         else:
             samples = load_audio(Path(source), self.sample_rate)
-        if self.backend == AudioBackend.none:
-            return Features.empty([], 0.0, "audio extractor is 'none'")
         if samples.size == 0:
             return Features.empty(self.feature_names(), self.rate_hz, "no audio track")
-        if self.backend == AudioBackend.librosa_sims:
-            return self._librosa(samples)
-        return self._opensmile(samples)
-
-    def _librosa(self, y: np.ndarray) -> Features:
-        import librosa
-
-        sr, hop = self.sample_rate, self.hop_length
-        with warnings.catch_warnings():
-            # Clips shorter than one FFT window (a 1-frame video's 40 ms of audio)
-            # are zero-padded by librosa; its warning says so and nothing more.
-            warnings.simplefilter("ignore", UserWarning)
-            zcr = librosa.feature.zero_crossing_rate(y, hop_length=hop)  # (1, T)
-            mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=self.n_mfcc, hop_length=hop)  # (20, T)
-            chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=hop, n_chroma=12)  # (12, T)
-        t = min(zcr.shape[1], mfcc.shape[1], chroma.shape[1])
-        values = np.concatenate([zcr[:, :t], mfcc[:, :t], chroma[:, :t]], axis=0).T  # (T, 33)
-        times = librosa.frames_to_time(np.arange(t), sr=sr, hop_length=hop)  # frame centres (center=True)
-        return Features(values, times, self.feature_names(), self.rate_hz)
-
-    def _get_smile(self):
-        if self._smile is None:
-            import opensmile
-
-            feature_set = opensmile.FeatureSet.eGeMAPSv02 if self.backend == AudioBackend.egemaps else opensmile.FeatureSet.ComParE_2016
-            level = opensmile.FeatureLevel.Functionals if self.functionals else opensmile.FeatureLevel.LowLevelDescriptors
-            self._smile = opensmile.Smile(feature_set=feature_set, feature_level=level)
-        return self._smile
-
-    def _opensmile(self, y: np.ndarray) -> Features:
-        smile = self._get_smile()
-        # openSMILE needs at least one 60 ms window; pad very short clips with silence.
-        if y.size < int(0.06 * self.sample_rate):
-            y = np.pad(y, (0, int(0.06 * self.sample_rate) - y.size))
-        df = smile.process_signal(y, self.sample_rate)
-        values = df.to_numpy(np.float32)  # (T, D)
-        if self.functionals:
-            times = np.zeros(1)
-        else:
-            times = df.index.get_level_values("start").total_seconds().to_numpy()
-        return Features(values, times, list(df.columns), self.rate_hz)
+        return self.impl.extract(samples)

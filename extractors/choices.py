@@ -44,6 +44,7 @@ class WhisperBackend(str, enum.Enum):
 
     transformers = "transformers"
     faster_whisper = "faster-whisper"
+    openai_whisper = "openai-whisper"  # OpenAI's `whisper` package: a .pt checkpoint or a cached name
 
 
 class TranscriptFormat(str, enum.Enum):

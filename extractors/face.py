@@ -1,5 +1,9 @@
 """Face extractors: an offline MediaPipe face-mesh backend and an optional py-feat backend.
 
+One small class per backend (FaceRecipe: feature names, rate, parameters,
+version, extract) in FACE_BACKENDS, keyed by the FaceBackend enum;
+`FaceExtractor` is what callers build (it validates and samples the frames).
+
 Frames are sampled on a fixed `fps` grid. With several faces in view the
 extractor follows the main face: detections are linked into tracks by box
 overlap and the track with the largest summed area (big and persistent) wins.
@@ -13,7 +17,9 @@ import contextlib
 import math
 import os
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,8 +27,6 @@ from .choices import FaceBackend
 from .errors import BackendUnavailableError, ExtractionError
 from .features import Features
 from .media import sample_frames
-
-FACE_VERSIONS = {FaceBackend.mediapipe: 1, FaceBackend.pyfeat: 1, FaceBackend.none: 1}
 
 
 def parse_face_backend(value: FaceBackend | str) -> FaceBackend:
@@ -202,42 +206,27 @@ def native_stderr_silenced():
         os.close(saved)
 
 
-class FaceExtractor:
-    """One face recipe with fixed parameters.
+class FaceRecipe(ABC):
+    """One face backend with fixed parameters: its feature names, rate, parameters and version, and `extract`.
 
-    backend:   a FaceBackend (or its string value)
-    fps:       frames sampled per second of video (the vision sequence rate)
-    max_faces: faces the detector may return per frame (the main one is kept)
-    max_side:  frames are downscaled so their longer side is at most this many pixels
-    min_detection_confidence: MediaPipe's detector threshold
+    `extract` gets the frames sampled on the fps grid, (T, H, W, 3) uint8 RGB
+    with their times (T,), T > 0; sampling is shared (FaceExtractor).
     """
 
-    def __init__(
-        self,
-        backend: FaceBackend | str = FaceBackend.mediapipe,
-        fps: float = 5.0,
-        max_faces: int = 4,
-        max_side: int = 640,
-        min_detection_confidence: float = 0.5,
-    ) -> None:
-        self.backend = parse_face_backend(backend)
-        if not (0 < fps <= 60):
-            raise ExtractionError(f"--fps must be in (0, 60], got {fps}")
-        if max_faces < 1 or max_side < 64:
-            raise ExtractionError("max_faces must be >= 1 and max_side >= 64")
-        if not (0 < min_detection_confidence < 1):
-            raise ExtractionError("min_detection_confidence must be in (0, 1)")
-        self.fps = float(fps)
-        self.max_faces = int(max_faces)
-        self.max_side = int(max_side)
-        self.min_detection_confidence = float(min_detection_confidence)
-        self._mesh = None
-        self._mesh_warm = False
-        self._pyfeat = None
+    name: ClassVar[FaceBackend]
+    # Bumped whenever the output changes for the same input, so a recipe recorded
+    # at training time can refuse features from a different one.
+    version: ClassVar[int] = 1
+    reads_frames: ClassVar[bool] = True  # False: no video is decoded for it
+
+    def __init__(self, fps: float, max_faces: int, max_side: int, min_detection_confidence: float) -> None:
+        self.fps = fps
+        self.max_faces = max_faces
+        self.max_side = max_side
+        self.min_detection_confidence = min_detection_confidence
 
     def params(self) -> dict:
-        if self.backend == FaceBackend.none:
-            return {}
+        """The JSON-able parameters that, with the name and version, define the output exactly."""
         return {
             "fps": self.fps,
             "max_faces": self.max_faces,
@@ -248,33 +237,33 @@ class FaceExtractor:
             "static_image_mode": True,
         }
 
-    def spec(self) -> dict:
-        """FeatureRecipe entry: extractor name, version, parameters."""
-        return {"extractor": self.backend.value, "version": FACE_VERSIONS[self.backend], "params": self.params()}
-
     @property
     def rate_hz(self) -> float:
-        return 0.0 if self.backend == FaceBackend.none else self.fps
+        """Feature rows per second: the sampling grid's."""
+        return self.fps
+
+    @abstractmethod
+    def feature_names(self) -> list[str]:
+        """Column names, known without running on a clip (needed for clips with no video track)."""
+
+    @abstractmethod
+    def extract(self, frames: np.ndarray, times: np.ndarray) -> Features:
+        """Per-frame features of the main face; frames without it stay, zero and not present."""
+
+
+class MediaPipeMesh(FaceRecipe):
+    """MediaPipe 0.10.21's bundled 478-point face mesh (offline): pose, expression and landmark descriptors."""
+
+    name = FaceBackend.mediapipe
+
+    def __init__(self, fps: float, max_faces: int, max_side: int, min_detection_confidence: float) -> None:
+        super().__init__(fps, max_faces, max_side, min_detection_confidence)
+        self._mesh: Any = None
+        self._mesh_warm = False
 
     def feature_names(self) -> list[str]:
-        if self.backend == FaceBackend.mediapipe:
-            return mediapipe_feature_names()
-        if self.backend == FaceBackend.pyfeat:
-            return list(PYFEAT_COLUMNS)
-        return []
+        return mediapipe_feature_names()
 
-    def extract(self, path: Path, start: float | None = None, end: float | None = None) -> Features:
-        """Per-frame face features of a clip (or a [start, end) window); T == 0 without a video track."""
-        if self.backend == FaceBackend.none:
-            return Features.empty([], 0.0, "face extractor is 'none'")
-        frames, times = sample_frames(Path(path), self.fps, start, end, self.max_side)  # (T, H, W, 3), (T,)
-        if len(frames) == 0:
-            return Features.empty(self.feature_names(), self.rate_hz, "no video track")
-        if self.backend == FaceBackend.mediapipe:
-            return self._mediapipe(frames, times)
-        return self._pyfeat_extract(frames, times)
-
-    # -- MediaPipe -------------------------------------------------------------
     def _get_mesh(self):
         if self._mesh is None:
             os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logs go to stderr otherwise
@@ -297,7 +286,7 @@ class FaceExtractor:
             self._mesh_warm = False
         return self._mesh
 
-    def _mediapipe(self, frames: np.ndarray, times: np.ndarray) -> Features:
+    def extract(self, frames: np.ndarray, times: np.ndarray) -> Features:
         mesh = self._get_mesh()
         height, width = frames.shape[1:3]
         per_frame: list[list[np.ndarray]] = []  # landmarks (478, 3) per detected face
@@ -328,8 +317,20 @@ class FaceExtractor:
         info = {"frames": int(len(frames)), "frames_with_face": int(present.sum())}
         return Features(values, times, names, self.fps, present=present, info=info)
 
-    # -- py-feat ---------------------------------------------------------------
-    def _pyfeat_extract(self, frames: np.ndarray, times: np.ndarray) -> Features:
+
+class PyFeat(FaceRecipe):
+    """py-feat's Detector: action units, emotions, head pose and 68 landmarks of the largest face (needs its hub models)."""
+
+    name = FaceBackend.pyfeat
+
+    def __init__(self, fps: float, max_faces: int, max_side: int, min_detection_confidence: float) -> None:
+        super().__init__(fps, max_faces, max_side, min_detection_confidence)
+        self._pyfeat: Any = None
+
+    def feature_names(self) -> list[str]:
+        return list(PYFEAT_COLUMNS)
+
+    def extract(self, frames: np.ndarray, times: np.ndarray) -> Features:
         detector = self._get_pyfeat()
         import tempfile
 
@@ -377,6 +378,88 @@ class FaceExtractor:
                     "Hugging Face hub (py-feat/*): fetch them once with network access, or use --face mediapipe"
                 ) from None
         return self._pyfeat
+
+
+class NoFace(FaceRecipe):
+    """No vision features (the model does not read video)."""
+
+    name = FaceBackend.none
+    reads_frames = False
+
+    def params(self) -> dict:
+        return {}
+
+    @property
+    def rate_hz(self) -> float:
+        return 0.0
+
+    def feature_names(self) -> list[str]:
+        return []
+
+    def extract(self, frames: np.ndarray, times: np.ndarray) -> Features:
+        return Features.empty([], 0.0, "face extractor is 'none'")
+
+
+# The face backends, keyed by the enum: adding one is its class and its entry here.
+FACE_BACKENDS: dict[FaceBackend, type[FaceRecipe]] = {c.name: c for c in (MediaPipeMesh, PyFeat, NoFace)}
+FACE_VERSIONS = {name: cls.version for name, cls in FACE_BACKENDS.items()}
+
+
+class FaceExtractor:
+    """One face recipe with fixed parameters: the backend from FACE_BACKENDS, plus the shared frame sampling.
+
+    backend:   a FaceBackend (or its string value)
+    fps:       frames sampled per second of video (the vision sequence rate)
+    max_faces: faces the detector may return per frame (the main one is kept)
+    max_side:  frames are downscaled so their longer side is at most this many pixels
+    min_detection_confidence: MediaPipe's detector threshold
+    """
+
+    def __init__(
+        self,
+        backend: FaceBackend | str = FaceBackend.mediapipe,
+        fps: float = 5.0,
+        max_faces: int = 4,
+        max_side: int = 640,
+        min_detection_confidence: float = 0.5,
+    ) -> None:
+        self.backend = parse_face_backend(backend)
+        if not (0 < fps <= 60):
+            raise ExtractionError(f"--fps must be in (0, 60], got {fps}")
+        if max_faces < 1 or max_side < 64:
+            raise ExtractionError("max_faces must be >= 1 and max_side >= 64")
+        if not (0 < min_detection_confidence < 1):
+            raise ExtractionError("min_detection_confidence must be in (0, 1)")
+        self.fps = float(fps)
+        self.max_faces = int(max_faces)
+        self.max_side = int(max_side)
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.impl = FACE_BACKENDS[self.backend](self.fps, self.max_faces, self.max_side, self.min_detection_confidence)
+
+    def params(self) -> dict:
+        """The JSON-able parameters that, with the name and version, define the output exactly."""
+        return self.impl.params()
+
+    def spec(self) -> dict:
+        """FeatureRecipe entry: extractor name, version, parameters."""
+        return {"extractor": self.backend.value, "version": self.impl.version, "params": self.params()}
+
+    @property
+    def rate_hz(self) -> float:
+        return self.impl.rate_hz
+
+    def feature_names(self) -> list[str]:
+        """Column names, known without running on a clip (needed for clips with no video track)."""
+        return self.impl.feature_names()
+
+    def extract(self, path: Path, start: float | None = None, end: float | None = None) -> Features:
+        """Per-frame face features of a clip (or a [start, end) window); T == 0 without a video track."""
+        if not self.impl.reads_frames:
+            return self.impl.extract(np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0))
+        frames, times = sample_frames(Path(path), self.fps, start, end, self.max_side)  # (T, H, W, 3), (T,)
+        if len(frames) == 0:
+            return Features.empty(self.feature_names(), self.rate_hz, "no video track")
+        return self.impl.extract(frames, times)
 
 
 # py-feat's per-face columns we keep: 20 action units, 7 emotions, head pose, 68 landmarks.

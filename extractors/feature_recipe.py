@@ -39,6 +39,7 @@ from .choices import (
 )
 from .errors import ExtractionError
 from .face import FACE_VERSIONS, FaceBackend, FaceExtractor, parse_face_backend
+from .transcribers import BACKENDS
 from .transcript import TranscriptPolicy, parse_transcript_mode, parse_whisper_backend
 
 RECIPE_FORMAT = 1
@@ -48,7 +49,11 @@ DEFAULT_RECIPE_NAME = "deepmlf-default-v1"
 POOLING = {"audio": "none", "vision": "none"}
 
 # Libraries whose versions can change the numbers; recorded, compared at predict time.
-_LIBRARIES = ("numpy", "av", "librosa", "opensmile", "mediapipe", "opencv-contrib-python", "transformers", "torch", "faster-whisper", "py-feat")
+# The Whisper backends' packages come from their table, so a new backend's version is recorded too.
+_LIBRARIES = tuple(dict.fromkeys(
+    ("numpy", "av", "librosa", "opensmile", "mediapipe", "opencv-contrib-python", "torch", "py-feat")
+    + tuple(b.package for b in BACKENDS.values())
+))
 
 
 def library_versions() -> dict[str, str]:

@@ -119,6 +119,7 @@ class Pipeline:
                 # A track shorter than the clip (ffmpeg -shortest) is a fact about the media, not a failure.
                 "notes": info.track_notes(),
                 "nonfinite_cleaned": audio.nonfinite + vision.nonfinite,
+                "transcript_rejected": text.rejected,
                 "timings": {k: round(v, 4) for k, v in timings.items()},
             },
         )
@@ -150,6 +151,8 @@ def missing_modalities(info: dict, text: str | None, needs: frozenset[str] = ALL
             missing.append("no face in any frame")
     if "text" in needs and text is not None and not text.strip():
         missing.append("empty transcript")
+    elif "text" in needs and info.get("transcript_rejected"):  # Whisper's guards: treated as empty text
+        missing.append(f"transcript refused by Whisper's hallucination guards ({info['transcript_rejected']})")
     return missing
 
 
@@ -201,4 +204,4 @@ def transcribe_clip(path: Path, recipe: FeatureRecipe, transcript: str | None = 
     info = probe(path)  # raises MediaError for empty / non-media / truncated files
     pipeline = get_pipeline(recipe)
     text = get_transcript(path, pipeline.transcript_mode, transcript, pipeline.whisper_if_needed(), info.has_audio)
-    return text, {"has_audio": info.has_audio, "has_video": info.has_video}
+    return text, {"has_audio": info.has_audio, "has_video": info.has_video, "transcript_rejected": text.rejected}

@@ -2,19 +2,18 @@
 
 Order of precedence for a clip: text given by the caller (the label file's
 `text` column) > a sidecar file next to the clip with the same stem > Whisper
-(transformers, or faster-whisper as the faster CPU backend). Whisper models
-are resolved from a local directory or the local Hugging Face cache before
+(one of the backends in extractors/transcribers, keyed by `WhisperBackend`).
+Whisper models are resolved from a local path or the local cache before
 anything is loaded, so a missing model fails at once with one line instead of
-waiting on the hub.
+waiting on the network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,35 +29,25 @@ from .choices import (
     TranscriptMode,
     WhisperBackend,
 )
-from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
+from .errors import ExtractionError
 from .media import load_audio
+from .transcribers import BACKENDS, backend_for_format
+from .transcribers.base import (
+    WHISPER_RATE,
+    Segment,
+    Transcript,
+    WhisperModelInfo,
+    guard_failure,
+    model_format,
+    resolve_hub_model,
+)
 
-WHISPER_RATE = 16000
+# The names this module has always offered (the transcript types moved next to the backends).
+resolve_whisper_model = resolve_hub_model
+whisper_format = model_format
 SIDECAR_EXTENSIONS = (".txt", ".srt", ".vtt")
 # Below this RMS the track is digital silence: Whisper would only hallucinate.
 SILENCE_RMS = 1e-4
-
-
-@dataclass
-class Segment:
-    """One stretch of speech: seconds from the clip (or window) start, and its text."""
-
-    start: float
-    end: float
-    text: str
-
-
-@dataclass
-class Transcript:
-    """A clip's text with where it came from; segments carry timestamps when the source has them."""
-
-    text: str
-    source: str  # "given", "sidecar:<file name>", "whisper:<model>", "silence", "no-audio", "none"
-    segments: list[Segment] = field(default_factory=list)
-    language: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "source": self.source, "language": self.language, "segments": [asdict(s) for s in self.segments]}
 
 
 # ---------------------------------------------------------------------------
@@ -121,90 +110,6 @@ def read_sidecar(path: Path) -> Transcript:
 
 # ---------------------------------------------------------------------------
 # Whisper
-def resolve_whisper_model(model: str) -> str:
-    """A loadable location for `model`: a local directory, or the hub id when its files are in the local cache.
-
-    Raises ModelNotCachedError (one line, with the fix) otherwise, without any
-    network access: the hub on these machines never answers, and each lookup
-    would retry for ~20 s.
-    """
-    local = Path(model).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file() and not (local / "model.bin").is_file():
-            raise ModelNotCachedError(f"{local}: not a Whisper model directory (no config.json); point --whisper-model at a saved model")
-        return str(local)
-    if local.suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ModelNotCachedError(f"Whisper model directory {model} does not exist; check --whisper-model")
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model, "config.json")
-    if not isinstance(cached, str):
-        raise ModelNotCachedError(
-            f"Whisper model {model} is not cached locally; pass --whisper-model DIR (a saved model), "
-            f"or download it once where the hub is reachable (`hf download {model}`), "
-            "or use a sidecar .txt/.srt/.vtt / the label file's text column"
-        )
-    return str(Path(cached).parent)
-
-
-# A CTranslate2 Whisper counts as multilingual from this vocabulary size on
-# (CTranslate2's own rule, which faster-whisper follows: smaller vocabularies
-# are the English-only models, and faster-whisper then silently decodes "en").
-_CT2_MULTILINGUAL_VOCAB = 51865
-
-
-@dataclass(frozen=True)
-class WhisperModelInfo:
-    """What a Whisper model folder is, read from its files without loading the weights."""
-
-    location: str
-    format: str  # "transformers" or "ctranslate2" (faster-whisper)
-    english_only: bool
-    languages: frozenset[str] | None  # codes the model knows; None when its files do not say
-
-
-def whisper_format(location: Path) -> str | None:
-    """'ctranslate2' for a faster-whisper folder (model.bin, no transformers weights), 'transformers', or None."""
-    location = Path(location)
-    hf_weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-    if (location / "model.bin").is_file() and not any((location / n).is_file() for n in hf_weights):
-        return "ctranslate2"
-    if (location / "config.json").is_file():
-        return "transformers"
-    return None
-
-
-def _read_json(path: Path) -> dict | list | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _model_languages(location: Path, fmt: str) -> tuple[bool, frozenset[str] | None]:
-    """(english_only, language codes) as the model's own files record them."""
-    if fmt == "ctranslate2":
-        vocab = _read_json(location / "vocabulary.json")
-        if not isinstance(vocab, list):
-            return False, None
-        if len(vocab) < _CT2_MULTILINGUAL_VOCAB:
-            return True, frozenset({"en"})
-        try:
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-        except ImportError:
-            return False, None
-        return False, frozenset(_LANGUAGE_CODES)
-    gen = _read_json(location / "generation_config.json")
-    if not isinstance(gen, dict):
-        return False, None
-    if gen.get("is_multilingual") is False:
-        return True, frozenset({"en"})
-    langs = gen.get("lang_to_id")
-    if isinstance(langs, dict) and langs:
-        return False, frozenset(k.strip("<|>") for k in langs)
-    return False, None
-
-
 def _language_code(language: str) -> str:
     """An ISO code for `language` ("zh", or a name such as "Chinese" that Whisper's tokenizer knows)."""
     language = language.strip().lower()
@@ -227,7 +132,8 @@ def parse_whisper_backend(value: WhisperBackend | str) -> WhisperBackend:
     try:
         return WhisperBackend(value)
     except ValueError:
-        raise ExtractionError(f"unknown Whisper backend {value!r}; choose transformers or faster-whisper") from None
+        choices = ", ".join(b.value for b in WhisperBackend)
+        raise ExtractionError(f"unknown Whisper backend {value!r}; choose one of: {choices}") from None
 
 
 def parse_transcript_mode(value: TranscriptMode | str) -> TranscriptMode:
@@ -250,9 +156,9 @@ def _whisper_options(backend: WhisperBackend | str, language: str | None, task: 
 
 
 class WhisperTranscriber:
-    """Speech to text with timestamps, through transformers' Whisper or faster-whisper.
+    """Speech to text with timestamps, through one of the Whisper backends (extractors/transcribers).
 
-    model:    hub id (must be in the local cache) or a local directory
+    model:    hub id (must be in the local cache) or a local directory (a .pt checkpoint or name for openai-whisper)
     language: ISO code such as "zh" or "en"; None lets Whisper detect it
     task:     "transcribe" or "translate" (to English)
     """
@@ -265,11 +171,11 @@ class WhisperTranscriber:
         task: str = "transcribe",
     ) -> None:
         self.backend = _whisper_options(backend, language, task)
+        self.impl = BACKENDS[self.backend]
         self.model_id = model
         self.language = _language_code(language) if language else None
         self.task = task
-        # faster-whisper's WhisperModel, or transformers' (WhisperProcessor, WhisperForConditionalGeneration)
-        self._impl: Any = None
+        self._model: Any = None  # what the backend's load returned
         self._info: WhisperModelInfo | None = None
 
     def check(self) -> WhisperModelInfo:
@@ -280,27 +186,18 @@ class WhisperTranscriber:
         """
         if self._info is not None:
             return self._info
-        location = Path(resolve_whisper_model(self.model_id))
-        fmt = whisper_format(location)
-        if self.backend == WhisperBackend.transformers and fmt == "ctranslate2":
+        location = self.impl.locate(self.model_id)
+        fmt = model_format(location)
+        if fmt is not None and fmt != self.impl.format:
+            other = backend_for_format(fmt)
+            hint = f"use --whisper-backend {other.name.value}" if other else "use a Whisper model"
+            extra = self.impl.convert_hint.format(location=location)
             raise ExtractionError(
-                f"Whisper model {self.model_id} is a faster-whisper (CTranslate2) model; use --whisper-backend faster-whisper"
+                f"Whisper model {self.model_id} is a {other.describes if other else fmt} model, not a {self.impl.describes} one; "
+                + hint + (f", {extra}" if extra else "")
             )
-        if self.backend == WhisperBackend.faster_whisper:
-            if fmt == "transformers":
-                raise ExtractionError(
-                    f"Whisper model {self.model_id} is a transformers model, not a faster-whisper (CTranslate2) one; "
-                    "use --whisper-backend transformers, or convert it: ct2-transformers-converter --model "
-                    f"{location} --output_dir DIR --copy_files tokenizer.json preprocessor_config.json"
-                )
-            try:
-                import faster_whisper  # noqa: F401
-            except ImportError:
-                raise BackendUnavailableError(
-                    "faster-whisper is not installed; `pip install -c requirements/constraints.txt faster-whisper`, "
-                    "or use --whisper-backend transformers"
-                ) from None
-        english_only, languages = _model_languages(location, fmt or "transformers")
+        self.impl.require_installed()
+        english_only, languages = self.impl.languages(location)
         if english_only and self.task == "translate":
             raise ExtractionError(
                 f"Whisper model {self.model_id} is English-only and cannot translate; drop --translate, "
@@ -316,32 +213,13 @@ class WhisperTranscriber:
                 f"Whisper model {self.model_id} does not know --language {self.language}; "
                 f"use one of {_short_list(languages)}, or leave --language out to detect it"
             )
-        self._info = WhisperModelInfo(str(location), fmt or "transformers", english_only, languages)
+        self._info = WhisperModelInfo(str(location), self.impl.format, english_only, languages)
         return self._info
 
-    def _load(self):
-        if self._impl is not None:
-            return self._impl
-        location = self.check().location
-        if self.backend == WhisperBackend.faster_whisper:
-            from faster_whisper import WhisperModel
-
-            self._impl = WhisperModel(location, device="cpu", compute_type="int8")
-            return self._impl
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # library code does not draw on the user's terminal
-
-        try:
-            processor = WhisperProcessor.from_pretrained(location)
-            model = WhisperForConditionalGeneration.from_pretrained(location)
-        except OSError as exc:
-            raise ModelNotCachedError(f"cannot load Whisper from {location}: {str(exc).splitlines()[0]}") from None
-        model.eval()
-        self._impl = (processor, model)
-        return self._impl
+    def _load(self) -> Any:
+        if self._model is None:
+            self._model = self.impl.load(Path(self.check().location))
+        return self._model
 
     def transcribe(self, source: Path | np.ndarray, start: float | None = None, end: float | None = None) -> Transcript:
         """Transcribe a file (or a [start, end) window of it), or mono 16 kHz samples (N,).
@@ -357,89 +235,13 @@ class WhisperTranscriber:
                 return Transcript("", "no-audio")
         if samples.size == 0 or float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
             return Transcript("", "silence")
-        impl = self._load()
-        if self.backend == WhisperBackend.faster_whisper:
-            return self._faster(impl, samples)
-        processor, model = impl
-        return self._transformers(processor, model, samples)
-
-    def _faster(self, model, samples: np.ndarray) -> Transcript:
-        # temperature 0 only (beam search, as the transformers backend decodes greedily): faster-whisper's
-        # default falls back to unseeded sampling when a decode looks poor, so the same clip's text (and
-        # a dataset built from it) changed from run to run.
-        segments, info = model.transcribe(samples, language=self.language, task=self.task, temperature=0.0)
-        duration = samples.size / WHISPER_RATE
-        segs = []
-        for s in segments:  # faster-whisper times the padded 30 s window: keep segments inside the audio
-            start = round(min(float(s.start), duration), 2)
-            segs.append(Segment(start, round(min(max(float(s.end), start), duration), 2), s.text.strip()))
-        return Transcript(" ".join(s.text for s in segs).strip(), f"whisper:{self.model_id}", segs, getattr(info, "language", self.language))
-
-    def _transformers(self, processor, model, samples: np.ndarray) -> Transcript:
-        import torch
-
-        long_form = samples.size > 30 * WHISPER_RATE
-        # Whisper sees 30 s windows; longer audio goes through its own sequential
-        # long-form decoding, which needs the whole, unpadded feature sequence.
-        inputs = processor(
-            samples,
-            sampling_rate=WHISPER_RATE,
-            return_tensors="pt",
-            truncation=not long_form,
-            padding="longest" if long_form else "max_length",
-            return_attention_mask=True,
-        )
-        kwargs = {"return_timestamps": True, "task": self.task}
-        if self.language:
-            kwargs["language"] = self.language
-        if long_form:
-            kwargs["attention_mask"] = inputs["attention_mask"]
+        model = self._load()
         try:
-            with torch.inference_mode():
-                tokens = model.generate(inputs["input_features"], **kwargs)
+            text, segments, language = self.impl.transcribe(model, samples, self.language, self.task)
         except ValueError as exc:  # e.g. a language code the model does not know
             raise ExtractionError(f"Whisper {self.model_id}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(tokens, torch.Tensor):
-            tokens = tokens["sequences"]
-        ids = tokens[0].tolist()
-        segments = _segments_from_tokens(processor.tokenizer, ids, samples.size / WHISPER_RATE)
-        text = processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        return Transcript(text, f"whisper:{self.model_id}", segments, self.language)
-
-
-def _segments_from_tokens(tokenizer, ids: list[int], duration: float) -> list[Segment]:
-    """Split a generated sequence at its timestamp tokens into (start, end, text) segments.
-
-    Timestamp tokens follow <|notimestamps|> in Whisper's vocabulary, 0.02 s apart.
-    Long-form output restarts the clock at every 30 s window; the offset is tracked.
-    """
-    ts_begin = tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
-    special = set(tokenizer.all_special_ids)
-    segments: list[Segment] = []
-    offset, start, last, text_ids = 0.0, None, 0.0, []
-    for tok in ids:
-        if tok >= ts_begin:
-            t = (tok - ts_begin) * 0.02 + offset
-            if start is None:
-                if t < last - 1e-6:  # clock restarted: a new 30 s window
-                    offset += last if last > 0 else 0.0
-                    t = (tok - ts_begin) * 0.02 + offset
-                start = t
-            else:
-                text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
-                if text:
-                    # A model's timestamps are predictions: keep them inside the audio and ordered.
-                    seg_start = min(start, duration)
-                    segments.append(Segment(round(seg_start, 2), round(min(max(t, seg_start), duration), 2), text))
-                start, text_ids, last = None, [], t
-        elif tok not in special:
-            text_ids.append(tok)
-    if text_ids:
-        text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
-        if text:
-            seg_start = min(start if start is not None else last, duration)
-            segments.append(Segment(round(seg_start, 2), round(duration, 2), text))
-    return segments
+        # Whisper's own hallucination guards: a failing text counts as empty (require_modalities says why)
+        return Transcript(text, f"whisper:{self.model_id}", segments, language, guard_failure(text, segments) if text else None)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,14 @@ from models.distributed import is_distributed, local_rank
 from models.errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU."""
+def resolve_device(name: str | torch.device) -> torch.device:
+    """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU.
+
+    A torch.device is one resolved already (the CLI resolves --device once) and
+    is returned as it is, so the layers it is handed down to decide nothing again.
+    """
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank() % torch.cuda.device_count())

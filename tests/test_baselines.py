@@ -116,3 +116,49 @@ def test_baselines_train_evaluate_and_reload(tiny_sample, tiny_gpt2, lm_and_toke
         assert np.isfinite(results["mean"]["MAE"])
         metrics, _ = evaluate_checkpoint(tmp_path / kind / "seed_0" / "best", tiny_sample)
         assert metrics["MAE"] == pytest.approx(results["mean"]["MAE"], abs=1e-5)
+
+
+def test_each_kind_declares_its_modalities_and_heads_and_a_new_family_is_one_class(lm_and_tokenizer, tiny_gpt2):
+    """A kind is a class (name, modalities, settings, fusion); one with a setting of its own leaves ModelConfig be."""
+    import dataclasses
+
+    from models.nn.baselines import BASELINES, BaselineModel, BaselineSettings, Unimodal
+    from models.nn.interface import Output
+
+    hf_lm, tok = lm_and_tokenizer
+    config = ModelConfig(lm=str(tiny_gpt2), d_audio=7, d_vision=5, av_pool_len=10, max_text_tokens=32)
+    assert {kind: cls.modalities for kind, cls in BASELINES.items()} == {
+        "early": ("text", "audio", "vision"), "late": ("text", "audio", "vision"),
+        "attention": ("text", "audio", "vision"), "text": ("text",), "audio": ("audio",), "vision": ("vision",)}
+    batch = make_batch(tok)
+    for kind in ("text", "audio"):  # a unimodal model's prediction is its own head's, the other head is absent
+        model = build_model(kind, config, hf_lm if kind == "text" else None).eval()
+        assert isinstance(model, Unimodal) and model.kind == kind
+        with torch.no_grad():
+            out = model(batch, compute_loss=False)
+        own, other = (out.text, out.av) if kind == "text" else (out.av, out.text)
+        torch.testing.assert_close(own, out.prediction)
+        assert torch.isnan(other).all() and out.fusion.shape == (4, 0)
+
+    @dataclasses.dataclass(frozen=True)
+    class ScaledSettings(BaselineSettings):
+        scale: float = 0.5  # a setting no other family has, with its default
+
+    class ScaledAV(BaselineModel):
+        kind = "scaled-av"
+        modalities = ("audio", "vision")
+        Settings = ScaledSettings
+
+        def fuse(self, states):
+            features = torch.cat([states[m] for m in self.modalities], dim=-1)  # (B, 2d)
+            return Output.of(self.head(features).float() * self.settings.scale)
+
+    assert not hasattr(config, "scale")
+    torch.manual_seed(0)
+    model = ScaledAV(config, None)
+    assert model.settings.scale == 0.5 and model.settings.d_av == config.d_av and not hasattr(model, "text")
+    out = model(batch)
+    assert torch.isfinite(out.loss) and set(out.terms) == {"task"}
+    assert torch.isnan(out.text).all() and torch.isnan(out.av).all() and out.fusion.shape == (4, 0)
+    with pytest.raises(Exception, match="reads text: it needs the frozen LM"):
+        build_model("early", config, None)

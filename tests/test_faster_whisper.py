@@ -8,6 +8,7 @@ check the plumbing, the segments' bounds and the checks made before a batch.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -84,7 +85,12 @@ def test_extract_and_predict_with_faster_whisper(whispers, speech, tmp_path, tin
     lines = (root / "label.csv").read_text().splitlines()
     lines[-1] = lines[-1].replace("clip number 8", "")
     (root / "label.csv").write_text("\n".join(lines) + "\n")
-    res = _cli(["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", str(whispers["ct2"]), *FW, "--json"])
+    args = ["extract", str(root), "--out", str(tmp_path / "ds"), "--whisper-model", str(whispers["ct2"]), *FW, "--json"]
+    res = _cli(args)  # the random model's text fails faster-whisper's own decode scores: refused like an empty one
+    assert res.exit_code == 1 and json.loads(res.stdout)["failed"] == 1, res.output
+    reason = (tmp_path / "ds" / "errors.tsv").read_text().splitlines()[1]
+    assert "vid0$_$0008" in reason and "refused by Whisper's hallucination guards (average log-probability" in reason
+    res = _cli([*args, "--allow-missing"])  # kept on request; the resumed run adds only that clip
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     sources = {c["key"]: c["text_source"] for c in summary["clips"]}
@@ -118,3 +124,19 @@ def test_faster_whisper_transcripts_are_reproducible(whispers):
     w = WhisperTranscriber(str(whispers["ct2"]), "faster-whisper")
     texts = {w.transcribe(clip).text for _ in range(4)}
     assert len(texts) == 1 and texts != {""}
+
+
+def test_a_vocabulary_txt_folder_is_judged_by_its_vocabulary_too(whispers, speech, tmp_path):
+    """Issue 19 item 6: the real tiny.en ships vocabulary.txt (not .json); --translate and --language went through."""
+    ct2 = tmp_path / "ct2-txt"
+    shutil.copytree(whispers["ct2"], ct2)
+    tokens = json.loads((ct2 / "vocabulary.json").read_text())
+    (ct2 / "vocabulary.txt").write_text("\n".join(tokens) + "\n")
+    (ct2 / "vocabulary.json").unlink()
+    for extra, message in ((["--translate"], "English-only and cannot translate"),
+                           (["--language", "zh"], "English-only and cannot transcribe --language zh"),
+                           (["--language", "xx"], "English-only and cannot transcribe --language xx")):  # fmt: skip
+        res = _cli(["transcribe", str(speech), "--whisper-model", str(ct2), *FW, *extra])
+        assert res.exit_code == 1 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    res = _cli(["transcribe", str(speech), "--whisper-model", str(ct2), *FW, "--language", "en"])
+    assert res.exit_code == 0, res.output  # CTranslate2 reads that vocabulary: the folder itself is fine

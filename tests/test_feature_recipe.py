@@ -97,7 +97,7 @@ _DELETE = object()
     (("face.extractor", "openface"), r"unknown face extractor 'openface'; choose one of: mediapipe, pyfeat, none"),
     (("face.params.fps", 0), r"--fps must be in \(0, 60\]"),
     (("transcript.mode", "always"), r"unknown transcript mode 'always'; choose one of: auto, given, whisper, none"),
-    (("transcript.backend", "whisper.cpp"), r"unknown Whisper backend 'whisper.cpp'; choose transformers or faster-whisper"),
+    (("transcript.backend", "whisper.cpp"), r"unknown Whisper backend 'whisper.cpp'; choose one of: transformers, faster-whisper"),
     (("transcript.task", "summarise"), r"Whisper task must be transcribe or translate, not 'summarise'"),
     (("transcript.language", "zh-CN!"), r"invalid --language 'zh-CN!'; use an ISO code such as zh or en"),
     (("transcript.model", ""), r"Whisper model must be a hub id or a model folder, not ''; check --whisper-model"),

@@ -67,7 +67,7 @@ def test_resume_of_a_run_killed_in_its_first_epoch_keeps_its_settings(small_samp
 
 
 def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, tmp_path, monkeypatch):  # noqa: F811
-    import models.training.experiment
+    import models.training.resolution
     from models.errors import ConfigError
 
     dataset, _ = small_sample
@@ -75,10 +75,10 @@ def test_resume_with_another_process_count_is_refused(small_sample, tiny_gpt2, t
     with pytest.raises(KeyboardInterrupt):
         train_run(dataset, spec, tmp_path / "run", progress=lambda s: StopAt(1))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 1
-    # As if resumed under torchrun with 2 processes (plan_run_dir runs before any collective).
-    monkeypatch.setattr(models.training.experiment, "rank_and_world", lambda: (0, 2))
+    # As if resumed under torchrun with 2 processes (the resolution runs before any collective).
+    monkeypatch.setattr(models.training.resolution, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="trained in one process, not 2"):
-        models.training.experiment.plan_run_dir(tmp_path / "run", spec, dataset, resume=True)
+        train_run(dataset, spec, tmp_path / "run", resume=True)
 
 
 def test_the_device_is_not_a_run_setting_and_old_run_files_still_resume(small_sample, tiny_gpt2, tmp_path):  # noqa: F811

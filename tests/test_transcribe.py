@@ -154,3 +154,65 @@ def test_transcript_options_are_one_definition_in_every_command():
         params = {p.opts[0]: p for p in group.commands[name].params if p.opts and p.opts[0].startswith("--")}
         options[name] = {o: (params[o].help, tuple(params[o].opts)) for o in ("--whisper-model", "--whisper-backend", "--language", "--translate")}
     assert options["extract"] == options["transcribe"] == options["predict"]
+
+
+# --------------------------------------------------------------------------- issue 19 item 5: hallucination guards
+def test_whispers_own_guards_refuse_a_hallucinated_transcript(tiny_whisper, speech_clip, tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.transcript import Segment, Transcript, WhisperTranscriber, guard_failure
+
+    # the 0.3 s clip's "a bit of a bit of …": a loop compresses far better than speech
+    assert "compression ratio" in guard_failure("a bit of " * 70, [])
+    assert guard_failure("the film was quite good", [Segment(0, 1, "the film was quite good", -0.3, 0.9)]) is None
+    both = guard_failure("uh", [Segment(0, 1, "uh", -1.5, 0.8)])
+    assert "average log-probability -1.50 < -1.0" in both and "no-speech probability 0.80 > 0.6" in both
+    # openai-whisper's random tiny checkpoint scored a decode NaN: that fails, and stays out of the JSON
+    broken = Transcript("Guten", "whisper:x", [Segment(0, 0.02, "Guten", float("nan"), 0.1)])
+    assert guard_failure(broken.text, broken.segments) == "average log-probability is nan (the decode broke down)"
+    assert "avg_logprob" not in json.dumps(broken.to_dict(), allow_nan=False)
+    # the random tiny model guesses: its own decode scores say so
+    t = WhisperTranscriber(str(tiny_whisper)).transcribe(speech_clip["speech"])
+    assert t.text and t.rejected and t.rejected.startswith("average log-probability")
+    # transcribe shows the text, and says on stderr that the guards refuse it
+    res = CliRunner().invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper)])
+    assert res.exit_code == 0 and res.stdout == t.text + "\n", res.output
+    assert "note: Whisper's hallucination guards refuse this transcript (average log-probability" in res.stderr
+    # treated like an empty transcript: the same one-line error, --allow-missing keeps the clip and its text
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    tm.make_face_clip(folder / "talk.mp4", 1.0, audio="speech")
+    args = ["extract", str(folder), "--whisper-model", str(tiny_whisper), "--face", "none", "-q"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ds")])
+    assert res.exit_code == 1, res.output
+    reason = (tmp_path / "ds" / "errors.tsv").read_text().splitlines()[1]
+    assert "transcript refused by Whisper's hallucination guards (average log-probability" in reason and "--allow-missing" in reason
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ds2"), "--allow-missing", "--json"])
+    assert res.exit_code == 0, res.output
+    [clip] = json.loads(res.stdout)["clips"]
+    assert clip["text_source"] == f"whisper:{tiny_whisper}"
+
+
+# --------------------------------------------------------------------------- issue 19 item 6: language checks fail closed
+def test_a_model_without_generation_config_is_judged_by_its_vocabulary(tiny_whisper, speech_clip, tmp_path):
+    """No generation_config.json: Whisper's own rule (vocabulary size, config.json) says English-only, before any work."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from deepmlf_cli.app import app
+    from extractors.transcript import WhisperTranscriber
+
+    bare = tmp_path / "no-gen"
+    shutil.copytree(tiny_whisper, bare)
+    (bare / "generation_config.json").unlink()
+    info = WhisperTranscriber(str(bare)).check()
+    assert info.english_only and info.languages == {"en"}
+    for extra, message in ((["--translate"], "English-only and cannot translate"),
+                           (["--language", "zh"], "English-only and cannot transcribe --language zh"),
+                           (["--language", "xx"], "English-only and cannot transcribe --language xx")):  # fmt: skip
+        res = CliRunner().invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(bare), *extra])
+        assert res.exit_code == 1 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    # the multilingual model's own generation config still decides for it
+    assert not WhisperTranscriber(str(tiny_whisper)).check().english_only

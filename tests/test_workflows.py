@@ -290,8 +290,8 @@ def _custom(tmp_path, texts, name="mycorpus"):
 
 
 def test_a_custom_sims_scale_dataset_gets_its_preset_from_the_transcripts_language(tmp_path):
-    from deepmlf_cli.resolve import resolve_preset_name
     from models.errors import ConfigError
+    from models.training.resolution import resolve_preset_name
 
     english = load_dataset(_custom(tmp_path, ["i really loved the food", "this was awful"]))
     chinese = load_dataset(_custom(tmp_path, ["这个电影非常好看", "我不喜欢这个"], name="zh"))

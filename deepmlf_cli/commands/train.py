@@ -62,14 +62,14 @@ def train(
     with handle_errors(debug, resume_hint(resume)):
         from deepmlf_cli.workflows.train import run_and_report, train_spec
 
-        data, spec, run_dir = train_spec(
+        data, resolved = train_spec(
             dataset, data_dir, out, resume, model=model, preset=preset, config=config, seeds=seed,
             model_overrides={"lm": lm, "n_fusion": n_fusion, "mm_layers": mm_layers, "lm_dropout": lm_dropout},
             train_overrides={"max_epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr,
                              "patience": patience, "lm_dtype": lm_dtype, "checkpoint_layers": checkpoint_layers,
                              "batching": batching},
             init_av=init_av, freeze_av=freeze_av, scheme=scheme, quiet=quiet)
-        run_and_report(data, spec, run_dir, resume, quiet, as_json, title=f"{spec.kind} on {data.name}", device=device)
+        run_and_report(data, resolved, quiet, as_json, title=f"{resolved.spec.kind} on {data.name}", device=device)
 
 
 def register(app: typer.Typer) -> None:

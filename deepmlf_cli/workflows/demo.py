@@ -42,6 +42,7 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
     from models.nn.tiny_lm import build_tiny_lm
     from models.run import Run
     from models.training.experiment import av_pretrain_spec
+    from models.training.resolution import resolve_spec
 
     seeds = seeds or [0]
     data_dir = out / "sample"
@@ -68,8 +69,8 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
             spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
         if not quiet:
             stdout.rule(title)
-        return run_and_report(dataset, spec, run_dir, resume=Run(run_dir).exists(),
-                              quiet=quiet, as_json=False, title=title, device="cpu")
+        resolved = resolve_spec(spec, dataset, run_dir, resume=Run(run_dir).exists())
+        return run_and_report(dataset, resolved, quiet=quiet, as_json=False, title=title, device="cpu")
 
     sample_epochs = {"max_epochs": epochs}
     results["pretrain"] = stage(data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs)

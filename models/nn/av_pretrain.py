@@ -43,8 +43,7 @@ class AVPretrainModel(nn.Module):
             y_av = self.av_clf(z[torch.arange(z.shape[0], device=z.device), last]).squeeze(-1).float()  # (B,)
         else:
             y_av = self.av_head(masked_mean(z, valid)).squeeze(-1).float()  # (B,)
-        empty = y_av.new_zeros(y_av.shape[0], 0)
-        out = Output(prediction=y_av, text=torch.full_like(y_av, float("nan")), av=y_av, fusion=empty)
+        out = Output.of(y_av, av=y_av)  # no text head, no fusion tokens
         if compute_loss and batch.labels is not None:
             out.loss = F.l1_loss(y_av, batch.labels.float())
             out.terms = {"av": float(out.loss.detach())}

@@ -16,18 +16,24 @@ encoded like DeepMLF's AV encoder branches. Every encoder has the AV
 encoder's sizes (``d_av``, ``av_layers``, ``av_heads``, ``av_ffn``).
 
 The models follow DeepMLF's contract (``__init__(config, hf_lm)``,
-``forward(batch) -> Output``, ``trainable_state_dict``) and register
-themselves in ``models.nn.registry.MODEL_KINDS``, so ``deepmlf train --model X``,
-``evaluate`` and ``load_model`` handle them like DeepMLF.
+``forward(batch) -> Output``, ``trainable_state_dict``). Each kind is a small
+class declaring its name, the modalities it reads, its settings
+(``BaselineSettings``) and its fusion; ``BASELINES`` lists them and
+``models.nn.registry.MODEL_KINDS`` takes them from there, so
+``deepmlf train --model X``, ``evaluate`` and ``load_model`` handle them like
+DeepMLF. A new kind is one class and one entry in ``BASELINES``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Self
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import AV_MODALITIES, MODALITIES, Augmentation, ModelConfig
+from models.config import MODALITIES, Augmentation, ModelConfig
 from models.errors import ConfigError
 from models.nn.augment import augment_sequence
 from models.nn.av_encoder import (
@@ -76,17 +82,49 @@ def late_vote(predictions: torch.Tensor, band: float = VOTE_NEUTRAL_BAND) -> tor
     return (predictions * members).sum(1) / members.sum(1)
 
 
+@dataclass(frozen=True)
+class BaselineSettings:
+    """What the baselines read of a config: the AV encoder's sizes for every encoder, the head, the augmentation.
+
+    A family takes its settings from here, not from the whole ModelConfig (DeepMLF's):
+    a family with settings of its own subclasses this with them (defaults given) and
+    names it as its `Settings`; `from_config` fills each field the config has.
+    """
+
+    d_audio: int
+    d_vision: int
+    d_av: int
+    av_layers: int
+    av_heads: int
+    av_ffn: int
+    av_dropout: float
+    av_pool_len: int
+    av_input_batchnorm: tuple[str, ...]
+    av_aug: str
+    av_aug_p: float
+    text_aug: str
+    text_aug_p: float
+    text_aug_apply: float
+    max_text_tokens: int
+    head_hidden: int
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> Self:
+        """The fields of this settings class that `config` holds (the others keep their defaults)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
+
+
 class TextBranch(nn.Module):
     """Frozen LM states of the transcript → small transformer encoder → pooled (B, d) state."""
 
-    def __init__(self, lm: FrozenLM, config: ModelConfig) -> None:
+    def __init__(self, lm: FrozenLM, settings: BaselineSettings) -> None:
         super().__init__()
-        self.max_tokens = config.max_text_tokens
-        self.encoder = ModalityEncoder(lm.d_model, config.d_av, config.av_layers, config.av_heads, config.av_ffn,
-                                       config.av_dropout, config.max_text_tokens)
-        self.aug = Augmentation(config.text_aug)
-        self.aug_p = config.text_aug_p
-        self.aug_apply = config.text_aug_apply
+        self.max_tokens = settings.max_text_tokens
+        self.encoder = ModalityEncoder(lm.d_model, settings.d_av, settings.av_layers, settings.av_heads,
+                                       settings.av_ffn, settings.av_dropout, settings.max_text_tokens)
+        self.aug = Augmentation(settings.text_aug)
+        self.aug_p = settings.text_aug_p
+        self.aug_apply = settings.text_aug_apply
 
     def forward(self, lm: FrozenLM, text_ids: torch.Tensor, text_valid: torch.Tensor) -> torch.Tensor:
         # text_ids, text_valid: (B, T) left-padded → (B, d_av)
@@ -113,14 +151,14 @@ class TextBranch(nn.Module):
 class SequenceBranch(nn.Module):
     """One audio or vision track → BatchNorm, length-aware pooling, transformer → pooled (B, d) state."""
 
-    def __init__(self, d_in: int, config: ModelConfig) -> None:
+    def __init__(self, d_in: int, settings: BaselineSettings) -> None:
         super().__init__()
-        self.pool_len = config.av_pool_len
-        self.norm = MaskedBatchNorm(d_in) if config.av_input_batchnorm else None
-        self.encoder = ModalityEncoder(d_in, config.d_av, config.av_layers, config.av_heads, config.av_ffn,
-                                       config.av_dropout, config.av_pool_len)
-        self.aug = Augmentation(config.av_aug)
-        self.aug_p = config.av_aug_p
+        self.pool_len = settings.av_pool_len
+        self.norm = MaskedBatchNorm(d_in) if settings.av_input_batchnorm else None
+        self.encoder = ModalityEncoder(d_in, settings.d_av, settings.av_layers, settings.av_heads, settings.av_ffn,
+                                       settings.av_dropout, settings.av_pool_len)
+        self.aug = Augmentation(settings.av_aug)
+        self.aug_p = settings.av_aug_p
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D) zero-padded, lengths: (B,) → (B, d_av)
@@ -135,33 +173,46 @@ class SequenceBranch(nn.Module):
 
 
 class BaselineModel(nn.Module):
-    """Per-modality encoders plus one fusion strategy (``fusion``: early, attention, late, or a modality name)."""
+    """Per-modality encoders (those of `modalities`) plus the fusion a subclass defines in `fuse`.
 
-    def __init__(self, config: ModelConfig, hf_lm: nn.Module | None, fusion: str) -> None:
+    A family declares, as class attributes, its `kind` (the name runs record),
+    the `modalities` it reads and its `Settings`; it builds its fusion layers in
+    `build_fusion` and maps the pooled states to an Output in `fuse` (stating
+    only the heads it has: `Output.of`). `loss_terms` is the L1 task loss
+    unless the family says otherwise. The parameter names (text, audio, vision,
+    head, ...) are what its checkpoints hold.
+    """
+
+    kind: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]]
+    Settings: ClassVar[type[BaselineSettings]] = BaselineSettings
+
+    def __init__(self, config: ModelConfig, hf_lm: nn.Module | None) -> None:
         super().__init__()
         self.config = config
-        self.fusion = fusion
-        self.kind = fusion  # the model kind its checkpoints record (models.nn.registry)
-        self.modalities = MODALITIES if fusion in ("early", "attention", "late") else (fusion,)
-        d = config.d_av
+        self.settings = self.Settings.from_config(config)
         if "text" in self.modalities:
             if hf_lm is None:
-                raise ConfigError(f"the {fusion} baseline reads text: it needs the frozen LM")
+                raise ConfigError(f"the {self.kind} baseline reads text: it needs the frozen LM")
             self.lm = FrozenLM(hf_lm)
-            self.text = TextBranch(self.lm, config)
+            self.text = TextBranch(self.lm, self.settings)
         if "audio" in self.modalities:
-            self.audio = SequenceBranch(config.d_audio, config)
+            self.audio = SequenceBranch(self.settings.d_audio, self.settings)
         if "vision" in self.modalities:
-            self.vision = SequenceBranch(config.d_vision, config)
-        if fusion == "late":
-            self.heads = nn.ModuleDict({m: TaskHead(d, config.head_hidden) for m in MODALITIES})
-        elif fusion == "attention":
-            self.modality_embed = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)  # (3, d)
-            self.attention = nn.MultiheadAttention(d, config.av_heads, dropout=config.av_dropout, batch_first=True)
-            self.attention_norm = nn.LayerNorm(d)
-            self.head = TaskHead(len(MODALITIES) * d, config.head_hidden)
-        else:
-            self.head = TaskHead(len(self.modalities) * d, config.head_hidden)
+            self.vision = SequenceBranch(self.settings.d_vision, self.settings)
+        self.build_fusion(self.settings)
+
+    def build_fusion(self, settings: BaselineSettings) -> None:
+        """The layers after the encoders: one task head on the concatenated states by default."""
+        self.head = TaskHead(len(self.modalities) * settings.d_av, settings.head_hidden)
+
+    def fuse(self, states: dict[str, torch.Tensor]) -> Output:
+        """Pooled states (name → (B, d_av)) → the model's Output."""
+        raise NotImplementedError
+
+    def loss_terms(self, out: Output, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named loss terms (summed into the loss): the task's L1 by default."""
+        return {"task": F.l1_loss(out.prediction, y)}
 
     def train(self, mode: bool = True) -> BaselineModel:
         super().train(mode)
@@ -185,48 +236,92 @@ class BaselineModel(nn.Module):
         return states
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:
-        states = self.encode(batch)  # name → (B, d)
-        first = next(iter(states.values()))
-        nan = torch.full(first.shape[:1], float("nan"), device=first.device)  # (B,)
-        empty = first.new_zeros(first.shape[0], 0)
-        if self.fusion == "late":
-            unimodal = {m: self.heads[m](states[m]).float() for m in MODALITIES}  # each (B,)
-            stacked = torch.stack([unimodal[m] for m in MODALITIES], dim=1)  # (B, 3)
-            # text: the text classifier; av: mean of the audio and vision classifiers; fusion: all three.
-            out = Output(prediction=late_vote(stacked.detach()), text=unimodal["text"],
-                         av=(unimodal["audio"] + unimodal["vision"]) / 2, fusion=stacked)
-        else:
-            if self.fusion == "attention":
-                tokens = torch.stack([states[m] for m in MODALITIES], dim=1) + self.modality_embed  # (B, 3, d)
-                mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
-                features = self.attention_norm(tokens + mixed).flatten(1)  # (B, 3d)
-            else:
-                features = torch.cat([states[m] for m in self.modalities], dim=-1)  # (B, M·d)
-            prediction = self.head(features).float()  # (B,)
-            out = Output(prediction=prediction, text=prediction if self.fusion == "text" else nan,
-                         av=prediction if self.fusion in AV_MODALITIES else nan, fusion=empty)
+        out = self.fuse(self.encode(batch))
         if compute_loss and batch.labels is not None:
-            y = batch.labels.float()
-            if self.fusion == "late":  # each unimodal classifier learns on its own
-                terms = {m: F.l1_loss(out.fusion[:, i], y) for i, m in enumerate(MODALITIES)}
-            else:
-                terms = {"task": F.l1_loss(out.prediction, y)}
+            terms = self.loss_terms(out, batch.labels.float())
             out.loss = torch.stack(list(terms.values())).sum()
             out.terms = {k: float(v.detach()) for k, v in terms.items()}
         return out
 
 
-def baseline_builder(fusion: str):
-    def build(config: ModelConfig, hf_lm) -> BaselineModel:
-        return BaselineModel(config, hf_lm, fusion)
+class EarlyFusion(BaselineModel):
+    """The three pooled states concatenated → task head."""
 
-    build.__name__ = f"build_{fusion}"
-    return build
+    kind = "early"
+    modalities = MODALITIES
+
+    def fuse(self, states: dict[str, torch.Tensor]) -> Output:
+        features = torch.cat([states[m] for m in self.modalities], dim=-1)  # (B, 3·d)
+        return Output.of(self.head(features).float())
 
 
-# kind -> the modalities it reads
-BASELINE_KINDS: dict[str, frozenset[str]] = {
-    "early": frozenset(MODALITIES), "late": frozenset(MODALITIES), "attention": frozenset(MODALITIES),
-    "text": frozenset({"text"}), "audio": frozenset({"audio"}), "vision": frozenset({"vision"}),
-}
+class AttentionFusion(BaselineModel):
+    """Multi-head self-attention over the three pooled states (3 tokens) → task head."""
 
+    kind = "attention"
+    modalities = MODALITIES
+
+    def build_fusion(self, settings: BaselineSettings) -> None:
+        d = settings.d_av
+        self.modality_embed = nn.Parameter(torch.randn(len(self.modalities), d) * 0.02)  # (3, d)
+        self.attention = nn.MultiheadAttention(d, settings.av_heads, dropout=settings.av_dropout, batch_first=True)
+        self.attention_norm = nn.LayerNorm(d)
+        self.head = TaskHead(len(self.modalities) * d, settings.head_hidden)
+
+    def fuse(self, states: dict[str, torch.Tensor]) -> Output:
+        tokens = torch.stack([states[m] for m in self.modalities], dim=1) + self.modality_embed  # (B, 3, d)
+        mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        features = self.attention_norm(tokens + mixed).flatten(1)  # (B, 3d)
+        return Output.of(self.head(features).float())
+
+
+class LateFusion(BaselineModel):
+    """One head per modality, each trained with its own L1 loss; the prediction is their vote (`late_vote`)."""
+
+    kind = "late"
+    modalities = MODALITIES
+
+    def build_fusion(self, settings: BaselineSettings) -> None:
+        self.heads = nn.ModuleDict({m: TaskHead(settings.d_av, settings.head_hidden) for m in self.modalities})
+
+    def fuse(self, states: dict[str, torch.Tensor]) -> Output:
+        unimodal = {m: self.heads[m](states[m]).float() for m in self.modalities}  # each (B,)
+        stacked = torch.stack([unimodal[m] for m in self.modalities], dim=1)  # (B, 3)
+        # text: the text classifier; av: mean of the audio and vision classifiers; fusion: all three.
+        return Output.of(late_vote(stacked.detach()), text=unimodal["text"],
+                         av=(unimodal["audio"] + unimodal["vision"]) / 2, fusion=stacked)
+
+    def loss_terms(self, out: Output, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Each unimodal classifier learns on its own.
+        return {m: F.l1_loss(out.fusion[:, i], y) for i, m in enumerate(self.modalities)}
+
+
+class Unimodal(BaselineModel):
+    """One modality → task head; its prediction is also the text or AV head's (whichever it is)."""
+
+    def fuse(self, states: dict[str, torch.Tensor]) -> Output:
+        prediction = self.head(states[self.modalities[0]]).float()  # (B,)
+        if self.modalities == ("text",):
+            return Output.of(prediction, text=prediction)
+        return Output.of(prediction, av=prediction)
+
+
+class TextOnly(Unimodal):
+    kind = "text"
+    modalities = ("text",)
+
+
+class AudioOnly(Unimodal):
+    kind = "audio"
+    modalities = ("audio",)
+
+
+class VisionOnly(Unimodal):
+    kind = "vision"
+    modalities = ("vision",)
+
+
+# kind -> its class; the registry takes each one's builder and modalities from here.
+BASELINES: dict[str, type[BaselineModel]] = {
+    cls.kind: cls for cls in (EarlyFusion, LateFusion, AttentionFusion, TextOnly, AudioOnly, VisionOnly)}
+BASELINE_KINDS: dict[str, frozenset[str]] = {kind: frozenset(cls.modalities) for kind, cls in BASELINES.items()}

@@ -56,6 +56,21 @@ class Output:
     loss: torch.Tensor | None = None
     terms: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, prediction: torch.Tensor, text: torch.Tensor | None = None, av: torch.Tensor | None = None,
+           fusion: torch.Tensor | None = None) -> Output:
+        """The Output of a model with only some of DeepMLF's heads: each head it lacks is NaN (fusion: no columns).
+
+        prediction: (B,). Evaluation writes every head's column, so a missing
+        head reads as "not computed", never as a score.
+        """
+        def missing() -> torch.Tensor:
+            return torch.full_like(prediction, float("nan"))  # (B,)
+
+        return cls(prediction=prediction, text=missing() if text is None else text,
+                   av=missing() if av is None else av,
+                   fusion=prediction.new_zeros(prediction.shape[0], 0) if fusion is None else fusion)
+
 
 class SentimentModel(Protocol):
     """What every model kind of models.nn.registry has besides being an nn.Module (what checkpoints save).

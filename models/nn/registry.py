@@ -12,7 +12,7 @@ import torch
 
 from models.config import AV_MODALITIES, MODALITIES, ModelConfig
 from models.errors import ConfigError
-from models.nn.baselines import BASELINE_KINDS, baseline_builder
+from models.nn.baselines import BASELINES
 
 
 def _build_deepmlf(config: ModelConfig, hf_lm):
@@ -34,7 +34,7 @@ ALL_MODALITIES: frozenset[str] = frozenset(MODALITIES)
 MODEL_KINDS: dict[str, tuple[Callable[[ModelConfig, Any], torch.nn.Module], frozenset[str]]] = {
     "deepmlf": (_build_deepmlf, ALL_MODALITIES),
     "av": (_build_av, frozenset(AV_MODALITIES)),
-    **{kind: (baseline_builder(kind), inputs) for kind, inputs in BASELINE_KINDS.items()},
+    **{kind: (cls, frozenset(cls.modalities)) for kind, cls in BASELINES.items()},
 }
 
 

@@ -23,10 +23,10 @@ from models.distributed import is_distributed, rank_and_world
 from models.errors import CheckpointError, ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics, summarize_run
-from models.io import LOCK_NAME
-from models.nn.registry import build_model, model_kind, needs_text
+from models.nn.registry import build_model, needs_text
 from models.run import Run, RunSpec
 from models.training.loop import Callbacks, fit, seed_everything
+from models.training.resolution import Refused, Resume, Verdict, portable_source, resolve_spec
 
 
 def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> RunSpec:
@@ -38,7 +38,6 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
     Without one: reduce-on-plateau, no warm-up, no accumulation on the spec's
     settings. `lr` overrides the learning rate either way.
     """
-    import dataclasses
 
     lr_field: dict[str, Any] = {"lr": lr} if lr else {}
     if preset is not None:
@@ -55,7 +54,7 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
 
 def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
     """What a run records about its data (so evaluate/predict can check and reproduce it)."""
-    return {"name": dataset.name, "source": _portable_source(dataset.source), "scheme": dataset.scheme,
+    return {"name": dataset.name, "source": portable_source(dataset.source), "scheme": dataset.scheme,
             "d_audio": dataset.d_audio, "d_vision": dataset.d_vision,
             "audio_features": dataset.audio_features, "vision_features": dataset.vision_features,
             "audio_rate_hz": dataset.audio_rate_hz, "vision_rate_hz": dataset.vision_rate_hz,
@@ -63,116 +62,6 @@ def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
             "fingerprint": dataset.fingerprint(),  # the same data at another path is recognised by it
             # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
             "cleaned": dataset.cleaning_report}
-
-
-def _portable_source(source: str) -> str:
-    """A dataset path made absolute (so evaluate works from any folder); other sources as they are."""
-    path = Path(source).expanduser()
-    return str(path.resolve()) if path.exists() else source
-
-
-# Options that may change between a run and its resume: where and how fast it runs, not what
-# it computes (bf16 LM on a GPU, layer checkpointing, the prefix cache, compile).
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.eval_batch_size", "train.lm_dtype",
-                                               "train.checkpoint_layers", "train.prefix_cache_gib",
-                                               "train.compile"})
-
-
-def portable_spec(spec: RunSpec) -> RunSpec:
-    """The spec with a local LM directory made absolute, so the run works from any folder."""
-    lm = Path(spec.model.lm).expanduser()
-    init_av = spec.init_av
-    if init_av and init_av != "random" and Path(init_av).expanduser().exists():
-        init_av = str(Path(init_av).expanduser().resolve())
-    model = spec.model.replace(lm=str(lm.resolve())) if lm.is_dir() else spec.model
-    return dataclasses.replace(spec, model=model, init_av=init_av)
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
-
-
-def spec_differences(saved: RunSpec, requested: RunSpec) -> list[str]:
-    """'field: saved → requested' for every setting that differs (device-like ones excepted)."""
-    old, new = _flatten(saved.to_dict()), _flatten(requested.to_dict())
-    return [f"{key.split('.', 1)[-1]}: {old.get(key)!r} in the run, {new.get(key)!r} now"
-            for key in sorted(set(old) | set(new))
-            if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
-
-
-def plan_run_dir(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool) -> tuple[RunSpec, bool]:
-    """Check `run_dir` before anything is written; return (the spec to train, whether it resumes).
-
-    A run counts once an epoch has finished (`Run.is_started`): a directory whose
-    start failed before that is replaced by a plain rerun (and by --resume,
-    which has nothing to continue). A resumed run must be asked for with the
-    settings it was started with: any difference is an error that lists them.
-    """
-    run = Run(run_dir)
-    if run.is_started():
-        if not resume:
-            raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-        saved_data = run.dataset()
-        saved_source, source = saved_data.get("source"), _portable_source(dataset.source)
-        if saved_source != source:
-            if saved_data.get("fingerprint") != dataset.fingerprint():
-                raise ConfigError(f"{run_dir} was trained on {saved_source}, not {dataset.source} (other content); "
-                                  f"resume with the same --dataset")
-            # The same data at another path: the run was copied or moved with it (a copied runs/demo).
-            # Paths under the old folder (the LM, the AV encoder) move with it; the LM's weights are
-            # checked by their fingerprint once loaded (see `train_run`).
-            moved = _moved_roots(str(saved_source), source)
-        else:
-            moved = None
-        saved_world, world = run.world_size(), rank_and_world()[1]
-        if saved_world != world:
-            raise ConfigError(f"{run_dir} was trained with {saved_world} process(es), not {world}: the steps per "
-                              f"epoch (and so the lr schedule) depend on it; resume with "
-                              f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
-                              f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
-                              f"the lr schedule) depend on it; resume without torchrun")
-        saved = run.spec() if moved is None else _moved_spec(run.spec(), *moved)
-        differences = spec_differences(saved, spec)
-        if differences:
-            if run.is_finished(saved) and any(d.startswith("max_epochs:") for d in differences):
-                raise ConfigError(
-                    f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed done) and "
-                    f"--resume only continues an interrupted run: every seed has stopped (early stopping or the cap) "
-                    f"and its best state is tested, so other settings ({'; '.join(differences)}) need a new run: choose another --out")
-            raise ConfigError(f"{run_dir} was started with other settings ({'; '.join(differences)}); "
-                              f"resume with the run's own settings, or choose another --out for new ones")
-        return saved, True
-    if resume and not run.exists():
-        run.spec()  # raises: there is no run to resume
-    if not run.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} exists and is not a deepmlf run; choose another --out")
-    return spec, False
-
-
-def _moved_roots(old: str, new: str) -> tuple[str, str]:
-    """The folders a tree moved from and to, from one path in it at both places: their common tail
-    dropped ("/old/runs/demo/sample", "/new/demo/sample" -> "/old/runs", "/new")."""
-    old_parts, new_parts = list(Path(old).parts), list(Path(new).parts)
-    while len(old_parts) > 1 and len(new_parts) > 1 and old_parts[-1] == new_parts[-1]:
-        old_parts.pop()
-        new_parts.pop()
-    return str(Path(*old_parts)), str(Path(*new_parts))
-
-
-def _moved_spec(spec: RunSpec, old_root: str, new_root: str) -> RunSpec:
-    """`spec` with its local paths (the LM folder, the AV encoder run) under `old_root` moved under `new_root`."""
-    def moved(path: str | None) -> str | None:
-        if not path or not Path(path).is_absolute() or not Path(path).is_relative_to(old_root):
-            return path
-        return str(Path(new_root) / Path(path).relative_to(old_root))
-
-    return dataclasses.replace(spec, model=spec.model.replace(lm=moved(spec.model.lm)), init_av=moved(spec.init_av))
 
 
 def _check_resumed_lm(run: Run, fingerprint: str, lm: str) -> None:
@@ -214,35 +103,34 @@ def small_train_note(dataset: MultimodalDataset, train: TrainConfig) -> str | No
 def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
               progress: Callable[[int], Callbacks] | None = None, hf_lm_and_tokenizer=None,
               on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
-              device: torch.device | str = "auto") -> dict[str, Any]:
+              device: torch.device | str = "auto", verdict: Verdict | None = None) -> dict[str, Any]:
     """Train every seed of `spec` on `dataset` on `device`; returns the results dict (also saved in `run_dir`).
 
-    The device is not part of the spec: a run may resume on another one.
+    The device is not part of the spec: a run may resume on another one. With
+    `verdict` (from `models.training.resolution.resolve_run`, whose spec is then
+    prepared already) nothing is decided again here; without it the same rules
+    are applied to `spec` and `resume`.
 
     Without a test split the seeds are trained and saved but not tested:
     their rows are empty and the results carry a note saying so.
     """
-    from models.nn.lm import FrozenLM, lm_revision, load_causal_lm
+    from models.nn.lm import FrozenLM, load_causal_lm
 
     run_dir = Path(run_dir)
     run = Run(run_dir)
     rank, world = rank_and_world()
     check_splits(dataset)
     dataset.fingerprint()  # of the raw features: `encode_split` below z-scores them in place
-    spec = portable_spec(dataclasses.replace(spec, kind=model_kind(spec.kind)))
-    if needs_text(spec.kind) and spec.model.lm_revision is None:
-        # The hub snapshot it trains on, so evaluate/predict rebuild the same LM after the cache moves on.
-        spec = dataclasses.replace(spec, model=spec.model.replace(lm_revision=lm_revision(spec.model.lm)))
-    if rank == 0:
-        spec, resume = plan_run_dir(run_dir, spec, dataset, resume)
-    elif resume and run.is_started():  # rank 0 checks; the others take the saved spec
-        spec = run.spec()
-    else:
-        resume = False
-    config = spec.model.replace(d_audio=dataset.d_audio, d_vision=dataset.d_vision)
+    if verdict is None:  # a library caller's plain spec: resolved by the same function the CLI's goes through
+        resolved = resolve_spec(spec, dataset, run_dir, resume)
+        spec, verdict = resolved.spec, resolved.verdict
+    if isinstance(verdict, Refused):
+        raise verdict.error()
+    resume = isinstance(verdict, Resume)
+    config = spec.model  # prepared: the dataset's feature sizes are stamped
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
-    device = resolve_device(str(device))
+    device = resolve_device(device)  # as it is when the caller resolved it
     lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, device)
     hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype, revision=config.lm_revision)) if needs_text(spec.kind)
                         else (None, None))
