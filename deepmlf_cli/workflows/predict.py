@@ -193,7 +193,7 @@ def predict_paths(
     whisper: dict[str, str | None] | None = None,
     runs_root: Path = DEFAULT_RUNS,
     lm: str | None = None,
-    lm_mismatch_ok: bool = False,
+    lm_mismatch: str | None = None,
     save: Callable[[dict], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
@@ -210,6 +210,7 @@ def predict_paths(
     command writes the timeline there); an OSError it raises fails that clip.
     Nothing here writes a file.
     """
+    from deepmlf_cli.workflows.evaluate import check_lm_mismatch
     from extractors.errors import ExtractionError
     from extractors.pipeline import get_pipeline
     from models.errors import ConfigError, DeepMLFError
@@ -218,7 +219,7 @@ def predict_paths(
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
-    run_dir, checkpoint, loaded = load_run_model(run_dir, runs_root, device, lm, lm_mismatch_ok)
+    run_dir, checkpoint, loaded = load_run_model(run_dir, runs_root, device, lm, check_lm_mismatch(lm_mismatch))
     recipe = model_recipe(loaded.meta, checkpoint)
     if whisper:  # the user's Whisper (text only: audio and face stay exactly as trained)
         recipe = recipe.with_transcript(**whisper)
