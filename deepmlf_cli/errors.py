@@ -24,7 +24,10 @@ def known_error_types() -> tuple[type[BaseException], ...]:
     from extractors.errors import ExtractionError
     from models.errors import DeepMLFError
 
-    return (DeepMLFError, ExtractionError, FileNotFoundError, NotADirectoryError, PermissionError)
+    # Only our own classes: a bare FileNotFoundError/PermissionError is a bug's (say, a file the code
+    # itself should have written) and keeps its traceback; errors about the user's paths are raised
+    # as these classes, with the path and the fix in the message.
+    return (DeepMLFError, ExtractionError)
 
 
 def print_error(message: str) -> None:
@@ -62,6 +65,10 @@ def handle_errors(debug: bool = False, rerun: str = RERUN_RESUMES) -> Iterator[N
         if debug:
             raise
         text = str(exc)
+        from models.errors import DiskFullError
+
+        if isinstance(exc, DiskFullError):
+            text = f"{text}, then {rerun}"  # train/pretrain: "... with --resume to continue"
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
             text = f"{text}: {exc.filename}"
         raise fail(text) from None

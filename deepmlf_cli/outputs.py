@@ -62,6 +62,9 @@ def timeline_saver(out_dir: Path):
 def transcript_writer(out: Path, extension: str):
     """transcribe's `write` hook: a clip's rendered transcript as OUT/<clip>.<extension>; returns the file."""
     from extractors.dataset import clip_filename, write_text
+    from models.io import check_writable_dir
+
+    check_writable_dir(out)  # read-only or a file: one line before Whisper loads
 
     def write(key: str, rendered: str) -> Path:
         target = out / f"{clip_filename(key)}.{extension}"

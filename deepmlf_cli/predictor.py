@@ -94,6 +94,7 @@ class Predictor:
         runs_root: Path = DEFAULT_RUNS,
         device: str = "cpu",
         lm: str | None = None,
+        lm_mismatch_ok: bool = False,
         whisper: dict[str, str | None] | None = None,
         no_whisper: bool = False,
     ) -> Predictor:
@@ -102,19 +103,21 @@ class Predictor:
         whisper: overrides of the recipe's transcript settings (keys model, backend, language, task;
         None keeps the recipe's): text only, audio and face stay exactly as trained.
         no_whisper: never run Whisper (sidecar text, else empty).
+        lm_mismatch_ok: use an `lm` whose weights differ from the run's (refused by default).
         Raises (one-line errors) when the run, its recipe or its feature sizes do not fit.
         """
         from extractors.pipeline import Pipeline
         from models.checkpoint import load_model
+        from models.errors import CheckpointError
         from models.evaluation.predict import check_feature_sizes, model_scheme
         from models.nn.registry import model_inputs
         from models.run import Run
 
         run_dir = Path(model) if model is not None else latest_run(runs_root)
         if not run_dir.exists():
-            raise FileNotFoundError(f"model run not found: {run_dir}")
+            raise CheckpointError(f"model run not found: {run_dir}; pass --model RUN_DIR written by `deepmlf train`")
         checkpoint = Run(run_dir).best()
-        loaded = load_model(checkpoint, device, lm=lm)
+        loaded = load_model(checkpoint, device, lm=lm, lm_mismatch_ok=lm_mismatch_ok)
         recipe = model_recipe(loaded.meta, checkpoint)
         if whisper and any(v is not None for v in whisper.values()):
             recipe = recipe.with_transcript(**whisper)
@@ -126,6 +129,7 @@ class Predictor:
         pipeline = Pipeline(recipe)  # validates the recipe and loads the extractors, once
         check_feature_sizes(loaded, len(pipeline.audio.feature_names()), len(pipeline.face.feature_names()))
         predictor = cls(run_dir, checkpoint, loaded, recipe, pipeline, device, model_scheme(loaded), reads)
+        predictor.notes.extend(loaded.notes)  # e.g. an older run whose LM is not fingerprinted
         diffs = recipe.version_differences()
         if diffs:
             predictor.notes.append("features may differ slightly from training: " + ", ".join(diffs))

@@ -29,7 +29,7 @@ from .dataset import (
     write_json,
     write_text,
 )
-from .errors import BackendUnavailableError, ExtractionError, ModelNotCachedError
+from .errors import BackendUnavailableError, ExtractionError, InputNotFoundError, ModelNotCachedError
 from .feature_recipe import FeatureRecipe
 from .inputs import ClipJob, discover_media, find_label_file, in_shard, read_labels
 
@@ -116,7 +116,7 @@ def plan_jobs(inputs: Path, labels: Path | None = None, label_range: tuple[float
     """
     inputs = Path(inputs)
     if not inputs.exists():
-        raise FileNotFoundError(f"input not found: {inputs}")
+        raise InputNotFoundError(f"input not found: {inputs}; check the path")
     if labels is None and inputs.is_dir():
         labels = find_label_file(inputs)
     if labels is not None:
@@ -182,6 +182,29 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
         )
     base.seconds = time.perf_counter() - t0
     return base
+
+
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once) with its leak warnings off.
+
+    The pool's queues hold named semaphores the tracker unlinks if the parent dies without doing
+    so (kill -9): it cleans them up, then warns "resource_tracker: There appear to be N leaked
+    semaphore objects" on the user's terminal, about a cleanup that just happened. The tracker is
+    a separate interpreter started with this one's -W options, so the filter goes there, and only
+    for the tracker's own module.
+    """
+    import sys
+    from multiprocessing import resource_tracker
+
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    added = quiet not in sys.warnoptions
+    if added:
+        sys.warnoptions.append(quiet)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(quiet)
 
 
 def _worker_init(threads: int, parent_pid: int) -> None:
@@ -346,6 +369,7 @@ def _run_jobs(todo: list[ClipJob], recipe: FeatureRecipe, features_dir: Path, al
             report(extract_one(job, recipe, features_dir, allow_missing, stale.get(job.key)))
         return results
     threads = max(1, (os.cpu_count() or 1) // workers)
+    quiet_resource_tracker()
     # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
                              initargs=(threads, os.getpid())) as pool:

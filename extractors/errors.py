@@ -19,3 +19,7 @@ class BackendUnavailableError(ExtractionError):
 
 class MissingModalityError(ExtractionError):
     """A readable clip that lacks a modality (no audio track, silence, no face, no text)."""
+
+
+class InputNotFoundError(ExtractionError, FileNotFoundError):
+    """A media file, input folder or label file the user named that does not exist."""

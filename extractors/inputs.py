@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ExtractionError
+from .errors import ExtractionError, InputNotFoundError
 from .media import MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
@@ -38,7 +38,7 @@ def discover_media(root: Path) -> list[ClipJob]:
     if root.is_file():
         return [ClipJob(key=root.stem, path=root)]
     if not root.is_dir():
-        raise FileNotFoundError(f"input not found: {root}")
+        raise InputNotFoundError(f"input not found: {root}; check the path")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith("."))
     jobs, seen = [], {}
     for p in files:
@@ -146,7 +146,7 @@ def read_labels(labels: Path, media_root: Path | None = None,
 
     labels = Path(labels)
     if not labels.is_file():
-        raise FileNotFoundError(f"label file not found: {labels}")
+        raise InputNotFoundError(f"label file not found: {labels}; check --labels")
     content, delimiter = _read_label_text(labels)
     try:
         df = pd.read_csv(io.StringIO(content), sep=delimiter, keep_default_na=False,

@@ -17,7 +17,7 @@ model kind, rebuilt with its LM, ready to predict).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,6 +47,30 @@ def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | Non
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str) + "\n", encoding="utf-8")
     return directory
+
+
+def lm_fingerprint(hf_lm: torch.nn.Module) -> str:
+    """A short hash of a language model's weights, the same whatever dtype it was loaded in.
+
+    Cheap: the names and shapes of every parameter and the first 4096 values
+    of the first, middle and last one. The values are rounded to bfloat16
+    first, so an LM trained in bf16 on CUDA and evaluated in fp32 on a CPU
+    gives the same fingerprint, while other weights (a fine-tune, a random
+    init, another checkpoint of the same architecture) give another.
+    """
+    import hashlib
+
+    named = sorted((name, p) for name, p in hf_lm.named_parameters())
+    digest = hashlib.sha256()
+    for name, p in named:
+        digest.update(f"{name}:{tuple(p.shape)};".encode())
+    for _, p in (named[0], named[len(named) // 2], named[-1]) if named else ():
+        sample = p.detach().flatten()[:4096].to("cpu", torch.bfloat16).view(torch.int16)
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+LM_MISMATCH_OK = "--lm-mismatch ok"
 
 
 @dataclass
@@ -111,17 +135,20 @@ class LoadedModel:
     meta: dict
     directory: Path
     config: ModelConfig  # the config the model was built from (the checkpoint's, with `lm` in its place when given)
+    notes: list[str] = field(default_factory=list)  # what the caller should tell the user (an unchecked LM)
 
 
 def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None,
-               lm: str | None = None) -> LoadedModel:
+               lm: str | None = None, lm_mismatch_ok: bool = False) -> LoadedModel:
     """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode.
 
     lm_cache: a dict shared across calls (e.g. one per seed of a run) so the
     frozen LM, which checkpoints only name, is loaded once per LM name.
     lm: the frozen LM to load instead of the one the checkpoint names (a run
     moved to another machine, or an LM directory that moved); it must be the
-    same model, only its place differs.
+    same model, only its place differs: its weights' fingerprint (`lm_fingerprint`,
+    recorded at training) must match the checkpoint's, else CheckpointError,
+    unless `lm_mismatch_ok`. Checkpoints older than the fingerprint load with a note.
     """
     from models.nn.lm import load_causal_lm
     from models.nn.registry import build_model, needs_text
@@ -129,6 +156,7 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
     checkpoint = read_checkpoint(directory)
     config = checkpoint.config if lm is None else checkpoint.config.replace(lm=lm)
     hf_lm, tokenizer = None, None
+    notes: list[str] = []
     if needs_text(checkpoint.kind):
         # On CUDA the LM loads in the dtype training used (the preset's precision); on the CPU, where
         # autocast is off, in fp32.
@@ -145,7 +173,21 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
                 raise ModelNotAvailableError(f"{exc} (the LM {directory} was trained with; if it moved, "
                                              f"pass its new place with --lm)") from None
         hf_lm, tokenizer = cache[key]
+        saved = checkpoint.meta.get("lm_fingerprint")
+        if saved is None:
+            notes.append(f"{directory} does not record its LM's fingerprint (trained by an older deepmlf): "
+                         f"{config.lm} is used unchecked")
+        elif not lm_mismatch_ok:
+            fingerprint_key = ("fingerprint",) + key  # hashed once per LM, like the LM itself
+            if fingerprint_key not in cache:
+                cache[fingerprint_key] = lm_fingerprint(hf_lm)
+            now = cache[fingerprint_key]
+            if now != saved:
+                raise CheckpointError(
+                    f"{directory} was trained with {checkpoint.config.lm} (weights {saved}), but {config.lm} has "
+                    f"other weights ({now}): same architecture, another model, so its scores would be wrong; "
+                    f"pass the LM it was trained with, or {LM_MISMATCH_OK} to use this one anyway")
     model = build_model(checkpoint.kind, config, hf_lm)
     load_weights(model, checkpoint)
     normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in checkpoint.extra.items()})
-    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, checkpoint.meta, Path(directory), config)
+    return LoadedModel(model.to(device).eval(), tokenizer, normalizer, checkpoint.meta, Path(directory), config, notes)

@@ -19,3 +19,11 @@ class ModelNotAvailableError(DeepMLFError):
 
 class CheckpointError(DeepMLFError):
     """A run directory or checkpoint that is missing or inconsistent."""
+
+
+class OutputError(DeepMLFError):
+    """An output folder or file that cannot be written: in use by another writer, read-only, full, or a file."""
+
+
+class DiskFullError(OutputError):
+    """The device filled up during a write; the previous version of the file or folder stands."""

@@ -52,3 +52,16 @@ def test_demo_ends_with_a_prediction_on_a_generated_clip_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in (out / "videos" / "Raw").rglob("*.mp4")} == stamps  # clips kept
     assert "1 predicted, 0 failed" in again.output
+
+    # a finished runs/demo moved elsewhere re-runs there (issue 19 item 21): the data is recognised by its
+    # content, the LM and AV encoder by their place in the moved folder; nothing is retrained
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "runs" / "demo"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    best = {p: p.stat().st_mtime_ns for p in moved.glob("*/seed_*/best/model.safetensors")}
+    assert len(best) == 4
+    third = _demo(moved, tmp_path / "elsewhere")
+    assert third.exit_code == 0, third.output
+    assert {p: p.stat().st_mtime_ns for p in best} == best and "1 predicted, 0 failed" in third.output

@@ -113,3 +113,14 @@ def test_saved_datasets_follow_the_umask(tmp_path, umask):
     out = save_dataset(load_dataset("sample"), tmp_path / "copy")
     _assert_modes([out], umask, directory=True)
     _assert_modes(out.iterdir(), umask)
+
+
+def test_the_tiny_lm_files_follow_the_umask(tmp_path, umask):
+    """`deepmlf demo`'s tiny GPT-2: safetensors alone writes model.safetensors 0600 (issue 19 item 19)."""
+    from models.nn.tiny_lm import build_tiny_lm
+
+    out = build_tiny_lm(tmp_path / "tiny-gpt2", n_layer=1, d_model=16, n_head=2, vocab_size=300)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert "model.safetensors" in {p.name for p in files}
+    _assert_modes(files, umask)
+    _assert_modes([out], umask, directory=True)

@@ -102,9 +102,15 @@ def test_a_started_run_without_resume_another_dataset_or_process_count_and_a_for
     spec = Run(run_dir).spec()
     again = resolve_spec(spec, dataset, run_dir)
     assert isinstance(again.verdict, Refused) and "already holds a run; add --resume" in again.verdict.reason
-    other = dataclasses.replace(dataset, source=str(tmp_path / "elsewhere"))
+    # the same data at another path is the run's own (a copied run, issue 19 item 21); other content is not
+    same = dataclasses.replace(dataset, source=str(tmp_path / "elsewhere"))  # its fingerprint: of the raw data
+    assert isinstance(resolve_spec(spec, same, run_dir, resume=True).verdict, Resume)
+    train = dataset.splits["train"]
+    other = dataclasses.replace(same, splits={**dataset.splits, "train": train.subset(range(len(train) - 1))},
+                                _fingerprint=None)
     moved = resolve_spec(spec, other, run_dir, resume=True)
     assert isinstance(moved.verdict, Refused) and moved.verdict.changes == ("dataset",)
+    assert "other content" in moved.verdict.reason
     two = resolve_spec(spec, dataset, run_dir, resume=True, world=2)
     assert isinstance(two.verdict, Refused) and two.verdict.changes == ("processes",)
     assert "resume without torchrun" in two.verdict.reason

@@ -22,11 +22,12 @@ def compare(
     with handle_errors(debug):
         from deepmlf_cli.render import stdout, transposed_table
         from models.evaluation.compare import compare_runs, comparison_csv, table_rows
-        from models.io import atomic_write_text
+        from models.io import atomic_write_text, check_writable_file
 
+        if csv_file is not None:
+            check_writable_file(csv_file, "--csv")
         comparison = compare_runs(run_dirs)
         if csv_file is not None:
-            csv_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(csv_file, comparison_csv(comparison))
         if as_json:
             typer.echo(json.dumps(comparison.to_dict(), indent=2))

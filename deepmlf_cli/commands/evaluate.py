@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deepmlf_cli.errors import handle_errors
-from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput, LanguageModel
+from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput, LanguageModel, LmMismatch
 
 
 def evaluate(
@@ -19,6 +19,7 @@ def evaluate(
     predictions: Annotated[Path | None, typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")] = None,
     scheme: Annotated[str | None, typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).")] = None,
     lm: LanguageModel = None,
+    lm_mismatch: LmMismatch = None,
     device: Device = "auto",
     as_json: JsonOutput = False,
     debug: Debug = False,
@@ -32,6 +33,7 @@ def evaluate(
             show_scored_predictions(score_predictions(predictions, scheme), as_json)
             return
         data, split, rows, results = evaluate_run_dir(run_dir, dataset, data_dir, split, scheme=scheme, lm=lm,
+                                                      lm_mismatch=lm_mismatch,
                                                       device=device, quiet=as_json)
         show_evaluation(run_dir, data, split, rows, results, as_json)
 

@@ -31,6 +31,7 @@ def predict(
     segment: Annotated[bool, typer.Option("--segment", help="Long videos: predict each utterance (subtitles/Whisper) or fixed window; timeline + PNG.")] = False,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps.")] = DEFAULT_WINDOW_S,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")] = Path("predictions"),
+    lm_mismatch: Annotated[str | None, typer.Option("--lm-mismatch", help="ok: use an --lm whose weights differ from the ones the run was trained with (default: refuse it).")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
     whisper_model: WhisperModelOption = None,
     whisper_backend: WhisperBackendOption = None,
@@ -56,13 +57,16 @@ def predict(
         from deepmlf_cli.views import show_report
         from deepmlf_cli.workflows.predict import predict_paths
         from models.devices import resolve_device
+        from models.io import check_writable_file
 
+        if csv_file is not None:
+            check_writable_file(csv_file, "--csv")  # before Whisper and the model run
         whisper = {"model": whisper_model, "language": language, "backend": whisper_backend.value if whisper_backend
                    else None, "task": "translate" if translate else None}
         with ClipProgress("predict", quiet=quiet or as_json) as bar:
             report = predict_paths(paths, model, transcript=transcript, no_whisper=no_whisper, segment=segment,
                                    window=window, device=str(resolve_device(device)), allow_missing=allow_missing,
-                                   lm=lm, whisper=whisper, save=timeline_saver(out), on_plan=bar.on_plan,
+                                   lm=lm, lm_mismatch=lm_mismatch, whisper=whisper, save=timeline_saver(out), on_plan=bar.on_plan,
                                    on_result=bar.on_result)
         if csv_file is not None:
             write_csv(csv_file, report_rows(report))

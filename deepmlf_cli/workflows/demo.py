@@ -93,7 +93,7 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
     video_run = out / "video-deepmlf"
     stage(video_data, "deepmlf", video_run.name, "DeepMLF on features extracted from the generated clips",
           {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
-    report = _predict(video_run, new_clip)
+    report = _predict(video_run, new_clip, lm_dir)
     if report.failed:
         return report
     # `predict` without --model finds the newest run under ./runs: say --model when that is not this one.
@@ -130,11 +130,15 @@ def _video_dataset(out: Path, quiet: bool):
     return load_data(str(out / "video-dataset"), None, quiet=True), new_clip
 
 
-def _predict(run_dir: Path, clip: Path):
-    """The new clip predicted with the run just trained, as `deepmlf predict` shows it."""
+def _predict(run_dir: Path, clip: Path, lm_dir: Path):
+    """The new clip predicted with the run just trained, as `deepmlf predict` shows it.
+
+    With the demo's own LM folder: the run records where it was (absolute), and a copied or moved
+    runs/demo has it here now (its weights' fingerprint is checked all the same).
+    """
     from deepmlf_cli.views import render_report
     from deepmlf_cli.workflows.predict import predict_paths
 
-    report = predict_paths([clip], run_dir=run_dir)
+    report = predict_paths([clip], run_dir=run_dir, lm=str(lm_dir))
     render_report(report)
     return report

@@ -18,8 +18,18 @@ def score_predictions(predictions: Path, scheme: str | None) -> dict[str, Any]:
             "metrics": compute_metrics(pred, label, scheme)}
 
 
+def check_lm_mismatch(value: str | None) -> bool:
+    """--lm-mismatch: None (refuse an LM whose weights differ from the run's) or "ok" (use it anyway)."""
+    from models.errors import ConfigError
+
+    if value not in (None, "ok"):
+        raise ConfigError(f"--lm-mismatch {value}: the only value is ok (use an LM whose weights differ from the run's)")
+    return value == "ok"
+
+
 def evaluate_run_dir(run_dir: Path | None, dataset: str | None, data_dir: Path | None, split: str = "test", *,
-                     scheme: str | None = None, lm: str | None = None, device: str = "auto",
+                     scheme: str | None = None, lm: str | None = None, lm_mismatch: str | None = None,
+                     device: str = "auto",
                      quiet: bool = False) -> tuple[Any, str, dict[str, dict[str, float]], dict[str, Any]]:
     """(dataset, split, metrics per seed, summary) of every seed's checkpoint in `run_dir`.
 
@@ -34,6 +44,7 @@ def evaluate_run_dir(run_dir: Path | None, dataset: str | None, data_dir: Path |
     from models.evaluation.metrics import SCHEMES
     from models.run import Run
 
+    lm_mismatch_ok = check_lm_mismatch(lm_mismatch)
     if run_dir is None:
         raise ConfigError("give a RUN_DIR to evaluate, or --predictions FILE.csv --scheme mosi|sims")
     split = canonical_split(split)
@@ -50,5 +61,6 @@ def evaluate_run_dir(run_dir: Path | None, dataset: str | None, data_dir: Path |
     data = load_data(dataset, data_dir, quiet=quiet, scheme=scheme)
     if scheme is None and data.scheme_guessed and trained_on.get("scheme") in SCHEMES:
         data = with_scheme(data, trained_on["scheme"])  # score as the run was scored
-    rows, results = evaluate_checkpoints(checkpoints, data, split, device=resolve_device(device), lm=lm)
+    rows, results = evaluate_checkpoints(checkpoints, data, split, device=resolve_device(device), lm=lm,
+                                          lm_mismatch_ok=lm_mismatch_ok)
     return data, split, rows, results

@@ -22,11 +22,13 @@ def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any
     from extractors.feature_recipe import build_recipe
     from extractors.inputs import parse_shard
     from models.data.format import save_extracted
+    from models.io import output_lock
     from models.schemes import Scheme
 
     shard_kn = parse_shard(shard)
     recipe = build_recipe(**(recipe_options or {}))
-    with ClipProgress("extract", quiet=quiet, transient=False, rate=True) as bar:
+    # One writer per dataset folder: two recipes writing one folder would mix their features.
+    with output_lock(out, "extraction"), ClipProgress("extract", quiet=quiet, transient=False, rate=True) as bar:
         return run_extract(inputs, out, recipe, shard=shard_kn, on_plan=bar.on_plan, on_result=bar.on_result,
                            write_dataset=save_extracted, label_range=Scheme.label_range(options.get("scheme")),
                            **options)

@@ -95,6 +95,7 @@ def predict_paths(
     whisper: dict[str, str | None] | None = None,
     runs_root: Path = DEFAULT_RUNS,
     lm: str | None = None,
+    lm_mismatch: str | None = None,
     save: Callable[[dict], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
@@ -112,12 +113,13 @@ def predict_paths(
     Nothing here writes a file.
     """
     from deepmlf_cli.predictor import Predictor
+    from deepmlf_cli.workflows.evaluate import check_lm_mismatch
     from models.errors import ConfigError
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
-    predictor = Predictor.load(run_dir, runs_root=runs_root, device=device, lm=lm, whisper=whisper,
-                               no_whisper=no_whisper)
+    predictor = Predictor.load(run_dir, runs_root=runs_root, device=device, lm=lm,
+                               lm_mismatch_ok=check_lm_mismatch(lm_mismatch), whisper=whisper, no_whisper=no_whisper)
     items = collect_inputs(paths)
     predictor.check_whisper([p for _, p in items], transcript)
     report = PredictReport(predictor.run_dir, predictor.checkpoint, predictor.scheme, notes=list(predictor.notes))

@@ -25,6 +25,7 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
     from deepmlf_cli.resolve import default_run_dir, init_distributed, load_data, run_options
     from models.config import parse_layer_list
     from models.errors import ConfigError
+    from models.io import check_writable_dir
     from models.training.resolution import require_run, resolve_run
 
     if freeze_av and not init_av:
@@ -39,6 +40,8 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
     options = run_options(model, preset, config, model_overrides, train_overrides, seeds, init_av, freeze_av)
     if resume:
         require_run(out)
+    if out is not None:
+        check_writable_dir(out)  # read-only, full or a file: one line before the data and the LM load
     init_distributed()
     data = load_data(dataset, data_dir, quiet, scheme=scheme)
     run_dir = out or default_run_dir(data, options.kind or "deepmlf")
@@ -61,13 +64,18 @@ def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, resume:
 
 def train_with_progress(data, resolved, *, device: Any = "auto", quiet: bool = False) -> dict[str, Any]:
     """Train every seed of a ResolvedRun (models.training.experiment.train_run) with one epoch bar per seed."""
+    import contextlib
+
     from deepmlf_cli.render import EpochProgress, make_progress
     from deepmlf_cli.resolve import is_main_process
     from models.evaluation.metrics import PRIMARY_METRICS
+    from models.io import output_lock
     from models.training.experiment import train_run
 
     primary = PRIMARY_METRICS[data.scheme][0]
-    with make_progress(quiet or not is_main_process()) as progress:
+    # One writer per run directory (torchrun's ranks are one writer: rank 0 holds it).
+    lock = output_lock(resolved.run_dir, "training run") if is_main_process() else contextlib.nullcontext()
+    with lock, make_progress(quiet or not is_main_process()) as progress:
         return train_run(data, resolved.spec, resolved.run_dir, verdict=resolved.verdict, device=device,
                          progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
 

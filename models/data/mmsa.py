@@ -8,6 +8,7 @@ from the user's own data paths.
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,17 +83,39 @@ def load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
     recorded = data.get("scheme")
     if recorded is not None and Scheme.get(recorded) is None:
         raise DatasetError(f"{path}: 'scheme' is {recorded!r}, expected one of {Scheme.choices()}")
+    features = _read_features(data.get(FEATURES_KEY), path)
     return MultimodalDataset(
         name=name,
         scheme=Scheme(recorded) if recorded is not None else Scheme.guess((s.labels for s in splits.values()), name),
         scheme_guessed=recorded is None,
         splits=splits,
-        audio_features=None,
-        vision_features=None,
-        recipe=None,
+        audio_features=features.get("audio_features"),
+        vision_features=features.get("vision_features"),
+        recipe=features.get("recipe"),
         source=str(path),
         cleaning_report=report,
+        audio_rate_hz=features.get("audio_rate_hz"),
+        vision_rate_hz=features.get("vision_rate_hz"),
     )
+
+
+# What `deepmlf extract --format mmsa` knows about its features (the recipe that computes them from
+# raw video, the column names, the frame rates), as one JSON str beside the splits: a run trained on
+# the pickle can then predict on videos like one trained on the dataset folder. MMSA's files lack it.
+FEATURES_KEY = "deepmlf_features"
+_FEATURE_FIELDS = ("recipe", "audio_features", "vision_features", "audio_rate_hz", "vision_rate_hz")
+
+
+def _read_features(text: object, path: Path) -> dict:
+    if text is None:
+        return {}
+    try:
+        features = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        features = None
+    if not isinstance(features, dict):
+        raise DatasetError(f"{path}: {FEATURES_KEY!r} is not the JSON object `deepmlf extract --format mmsa` writes")
+    return {k: features.get(k) for k in _FEATURE_FIELDS}
 
 
 # --------------------------------------------------------------------------- #
@@ -132,4 +155,5 @@ def save_mmsa_pickle(dataset: MultimodalDataset, path: Path, annotations: Mappin
                 fields[f"regression_labels_{m}"] = values
         pickled[split_name] = fields
     pickled["scheme"] = Scheme(dataset.scheme).value  # a str: the pickle must load without deepmlf
+    pickled[FEATURES_KEY] = json.dumps({k: getattr(dataset, k) for k in _FEATURE_FIELDS})
     return atomic_write(Path(path), lambda handle: pickle.dump(pickled, handle, protocol=4))

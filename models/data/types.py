@@ -88,8 +88,8 @@ class MultimodalDataset:
     splits: dict[str, SplitData]  # "train", "valid", "test"
     audio_features: list[str] | None  # names of the D_a columns, when known
     vision_features: list[str] | None
-    # Feature recipe from `deepmlf extract`; None for MMSA pickles, whose
-    # features cannot be recomputed from raw video.
+    # Feature recipe from `deepmlf extract` (also in its `--format mmsa` pickles); None for
+    # MMSA's own pickles, whose features cannot be recomputed from raw video.
     recipe: dict | None
     source: str  # the file or directory it came from
     audio_rate_hz: float | None = None  # frames per second, when known
@@ -98,6 +98,35 @@ class MultimodalDataset:
     cleaning_report: dict[str, dict[str, int]] = field(default_factory=dict)
     # True when no file recorded the scheme and it was guessed from the name and labels.
     scheme_guessed: bool = False
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """A short hash of the dataset's content, whatever its path: a run copied or moved with its data
+        recognises the data as its own (`deepmlf train --resume`, `deepmlf demo` re-run elsewhere).
+
+        Every clip's id, text, labels and lengths, each split's array shapes, the feature names and
+        recipe, and up to 65536 evenly spaced values of each feature array. Computed once and kept:
+        training z-scores the features in place afterwards (`SplitData.normalized_by`).
+        """
+        if self._fingerprint is None:
+            import hashlib
+            import json
+
+            digest = hashlib.sha256(json.dumps([self.audio_features, self.vision_features, self.recipe],
+                                               sort_keys=True, default=str).encode())
+            for name in sorted(self.splits):
+                split = self.splits[name]
+                digest.update(json.dumps([name, split.ids, split.texts]).encode())
+                for values in (split.labels, split.labels_T, split.labels_A, split.labels_V,
+                               split.audio_lengths, split.vision_lengths):
+                    if values is not None:
+                        digest.update(np.ascontiguousarray(values).tobytes())
+                for features in (split.audio, split.vision):  # (N, T, D)
+                    digest.update(str(features.shape).encode())
+                    flat = features.reshape(-1)
+                    digest.update(np.ascontiguousarray(flat[:: max(1, flat.size // 65536)]).tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     @property
     def d_audio(self) -> int:

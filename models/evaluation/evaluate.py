@@ -28,8 +28,10 @@ def check_compatible(loaded: LoadedModel, dataset: MultimodalDataset) -> None:
 def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str = "test", batch_size: int = 64,
                         device: torch.device | str = "cpu",
                         lm_cache: dict | None = None,
-                        lm: str | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(metrics, every head's predictions) of one checkpoint on one split; lm_cache and lm as in `load_model`.
+                        lm: str | None = None,
+                        lm_mismatch_ok: bool = False) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics, every head's predictions) of one checkpoint on one split; lm_cache, lm and lm_mismatch_ok
+    as in `load_model`.
 
     `split` may be any name of `models.data.types.SPLIT_ALIASES` ("validation", "dev", ...).
     """
@@ -40,7 +42,7 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
         nonempty = [k for k, v in dataset.splits.items() if len(v)]
         raise DatasetError(f"the {split} split of {dataset.source} is empty; evaluate another with --split "
                            f"({', '.join(nonempty)})")
-    loaded = load_model(directory, device, lm_cache, lm)
+    loaded = load_model(directory, device, lm_cache, lm, lm_mismatch_ok)
     check_compatible(loaded, dataset)
     encoded = encode_split(dataset.splits[split], loaded.tokenizer, loaded.config.max_text_tokens,
                            loaded.normalizer)
@@ -50,7 +52,8 @@ def evaluate_checkpoint(directory: Path, dataset: MultimodalDataset, split: str 
 
 def evaluate_checkpoints(checkpoints: list[Path], dataset: MultimodalDataset, split: str = "test",
                          device: torch.device | str = "cpu",
-                         lm: str | None = None) -> tuple[dict[int | str, dict[str, float]], dict[str, Any]]:
+                         lm: str | None = None,
+                         lm_mismatch_ok: bool = False) -> tuple[dict[int | str, dict[str, float]], dict[str, Any]]:
     """A run's checkpoints (`models.run.Run.checkpoints()`: one per seed) on one split, summarised.
 
     Returns (metrics per seed name, `models.evaluation.metrics.summarize_run` of them: per-seed rows and
@@ -62,5 +65,6 @@ def evaluate_checkpoints(checkpoints: list[Path], dataset: MultimodalDataset, sp
     lm_cache: dict = {}
     for checkpoint in checkpoints:
         seed = checkpoint_seed(checkpoint) or "0"
-        rows[seed], _ = evaluate_checkpoint(checkpoint, dataset, split, device=device, lm_cache=lm_cache, lm=lm)
+        rows[seed], _ = evaluate_checkpoint(checkpoint, dataset, split, device=device, lm_cache=lm_cache, lm=lm,
+                                            lm_mismatch_ok=lm_mismatch_ok)
     return rows, summarize_run(rows, dataset.scheme)

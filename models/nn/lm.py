@@ -38,7 +38,7 @@ _GPT2 = LMLayout("transformer", "h", "wte", "ln_f", "mlp", "wpe", None, "drop")
 _LLAMA = LMLayout("model", "layers", "embed_tokens", "norm", "mlp", None, "rotary_emb", None)
 LAYOUTS: dict[str, LMLayout] = {"gpt2": _GPT2, "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA}
 
-# Configs of the presets' LMs, so `deepmlf describe --random-init` works with
+# Configs of the presets' LMs, so `deepmlf describe` counts parameters with
 # no network and an empty cache (sizes from the models' published configs).
 KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "gpt2": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12)),
@@ -89,7 +89,7 @@ def resolve_lm_source(name: str, revision: str | None = None) -> str:
 
         hint = ("; it is the `sample` preset's tiny GPT-2, which `deepmlf demo` (make demo) builds"
                 if name == PRESETS["sample"].model["lm"] else "; check the --lm path")
-        raise ModelNotAvailableError(f"language model directory {path} does not exist{hint}")
+        raise ModelNotAvailableError(f"language model directory {path}{_relative_to_cwd(path)} does not exist{hint}")
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(name, "config.json", revision=revision)
@@ -99,8 +99,20 @@ def resolve_lm_source(name: str, revision: str | None = None) -> str:
                 f"language model {name!r} is cached, but not at revision {revision} (the one the model was "
                 f"trained on): run `hf download {name} --revision {revision}` where there is network and copy "
                 f"the cache")
+        if "/" not in name and name not in KNOWN_CONFIGS:
+            # A bare word is a hub id only for a few legacy models (gpt2, ...); a user's "lmcopy"
+            # is a folder they meant, and `hf download lmcopy` would only send them astray.
+            raise ModelNotAvailableError(
+                f"language model {name!r}: no directory {path}{_relative_to_cwd(path)} and no cached hub "
+                f"model of that name; check the --lm path (hub ids are namespace/name, e.g. openai-community/gpt2)")
         raise _not_cached(name)
     return name
+
+
+def _relative_to_cwd(path: Path) -> str:
+    """' (relative to the current directory, DIR)' for a relative path: a preset's relative LM folder
+    is looked up from where the command runs, not from the run or the dataset."""
+    return "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
 
 
 def lm_revision(name: str) -> str | None:

@@ -40,7 +40,6 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -70,8 +69,13 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # library code stays quiet (the CLI draws its own progress)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    from models.io import atomic_dir
+
+    # Whole or not at all (an interrupted save is no half LM), and with the modes open() gives:
+    # safetensors writes model.safetensors 0600, which would hide it from the rest of a shared group.
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 

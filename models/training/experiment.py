@@ -6,20 +6,21 @@ The run directory's layout is `models.run.Run`'s; this module decides what goes 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from models.checkpoint import read_checkpoint
+from models.checkpoint import lm_fingerprint, read_checkpoint
 from models.config import TrainConfig
 from models.data.batching import encode_split
 from models.data.normalize import FeatureNormalizer
 from models.data.types import MultimodalDataset
 from models.devices import resolve_device, resolve_lm_dtype
 from models.distributed import is_distributed, rank_and_world
-from models.errors import ConfigError
+from models.errors import CheckpointError, ConfigError
 from models.evaluation.inference import predict_encoded
 from models.evaluation.metrics import compute_metrics, summarize_run
 from models.nn.registry import build_model, needs_text
@@ -58,8 +59,19 @@ def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
             "audio_features": dataset.audio_features, "vision_features": dataset.vision_features,
             "audio_rate_hz": dataset.audio_rate_hz, "vision_rate_hz": dataset.vision_rate_hz,
             "recipe": dataset.recipe, "splits": {k: len(v) for k, v in dataset.splits.items()},
+            "fingerprint": dataset.fingerprint(),  # the same data at another path is recognised by it
             # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
             "cleaned": dataset.cleaning_report}
+
+
+def _check_resumed_lm(run: Run, fingerprint: str, lm: str) -> None:
+    """A resumed run goes on with the LM weights it started with (its folder may have moved)."""
+    for checkpoint in run.checkpoints(required=False):
+        meta_file = checkpoint / "meta.json"
+        saved = json.loads(meta_file.read_text()).get("lm_fingerprint") if meta_file.is_file() else None
+        if saved is not None and saved != fingerprint:
+            raise CheckpointError(f"{checkpoint} was trained with LM weights {saved}, but {lm} "
+                                  f"holds other weights ({fingerprint}); resume with the LM it was trained with")
 
 
 def check_splits(dataset: MultimodalDataset) -> None:
@@ -76,6 +88,16 @@ def has_test_split(dataset: MultimodalDataset) -> bool:
 
 
 NO_TEST_NOTE = "the test split is empty: no test metrics (the best validation state is saved)"
+
+
+def small_train_note(dataset: MultimodalDataset, train: TrainConfig) -> str | None:
+    """A note when the train split holds fewer clips than one batch: it trains, but on too little to mean much."""
+    n = len(dataset.splits["train"])
+    if n >= train.batch_size:
+        return None
+    return (f"the train split of {dataset.source} has only {n} clip(s), fewer than one batch ({train.batch_size}): "
+            f"each epoch is a single small step and the scores say little; add clips to train "
+            f"(label.csv `mode` column) or lower --batch-size")
 
 
 def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
@@ -98,6 +120,7 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     run = Run(run_dir)
     rank, world = rank_and_world()
     check_splits(dataset)
+    dataset.fingerprint()  # of the raw features: `encode_split` below z-scores them in place
     if verdict is None:  # a library caller's plain spec: resolved by the same function the CLI's goes through
         resolved = resolve_spec(spec, dataset, run_dir, resume)
         spec, verdict = resolved.spec, resolved.verdict
@@ -118,6 +141,10 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     # The LM dtype it trained with: `deepmlf evaluate` on CUDA loads the LM the same way, so it
     # reproduces the test metrics written here.
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
+    if hf_lm is not None:  # evaluate/predict refuse an LM with other weights under the same name or shape
+        meta["lm_fingerprint"] = fingerprint = lm_fingerprint(hf_lm)
+        if resume:
+            _check_resumed_lm(run, fingerprint, config.lm)
     av_weights = None  # Pre&Tune / Pre&Fro: one pretrained AV encoder for every seed
     if spec.init_av and spec.init_av != "random":
         av_weights = read_checkpoint(Run(spec.init_av).best()).weights
@@ -162,8 +189,9 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
         del model
     results = summarize_run(rows, dataset.scheme)
     results["cleaned"] = dataset.cleaning_report
-    if not tested:
-        results["notes"] = [NO_TEST_NOTE]
+    notes = [note for note in (small_train_note(dataset, spec.train), None if tested else NO_TEST_NOTE) if note]
+    if notes:
+        results["notes"] = notes
     if rank == 0:
         run.write_results(results)
     return results

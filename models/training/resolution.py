@@ -28,6 +28,7 @@ from models.config import DATASET_PRESETS, PRESETS, Preset, TrainConfig, get_pre
 from models.data.types import MultimodalDataset, transcripts_are_cjk
 from models.distributed import rank_and_world
 from models.errors import ConfigError
+from models.io import LOCK_NAME
 from models.nn.registry import model_kind, needs_text
 from models.run import Run, RunSpec
 from models.schemes import Scheme
@@ -236,10 +237,17 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
     if run.is_started():
         if not resume:
             return spec, Refused(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-        saved_source = run.dataset().get("source")
-        if saved_source != portable_source(dataset.source):
-            return spec, Refused(f"{run_dir} was trained on {saved_source}, not {dataset.source}; "
-                                 f"resume with the same --dataset", ("dataset",))
+        saved_data = run.dataset()
+        saved_source, source = saved_data.get("source"), portable_source(dataset.source)
+        moved = None
+        if saved_source != source:
+            if saved_data.get("fingerprint") != dataset.fingerprint():
+                return spec, Refused(f"{run_dir} was trained on {saved_source}, not {dataset.source} (other "
+                                     f"content); resume with the same --dataset", ("dataset",))
+            # The same data at another path: the run was copied or moved with it (a copied runs/demo).
+            # Paths under the old folder (the LM, the AV encoder) move with it; the LM's weights are
+            # checked by their fingerprint once loaded (`models.training.experiment.train_run`).
+            moved = _moved_roots(str(saved_source), source)
         saved_world = run.world_size()
         if saved_world != world:
             return spec, Refused(
@@ -248,7 +256,7 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
                 f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
                 f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
                 f"the lr schedule) depend on it; resume without torchrun", ("processes",))
-        saved = run.spec()
+        saved = run.spec() if moved is None else _moved_spec(run.spec(), *moved)
         differences = tuple(spec_differences(saved, spec))
         if differences:
             if run.is_finished(saved) and any(d.startswith("max_epochs:") for d in differences):
@@ -263,9 +271,29 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
         return saved, Resume()
     if resume and not run.exists():
         run.spec()  # raises: there is no run to resume
-    if not run.exists() and run_dir.exists() and any(run_dir.iterdir()):
+    if not run.exists() and run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         return spec, Refused(f"{run_dir} exists and is not a deepmlf run; choose another --out")
     return spec, Fresh()
+
+
+def _moved_roots(old: str, new: str) -> tuple[str, str]:
+    """The folders a tree moved from and to, from one path in it at both places: their common tail
+    dropped ("/old/runs/demo/sample", "/new/demo/sample" -> "/old/runs", "/new")."""
+    old_parts, new_parts = list(Path(old).parts), list(Path(new).parts)
+    while len(old_parts) > 1 and len(new_parts) > 1 and old_parts[-1] == new_parts[-1]:
+        old_parts.pop()
+        new_parts.pop()
+    return str(Path(*old_parts)), str(Path(*new_parts))
+
+
+def _moved_spec(spec: RunSpec, old_root: str, new_root: str) -> RunSpec:
+    """`spec` with its local paths (the LM folder, the AV encoder run) under `old_root` moved under `new_root`."""
+    def moved(path: str | None) -> str | None:
+        if not path or not Path(path).is_absolute() or not Path(path).is_relative_to(old_root):
+            return path
+        return str(Path(new_root) / Path(path).relative_to(old_root))
+
+    return dataclasses.replace(spec, model=spec.model.replace(lm=moved(spec.model.lm)), init_av=moved(spec.init_av))
 
 
 def require_run(run_dir: Path) -> None:

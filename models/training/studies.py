@@ -119,6 +119,22 @@ def variant_dir_name(name: str) -> str:
     return "-".join(filter(None, cleaned.split("-")))
 
 
+def check_variant_layers(name: str, variants: list[Variant], base: ModelConfig, n_layers: int) -> None:
+    """Every variant's MM layers must lie inside the LM; else one error, in the terms `deepmlf study` takes.
+
+    (The LM's own check says "fix --mm-layers", a flag of `train` only: a study's layers come from
+    its --preset or a --config file.)
+    """
+    for variant in variants:
+        layers = base.replace(**variant.overrides).mm_layers
+        bad = [i for i in layers if not 0 <= i < n_layers]
+        if bad:
+            raise ConfigError(
+                f"study {name}, variant {variant.name}: MM layer(s) {bad} are outside {base.lm}, which has "
+                f"{n_layers} layers (0..{n_layers - 1}); choose a --preset made for this LM, or set "
+                f"mm_layers in the [model] table of a --config file")
+
+
 def _lm_layers(name: str) -> int:
     from models.nn.lm import load_lm_config
 
@@ -141,7 +157,9 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
 
     out_dir = Path(out_dir)
     base = base_spec.model
-    variants = study_variants(name, base, _lm_layers(base.lm))
+    n_layers = _lm_layers(base.lm)
+    variants = study_variants(name, base, n_layers)
+    check_variant_layers(name, variants, base, n_layers)  # before anything is trained or written
     out_dir.mkdir(parents=True, exist_ok=True)
     lm_and_tokenizer = load_causal_lm(base.lm)
 
