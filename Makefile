@@ -36,9 +36,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -rs -m "not slow" tests
 
-# Lint the whole tree, type-check models/ and extractors/ (rules and paths: pyproject.toml).
+# Lint and format-check the whole tree (120 columns), type-check models/ and extractors/ (rules and
+# paths: pyproject.toml). `ruff format .` applies the formatting.
 quality: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -73,10 +73,15 @@ def main() -> None:
             t = _time(fn)
             print(f"{name:40s} {t:8.3f} {t / secs:7.3f}")
 
-        print(f"\nbatch of {args.clips} clips x {secs:.0f} s through run_extract (process pool, spawn; includes worker start-up):")
+        print(
+            f"\nbatch of {args.clips} clips x {secs:.0f} s through run_extract (process pool, spawn; includes worker start-up):"
+        )
         corpus = tmp / "corpus"
         for i in range(args.clips):
-            shutil.copy(clip, corpus / f"c{i}.mp4") if corpus.exists() else (corpus.mkdir(), shutil.copy(clip, corpus / f"c{i}.mp4"))
+            shutil.copy(clip, corpus / f"c{i}.mp4") if corpus.exists() else (
+                corpus.mkdir(),
+                shutil.copy(clip, corpus / f"c{i}.mp4"),
+            )
         print(f"{'workers':>8s} {'seconds':>8s} {'clips/s':>8s} {'RTF':>7s}")
         for n in args.workers:
             out = tmp / f"out{n}"

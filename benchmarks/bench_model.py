@@ -64,13 +64,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 # bf16 dense peak FLOP/s by GPU name fragment (vendor data sheets), for the model-FLOPs utilisation.
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
-                    "V100": 125.0, "T4": 65.0}
+BF16_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10G": 125.0,
+    "L4": 121.0,
+    "V100": 125.0,
+    "T4": 65.0,
+}
 
 # --table: name → switches (the first row is the reference's way; speedups are against it).
 TABLE = {
-    "reference-style (fixed 50, shuffle, none)": ["--fixed-length", "50", "--batching", "shuffle", "--no-prefix",
-                                                  "--no-cache", "--no-logits-budget"],
+    "reference-style (fixed 50, shuffle, none)": [
+        "--fixed-length",
+        "50",
+        "--batching",
+        "shuffle",
+        "--no-prefix",
+        "--no-cache",
+        "--no-logits-budget",
+    ],
     "all on, window batching (default)": [],
     "all on, LM dropout off": ["--lm-dropout", "off"],
     "LM dropout off, --no-cache": ["--lm-dropout", "off", "--no-cache"],
@@ -99,6 +114,7 @@ def gpu_peak_tflops(device: torch.device, override: float | None) -> float | Non
 
 # --- step mode -------------------------------------------------------------------------------------
 
+
 def step_mode(args) -> None:
     from models.config import get_preset
     from models.devices import autocast_context, model_autocast, resolve_lm_dtype
@@ -122,22 +138,30 @@ def step_mode(args) -> None:
     lengths = torch.randint(8, T + 1, (B,), generator=g)  # real transcripts are shorter than 39
     text_valid = torch.arange(T)[None, :] >= (T - lengths)[:, None]  # left padding
     batch = Batch(
-        text_ids=torch.randint(0, 21128, (B, T), generator=g), text_valid=text_valid,
-        audio=torch.randn(B, 400, 33, generator=g), audio_lengths=torch.randint(100, 401, (B,), generator=g),
-        vision=torch.randn(B, 55, 709, generator=g), vision_lengths=torch.randint(20, 56, (B,), generator=g),
+        text_ids=torch.randint(0, 21128, (B, T), generator=g),
+        text_valid=text_valid,
+        audio=torch.randn(B, 400, 33, generator=g),
+        audio_lengths=torch.randint(100, 401, (B,), generator=g),
+        vision=torch.randn(B, 55, 709, generator=g),
+        vision_lengths=torch.randint(20, 56, (B,), generator=g),
         labels=torch.rand(B, generator=g) * 2 - 1,
     ).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"LM config {args.lm}, device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
-          f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
-          f"prefix path {'on' if model.prefix_path else 'off'}, "
-          f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}, "
-          f"lean memory {'off' if args.no_lean_memory else 'on'}, LM {str(hf_lm.dtype).removeprefix('torch.')}, "
-          f"bf16 autocast {'on' if autocast else 'off'}")
+    print(
+        f"LM config {args.lm}, device {device}, threads {torch.get_num_threads()}, trainable {trainable / 1e6:.2f} M, "
+        f"padding {1 - float(text_valid.float().mean()):.0%} of text positions, "
+        f"prefix path {'on' if model.prefix_path else 'off'}, "
+        f"LM-loss recompute {'only past the budget' if model.logits_budget_bytes else 'always'}, "
+        f"lean memory {'off' if args.no_lean_memory else 'on'}, LM {str(hf_lm.dtype).removeprefix('torch.')}, "
+        f"bf16 autocast {'on' if autocast else 'off'}"
+    )
 
     # AdamW over the trainable parameters, as `deepmlf train` steps them (its state is part of the peak).
-    optimizer = (torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-                 if not args.no_optimizer else None)
+    optimizer = (
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+        if not args.no_optimizer
+        else None
+    )
 
     cpu_seconds = []  # process CPU time per step: less blurred than wall time when other jobs share the cores
 
@@ -170,8 +194,10 @@ def step_mode(args) -> None:
     times = [step() for _ in range(args.steps)]
     evals = [eval_forward() for _ in range(args.steps)]
     what = "forward+backward+AdamW" if optimizer is not None else "forward+backward"
-    print(f"train step ({what}, batch {B}): first {warm:.2f} s, then mean {sum(times) / len(times):.2f} s "
-          f"(min {min(times):.2f}); process CPU time per step (all threads) {min(cpu_seconds[1:]):.2f} s")
+    print(
+        f"train step ({what}, batch {B}): first {warm:.2f} s, then mean {sum(times) / len(times):.2f} s "
+        f"(min {min(times):.2f}); process CPU time per step (all threads) {min(cpu_seconds[1:]):.2f} s"
+    )
     print(f"eval forward (no LM logits): mean {sum(evals) / len(evals):.2f} s")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
@@ -193,6 +219,7 @@ def apply_switches(model, args) -> None:
 
 
 # --- epoch mode ------------------------------------------------------------------------------------
+
 
 def mosi_like_lengths(n: int, seed: int):
     """Transcript lengths (words) with MOSI's shape: log-normal, median 10, p90 23 (mean ≈ 12.5), max 114."""
@@ -220,9 +247,18 @@ def synthetic_split(n: int, seed: int, vocab: int, max_tokens: int, bucketed: bo
     audio *= np.arange(375)[None, :, None] < audio_lengths[:, None, None]  # zero past each clip's length
     vision = rng.standard_normal((n, 500, 20), dtype=np.float32)
     vision *= np.arange(500)[None, :, None] < vision_lengths[:, None, None]
-    return EncodedSplit([f"clip{i}" for i in range(n)], token_ids, audio.astype(np.float32), audio_lengths,
-                        vision.astype(np.float32), vision_lengths, rng.uniform(-3, 3, n).astype(np.float32),
-                        pad_id=50256, bucketed=bucketed, pad_to=pad_to)
+    return EncodedSplit(
+        [f"clip{i}" for i in range(n)],
+        token_ids,
+        audio.astype(np.float32),
+        audio_lengths,
+        vision.astype(np.float32),
+        vision_lengths,
+        rng.uniform(-3, 3, n).astype(np.float32),
+        pad_id=50256,
+        bucketed=bucketed,
+        pad_to=pad_to,
+    )
 
 
 class _Timer:
@@ -276,8 +312,17 @@ def full_set_padding(batching: str, pad_to: int, batch: int, grad_accum: int, ma
     from models.data.batching import EncodedSplit, training_batches
 
     lengths = np.minimum(mosi_like_lengths(1284, 0), max_tokens)
-    split = EncodedSplit([""] * 1284, [[0] * int(k) for k in lengths], np.zeros((1284, 1, 1)), np.ones(1284),
-                         np.zeros((1284, 1, 1)), np.ones(1284), np.zeros(1284), 0, pad_to=pad_to)
+    split = EncodedSplit(
+        [""] * 1284,
+        [[0] * int(k) for k in lengths],
+        np.zeros((1284, 1, 1)),
+        np.ones(1284),
+        np.zeros((1284, 1, 1)),
+        np.ones(1284),
+        np.zeros(1284),
+        0,
+        pad_to=pad_to,
+    )
     batches, _ = training_batches(split, batch, grad_accum, np.random.default_rng(0), batching)
     cells = sum(len(b) * max(pad_to, int(lengths[b].max())) for b in batches)
     return 1 - float(lengths.sum()) / cells
@@ -293,9 +338,16 @@ def epoch_mode(args) -> dict:
 
     device = torch.device(args.device)
     max_tokens = 50  # the reference's fixed length; every configuration sees the same tokens
-    config = get_preset("sims").model_config(lm="gpt2", n_fusion=20, d_audio=5, d_vision=20, av_pool_len=50,
-                                             av_input_batchnorm=False, max_text_tokens=max_tokens,
-                                             lm_dropout=args.lm_dropout == "on")
+    config = get_preset("sims").model_config(
+        lm="gpt2",
+        n_fusion=20,
+        d_audio=5,
+        d_vision=20,
+        av_pool_len=50,
+        av_input_batchnorm=False,
+        max_text_tokens=max_tokens,
+        lm_dropout=args.lm_dropout == "on",
+    )
     torch.manual_seed(0)
     hf_lm, _ = load_causal_lm("gpt2", random_init=True, dtype=resolve_lm_dtype(args.lm_dtype, device))
     model = DeepMLF(config, hf_lm)
@@ -307,9 +359,16 @@ def epoch_mode(args) -> dict:
     valid = synthetic_split(8, 1, vocab, max_tokens, bucketed, pad_to)  # fit's own validation: small, not timed
     evaluation = synthetic_split(args.clips, 2, vocab, max_tokens, bucketed, pad_to)
     grad_accum = max(1, min(args.grad_accum, -(-args.clips // args.batch)))  # at least one step on a small subset
-    train_config = TrainConfig(batch_size=args.batch, grad_accum=grad_accum, max_epochs=args.epochs,
-                               patience=args.epochs + 1, prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
-                               compile=args.compile, batching=args.batching, lm_dtype=args.lm_dtype)
+    train_config = TrainConfig(
+        batch_size=args.batch,
+        grad_accum=grad_accum,
+        max_epochs=args.epochs,
+        patience=args.epochs + 1,
+        prefix_cache_gib=0.0 if args.no_cache else args.cache_gib,
+        compile=args.compile,
+        batching=args.batching,
+        lm_dtype=args.lm_dtype,
+    )
     timer = _Timer(device, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         fit(model, train, valid, train_config, "mosi", Path(tmp), seed=0, callbacks=timer, device=args.device)
@@ -330,21 +389,30 @@ def epoch_mode(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         evals.append(time.perf_counter() - start)
-    row = {"clips": args.clips, "epochs": [round(s, 2) for s in timer.train_seconds],
-           "eval_cold": round(evals[0], 2), "eval_warm": round(evals[1], 2),
-           "train_tflop": round(timer.flops / 1e12, 3), "eval_tflop": round(eval_flops / 1e12, 3),
-           "text_padding": timer.records[-1]["text_padding"],
-           "text_padding_1284": round(full_set_padding(args.batching, pad_to, args.batch, args.grad_accum,
-                                                       max_tokens), 4),
-           "batching": args.batching, "grad_accum": grad_accum,
-           "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
-           "peak_rss_gib": round(timer.rss_before_counting, 2) if timer.rss_before_counting else None,
-           "device": str(device), "threads": torch.get_num_threads()}
+    row = {
+        "clips": args.clips,
+        "epochs": [round(s, 2) for s in timer.train_seconds],
+        "eval_cold": round(evals[0], 2),
+        "eval_warm": round(evals[1], 2),
+        "train_tflop": round(timer.flops / 1e12, 3),
+        "eval_tflop": round(eval_flops / 1e12, 3),
+        "text_padding": timer.records[-1]["text_padding"],
+        "text_padding_1284": round(full_set_padding(args.batching, pad_to, args.batch, args.grad_accum, max_tokens), 4),
+        "batching": args.batching,
+        "grad_accum": grad_accum,
+        "cache": model.prefix_cache.stats() if model.prefix_cache is not None else None,
+        "peak_rss_gib": round(timer.rss_before_counting, 2) if timer.rss_before_counting else None,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         seconds = timer.train_seconds[-1]
         tokens = sum(len(t) for t in train.token_ids)
-        row.update(text_tokens_per_s=round(tokens / seconds), achieved_tflops=round(timer.flops / seconds / 1e12, 1),
-                   peak_gpu_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        row.update(
+            text_tokens_per_s=round(tokens / seconds),
+            achieved_tflops=round(timer.flops / seconds / 1e12, 1),
+            peak_gpu_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        )
         peak = gpu_peak_tflops(device, args.peak_tflops)
         if peak:
             row["mfu"] = round(timer.flops / seconds / (peak * 1e12), 4)
@@ -368,78 +436,134 @@ def table(args, passthrough: list[str]) -> None:
     if not rows:
         return
     any_row = next(iter(rows.values()))
-    print(f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
-          f"batch {args.batch} x {any_row['grad_accum']} accumulated, device {any_row['device']}, "
-          f"{any_row['threads']} threads")
-    header = (f"{'configuration':42} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
-              f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}")
+    print(
+        f"\nepoch mode: {any_row['clips']} MOSI-shaped clips (a subset of 1284 when fewer), GPT-2-base config, "
+        f"batch {args.batch} x {any_row['grad_accum']} accumulated, device {any_row['device']}, "
+        f"{any_row['threads']} threads"
+    )
+    header = (
+        f"{'configuration':42} {'epoch 1':>7} {'epoch 2':>7} {'eval':>5} {'eval':>5} {'train':>6} {'eval':>5} "
+        f"{'pad':>4} {'pad':>5} {'RSS':>5} {'speedup':>7} {'speedup':>7} {'cache':>5}"
+    )
     print(header)  # epoch 2: the last epoch run (the reference-style row's only one with --reference-epochs 1)
-    print(f"{'':42} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
-          f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}")
+    print(
+        f"{'':42} {'s':>7} {'s':>7} {'cold':>5} {'warm':>5} {'TFLOP':>6} {'TFLOP':>5} "
+        f"{'':>4} {'1284':>5} {'GiB':>5} {'time':>7} {'FLOP':>7} {'MiB':>5}"
+    )
     ref = rows.get(next(iter(TABLE)))
     for name, r in rows.items():
         steady = r["epochs"][-1] + r["eval_warm"]
         speedup = f"{(ref['epochs'][-1] + ref['eval_warm']) / steady:.2f}x" if ref else "-"
-        flop_speedup = (f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x"
-                        if ref else "-")
+        flop_speedup = (
+            f"{(ref['train_tflop'] + ref['eval_tflop']) / (r['train_tflop'] + r['eval_tflop']):.2f}x" if ref else "-"
+        )
         cache = f"{r['cache']['mib']:.0f}" if r["cache"] else "-"
-        print(f"{name:42} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
-              f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
-              f"{r['peak_rss_gib'] or float('nan'):5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}")
+        print(
+            f"{name:42} {r['epochs'][0]:7.1f} {r['epochs'][-1]:7.1f} {r['eval_cold']:5.1f} {r['eval_warm']:5.1f} "
+            f"{r['train_tflop']:6.2f} {r['eval_tflop']:5.2f} {r['text_padding']:4.0%} {r['text_padding_1284']:5.0%} "
+            f"{r['peak_rss_gib'] or float('nan'):5.2f} {speedup:>7} {flop_speedup:>7} {cache:>5}"
+        )
     scale = 1284 / any_row["clips"]
     if ref and scale != 1:
-        print(f"per epoch of all 1284 clips (x{scale:.1f}, extrapolated): reference-style "
-              f"{ref['epochs'][-1] * scale / 60:.1f} min; "
-              + "; ".join(f"{n} {r['epochs'][-1] * scale / 60:.1f} min" for n, r in rows.items() if r is not ref))
-    print("speedup: (epoch 2 train + warm eval) of the reference-style row over this row's, in seconds and in "
-          "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch; "
-          "RSS: peak before the FLOP-counted last epoch (nan with one epoch; the SIMS step's peak: --mode step)")
+        print(
+            f"per epoch of all 1284 clips (x{scale:.1f}, extrapolated): reference-style "
+            f"{ref['epochs'][-1] * scale / 60:.1f} min; "
+            + "; ".join(f"{n} {r['epochs'][-1] * scale / 60:.1f} min" for n, r in rows.items() if r is not ref)
+        )
+    print(
+        "speedup: (epoch 2 train + warm eval) of the reference-style row over this row's, in seconds and in "
+        "FLOPs counted by torch's FlopCounterMode; pad 1284: the padding share of a full 1284-clip epoch; "
+        "RSS: peak before the FLOP-counted last epoch (nan with one epoch; the SIMS step's peak: --mode step)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("step", "epoch"), default="step")
     parser.add_argument("--steps", type=int, default=3, help="step mode: timed steps")
-    parser.add_argument("--lm", default="gpt2", help="step mode: the LM's config (SIMS's own: "
-                        "uer/gpt2-chinese-cluecorpussmall, the same GPT-2-base shape with a 21128-token vocabulary)")
-    parser.add_argument("--mmap-threshold", type=int, default=0,
-                        help="step mode: fix glibc's mmap threshold at N bytes (models.nn.memory.fix_mmap_threshold)")
+    parser.add_argument(
+        "--lm",
+        default="gpt2",
+        help="step mode: the LM's config (SIMS's own: "
+        "uer/gpt2-chinese-cluecorpussmall, the same GPT-2-base shape with a 21128-token vocabulary)",
+    )
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=0,
+        help="step mode: fix glibc's mmap threshold at N bytes (models.nn.memory.fix_mmap_threshold)",
+    )
     parser.add_argument("--no-optimizer", action="store_true", help="step mode: no AdamW step (backward only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--clips", type=int, default=1284, help="epoch mode: training clips (MOSI has 1284)")
     parser.add_argument("--epochs", type=int, default=2, help="epoch mode: epochs (the 2nd shows the cache's reuse)")
     parser.add_argument("--fixed-length", type=int, default=0, help="pad every transcript to N tokens (reference: 50)")
-    parser.add_argument("--batching", choices=("window", "shuffle", "bucketed"), default="window",
-                        help="epoch mode: training batches as `deepmlf train --batching` (shuffle: the reference's)")
-    parser.add_argument("--grad-accum", type=int, default=8,
-                        help="epoch mode: micro-batches per optimizer step (the presets' 8; the window's size)")
+    parser.add_argument(
+        "--batching",
+        choices=("window", "shuffle", "bucketed"),
+        default="window",
+        help="epoch mode: training batches as `deepmlf train --batching` (shuffle: the reference's)",
+    )
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=8,
+        help="epoch mode: micro-batches per optimizer step (the presets' 8; the window's size)",
+    )
     parser.add_argument("--no-prefix", action="store_true", help="full pass below the first MM block")
     parser.add_argument("--no-cache", action="store_true", help="no per-clip prefix cache")
     parser.add_argument("--no-logits-budget", action="store_true", help="always recompute the LM-loss logits")
-    parser.add_argument("--no-lean-memory", action="store_true",
-                        help="keep for backward what plain autograd keeps (models/nn/memory.py off)")
+    parser.add_argument(
+        "--no-lean-memory",
+        action="store_true",
+        help="keep for backward what plain autograd keeps (models/nn/memory.py off)",
+    )
     parser.add_argument("--lm-dropout", choices=("on", "off"), default="on", help="frozen LM's dropout in training")
-    parser.add_argument("--lm-dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="frozen LM weights as `deepmlf train --lm-dtype` (auto: bf16 on CUDA, fp32 on CPU); "
-                             "bfloat16 computes under bf16 autocast")
+    parser.add_argument(
+        "--lm-dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="frozen LM weights as `deepmlf train --lm-dtype` (auto: bf16 on CUDA, fp32 on CPU); "
+        "bfloat16 computes under bf16 autocast",
+    )
     parser.add_argument("--cache-gib", type=float, default=2.0, help="prefix cache budget")
     parser.add_argument("--compile", action="store_true", help="torch.compile the MM blocks and the AV encoder")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's bf16 peak, if not in the table")
-    parser.add_argument("--table", action="store_true",
-                        help="epoch mode: every standard configuration, one process each")
-    parser.add_argument("--rows", default="", help="--table: only these rows (0-based, comma-separated; the "
-                        "reference-style row 0 always runs)")
-    parser.add_argument("--reference-epochs", type=int, default=0,
-                        help="--table: epochs of the reference-style row (it has no cache: each epoch costs the same)")
+    parser.add_argument(
+        "--table", action="store_true", help="epoch mode: every standard configuration, one process each"
+    )
+    parser.add_argument(
+        "--rows",
+        default="",
+        help="--table: only these rows (0-based, comma-separated; the reference-style row 0 always runs)",
+    )
+    parser.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=0,
+        help="--table: epochs of the reference-style row (it has no cache: each epoch costs the same)",
+    )
     parser.add_argument("--json", action="store_true", help="epoch mode: print the row as one JSON line")
     args = parser.parse_args()
     if args.mode == "step":
         step_mode(args)
         return
     if args.table:
-        passthrough = ["--clips", str(args.clips), "--epochs", str(args.epochs), "--batch", str(args.batch),
-                       "--grad-accum", str(args.grad_accum), "--device", args.device, "--cache-gib", str(args.cache_gib)]
+        passthrough = [
+            "--clips",
+            str(args.clips),
+            "--epochs",
+            str(args.epochs),
+            "--batch",
+            str(args.batch),
+            "--grad-accum",
+            str(args.grad_accum),
+            "--device",
+            args.device,
+            "--cache-gib",
+            str(args.cache_gib),
+        ]
         if args.compile:
             passthrough.append("--compile")
         table(args, passthrough)

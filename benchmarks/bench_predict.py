@@ -45,7 +45,9 @@ def _untrained_run(tmp: Path, recipe: dict) -> Path:
     config = get_preset("sample").model_config(lm=str(lm_dir), d_audio=33, d_vision=181)
     hf_lm, _ = load_causal_lm(config.lm)
     model = build_model("deepmlf", config, hf_lm)
-    norm = FeatureNormalizer(np.zeros(33, np.float32), np.ones(33, np.float32), np.zeros(181, np.float32), np.ones(181, np.float32))
+    norm = FeatureNormalizer(
+        np.zeros(33, np.float32), np.ones(33, np.float32), np.zeros(181, np.float32), np.ones(181, np.float32)
+    )
     extra = {k: torch.from_numpy(v) for k, v in norm.state_dict().items()}
     meta = {"kind": "deepmlf", "dataset": {"name": "bench", "scheme": "sims", "recipe": recipe}}
     return save_checkpoint(tmp / "run" / "seed_0" / "best", model, extra, meta)
@@ -113,7 +115,9 @@ def main() -> None:
         cold = _stages(pipe, loaded, clip)
         warm_runs = [_stages(pipe, loaded, clip) for _ in range(args.repeats)]
         warm = {k: min(r[k] for r in warm_runs) for k in cold}
-        print(f"\n{args.seconds:.0f} s clip, 25 fps 320x240, speech-like audio; transcript from a .txt sidecar (no Whisper offline)")
+        print(
+            f"\n{args.seconds:.0f} s clip, 25 fps 320x240, speech-like audio; transcript from a .txt sidecar (no Whisper offline)"
+        )
         print(f"{'stage':<12}{'cold s':>9}{'warm s':>9}{'warm RTF':>10}")
         for stage in cold:
             print(f"{stage:<12}{cold[stage]:>9.3f}{warm[stage]:>9.3f}{warm[stage] / args.seconds:>10.4f}")

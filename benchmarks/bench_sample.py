@@ -23,8 +23,10 @@ def main() -> None:
         dataset = make_sample_dataset(seed=seed)
         times.append(time.perf_counter() - start)
     clips = sum(len(split) for split in dataset.splits.values())
-    print(f"make_sample_dataset: {clips} clips, best {min(times) * 1e3:.0f} ms, "
-          f"median {sorted(times)[len(times) // 2] * 1e3:.0f} ms over {args.repeats} builds")
+    print(
+        f"make_sample_dataset: {clips} clips, best {min(times) * 1e3:.0f} ms, "
+        f"median {sorted(times)[len(times) // 2] * 1e3:.0f} ms over {args.repeats} builds"
+    )
 
 
 if __name__ == "__main__":

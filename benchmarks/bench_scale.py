@@ -67,8 +67,16 @@ def write_dataset(out: Path, scale: float) -> int:
         arrays["texts"] = np.array(["a synthetic transcript of a few words"] * n)
         np.savez(out / f"{name}.npz", **arrays)
         del arrays, x
-    manifest = {"format": "deepmlf-dataset", "version": 1, "name": "mosei-synthetic", "scheme": "mosi",
-                "splits": counts, "audio_features": None, "vision_features": None, "recipe": None}
+    manifest = {
+        "format": "deepmlf-dataset",
+        "version": 1,
+        "name": "mosei-synthetic",
+        "scheme": "mosi",
+        "splits": counts,
+        "audio_features": None,
+        "vision_features": None,
+        "recipe": None,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return total
 
@@ -86,8 +94,15 @@ def worker_data(path: str, in_place: bool) -> dict:
     normalizer = FeatureNormalizer.fit(dataset.splits["train"])
     encoded = {k: encode_split(s, None, 50, normalizer, in_place=in_place) for k, s in dataset.splits.items()}
     raw = sum(s.audio.nbytes + s.vision.nbytes for s in encoded.values())
-    return {"in_place": in_place, "seconds": round(time.time() - started, 1), "raw_mb": raw / 2**20,
-            "peak_after_load_mb": loaded_rss, "imports_mb": imports_rss, "peak_rss_mb": peak_rss_mb(), "ratio": peak_rss_mb() * 2**20 / raw}
+    return {
+        "in_place": in_place,
+        "seconds": round(time.time() - started, 1),
+        "raw_mb": raw / 2**20,
+        "peak_after_load_mb": loaded_rss,
+        "imports_mb": imports_rss,
+        "peak_rss_mb": peak_rss_mb(),
+        "ratio": peak_rss_mb() * 2**20 / raw,
+    }
 
 
 def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing: list[bool]) -> dict:
@@ -109,18 +124,28 @@ def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing
     model = build_model("deepmlf", config, hf_lm).to(device)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    result = {"device": device_name, "lm_dtype": lm_dtype, "batch": batch_size,
-              "build_s": round(time.time() - started, 1), "rss_after_build_mb": peak_rss_mb(),
-              "trainable_M": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-              "lm_params_M": sum(p.numel() for p in hf_lm.parameters()) / 1e6, "steps": []}
+    result = {
+        "device": device_name,
+        "lm_dtype": lm_dtype,
+        "batch": batch_size,
+        "build_s": round(time.time() - started, 1),
+        "rss_after_build_mb": peak_rss_mb(),
+        "trainable_M": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "lm_params_M": sum(p.numel() for p in hf_lm.parameters()) / 1e6,
+        "steps": [],
+    }
     B, T = batch_size, 50
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(10, T + 1, (B,), generator=g)
-    batch = Batch(text_ids=torch.randint(0, 49152, (B, T), generator=g),
-                  text_valid=torch.arange(T)[None, :] >= (T - lengths)[:, None],
-                  audio=torch.randn(B, 375, 5, generator=g), audio_lengths=torch.full((B,), 375),
-                  vision=torch.randn(B, 500, 20, generator=g), vision_lengths=torch.full((B,), 500),
-                  labels=torch.linspace(-2, 2, B)).to(device)
+    batch = Batch(
+        text_ids=torch.randint(0, 49152, (B, T), generator=g),
+        text_valid=torch.arange(T)[None, :] >= (T - lengths)[:, None],
+        audio=torch.randn(B, 375, 5, generator=g),
+        audio_lengths=torch.full((B,), 375),
+        vision=torch.randn(B, 500, 20, generator=g),
+        vision_lengths=torch.full((B,), 500),
+        labels=torch.linspace(-2, 2, B),
+    ).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95))
     # bf16 weights need autocast (fp32 trainable layers meet bf16 activations); on CUDA it is always on.
@@ -141,8 +166,12 @@ def worker_model(device_name: str, lm_dtype: str, batch_size: int, checkpointing
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        step = {"checkpoint_layers": ckpt, "step_s": round(time.time() - t0, 2), "loss": float(out.loss),
-                "peak_rss_mb": peak_rss_mb()}
+        step = {
+            "checkpoint_layers": ckpt,
+            "step_s": round(time.time() - t0, 2),
+            "loss": float(out.loss),
+            "peak_rss_mb": peak_rss_mb(),
+        }
         if device.type == "cuda":
             step["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["steps"].append(step)
@@ -159,8 +188,10 @@ def reset_peak_rss() -> None:
 
 
 def run_worker(args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"worker {args} failed:\n{proc.stderr[-3000:]}")
@@ -173,28 +204,36 @@ def part_data(scale: float, compare: bool) -> None:
         t0 = time.time()
         raw = write_dataset(path, scale)
         on_disk = sum(f.stat().st_size for f in path.iterdir())
-        print(f"data: synthetic MOSEI x{scale:g} ({', '.join(f'{k} {max(2, int(v * scale))}' for k, v in MOSEI.items())}"
-              f" clips): raw features {raw / 2**30:.2f} GiB, {on_disk / 2**30:.2f} GiB on disk, written in "
-              f"{time.time() - t0:.0f} s")
-        for in_place in ([True, False] if compare else [True]):
+        print(
+            f"data: synthetic MOSEI x{scale:g} ({', '.join(f'{k} {max(2, int(v * scale))}' for k, v in MOSEI.items())}"
+            f" clips): raw features {raw / 2**30:.2f} GiB, {on_disk / 2**30:.2f} GiB on disk, written in "
+            f"{time.time() - t0:.0f} s"
+        )
+        for in_place in [True, False] if compare else [True]:
             r = run_worker(["data", str(path), str(int(in_place))])
             label = "in place (training)" if in_place else "normalised copy (before)"
-            print(f"  {label:26s} peak RSS {r['peak_rss_mb'] / 1024:.2f} GiB = {r['ratio']:.2f}x the raw arrays "
-                  f"(imports {r['imports_mb'] / 1024:.2f} GiB, after load {r['peak_after_load_mb'] / 1024:.2f} GiB; "
-                  f"dataset alone {(r['peak_rss_mb'] - r['imports_mb']) * 2**20 / (r['raw_mb'] * 2**20):.2f}x), "
-                  f"{r['seconds']} s")
+            print(
+                f"  {label:26s} peak RSS {r['peak_rss_mb'] / 1024:.2f} GiB = {r['ratio']:.2f}x the raw arrays "
+                f"(imports {r['imports_mb'] / 1024:.2f} GiB, after load {r['peak_after_load_mb'] / 1024:.2f} GiB; "
+                f"dataset alone {(r['peak_rss_mb'] - r['imports_mb']) * 2**20 / (r['raw_mb'] * 2**20):.2f}x), "
+                f"{r['seconds']} s"
+            )
 
 
 def part_model(device: str, lm_dtype: str, batch: int) -> None:
     r = run_worker(["model", device, lm_dtype, str(batch)])
-    print(f"model: mosi preset on SmolLM2-1.7B shapes (random weights, {r['lm_params_M']:.0f} M LM params, "
-          f"{r['trainable_M']:.1f} M trainable), {device}, LM {lm_dtype}: built in {r['build_s']} s, "
-          f"RSS after build {r['rss_after_build_mb'] / 1024:.2f} GiB")
+    print(
+        f"model: mosi preset on SmolLM2-1.7B shapes (random weights, {r['lm_params_M']:.0f} M LM params, "
+        f"{r['trainable_M']:.1f} M trainable), {device}, LM {lm_dtype}: built in {r['build_s']} s, "
+        f"RSS after build {r['rss_after_build_mb'] / 1024:.2f} GiB"
+    )
     for s in r["steps"]:
         gpu = f", peak GPU {s['peak_gpu_mb'] / 1024:.2f} GiB" if "peak_gpu_mb" in s else ""
-        print(f"  one training step, batch {batch}, checkpoint_layers={str(s['checkpoint_layers']):5s}: "
-              f"{s['step_s']} s ({batch * 58 / s['step_s']:.0f} tokens/s over 50+8 positions), "
-              f"peak RSS {s['peak_rss_mb'] / 1024:.2f} GiB{gpu} (loss {s['loss']:.3f})")
+        print(
+            f"  one training step, batch {batch}, checkpoint_layers={str(s['checkpoint_layers']):5s}: "
+            f"{s['step_s']} s ({batch * 58 / s['step_s']:.0f} tokens/s over 50+8 positions), "
+            f"peak RSS {s['peak_rss_mb'] / 1024:.2f} GiB{gpu} (loss {s['loss']:.3f})"
+        )
 
 
 def main() -> None:

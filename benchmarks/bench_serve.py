@@ -50,8 +50,12 @@ def rss_mib(pid: int) -> float:
 def multipart(name: str, data: bytes, fields: dict[str, str]) -> tuple[bytes, str]:
     """One file in `files` plus plain fields, as multipart/form-data."""
     b = uuid.uuid4().hex
-    parts = [f'--{b}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"]
+    parts = [
+        f'--{b}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    ]
     parts += [f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
     return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 
@@ -92,9 +96,24 @@ def main() -> None:
         # the cold CLI: a new process loads the LM, the checkpoint and the extractors for one clip
         lm = ["--lm", args.lm] if args.lm else []
         t0 = time.perf_counter()
-        subprocess.run([*DEEPMLF, "predict", str(clip), "--model", str(args.model), *lm, "--no-whisper",
-                        "--transcript", args.text, "--json", "--out", str(work / "predictions")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *DEEPMLF,
+                "predict",
+                str(clip),
+                "--model",
+                str(args.model),
+                *lm,
+                "--no-whisper",
+                "--transcript",
+                args.text,
+                "--json",
+                "--out",
+                str(work / "predictions"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         cold = time.perf_counter() - t0
 
         tmp = work / "tmp"
@@ -102,9 +121,23 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = (work / "server.log").open("wb")
-        proc = subprocess.Popen([*DEEPMLF, "serve", "--model", str(args.model), "--port", str(port), "--no-whisper",
-                                 "--queue", str(args.queue), *lm], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "TMPDIR": str(tmp)})
+        proc = subprocess.Popen(
+            [
+                *DEEPMLF,
+                "serve",
+                "--model",
+                str(args.model),
+                "--port",
+                str(port),
+                "--no-whisper",
+                "--queue",
+                str(args.queue),
+                *lm,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
         try:
             deadline = time.monotonic() + 180
             while True:
@@ -143,13 +176,19 @@ def main() -> None:
         counts = {st: sum(1 for s, _ in results if s == st) for st in sorted({s for s, _ in results})}
         q = statistics.quantiles(ok, n=20) if len(ok) >= 2 else [float("nan")] * 19
         print(f"clip: {clip.name}, cold `deepmlf predict`: {cold:.2f} s")
-        print(f"warm one request: median {statistics.median(warm):.3f} s (min {min(warm):.3f}, max {max(warm):.3f};"
-              f" target <= 1.0 s)")
-        print(f"load: {args.clients} clients x {args.requests} requests in {wall:.1f} s; statuses {counts}; "
-              f"answered {len(results)}/{args.clients * args.requests}")
+        print(
+            f"warm one request: median {statistics.median(warm):.3f} s (min {min(warm):.3f}, max {max(warm):.3f};"
+            f" target <= 1.0 s)"
+        )
+        print(
+            f"load: {args.clients} clients x {args.requests} requests in {wall:.1f} s; statuses {counts}; "
+            f"answered {len(results)}/{args.clients * args.requests}"
+        )
         print(f"latency of the 200s: p50 {statistics.median(ok):.2f} s, p95 {q[18]:.2f} s")
-        print(f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after "
-              f"({100 * (rss_after - rss_before) / rss_before:+.1f} %; target <= +5 %)")
+        print(
+            f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after "
+            f"({100 * (rss_after - rss_before) / rss_before:+.1f} %; target <= +5 %)"
+        )
         print(f"temporary files left: {len(left)}; server exit code after SIGTERM: {code}")
         if len(results) != args.clients * args.requests or set(counts) - {200, 503} or left or code != 0:
             sys.exit(1)

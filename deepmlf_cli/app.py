@@ -21,7 +21,6 @@ app = typer.Typer(
 )
 
 
-
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
@@ -36,8 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
-                                                 help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     """Multimodal sentiment analysis: from raw videos to a trained DeepMLF model and predictions."""
 
@@ -56,6 +56,7 @@ COMMAND_MODULES = (
     "describe",
     "demo",
 )
+
 
 def register_commands(app: typer.Typer, names: tuple[str, ...] = COMMAND_MODULES) -> None:
     """Register every command module's commands on `app`.
@@ -76,12 +77,17 @@ def register_commands(app: typer.Typer, names: tuple[str, ...] = COMMAND_MODULES
 
 
 def _register_unavailable(app: typer.Typer, name: str, missing: str) -> None:
-    message = (f"`deepmlf {name}` is unavailable: Python module '{missing}' is not installed (a broken install); "
-               "run `make install` (or `pip install -e .` in the checkout)")
+    message = (
+        f"`deepmlf {name}` is unavailable: Python module '{missing}' is not installed (a broken install); "
+        "run `make install` (or `pip install -e .` in the checkout)"
+    )
 
     # Any arguments are accepted, so `deepmlf NAME --its-options` gets this line rather than a usage error.
-    @app.command(name, help=f"Unavailable: module '{missing}' is missing; run `make install`.",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command(
+        name,
+        help=f"Unavailable: module '{missing}' is missing; run `make install`.",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
     def unavailable(ctx: typer.Context) -> None:
         from deepmlf_cli.errors import fail
 

@@ -9,14 +9,33 @@ import csv
 import io
 from pathlib import Path
 
-CSV_COLUMNS = ("path", "start", "end", "score", "polarity", "text_head", "av_head", "fusion_head", "transcript", "error")
+CSV_COLUMNS = (
+    "path",
+    "start",
+    "end",
+    "score",
+    "polarity",
+    "text_head",
+    "av_head",
+    "fusion_head",
+    "transcript",
+    "error",
+)
 
 
 def _csv_row(item: dict, start, end) -> dict:
     heads = item.get("heads") or {}
-    return {"start": start, "end": end, "score": item.get("score"), "polarity": item.get("polarity"),
-            "text_head": heads.get("text"), "av_head": heads.get("av"), "fusion_head": heads.get("fusion"),
-            "transcript": item.get("transcript", item.get("text")), "error": item.get("error")}
+    return {
+        "start": start,
+        "end": end,
+        "score": item.get("score"),
+        "polarity": item.get("polarity"),
+        "text_head": heads.get("text"),
+        "av_head": heads.get("av"),
+        "fusion_head": heads.get("fusion"),
+        "transcript": item.get("transcript", item.get("text")),
+        "error": item.get("error"),
+    }
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -52,7 +71,9 @@ def timeline_saver(out_dir: Path):
         timeline_csv = Path(out_dir) / f"{stem}.timeline.csv"
         plot = Path(out_dir) / f"{stem}.timeline.png"
         segments = result["segments"]
-        write_csv(timeline_csv, [{"path": result["path"], **_csv_row(seg, seg["start"], seg["end"])} for seg in segments])
+        write_csv(
+            timeline_csv, [{"path": result["path"], **_csv_row(seg, seg["start"], seg["end"])} for seg in segments]
+        )
         plot_timeline(segments, result["scale"], plot, title=str(Path(result["path"]).name))
         result.update(timeline_csv=str(timeline_csv), plot=str(plot))
 

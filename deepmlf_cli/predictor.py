@@ -55,9 +55,22 @@ def model_recipe(meta: dict, checkpoint: Path) -> FeatureRecipe:
 
 def failed_result(key: str, path: Path | str, reason: str) -> dict[str, Any]:
     """A failed clip's result: its one-line reason, every other field null."""
-    return {"path": str(path), "key": key, "status": "failed", "error": reason, "score": None, "raw_score": None,
-            "polarity": None, "heads": None, "raw_heads": None, "scale": None, "transcript": None,
-            "transcript_source": None, "duration": None, "timings": None}
+    return {
+        "path": str(path),
+        "key": key,
+        "status": "failed",
+        "error": reason,
+        "score": None,
+        "raw_score": None,
+        "polarity": None,
+        "heads": None,
+        "raw_heads": None,
+        "scale": None,
+        "transcript": None,
+        "transcript_source": None,
+        "duration": None,
+        "timings": None,
+    }
 
 
 def one_line(exc: BaseException) -> str:
@@ -179,8 +192,16 @@ class Predictor:
         }
 
     # ----------------------------------------------------------------------- one clip
-    def predict(self, path: Path | str, *, key: str | None = None, transcript: str | None = None,
-                segment: bool = False, window: float = DEFAULT_WINDOW_S, allow_missing: bool = False) -> dict[str, Any]:
+    def predict(
+        self,
+        path: Path | str,
+        *,
+        key: str | None = None,
+        transcript: str | None = None,
+        segment: bool = False,
+        window: float = DEFAULT_WINDOW_S,
+        allow_missing: bool = False,
+    ) -> dict[str, Any]:
         """The result dict of one clip (`deepmlf predict --json`'s schema); raises on a bad or incomplete clip.
 
         A clip without speech, a face or a transcript fails unless `allow_missing`; with `segment`
@@ -200,8 +221,9 @@ class Predictor:
             return self._predict_segments(key, path, transcript, window, needs)
         return self._predict_one(key, path, transcript, needs)
 
-    def predict_safe(self, path: Path | str, *, key: str | None = None, shown_as: str | None = None,
-                     **options: Any) -> dict[str, Any]:
+    def predict_safe(
+        self, path: Path | str, *, key: str | None = None, shown_as: str | None = None, **options: Any
+    ) -> dict[str, Any]:
         """`predict`, with a bad clip answered as its failed result (the one-line error) instead of raised.
 
         shown_as: the name the result's "path" shows (an upload's original name; never opened).
@@ -230,13 +252,25 @@ class Predictor:
         feats = self.pipeline.extract(path, transcript)
         require_modalities(path, feats.info, feats.text, "predict", needs)
         t0 = time.perf_counter()
-        pred = predict_features(self.loaded, [ClipInput(feats.audio, feats.vision, feats.text, key)], device=self.device)[0]
+        pred = predict_features(
+            self.loaded, [ClipInput(feats.audio, feats.vision, feats.text, key)], device=self.device
+        )[0]
         timings = {**feats.info["timings"], "model_s": round(time.perf_counter() - t0, 4)}
-        return {"path": str(path), "key": key, "status": "ok", "error": None, **pred.to_dict(), "transcript": feats.text,
-                "transcript_source": feats.transcript.source, "duration": feats.info["duration"], "timings": timings}
+        return {
+            "path": str(path),
+            "key": key,
+            "status": "ok",
+            "error": None,
+            **pred.to_dict(),
+            "transcript": feats.text,
+            "transcript_source": feats.transcript.source,
+            "duration": feats.info["duration"],
+            "timings": timings,
+        }
 
-    def _predict_segments(self, key: str, path: Path, transcript: str | None, window: float,
-                          needs: frozenset[str]) -> dict[str, Any]:
+    def _predict_segments(
+        self, key: str, path: Path, transcript: str | None, window: float, needs: frozenset[str]
+    ) -> dict[str, Any]:
         from extractors.media import probe
         from extractors.pipeline import require_modalities
         from extractors.segments import extract_segments, segment_clip
@@ -261,6 +295,15 @@ class Predictor:
         t0 = time.perf_counter()
         preds = predict_features(self.loaded, inputs, device=self.device)
         timings["model_s"] = time.perf_counter() - t0
-        return {"path": str(path), "key": key, "status": "ok", "error": None, **clip_verdict(spans, preds).to_dict(),
-                "transcript": full.text, "transcript_source": full.source, "duration": round(info.duration, 4),
-                "timings": {k: round(v, 4) for k, v in timings.items()}, "segments": segment_rows(spans, preds)}
+        return {
+            "path": str(path),
+            "key": key,
+            "status": "ok",
+            "error": None,
+            **clip_verdict(spans, preds).to_dict(),
+            "transcript": full.text,
+            "transcript_source": full.source,
+            "duration": round(info.duration, 4),
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "segments": segment_rows(spans, preds),
+        }

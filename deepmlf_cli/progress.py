@@ -14,8 +14,9 @@ class ClipProgress:
     Results are dicts with a "status" key or objects with a `status` attribute.
     """
 
-    def __init__(self, label: str, quiet: bool = False, transient: bool = True, min_total: int = 1,
-                 rate: bool = False) -> None:
+    def __init__(
+        self, label: str, quiet: bool = False, transient: bool = True, min_total: int = 1, rate: bool = False
+    ) -> None:
         self.label, self.quiet, self.transient, self.min_total, self.rate = label, quiet, transient, min_total, rate
         self.progress = None
         self.task = None
@@ -28,10 +29,15 @@ class ClipProgress:
 
         from deepmlf_cli.render import make_progress, stderr
 
-        columns = (TextColumn(f"[bold]{self.label}[/]"), BarColumn(), MofNCompleteColumn(),
-                   *([TextColumn("{task.fields[rate]:.2f} clips/s")] if self.rate else []),
-                   TextColumn("[red]{task.fields[failed]} failed[/]"), TimeElapsedColumn(),
-                   *([TimeRemainingColumn()] if self.rate else []))
+        columns = (
+            TextColumn(f"[bold]{self.label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            *([TextColumn("{task.fields[rate]:.2f} clips/s")] if self.rate else []),
+            TextColumn("[red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(),
+            *([TimeRemainingColumn()] if self.rate else []),
+        )
         self.progress = make_progress(False, stderr, columns, transient=self.transient)
         self.progress.start()
         fields = {"rate": 0.0, "failed": 0} if self.rate else {"failed": 0}
@@ -53,4 +59,3 @@ class ClipProgress:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
-

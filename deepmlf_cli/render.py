@@ -44,8 +44,11 @@ class EpochProgress:
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         value = record["valid"].get(self.primary, float("nan"))
         mark = " [green]★[/]" if record.get("best") else ""
-        self.progress.update(self.task, info=f"loss {record['train_loss']:.4f} · valid L1 {record['valid_l1']:.4f}"
-                                             f" · {self.primary} {value:.4f}{mark}")
+        self.progress.update(
+            self.task,
+            info=f"loss {record['train_loss']:.4f} · valid L1 {record['valid_l1']:.4f}"
+            f" · {self.primary} {value:.4f}{mark}",
+        )
         self.progress.stop_task(self.task)
 
 
@@ -113,8 +116,11 @@ class PlainProgress:
     def _line(self, task: _PlainTask) -> None:
         task.last_line = time.monotonic()
         minutes, seconds = divmod(int(task.elapsed), 60)
-        parts = [task.description, f"{task.completed}/{task.total if task.total is not None else '?'}",
-                 f"{minutes}:{seconds:02d}"]
+        parts = [
+            task.description,
+            f"{task.completed}/{task.total if task.total is not None else '?'}",
+            f"{minutes}:{seconds:02d}",
+        ]
         for key, value in task.fields.items():
             if key == "info":  # our own text, with markup for the bar (a green ★): keep the text only
                 parts.append(Text.from_markup(str(value)).plain)
@@ -135,8 +141,13 @@ def make_progress(quiet: bool, on: Console | None = None, columns: tuple | None 
     on = on or stdout
     if not quiet and not on.is_terminal and not transient:
         return PlainProgress(on)
-    columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          TextColumn("{task.fields[info]}"))
+    columns = columns or (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     return Progress(*columns, console=on, disable=quiet, transient=transient)
 
 
@@ -156,8 +167,11 @@ def results_table(results: dict[str, Any], title: str) -> Table:
         table.add_column(f"seed {seed}", justify="right")
     table.add_column("mean ± std", justify="right", style="bold", no_wrap=True)
     for name in names:
-        table.add_row(name, *[_fmt(row[name]) for row in results["seeds"].values()],
-                      f"{_fmt(results['mean'][name])} ± {_fmt(results['std'][name])}")
+        table.add_row(
+            name,
+            *[_fmt(row[name]) for row in results["seeds"].values()],
+            f"{_fmt(results['mean'][name])} ± {_fmt(results['std'][name])}",
+        )
     return table
 
 

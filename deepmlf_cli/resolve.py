@@ -47,25 +47,48 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def build_spec(kind: str, dataset, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
-               train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
-               freeze_av: bool = False):
+def build_spec(
+    kind: str,
+    dataset,
+    preset: str | None,
+    config_file: Path | None,
+    model_overrides: dict[str, Any],
+    train_overrides: dict[str, Any],
+    seeds: list[int] | None = None,
+    init_av: str | None = None,
+    freeze_av: bool = False,
+):
     """(RunSpec, Preset) from the options (None = not given) and a config file: the library's `spec_from_preset`."""
     from models.training.resolution import spec_from_preset
 
-    return spec_from_preset(run_options(kind, preset, config_file, model_overrides, train_overrides, seeds,
-                                        init_av, freeze_av), dataset)
+    return spec_from_preset(
+        run_options(kind, preset, config_file, model_overrides, train_overrides, seeds, init_av, freeze_av), dataset
+    )
 
 
-def run_options(kind: str | None, preset: str | None, config_file: Path | None, model_overrides: dict[str, Any],
-                train_overrides: dict[str, Any], seeds: list[int] | None = None, init_av: str | None = None,
-                freeze_av: bool = False):
+def run_options(
+    kind: str | None,
+    preset: str | None,
+    config_file: Path | None,
+    model_overrides: dict[str, Any],
+    train_overrides: dict[str, Any],
+    seeds: list[int] | None = None,
+    init_av: str | None = None,
+    freeze_av: bool = False,
+):
     """The parsed options as the library's RunOptions (the config file read here: it is command-line input)."""
     from models.training.resolution import RunOptions
 
-    return RunOptions(kind=kind, preset=preset, file_config=read_config_file(config_file),
-                      model_overrides=model_overrides, train_overrides=train_overrides,
-                      seeds=tuple(seeds) if seeds else None, init_av=init_av, freeze_av=freeze_av)
+    return RunOptions(
+        kind=kind,
+        preset=preset,
+        file_config=read_config_file(config_file),
+        model_overrides=model_overrides,
+        train_overrides=train_overrides,
+        seeds=tuple(seeds) if seeds else None,
+        init_av=init_av,
+        freeze_av=freeze_av,
+    )
 
 
 def default_run_dir(dataset, what: str) -> Path:

@@ -41,14 +41,26 @@ MAX_FILES = 32  # per request
 MAX_FIELD_BYTES = 64 * 1024  # a text/segment/window field
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")  # a temporary file keeps its upload's extension only when plain
 PREDICT_BODY = {  # /api/predict reads its body itself (streamed, capped): its schema is declared here
-    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"],
-        "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            "text": {"type": "string", "description": "the transcript (only when one file is sent)"},
-            "segment": {"type": "boolean", "description": "predict each utterance or window (a timeline)"},
-            "window": {"type": "number", "description": "window seconds for segment mode without timestamps"},
-        }}}}},
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "text": {"type": "string", "description": "the transcript (only when one file is sent)"},
+                        "segment": {"type": "boolean", "description": "predict each utterance or window (a timeline)"},
+                        "window": {
+                            "type": "number",
+                            "description": "window seconds for segment mode without timestamps",
+                        },
+                    },
+                }
+            }
+        },
+    },
 }
 
 
@@ -84,8 +96,11 @@ async def read_form(request: Request, folder: Path, max_bytes: int) -> ParsedFor
         raise HTTPError(400, "send the clips as multipart/form-data in the field `files`")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MAX_FIELD_BYTES:
-        raise HTTPError(413, f"the upload is {int(declared) / 2**20:.1f} MiB; the server takes at most "
-                             f"{max_bytes / 2**20:.0f} MiB (--max-upload-mb)")
+        raise HTTPError(
+            413,
+            f"the upload is {int(declared) / 2**20:.1f} MiB; the server takes at most "
+            f"{max_bytes / 2**20:.0f} MiB (--max-upload-mb)",
+        )
     form = ParsedForm()
     state: dict[str, Any] = {"headers": [], "name": b"", "value": b"", "part": None}
     total = 0
@@ -136,11 +151,18 @@ async def read_form(request: Request, folder: Path, max_bytes: int) -> ParsedFor
         else:
             form.fields[state["field"]] = state["data"].decode("utf-8", "replace")
 
-    parser = MultipartParser(params[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-    })
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
     try:
         async for chunk in request.stream():
             parser.write(chunk)  # small blocking writes to a local file, chunk by chunk
@@ -164,8 +186,9 @@ def _flag(value: str | None) -> bool:
 class Service:
     """The warm predictor, its one worker thread and the bounded wait list (the app's state)."""
 
-    def __init__(self, predictor: Predictor, *, queue: int, max_upload_bytes: int, allow_missing: bool,
-                 tmp_root: Path) -> None:
+    def __init__(
+        self, predictor: Predictor, *, queue: int, max_upload_bytes: int, allow_missing: bool, tmp_root: Path
+    ) -> None:
         self.predictor = predictor
         self.queue = queue
         self.max_upload_bytes = max_upload_bytes
@@ -178,8 +201,11 @@ class Service:
     def admit(self) -> None:
         """Take a place, or 503 when `queue` requests already wait behind the one in flight."""
         if self.admitted > self.queue:
-            raise HTTPError(503, f"busy: {self.queue} requests are waiting; retry in {RETRY_AFTER_S} s",
-                            {"Retry-After": str(RETRY_AFTER_S)})
+            raise HTTPError(
+                503,
+                f"busy: {self.queue} requests are waiting; retry in {RETRY_AFTER_S} s",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
         self.admitted += 1
 
     def predict_all(self, form: ParsedForm) -> list[dict[str, Any]]:
@@ -191,21 +217,33 @@ class Service:
         results = []
         for up in form.uploads:
             key = Path(up.name).stem or up.name  # a label only: never opened
-            result = self.predictor.predict_safe(up.path, key=key, shown_as=up.name,
-                                                 transcript=text if text else None, **options)
+            result = self.predictor.predict_safe(
+                up.path, key=key, shown_as=up.name, transcript=text if text else None, **options
+            )
             results.append(result)
         return results
 
 
-def create_app(predictor: Predictor, *, queue: int = 8, max_upload_mb: float = 200, token: str | None = None,
-               allow_missing: bool = False) -> FastAPI:
+def create_app(
+    predictor: Predictor,
+    *,
+    queue: int = 8,
+    max_upload_mb: float = 200,
+    token: str | None = None,
+    allow_missing: bool = False,
+) -> FastAPI:
     """The app over a loaded `predictor`; its lifespan makes the worker and the private temporary folder."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tmp_root = Path(tempfile.mkdtemp(prefix="deepmlf-serve-"))
-        service = Service(predictor, queue=queue, max_upload_bytes=int(max_upload_mb * 2**20),
-                          allow_missing=allow_missing, tmp_root=tmp_root)
+        service = Service(
+            predictor,
+            queue=queue,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            allow_missing=allow_missing,
+            tmp_root=tmp_root,
+        )
         app.state.service = service
         try:
             yield
@@ -213,8 +251,14 @@ def create_app(predictor: Predictor, *, queue: int = 8, max_upload_mb: float = 2
             service.worker.shutdown(wait=True)
             shutil.rmtree(tmp_root, ignore_errors=True)
 
-    app = FastAPI(title="deepmlf", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Multimodal sentiment of uploaded clips with one warm DeepMLF run.")
+    app = FastAPI(
+        title="deepmlf",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Multimodal sentiment of uploaded clips with one warm DeepMLF run.",
+    )
 
     @app.exception_handler(HTTPError)
     async def _refused(request: Request, exc: HTTPError) -> JSONResponse:
@@ -226,15 +270,23 @@ def create_app(predictor: Predictor, *, queue: int = 8, max_upload_mb: float = 2
         if token is not None and request.url.path.startswith("/api/"):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "this server needs its token: send `Authorization: Bearer <token>`"},
-                                    401, headers={"WWW-Authenticate": "Bearer"})
+                return JSONResponse(
+                    {"detail": "this server needs its token: send `Authorization: Bearer <token>`"},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         html = package_files("deepmlf_cli").joinpath("web", "index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' "
-                                           "'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": "default-src 'self'; style-src 'self' "
+                "'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:"
+            },
+        )
 
     @app.get("/api/health")
     async def health(request: Request) -> dict[str, Any]:

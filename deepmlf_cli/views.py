@@ -44,11 +44,20 @@ def show_study(result: dict, out_dir: Path, dataset_name: str, as_json: bool = F
     if as_json:
         typer.echo(json.dumps({"out": str(out_dir), **result}, indent=2))
         return
-    rows = [[row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m)) for m in result["primary"]]]
-            for row in result["rows"]]
-    stdout.print(transposed_table(f"{result['title']} — {dataset_name}, test split (mean ± std over seeds)",
-                                  ["variant", *result["primary"]], rows))
-    stdout.print(f"study saved in [bold]{escape(str(out_dir))}[/] (study.csv, study.json, study.png, one run per variant)")
+    rows = [
+        [row["name"], *[format_mean_std(row["mean"].get(m), row["std"].get(m)) for m in result["primary"]]]
+        for row in result["rows"]
+    ]
+    stdout.print(
+        transposed_table(
+            f"{result['title']} — {dataset_name}, test split (mean ± std over seeds)",
+            ["variant", *result["primary"]],
+            rows,
+        )
+    )
+    stdout.print(
+        f"study saved in [bold]{escape(str(out_dir))}[/] (study.csv, study.json, study.png, one run per variant)"
+    )
 
 
 def show_demo_comparison(results: dict) -> None:
@@ -84,22 +93,32 @@ def show_description(recipe: dict, counts: dict, as_json: bool = False) -> None:
     stdout.print(_fields_table("Model", recipe["model"]))
     stdout.print(_fields_table("Training (DeepMLF)", recipe["train"]))
     stdout.print(_fields_table("Training procedure (DeepMLF)", recipe["procedure"]))
-    stdout.print(_fields_table("AV pretraining", {**recipe["pretrain"]["train"],
-                                                  **{f"model.{k}": v for k, v in recipe["pretrain"]["model"].items()}}))
+    stdout.print(
+        _fields_table(
+            "AV pretraining",
+            {**recipe["pretrain"]["train"], **{f"model.{k}": v for k, v in recipe["pretrain"]["model"].items()}},
+        )
+    )
     stdout.print(_fields_table("AV pretraining procedure", recipe["pretrain"]["procedure"]))
     if counts["parameters"] is None:
         stdout.print(f"no parameter counts: {counts['parameters_unavailable']}", markup=False)
         return
     mm_layers = recipe["model"]["mm_layers"]
-    stdout.print(f"LM: {counts['lm_layers']} layers, d_model {counts['d_model']}; "
-                 f"{len(counts['mm_block_parameters'])} MM blocks after layers {mm_layers}")
+    stdout.print(
+        f"LM: {counts['lm_layers']} layers, d_model {counts['d_model']}; "
+        f"{len(counts['mm_block_parameters'])} MM blocks after layers {mm_layers}"
+    )
     table = Table(title="Parameters")
     table.add_column("component")
     table.add_column("total", justify="right")
     table.add_column("trainable", justify="right")
     for name, count in counts["parameters"].items():
-        table.add_row(name, f"{count['total'] / 1e6:,.2f} M", f"{count['trainable'] / 1e6:,.2f} M",
-                      style="bold" if name == "all" else None)
+        table.add_row(
+            name,
+            f"{count['total'] / 1e6:,.2f} M",
+            f"{count['trainable'] / 1e6:,.2f} M",
+            style="bold" if name == "all" else None,
+        )
     stdout.print(table)
     blocks = counts["mm_block_parameters"]
     if blocks:
@@ -120,8 +139,18 @@ def show_scored_predictions(scored: dict, as_json: bool = False) -> None:
 def show_evaluation(run_dir: Path, data, split: str, rows: dict, results: dict, as_json: bool = False) -> None:
     """A run evaluated on a split: JSON, one seed's every metric, or every seed with mean ± std."""
     if as_json:
-        typer.echo(json.dumps({"run_dir": str(run_dir), "dataset": data.source, "split": split, **results,
-                               "cleaned": {split: data.cleaning_report.get(split, {})}}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    "dataset": data.source,
+                    "split": split,
+                    **results,
+                    "cleaned": {split: data.cleaning_report.get(split, {})},
+                },
+                indent=2,
+            )
+        )
     elif len(rows) == 1:  # one seed: every metric once (a mean ± std table would repeat it)
         seed, row = next(iter(rows.items()))
         stdout.print(metrics_table(row, list(row), f"{run_dir} (seed {seed}) on {data.name}/{split}"))
@@ -151,19 +180,41 @@ def render_report(report, console=stdout) -> None:
 
     lo, hi = (int(v) for v in Scheme(report.scheme).scale)
     if ok:
-        table = Table(title=f"predictions · {report.checkpoint} · scale [{lo}, {hi}]", title_justify="left",
-                      caption="scores clipped to the scale (raw values: --json); text/AV/fusion: each path's own "
-                              "head, not parts of the score (see deepmlf predict --help)", caption_justify="left")
-        for col, justify in (("clip", "left"), ("score", "right"), ("polarity", "left"), ("text", "right"),
-                             ("AV", "right"), ("fusion", "right"), ("transcript", "left")):
-            table.add_column(col, justify=justify, overflow="fold" if col == "clip" else "ellipsis",
-                             max_width=40 if col == "transcript" else None)
+        table = Table(
+            title=f"predictions · {report.checkpoint} · scale [{lo}, {hi}]",
+            title_justify="left",
+            caption="scores clipped to the scale (raw values: --json); text/AV/fusion: each path's own "
+            "head, not parts of the score (see deepmlf predict --help)",
+            caption_justify="left",
+        )
+        for col, justify in (
+            ("clip", "left"),
+            ("score", "right"),
+            ("polarity", "left"),
+            ("text", "right"),
+            ("AV", "right"),
+            ("fusion", "right"),
+            ("transcript", "left"),
+        ):
+            table.add_column(
+                col,
+                justify=justify,
+                overflow="fold" if col == "clip" else "ellipsis",
+                max_width=40 if col == "transcript" else None,
+            )
         colours = {"negative": "red", "neutral": "yellow", "positive": "green"}
         for r in ok:
             # keys and transcripts are user text: "[laughs]" must print, not vanish as markup
             snippet = escape(r["transcript"]) if r["transcript"] else f"[dim]({escape(r['transcript_source'])})[/]"
-            table.add_row(escape(r["key"]), _fmt(r["score"]), f"[{colours[r['polarity']]}]{r['polarity']}[/]",
-                          _fmt(r["heads"]["text"]), _fmt(r["heads"]["av"]), _fmt(r["heads"]["fusion"]), snippet)
+            table.add_row(
+                escape(r["key"]),
+                _fmt(r["score"]),
+                f"[{colours[r['polarity']]}]{r['polarity']}[/]",
+                _fmt(r["heads"]["text"]),
+                _fmt(r["heads"]["av"]),
+                _fmt(r["heads"]["fusion"]),
+                snippet,
+            )
         console.print(table)
     for r in ok:
         if r.get("segments"):
@@ -171,7 +222,9 @@ def render_report(report, console=stdout) -> None:
             for col in ("start", "end", "score", "polarity", "text"):
                 timeline.add_column(col, justify="right" if col in ("start", "end", "score") else "left")
             for s in r["segments"]:
-                timeline.add_row(f"{s['start']:.1f}", f"{s['end']:.1f}", _fmt(s["score"]), s["polarity"], escape(s["text"]))
+                timeline.add_row(
+                    f"{s['start']:.1f}", f"{s['end']:.1f}", _fmt(s["score"]), s["polarity"], escape(s["text"])
+                )
             console.print(timeline)
             console.print(escape(f"timeline: {r['timeline_csv']} · plot: {r['plot']}"))
     for note in report.notes:

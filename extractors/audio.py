@@ -47,7 +47,9 @@ class AudioRecipe(ABC):
 
     def __init__(self, functionals: bool, sample_rate: int, hop_length: int, n_mfcc: int) -> None:
         if functionals:
-            raise ExtractionError(f"functionals exist only for the openSMILE extractors (egemaps, compare), not {self.name.value}")
+            raise ExtractionError(
+                f"functionals exist only for the openSMILE extractors (egemaps, compare), not {self.name.value}"
+            )
         self.functionals = False
         self.sample_rate = int(sample_rate)
 
@@ -130,8 +132,12 @@ class OpenSmileSet(AudioRecipe):
         if self._smile is None:
             import opensmile
 
-            level = opensmile.FeatureLevel.Functionals if self.functionals else opensmile.FeatureLevel.LowLevelDescriptors
-            self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.feature_set), feature_level=level)
+            level = (
+                opensmile.FeatureLevel.Functionals if self.functionals else opensmile.FeatureLevel.LowLevelDescriptors
+            )
+            self._smile = opensmile.Smile(
+                feature_set=getattr(opensmile.FeatureSet, self.feature_set), feature_level=level
+            )
         return self._smile
 
     def extract(self, samples: np.ndarray) -> Features:

@@ -109,7 +109,9 @@ class ExtractSummary:
         }
 
 
-def plan_jobs(inputs: Path, labels: Path | None = None, label_range: tuple[float, float] | None = None) -> list[ClipJob]:
+def plan_jobs(
+    inputs: Path, labels: Path | None = None, label_range: tuple[float, float] | None = None
+) -> list[ClipJob]:
     """The clips to process: from a label file (given, or MMSA's `label.csv` + `Raw/` found in `inputs`), else every media file.
 
     label_range: labels beyond it are bad rows of the label file (`read_labels`).
@@ -127,8 +129,9 @@ def plan_jobs(inputs: Path, labels: Path | None = None, label_range: tuple[float
     return jobs
 
 
-def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_missing: bool = False,
-                done: dict | None = None) -> ClipResult:
+def extract_one(
+    job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_missing: bool = False, done: dict | None = None
+) -> ClipResult:
     """Extract and save one clip; every known failure becomes a one-line reason (never a traceback).
 
     A clip without speech, a face or a transcript fails unless `allow_missing`.
@@ -149,8 +152,15 @@ def extract_one(job: ClipJob, recipe: FeatureRecipe, features_dir: Path, allow_m
             text, tracks = transcribe_clip(path, recipe, transcript=job.text)
             if not allow_missing:
                 require_modalities(path, {**done, **tracks}, text.text, "extract", recipe.modalities)
-            meta = {**done, "path": str(job.path), "text": text.text, "transcript": text.to_dict(),
-                    "transcript_hash": recipe.transcript.hash, "label_text": job.text, "media": identity}
+            meta = {
+                **done,
+                "path": str(job.path),
+                "text": text.text,
+                "transcript": text.to_dict(),
+                "transcript_hash": recipe.transcript.hash,
+                "label_text": job.text,
+                "media": identity,
+            }
             write_json(Path(features_dir) / f"{clip_filename(job.key)}.json", meta)  # the .npz stays as it is
         else:
             clip = extract_clip(path, recipe, transcript=job.text)
@@ -271,10 +281,17 @@ class _Plan:
 
 
 def _skipped(job: ClipJob, meta: dict) -> ClipResult:
-    return ClipResult(job.key, str(job.path), "skipped", duration=float(meta.get("duration") or 0.0),
-                      audio_frames=int(meta["audio_frames"]), vision_frames=int(meta["vision_frames"]),
-                      frames_with_face=int(meta.get("frames_with_face", 0)), text_source=meta["transcript"]["source"],
-                      text_chars=len(meta.get("text") or ""))
+    return ClipResult(
+        job.key,
+        str(job.path),
+        "skipped",
+        duration=float(meta.get("duration") or 0.0),
+        audio_frames=int(meta["audio_frames"]),
+        vision_frames=int(meta["vision_frames"]),
+        frames_with_face=int(meta.get("frames_with_face", 0)),
+        text_source=meta["transcript"]["source"],
+        text_chars=len(meta.get("text") or ""),
+    )
 
 
 def plan_skips(jobs: list[ClipJob], features_dir: Path, recipe: FeatureRecipe) -> _Plan:
@@ -302,11 +319,15 @@ def plan_skips(jobs: list[ClipJob], features_dir: Path, recipe: FeatureRecipe) -
         else:
             plan.results.append(_skipped(job, meta))
     if policy:
-        plan.notes.append(f"{policy} clip(s) keep their audio and face features and get a new transcript "
-                          "(the transcript settings changed)")
+        plan.notes.append(
+            f"{policy} clip(s) keep their audio and face features and get a new transcript "
+            "(the transcript settings changed)"
+        )
     if relabelled:
-        plan.notes.append(f"{relabelled} clip(s) keep their audio and face features and get their new text "
-                          "(the label file's text changed)")
+        plan.notes.append(
+            f"{relabelled} clip(s) keep their audio and face features and get their new text "
+            "(the label file's text changed)"
+        )
     if replaced:
         plan.notes.append(f"{_rows(replaced)} extracted again: the media file changed since its features were made")
     return plan
@@ -335,17 +356,21 @@ def _whisper_preflight(plan: _Plan, recipe: FeatureRecipe, labels: Path | None, 
         for job in whisper_jobs:  # a re-run resumes them
             lacks = f"empty text in row {job.row} and no sidecar" if job.row else "no sidecar transcript"
             job.problem = f"{lacks}, and Whisper is unavailable: {exc}"
-        plan.notes.append(f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper, which is unavailable; "
-                          "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run")
+        plan.notes.append(
+            f"{_rows(whisper_jobs)}{where} {what} and {need} Whisper, which is unavailable; "
+            "they failed: give their text or a sidecar .txt/.srt/.vtt, or make Whisper available, and re-run"
+        )
         return []
     return whisper_jobs
 
 
-def _transcribed_note(whisper_jobs: list[ClipJob], results: list[ClipResult], recipe: FeatureRecipe,
-                      labels: Path | None) -> str | None:
+def _transcribed_note(
+    whisper_jobs: list[ClipJob], results: list[ClipResult], recipe: FeatureRecipe, labels: Path | None
+) -> str | None:
     """The rows that Whisper really gave text to (not those that failed or were silence)."""
-    got_text = {r.key for r in results
-                if r.status == "done" and r.text_source.startswith("whisper:") and r.text_chars > 0}
+    got_text = {
+        r.key for r in results if r.status == "done" and r.text_source.startswith("whisper:") and r.text_chars > 0
+    }
     transcribed = [j for j in whisper_jobs if j.key in got_text]
     if not transcribed:
         return None
@@ -354,8 +379,15 @@ def _transcribed_note(whisper_jobs: list[ClipJob], results: list[ClipResult], re
     return f"{_rows(transcribed)} of {where} {have} no text: transcribed with Whisper {recipe.transcript.model}"
 
 
-def _run_jobs(todo: list[ClipJob], recipe: FeatureRecipe, features_dir: Path, allow_missing: bool,
-              stale: dict[str, dict], workers: int, on_result: Callable[[ClipResult], None] | None) -> list[ClipResult]:
+def _run_jobs(
+    todo: list[ClipJob],
+    recipe: FeatureRecipe,
+    features_dir: Path,
+    allow_missing: bool,
+    stale: dict[str, dict],
+    workers: int,
+    on_result: Callable[[ClipResult], None] | None,
+) -> list[ClipResult]:
     """Extract the clips, in this process or a pool of `workers`; each result is reported as it comes."""
     results: list[ClipResult] = []
 
@@ -371,9 +403,12 @@ def _run_jobs(todo: list[ClipJob], recipe: FeatureRecipe, features_dir: Path, al
     threads = max(1, (os.cpu_count() or 1) // workers)
     quiet_resource_tracker()
     # spawn, not fork: MediaPipe/torch thread pools are not fork-safe.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads, os.getpid())) as pool:
-        pending = {pool.submit(extract_one, job, recipe, features_dir, allow_missing, stale.get(job.key)) for job in todo}
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads, os.getpid())
+    ) as pool:
+        pending = {
+            pool.submit(extract_one, job, recipe, features_dir, allow_missing, stale.get(job.key)) for job in todo
+        }
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -423,8 +458,9 @@ def run_extract(
     all_jobs = plan_jobs(inputs, labels, label_range)
     labelled = all_jobs[0].split is not None
     if labelled and not shard and write_dataset is None:
-        raise TypeError("run_extract: a labelled extraction writes a dataset; pass "
-                        "write_dataset=models.data.format.save_extracted")
+        raise TypeError(
+            "run_extract: a labelled extraction writes a dataset; pass write_dataset=models.data.format.save_extracted"
+        )
     jobs = [j for j in all_jobs if in_shard(j.key, shard)]
     plan = plan_skips(jobs, features_dir, recipe)
     whisper_jobs = _whisper_preflight(plan, recipe, labels, labelled)
@@ -443,16 +479,30 @@ def run_extract(
     notes += [f"clip {key}: {note}" for key, note in noted[:_MAX_CLIP_NOTES]]
     if len(noted) > _MAX_CLIP_NOTES:
         notes.append(f"… and {len(noted) - _MAX_CLIP_NOTES} more notes in the clips' features/*.json ('notes')")
-    summary = ExtractSummary(out=out, results=results, elapsed=0.0,
-                             kind="shard" if shard else ("dataset" if labelled else "features"), notes=notes)
+    summary = ExtractSummary(
+        out=out,
+        results=results,
+        elapsed=0.0,
+        kind="shard" if shard else ("dataset" if labelled else "features"),
+        notes=notes,
+    )
     _write_outputs(summary, all_jobs, features_dir, recipe, shard, labelled, name, scheme, mmsa, write_dataset)
     summary.elapsed = time.perf_counter() - t_start
     return summary
 
 
-def _write_outputs(summary: ExtractSummary, all_jobs: list[ClipJob], features_dir: Path, recipe: FeatureRecipe,
-                   shard: tuple[int, int] | None, labelled: bool, name: str | None, scheme: str | None, mmsa: bool,
-                   write_dataset: Callable[..., dict] | None) -> None:
+def _write_outputs(
+    summary: ExtractSummary,
+    all_jobs: list[ClipJob],
+    features_dir: Path,
+    recipe: FeatureRecipe,
+    shard: tuple[int, int] | None,
+    labelled: bool,
+    name: str | None,
+    scheme: str | None,
+    mmsa: bool,
+    write_dataset: Callable[..., dict] | None,
+) -> None:
     """errors.tsv, then the dataset (labelled), the features manifest (unlabelled) or nothing (a shard)."""
     out, results = summary.out, summary.results
     failed = [r for r in results if r.status == "failed"]
@@ -465,18 +515,31 @@ def _write_outputs(summary: ExtractSummary, all_jobs: list[ClipJob], features_di
     ok_keys = {r.key for r in results if r.status in ("done", "skipped")}
     extra = {"failed": [{"key": r.key, "reason": r.reason} for r in failed]} if failed else {}
     if shard:
-        summary.notes.append(f"shard {shard[0]}/{shard[1]} finished; run the same command without --shard to assemble the output")
+        summary.notes.append(
+            f"shard {shard[0]}/{shard[1]} finished; run the same command without --shard to assemble the output"
+        )
     elif labelled:
         good = [j for j in all_jobs if j.key in ok_keys]
         if good:
             assert write_dataset is not None  # a labelled run without it was refused before any work
-            summary.manifest = write_dataset(out, **assemble_dataset(good, features_dir, recipe.to_dict()), name=name,
-                                             scheme=scheme, mmsa=mmsa, extra=extra)
-            why = {"train": "train has nothing to learn from", "valid": "train picks its best epoch on valid clips",
-                   "test": "there will be no test metrics"}
+            summary.manifest = write_dataset(
+                out,
+                **assemble_dataset(good, features_dir, recipe.to_dict()),
+                name=name,
+                scheme=scheme,
+                mmsa=mmsa,
+                extra=extra,
+            )
+            why = {
+                "train": "train has nothing to learn from",
+                "valid": "train picks its best epoch on valid clips",
+                "test": "there will be no test metrics",
+            }
             for split in summary.empty_splits:
-                summary.notes.append(f"the {split} split is empty ({why[split]}); give some rows mode {split} "
-                                     "in the label file, or fix its failed clips")
+                summary.notes.append(
+                    f"the {split} split is empty ({why[split]}); give some rows mode {split} "
+                    "in the label file, or fix its failed clips"
+                )
         else:
             summary.notes.append("no clip could be extracted: no dataset written")
     else:
@@ -492,4 +555,6 @@ def _write_outputs(summary: ExtractSummary, all_jobs: list[ClipJob], features_di
         if metas:
             summary.manifest = write_features_manifest(out, metas, recipe.to_dict(), audio_names, vision_names, extra)
         if mmsa:
-            summary.notes.append("--format mmsa needs --labels (MMSA pickles hold labelled splits); wrote per-clip features only")
+            summary.notes.append(
+                "--format mmsa needs --labels (MMSA pickles hold labelled splits); wrote per-clip features only"
+            )

@@ -261,7 +261,14 @@ def assemble_dataset(jobs: list[ClipJob], features_dir: Path, recipe: dict) -> d
     }
 
 
-def write_features_manifest(out: Path, jobs_meta: list[dict], recipe: dict, audio_names: list[str], vision_names: list[str], extra: dict | None = None) -> dict:
+def write_features_manifest(
+    out: Path,
+    jobs_meta: list[dict],
+    recipe: dict,
+    audio_names: list[str],
+    vision_names: list[str],
+    extra: dict | None = None,
+) -> dict:
     """Manifest of an unlabelled run: per-clip files under `features/`, no splits."""
     manifest = {
         "format": FEATURES_FORMAT,

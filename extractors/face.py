@@ -124,14 +124,31 @@ def face_descriptors(points: np.ndarray, width: int, height: int, n_faces: int) 
         mid = (local[outer] + local[inner]) / 2
         w = abs(local[inner, 0] - local[outer, 0]) or 1.0
         h = abs(local[upper, 1] - local[lower, 1]) or 1.0
-        return float((local[iris, 0] - mid[0]) / w), float((local[iris, 1] - (local[upper, 1] + local[lower, 1]) / 2) / h)
+        return float((local[iris, 0] - mid[0]) / w), float(
+            (local[iris, 1] - (local[upper, 1] + local[lower, 1]) / 2) / h
+        )
 
     gh_r, gv_r = gaze(_IRIS_R, _EYE_R_OUT, _EYE_R_IN, 159, 145)
     gh_l, gv_l = gaze(_IRIS_L, _EYE_L_OUT, _EYE_L_IN, 386, 374)
     face_x = float(np.mean(points[:, 0]))
     face_y = float(np.mean(points[:, 1]))
     pose = [yaw, pitch, roll, face_x, face_y, iod / max(width, height)]
-    expression = [eye_open_r, eye_open_l, mouth_open, mouth_w, smile, lip_gap, brow_r, brow_l, brow_furrow, jaw_drop, gh_r, gh_l, gv_r, gv_l]
+    expression = [
+        eye_open_r,
+        eye_open_l,
+        mouth_open,
+        mouth_w,
+        smile,
+        lip_gap,
+        brow_r,
+        brow_l,
+        brow_furrow,
+        jaw_drop,
+        gh_r,
+        gh_l,
+        gv_r,
+        gv_l,
+    ]
     status = [1.0, float(n_faces)]
     return np.concatenate([pose, expression, status, local[_SUBSET].reshape(-1)]).astype(np.float32)  # (181,)
 
@@ -303,7 +320,14 @@ class MediaPipeMesh(FaceRecipe):
             for lms in result.multi_face_landmarks or []:
                 faces.append(np.array([(lm.x, lm.y, lm.z) for lm in lms.landmark], np.float32))  # (478, 3)
             per_frame.append(faces)
-            boxes.append([np.array([f[:, 0].min() * width, f[:, 1].min() * height, f[:, 0].max() * width, f[:, 1].max() * height]) for f in faces])
+            boxes.append(
+                [
+                    np.array(
+                        [f[:, 0].min() * width, f[:, 1].min() * height, f[:, 0].max() * width, f[:, 1].max() * height]
+                    )
+                    for f in faces
+                ]
+            )
         main = select_main_face(boxes)
         names = mediapipe_feature_names()
         values = np.zeros((len(frames), len(names)), np.float32)  # (T, 181); absent faces stay 0
@@ -352,7 +376,9 @@ class PyFeat(FaceRecipe):
             if rows.empty:
                 continue
             if {"FaceRectWidth", "FaceRectHeight"} <= set(rows.columns):
-                rows = rows.assign(_area=rows["FaceRectWidth"] * rows["FaceRectHeight"]).sort_values("_area", ascending=False)
+                rows = rows.assign(_area=rows["FaceRectWidth"] * rows["FaceRectHeight"]).sort_values(
+                    "_area", ascending=False
+                )
             row = rows.iloc[0]
             values[t] = [float(row[c]) if c in row.index else 0.0 for c in names]
             present[t] = True

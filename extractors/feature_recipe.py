@@ -50,10 +50,12 @@ POOLING = {"audio": "none", "vision": "none"}
 
 # Libraries whose versions can change the numbers; recorded, compared at predict time.
 # The Whisper backends' packages come from their table, so a new backend's version is recorded too.
-_LIBRARIES = tuple(dict.fromkeys(
-    ("numpy", "av", "librosa", "opensmile", "mediapipe", "opencv-contrib-python", "torch", "py-feat")
-    + tuple(b.package for b in BACKENDS.values())
-))
+_LIBRARIES = tuple(
+    dict.fromkeys(
+        ("numpy", "av", "librosa", "opensmile", "mediapipe", "opencv-contrib-python", "torch", "py-feat")
+        + tuple(b.package for b in BACKENDS.values())
+    )
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -108,8 +110,12 @@ class FaceSpec:
 
     def __post_init__(self) -> None:
         built = FaceExtractor(self.extractor, fps=self.fps, max_faces=self.max_faces, max_side=self.max_side)
-        for name, value in (("extractor", built.backend), ("fps", built.fps), ("max_faces", built.max_faces),
-                            ("max_side", built.max_side)):
+        for name, value in (
+            ("extractor", built.backend),
+            ("fps", built.fps),
+            ("max_faces", built.max_faces),
+            ("max_side", built.max_side),
+        ):
             object.__setattr__(self, name, value)
 
     def build(self) -> FaceExtractor:
@@ -130,7 +136,12 @@ class FaceSpec:
 
 
 def _default_name(audio: AudioSpec, face: FaceSpec) -> str:
-    if (audio.extractor, audio.functionals, face.extractor, face.fps) == (AudioBackend.librosa_sims, False, FaceBackend.mediapipe, DEFAULT_FPS):
+    if (audio.extractor, audio.functionals, face.extractor, face.fps) == (
+        AudioBackend.librosa_sims,
+        False,
+        FaceBackend.mediapipe,
+        DEFAULT_FPS,
+    ):
         return DEFAULT_RECIPE_NAME
     return f"custom-{audio.extractor.value}-{face.extractor.value}-v1"
 
@@ -170,9 +181,12 @@ class FeatureRecipe:
             face_params = face.get("params", {})
             built = cls(
                 audio=AudioSpec(audio["extractor"], functionals=audio.get("params", {}).get("functionals", False)),
-                face=FaceSpec(face["extractor"], fps=face_params.get("fps", DEFAULT_FPS),
-                              max_faces=face_params.get("max_faces", DEFAULT_MAX_FACES),
-                              max_side=face_params.get("max_side", DEFAULT_MAX_SIDE)),
+                face=FaceSpec(
+                    face["extractor"],
+                    fps=face_params.get("fps", DEFAULT_FPS),
+                    max_faces=face_params.get("max_faces", DEFAULT_MAX_FACES),
+                    max_side=face_params.get("max_side", DEFAULT_MAX_SIDE),
+                ),
                 transcript=TranscriptPolicy.from_dict(text),
                 libraries=tuple(dict(recipe.get("libraries", {})).items()),
                 name=recipe.get("name"),
@@ -244,7 +258,11 @@ class FeatureRecipe:
     def version_differences(self) -> list[str]:
         """Libraries whose installed version differs from the recipe's: features may differ slightly."""
         now = library_versions()
-        return [f"{name} {then} -> {now.get(name, 'not installed')}" for name, then in sorted(self.libraries) if now.get(name) != then]
+        return [
+            f"{name} {then} -> {now.get(name, 'not installed')}"
+            for name, then in sorted(self.libraries)
+            if now.get(name) != then
+        ]
 
 
 def build_recipe(
@@ -264,9 +282,13 @@ def build_recipe(
     return FeatureRecipe(
         audio=AudioSpec(parse_audio_backend(audio), functionals=functionals),
         face=FaceSpec(parse_face_backend(face), fps=fps, max_faces=max_faces, max_side=max_side),
-        transcript=TranscriptPolicy(mode=parse_transcript_mode(transcript),
-                                    backend=parse_whisper_backend(whisper_backend), model=whisper_model,
-                                    language=language, task=task),
+        transcript=TranscriptPolicy(
+            mode=parse_transcript_mode(transcript),
+            backend=parse_whisper_backend(whisper_backend),
+            model=whisper_model,
+            language=language,
+            task=task,
+        ),
         libraries=tuple(library_versions().items()),
     )
 

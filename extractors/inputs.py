@@ -14,7 +14,14 @@ from .errors import ExtractionError, InputNotFoundError
 from .media import MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 LABEL_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
-_SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "validation": "valid", "test": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "valid": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "validation": "valid",
+    "test": "test",
+}
 KEY_SEP = "$_$"  # MMSA's id separator: "video_id$_$clip_id"
 
 
@@ -39,7 +46,11 @@ def discover_media(root: Path) -> list[ClipJob]:
         return [ClipJob(key=root.stem, path=root)]
     if not root.is_dir():
         raise InputNotFoundError(f"input not found: {root}; check the path")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
+    )
     jobs, seen = [], {}
     for p in files:
         key = p.relative_to(root).with_suffix("").as_posix()
@@ -101,8 +112,13 @@ def _find_clip(roots: list[Path], video_id: str, clip_id: str, cache: dict[Path,
     return None
 
 
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE starts like UTF-16 LE: first
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)  # UTF-32 LE starts like UTF-16 LE: first
 _DELIMITERS = ",;\t"  # what spreadsheets save as "CSV" (a semicolon where the comma is the decimal mark)
 
 
@@ -119,7 +135,8 @@ def _read_label_text(labels: Path) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise ExtractionError(
             f"{labels}: not {encoding.upper()} text (byte {exc.start} is invalid); save it as CSV UTF-8 "
-            "(or UTF-16 with a byte-order mark)") from None
+            "(or UTF-16 with a byte-order mark)"
+        ) from None
     text = text.lstrip("\ufeff")
     header = text.split("\n", 1)[0]
     known = set(LABEL_COLUMNS)
@@ -131,8 +148,9 @@ def _read_label_text(labels: Path) -> tuple[str, str]:
     return text, delimiter
 
 
-def read_labels(labels: Path, media_root: Path | None = None,
-                label_range: tuple[float, float] | None = None) -> list[ClipJob]:
+def read_labels(
+    labels: Path, media_root: Path | None = None, label_range: tuple[float, float] | None = None
+) -> list[ClipJob]:
     """Jobs from an MMSA label.csv: `Raw/<video_id>/<clip_id>.mp4` next to it (or under `media_root`).
 
     UTF-8 or UTF-16/32 with a BOM; comma, semicolon or tab separated.
@@ -149,14 +167,22 @@ def read_labels(labels: Path, media_root: Path | None = None,
         raise InputNotFoundError(f"label file not found: {labels}; check --labels")
     content, delimiter = _read_label_text(labels)
     try:
-        df = pd.read_csv(io.StringIO(content), sep=delimiter, keep_default_na=False,
-                         dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str})
+        df = pd.read_csv(
+            io.StringIO(content),
+            sep=delimiter,
+            keep_default_na=False,
+            dtype={"video_id": str, "clip_id": str, "text": str, "annotation": str, "mode": str},
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ExtractionError(f"{labels}: cannot read as CSV ({str(exc).splitlines()[0]}); it must be MMSA's label.csv") from None
+        raise ExtractionError(
+            f"{labels}: cannot read as CSV ({str(exc).splitlines()[0]}); it must be MMSA's label.csv"
+        ) from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in ("video_id", "clip_id", "label", "mode") if c not in df.columns]
     if missing:
-        raise ExtractionError(f"{labels}: missing column(s) {', '.join(missing)}; expected MMSA's {', '.join(LABEL_COLUMNS)}")
+        raise ExtractionError(
+            f"{labels}: missing column(s) {', '.join(missing)}; expected MMSA's {', '.join(LABEL_COLUMNS)}"
+        )
     roots: list[Path] = []
     for base in ([Path(media_root)] if media_root else []) + [labels.parent]:
         roots += [base / "Raw", base]
@@ -191,8 +217,9 @@ def read_labels(labels: Path, media_root: Path | None = None,
                     continue
                 if label_range is not None and not label_range[0] - 1e-6 <= value <= label_range[1] + 1e-6:
                     lo, hi = label_range
-                    problems.append((i, col, f"{value:g} is outside the label range [{lo:g}, {hi:g}] "
-                                             "(--scheme chooses the range)"))
+                    problems.append(
+                        (i, col, f"{value:g} is outside the label range [{lo:g}, {hi:g}] (--scheme chooses the range)")
+                    )
                     continue
                 values[col] = value
             elif col == "label":
@@ -209,7 +236,9 @@ def read_labels(labels: Path, media_root: Path | None = None,
                 split=split,
                 labels=values,
                 annotation=str(row.get("annotation", "")) or None,
-                problem=None if path is not None else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 (or another video/audio extension) next to {labels.name}",
+                problem=None
+                if path is not None
+                else f"clip not found: expected Raw/{video_id}/{clip_id}.mp4 (or another video/audio extension) next to {labels.name}",
                 row=i,
             )
         )
@@ -234,7 +263,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
-        raise ExtractionError(f"--shard {text!r}: use K/N with 1 <= K <= N, e.g. 1/4 ... 4/4 (with a SLURM array: $((SLURM_ARRAY_TASK_ID+1))/N)")
+        raise ExtractionError(
+            f"--shard {text!r}: use K/N with 1 <= K <= N, e.g. 1/4 ... 4/4 (with a SLURM array: $((SLURM_ARRAY_TASK_ID+1))/N)"
+        )
     return int(m.group(1)), int(m.group(2))
 
 

@@ -17,7 +17,25 @@ import numpy as np
 
 from .errors import MediaError
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts", ".m2ts", ".ogv"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".mov",
+        ".mkv",
+        ".avi",
+        ".webm",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".ogv",
+    }
+)
 AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma"})
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 
@@ -51,8 +69,10 @@ class MediaInfo:
         notes = []
         for what, own in (("audio", self.audio_duration), ("video", self.video_duration)):
             if own > 0 and self.duration > 0 and own < self.duration - _TRUNCATION_SLACK_S:
-                notes.append(f"the {what} track ends at {own:.2f} s, {self.duration - own:.2f} s before the clip's end "
-                             f"({self.duration:.2f} s); its features stop there")
+                notes.append(
+                    f"the {what} track ends at {own:.2f} s, {self.duration - own:.2f} s before the clip's end "
+                    f"({self.duration:.2f} s); its features stop there"
+                )
         return notes
 
 
@@ -71,8 +91,12 @@ def _open(path: Path):
         return av.open(str(path))
     except av.error.InvalidDataError:
         if _looks_like_media(path):
-            raise MediaError(f"{path}: truncated or corrupt media file (its container index is missing); re-copy or re-download it") from None
-        raise MediaError(f"{path}: not a media file (FFmpeg cannot read it; is it misnamed?); give a video or audio file") from None
+            raise MediaError(
+                f"{path}: truncated or corrupt media file (its container index is missing); re-copy or re-download it"
+            ) from None
+        raise MediaError(
+            f"{path}: not a media file (FFmpeg cannot read it; is it misnamed?); give a video or audio file"
+        ) from None
     except av.error.FFmpegError as exc:
         raise MediaError(f"{path}: cannot open ({exc.strerror or exc}); re-export it as mp4/h264 or wav") from None
 

@@ -61,8 +61,13 @@ class Pipeline:
         return self._whisper
 
     def extract(
-        self, path: Path, transcript: str | None = None, start: float | None = None, end: float | None = None,
-        *, text: bool = True,
+        self,
+        path: Path,
+        transcript: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        *,
+        text: bool = True,
     ) -> ClipFeatures:
         """Features of a clip, or of its [start, end) window (timestamps then count from `start`).
 
@@ -162,8 +167,9 @@ def missing_modalities(info: dict, text: str | None, needs: frozenset[str] = ALL
     return missing
 
 
-def require_modalities(path: Path, info: dict, text: str | None, action: str,
-                       needs: frozenset[str] = ALL_MODALITIES) -> None:
+def require_modalities(
+    path: Path, info: dict, text: str | None, action: str, needs: frozenset[str] = ALL_MODALITIES
+) -> None:
     """Raise MissingModalityError (one line: the file, what is missing, the fix) unless the clip has `needs`.
 
     A model fed a clip without speech, face or text still outputs a confident
@@ -190,7 +196,12 @@ def get_pipeline(recipe: FeatureRecipe) -> Pipeline:
 
 
 def extract_clip(
-    path: Path, recipe: FeatureRecipe, transcript: str | None = None, *, start: float | None = None, end: float | None = None
+    path: Path,
+    recipe: FeatureRecipe,
+    transcript: str | None = None,
+    *,
+    start: float | None = None,
+    end: float | None = None,
 ) -> ClipFeatures:
     """Recompute a clip's features exactly as `recipe` says (the recipe stored with a dataset or model run).
 

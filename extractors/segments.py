@@ -50,8 +50,9 @@ def utterance_spans(transcript: Transcript, duration: float, window: float) -> l
     return spans
 
 
-def clip_transcript(path: Path, recipe: FeatureRecipe, transcript: str | None, has_audio: bool,
-                    pipeline: Pipeline | None = None) -> Transcript:
+def clip_transcript(
+    path: Path, recipe: FeatureRecipe, transcript: str | None, has_audio: bool, pipeline: Pipeline | None = None
+) -> Transcript:
     """The whole clip's transcript by the recipe's rules; a given `transcript` wins (it has no timestamps).
 
     pipeline: the recipe's loaded pipeline, whose Whisper is reused (else one is built for this call).
@@ -65,15 +66,23 @@ def clip_transcript(path: Path, recipe: FeatureRecipe, transcript: str | None, h
     return get_transcript(path, text_cfg.mode, None, whisper, has_audio)
 
 
-def segment_clip(path: Path, recipe: FeatureRecipe, transcript: str | None, duration: float, has_audio: bool,
-                 window: float, pipeline: Pipeline | None = None) -> tuple[list[Span], Transcript]:
+def segment_clip(
+    path: Path,
+    recipe: FeatureRecipe,
+    transcript: str | None,
+    duration: float,
+    has_audio: bool,
+    window: float,
+    pipeline: Pipeline | None = None,
+) -> tuple[list[Span], Transcript]:
     """(start, end, text) per utterance (sidecar subtitles or Whisper), else fixed windows; and the whole transcript."""
     full = clip_transcript(path, recipe, transcript, has_audio, pipeline)
     return utterance_spans(full, duration, window), full
 
 
-def extract_segments(path: Path, recipe: FeatureRecipe, spans: list[Span],
-                     pipeline: Pipeline | None = None) -> list[ClipFeatures]:
+def extract_segments(
+    path: Path, recipe: FeatureRecipe, spans: list[Span], pipeline: Pipeline | None = None
+) -> list[ClipFeatures]:
     """Each span's features, extracted on its own window; a window never reads the clip's transcript.
 
     The segment's text is the span's own (its utterance), never the whole

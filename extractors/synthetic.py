@@ -126,14 +126,28 @@ def write_media(
 
 # What ffmpeg picks by default per container (video, audio); others get h264 + 16-bit PCM.
 _CODECS = {
-    ".mp4": ("libx264", "aac"), ".m4a": ("libx264", "aac"), ".m4v": ("libx264", "aac"), ".mov": ("libx264", "aac"),
-    ".mkv": ("libx264", "aac"), ".ts": ("libx264", "aac"), ".flv": ("libx264", "aac"),
-    ".mpg": ("mpeg2video", "mp2"), ".mpeg": ("mpeg2video", "mp2"), ".webm": ("libvpx", "libopus"),
+    ".mp4": ("libx264", "aac"),
+    ".m4a": ("libx264", "aac"),
+    ".m4v": ("libx264", "aac"),
+    ".mov": ("libx264", "aac"),
+    ".mkv": ("libx264", "aac"),
+    ".ts": ("libx264", "aac"),
+    ".flv": ("libx264", "aac"),
+    ".mpg": ("mpeg2video", "mp2"),
+    ".mpeg": ("mpeg2video", "mp2"),
+    ".webm": ("libvpx", "libopus"),
 }
 
 
-def _encode(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, audio_rate: int,
-            channels: int, options: dict) -> None:
+def _encode(
+    path: Path,
+    frames: np.ndarray | None,
+    fps: float,
+    audio: np.ndarray | None,
+    audio_rate: int,
+    channels: int,
+    options: dict,
+) -> None:
     with av.open(str(path), "w", options=options) as container:
         # Both streams exist before the first packet is muxed (the header lists them).
         vstream: VideoStream | None = None
@@ -164,8 +178,9 @@ def _encode_video(container: OutputContainer, stream: VideoStream, frames: np.nd
         container.mux(packet)
 
 
-def _encode_audio(container: OutputContainer, stream: AudioStream, audio: np.ndarray, audio_rate: int,
-                  channels: int) -> None:
+def _encode_audio(
+    container: OutputContainer, stream: AudioStream, audio: np.ndarray, audio_rate: int, channels: int
+) -> None:
     fmt = "fltp" if stream.codec_context.name == "aac" else "s16"  # packed 16-bit: PCM, mp2 and opus take it
     block = 1024
     samples = np.asarray(audio, np.float32)
@@ -200,8 +215,15 @@ def make_face_clip(
     return write_media(path, face_frames(n, size, faces), fps, samples, audio_rate, channels)
 
 
-def write_labelled_corpus(root: Path, texts: Sequence[str], labels: Sequence[float], splits: Sequence[str],
-                          seconds: float = 1.0, fps: float = 10.0, seed: int = 0) -> Path:
+def write_labelled_corpus(
+    root: Path,
+    texts: Sequence[str],
+    labels: Sequence[float],
+    splits: Sequence[str],
+    seconds: float = 1.0,
+    fps: float = 10.0,
+    seed: int = 0,
+) -> Path:
     """Write a small corpus in MMSA's raw layout, `root/label.csv` beside `root/Raw/<video>/<clip>.mp4`.
 
     One face clip with speech-like audio per text (the audio differs per clip

@@ -194,7 +194,8 @@ class WhisperTranscriber:
             extra = self.impl.convert_hint.format(location=location)
             raise ExtractionError(
                 f"Whisper model {self.model_id} is a {other.describes if other else fmt} model, not a {self.impl.describes} one; "
-                + hint + (f", {extra}" if extra else "")
+                + hint
+                + (f", {extra}" if extra else "")
             )
         self.impl.require_installed()
         english_only, languages = self.impl.languages(location)
@@ -241,7 +242,9 @@ class WhisperTranscriber:
         except ValueError as exc:  # e.g. a language code the model does not know
             raise ExtractionError(f"Whisper {self.model_id}: {str(exc).splitlines()[0]}") from None
         # Whisper's own hallucination guards: a failing text counts as empty (require_modalities says why)
-        return Transcript(text, f"whisper:{self.model_id}", segments, language, guard_failure(text, segments) if text else None)
+        return Transcript(
+            text, f"whisper:{self.model_id}", segments, language, guard_failure(text, segments) if text else None
+        )
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,9 @@ class TranscriptPolicy:
     def __post_init__(self) -> None:
         mode = parse_transcript_mode(self.mode)
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ExtractionError(f"Whisper model must be a hub id or a model folder, not {self.model!r}; check --whisper-model")
+            raise ExtractionError(
+                f"Whisper model must be a hub id or a model folder, not {self.model!r}; check --whisper-model"
+            )
         language = self.language or None
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "backend", _whisper_options(self.backend, language, self.task))
@@ -281,8 +286,13 @@ class TranscriptPolicy:
 
     def to_dict(self) -> dict:
         """The JSON form stored in recipes (keys and order as datasets and runs have them)."""
-        return {"mode": self.mode.value, "backend": self.backend.value, "model": self.model,
-                "language": self.language, "task": self.task}
+        return {
+            "mode": self.mode.value,
+            "backend": self.backend.value,
+            "model": self.model,
+            "language": self.language,
+            "task": self.task,
+        }
 
     @cached_property
     def hash(self) -> str:

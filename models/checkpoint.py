@@ -32,8 +32,9 @@ from models.nn.interface import SentimentModel
 EXTRA_PREFIX = "extra."
 
 
-def save_checkpoint(directory: Path, model, extra: dict[str, torch.Tensor] | None = None,
-                    meta: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    directory: Path, model, extra: dict[str, torch.Tensor] | None = None, meta: dict[str, Any] | None = None
+) -> Path:
     """Write `model` (any model kind: it has `kind`, `config` and `trainable_state_dict`) atomically."""
     from safetensors.torch import save_file
 
@@ -92,8 +93,10 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     directory = Path(directory)
     missing = [n for n in ("config.json", "model.safetensors") if not (directory / n).is_file()]
     if missing:
-        raise CheckpointError(f"{directory} is not a deepmlf checkpoint (missing {', '.join(missing)}); "
-                              f"pass a checkpoint directory written by `deepmlf train` or `deepmlf pretrain`")
+        raise CheckpointError(
+            f"{directory} is not a deepmlf checkpoint (missing {', '.join(missing)}); "
+            f"pass a checkpoint directory written by `deepmlf train` or `deepmlf pretrain`"
+        )
     try:
         config = json.loads((directory / "config.json").read_text())
         meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").is_file() else {}
@@ -103,11 +106,12 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     try:
         model_config = ModelConfig.from_dict(config)
     except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{directory} was written by another deepmlf model version ({exc}); "
-                              f"retrain it with this version") from None
+        raise CheckpointError(
+            f"{directory} was written by another deepmlf model version ({exc}); retrain it with this version"
+        ) from None
     tensors = load_file(str(directory / "model.safetensors"))
     weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
-    extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    extra = {k[len(EXTRA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
     return Checkpoint(directory, kind, model_config, weights, extra, meta)
 
 
@@ -117,11 +121,14 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
     expected = set(cast(SentimentModel, model).trainable_state_dict())
     missing, unexpected = expected - set(checkpoint.weights), set(checkpoint.weights) - expected
     if missing:
-        raise CheckpointError(f"{checkpoint.directory}: missing tensors {sorted(missing)[:3]}; "
-                              f"the checkpoint is incomplete")
+        raise CheckpointError(
+            f"{checkpoint.directory}: missing tensors {sorted(missing)[:3]}; the checkpoint is incomplete"
+        )
     if unexpected:  # e.g. saved by an older model version: loading the rest would be another model
-        raise CheckpointError(f"{checkpoint.directory}: tensors this model does not have {sorted(unexpected)[:3]}; "
-                              f"the checkpoint is from another deepmlf model version: retrain it with this version")
+        raise CheckpointError(
+            f"{checkpoint.directory}: tensors this model does not have {sorted(unexpected)[:3]}; "
+            f"the checkpoint is from another deepmlf model version: retrain it with this version"
+        )
     model.load_state_dict(checkpoint.weights, strict=False)  # the frozen LM's weights are not in it
 
 
@@ -138,8 +145,13 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)  # what the caller should tell the user (an unchecked LM)
 
 
-def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: dict | None = None,
-               lm: str | None = None, lm_mismatch_ok: bool = False) -> LoadedModel:
+def load_model(
+    directory: Path,
+    device: torch.device | str = "cpu",
+    lm_cache: dict | None = None,
+    lm: str | None = None,
+    lm_mismatch_ok: bool = False,
+) -> LoadedModel:
     """Rebuild any model kind a run saved (DeepMLF, AV encoder, baselines) in eval mode.
 
     lm_cache: a dict shared across calls (e.g. one per seed of a run) so the
@@ -170,13 +182,16 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
             except ModelNotAvailableError as exc:
                 if lm is not None:
                     raise
-                raise ModelNotAvailableError(f"{exc} (the LM {directory} was trained with; if it moved, "
-                                             f"pass its new place with --lm)") from None
+                raise ModelNotAvailableError(
+                    f"{exc} (the LM {directory} was trained with; if it moved, pass its new place with --lm)"
+                ) from None
         hf_lm, tokenizer = cache[key]
         saved = checkpoint.meta.get("lm_fingerprint")
         if saved is None:
-            notes.append(f"{directory} does not record its LM's fingerprint (trained by an older deepmlf): "
-                         f"{config.lm} is used unchecked")
+            notes.append(
+                f"{directory} does not record its LM's fingerprint (trained by an older deepmlf): "
+                f"{config.lm} is used unchecked"
+            )
         elif not lm_mismatch_ok:
             fingerprint_key = ("fingerprint",) + key  # hashed once per LM, like the LM itself
             if fingerprint_key not in cache:
@@ -186,7 +201,8 @@ def load_model(directory: Path, device: torch.device | str = "cpu", lm_cache: di
                 raise CheckpointError(
                     f"{directory} was trained with {checkpoint.config.lm} (weights {saved}), but {config.lm} has "
                     f"other weights ({now}): same architecture, another model, so its scores would be wrong; "
-                    f"pass the LM it was trained with, or {LM_MISMATCH_OK} to use this one anyway")
+                    f"pass the LM it was trained with, or {LM_MISMATCH_OK} to use this one anyway"
+                )
     model = build_model(checkpoint.kind, config, hf_lm)
     load_weights(model, checkpoint)
     normalizer = FeatureNormalizer.from_state_dict({k: v.numpy() for k, v in checkpoint.extra.items()})

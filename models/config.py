@@ -151,8 +151,10 @@ def _batchnorm_modalities(value: Any) -> tuple[str, ...]:
     names = tuple(str(v) for v in value)
     bad = [n for n in names if n not in AV_MODALITIES]
     if bad:
-        raise ConfigError(f"av_input_batchnorm={list(names)}: {bad[0]!r} is not a modality; "
-                          f"list some of {list(AV_MODALITIES)} (or none)")
+        raise ConfigError(
+            f"av_input_batchnorm={list(names)}: {bad[0]!r} is not a modality; "
+            f"list some of {list(AV_MODALITIES)} (or none)"
+        )
     return tuple(m for m in AV_MODALITIES if m in names)
 
 
@@ -277,8 +279,12 @@ class ModelConfig:
 
 # What models saved before each of these keys existed computed (ModelConfig.from_dict).
 _BEFORE_KEY: dict[str, Any] = {
-    "ffw_init": FFWInit.COPY_LM, "mlp_form": MLPForm.SWIGLU, "lora_init": LoRAInit.PEFT,
-    "av_batchnorm_at": AVBatchNormAt.RAW, "av_positions": AVPositions.VASWANI, "av_readout": AVReadout.MEAN,
+    "ffw_init": FFWInit.COPY_LM,
+    "mlp_form": MLPForm.SWIGLU,
+    "lora_init": LoRAInit.PEFT,
+    "av_batchnorm_at": AVBatchNormAt.RAW,
+    "av_positions": AVPositions.VASWANI,
+    "av_readout": AVReadout.MEAN,
 }
 
 # Training choices (TrainConfig checks them; the schedule and device code act on them).
@@ -343,14 +349,27 @@ class TrainConfig:
     compile: bool = False  # torch.compile the MM blocks and the AV encoder
 
     def __post_init__(self) -> None:
-        choices = {"schedule": ("cosine", "plateau"), "clip_mode": CLIP_MODES, "clip_scope": CLIP_SCOPES,
-                   "clip_every": CLIP_EVERY, "decay_groups": DECAY_GROUPS, "selection": SELECTION_RULES,
-                   "batching": BATCHINGS}
+        choices = {
+            "schedule": ("cosine", "plateau"),
+            "clip_mode": CLIP_MODES,
+            "clip_scope": CLIP_SCOPES,
+            "clip_every": CLIP_EVERY,
+            "decay_groups": DECAY_GROUPS,
+            "selection": SELECTION_RULES,
+            "batching": BATCHINGS,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
-        for name in ("lr", "batch_size", "grad_accum", "eval_batch_size", "cosine_period_epochs",
-                     "clip_threshold", "plateau_factor"):
+        for name in (
+            "lr",
+            "batch_size",
+            "grad_accum",
+            "eval_batch_size",
+            "cosine_period_epochs",
+            "clip_threshold",
+            "plateau_factor",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         if self.max_epochs is not None and self.max_epochs <= 0:
@@ -412,17 +431,40 @@ class Preset:
 # (not a cap: training ends by early stopping), clip by value 5.0 on everything
 # but the AV encoder. Each preset adds its weight decay, period, patience and precision (lm_dtype).
 _REFERENCE_TRAIN: dict[str, Any] = dict(
-    lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, max_epochs=None, warmup_epochs=1.0,
-    min_lr=1e-7, schedule="cosine", clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
+    lr=1e-4,
+    beta1=0.9,
+    beta2=0.95,
+    batch_size=32,
+    grad_accum=8,
+    max_epochs=None,
+    warmup_epochs=1.0,
+    min_lr=1e-7,
+    schedule="cosine",
+    clip_mode="value",
+    clip_threshold=5.0,
+    clip_scope="non-av",
 )
 # AV-encoder pretraining as the reference's `bienc` trainer runs it: AdamW(model.parameters(), lr)
 # with torch's defaults (betas, weight decay 0.01 on every parameter, biases included: the trainer
 # never reads its configs' decay), batch 32 × 4, reduce-on-plateau ×0.1, clip by value 1.0 after
 # every micro-batch's backward, early stop 8; its shuffle exactly (no text to bucket by).
 _REFERENCE_PRETRAIN: dict[str, Any] = dict(
-    beta1=0.9, beta2=0.999, weight_decay=0.01, decay_groups="all", batch_size=32, grad_accum=4, max_epochs=None,
-    warmup_epochs=0.0, schedule="plateau", plateau_factor=0.1, clip_mode="value", clip_threshold=1.0,
-    clip_scope="all", clip_every="micro-batch", patience=8, batching="shuffle",
+    beta1=0.9,
+    beta2=0.999,
+    weight_decay=0.01,
+    decay_groups="all",
+    batch_size=32,
+    grad_accum=4,
+    max_epochs=None,
+    warmup_epochs=0.0,
+    schedule="plateau",
+    plateau_factor=0.1,
+    clip_mode="value",
+    clip_threshold=1.0,
+    clip_scope="all",
+    clip_every="micro-batch",
+    patience=8,
+    batching="shuffle",
 )
 
 # Paper Table 1 with the reference configs (docs/architecture.md §9, docs/recipe.md). Feature
@@ -431,9 +473,19 @@ PRESETS: dict[str, Preset] = {
     "mosei": Preset(
         name="mosei",
         description="CMU-MOSEI, GPT-2 base, 7 MM blocks",
-        model=dict(lm="gpt2", mm_layers=(3, 5, 7, 8, 9, 10, 11), n_fusion=12, lambda_lm=1.1,
-                   text_aug_p=0.2, text_aug_apply=0.3, d_audio=74, d_vision=35, av_pool_len=50,
-                   av_input_batchnorm=(), max_text_tokens=50),
+        model=dict(
+            lm="gpt2",
+            mm_layers=(3, 5, 7, 8, 9, 10, 11),
+            n_fusion=12,
+            lambda_lm=1.1,
+            text_aug_p=0.2,
+            text_aug_apply=0.3,
+            d_audio=74,
+            d_vision=35,
+            av_pool_len=50,
+            av_input_batchnorm=(),
+            max_text_tokens=50,
+        ),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
@@ -441,9 +493,19 @@ PRESETS: dict[str, Preset] = {
     "mosei-large": Preset(
         name="mosei-large",
         description="CMU-MOSEI, GPT-2 large, 5 MM blocks",
-        model=dict(lm="gpt2-large", mm_layers=(7, 14, 21, 28, 35), n_fusion=12, lambda_lm=1.0,
-                   text_aug_p=0.3, text_aug_apply=0.25, d_audio=74, d_vision=35, av_pool_len=50,
-                   av_input_batchnorm=(), max_text_tokens=50),
+        model=dict(
+            lm="gpt2-large",
+            mm_layers=(7, 14, 21, 28, 35),
+            n_fusion=12,
+            lambda_lm=1.0,
+            text_aug_p=0.3,
+            text_aug_apply=0.25,
+            d_audio=74,
+            d_vision=35,
+            av_pool_len=50,
+            av_input_batchnorm=(),
+            max_text_tokens=50,
+        ),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_model=dict(av_pool_len=50),
@@ -451,9 +513,19 @@ PRESETS: dict[str, Preset] = {
     "sims": Preset(
         name="sims",
         description="CH-SIMS, Chinese GPT-2 base, 7 MM blocks",
-        model=dict(lm="uer/gpt2-chinese-cluecorpussmall", mm_layers=(5, 6, 7, 8, 9, 10, 11), n_fusion=20,
-                   lambda_lm=1.0, text_aug_p=0.3, text_aug_apply=0.25, d_audio=33, d_vision=709,
-                   av_pool_len=55, av_input_batchnorm=("audio", "vision"), max_text_tokens=39),
+        model=dict(
+            lm="uer/gpt2-chinese-cluecorpussmall",
+            mm_layers=(5, 6, 7, 8, 9, 10, 11),
+            n_fusion=20,
+            lambda_lm=1.0,
+            text_aug_p=0.3,
+            text_aug_apply=0.25,
+            d_audio=33,
+            d_vision=709,
+            av_pool_len=55,
+            av_input_batchnorm=("audio", "vision"),
+            max_text_tokens=39,
+        ),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_model=dict(av_pool_len=39),
@@ -462,20 +534,38 @@ PRESETS: dict[str, Preset] = {
     "mosi": Preset(
         name="mosi",
         description="CMU-MOSI, SmolLM2-1.7B, 5 MM blocks with LoRA FFW",
-        model=dict(lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=(11, 14, 17, 20, 23), n_fusion=8,
-                   lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug=Augmentation.NONE,
-                   ffw_mode=FFWMode.LORA, lora_r=512, lora_alpha=8192, lora_dropout=0.05, d_audio=5, d_vision=20,
-                   av_pool_len=50, av_aug_p=0.3, av_input_batchnorm=(), max_text_tokens=50,
-                   mlp_form=MLPForm.REFERENCE,  # the reference's Llama MLP: a sum, not SwiGLU's product
-                   lora_init=LoRAInit.REFERENCE),  # its LoRA A: U(±1/√r), not PEFT's U(±1/√in)
+        model=dict(
+            lm="HuggingFaceTB/SmolLM2-1.7B",
+            mm_layers=(11, 14, 17, 20, 23),
+            n_fusion=8,
+            lambda_f=0.4,
+            lambda_av=0.8,
+            lambda_t=0.8,
+            lambda_lm=0.0,
+            text_aug=Augmentation.NONE,
+            ffw_mode=FFWMode.LORA,
+            lora_r=512,
+            lora_alpha=8192,
+            lora_dropout=0.05,
+            d_audio=5,
+            d_vision=20,
+            av_pool_len=50,
+            av_aug_p=0.3,
+            av_input_batchnorm=(),
+            max_text_tokens=50,
+            mlp_form=MLPForm.REFERENCE,  # the reference's Llama MLP: a sum, not SwiGLU's product
+            lora_init=LoRAInit.REFERENCE,
+        ),  # its LoRA A: U(±1/√r), not PEFT's U(±1/√in)
         # use_bf16: true in the reference's MOSI config (the other presets: false, fp32).
         train=dict(_REFERENCE_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30, lm_dtype="auto"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=1e-3, plateau_patience=10),
         # The reference pretrains MOSI's AV encoder with BatchNorm on audio (its stage 2 has none)
         # and SeqAug p = 0.2 (stage 2: 0.3).
         pretrain_model=dict(av_pool_len=50, av_input_batchnorm=("audio",), av_aug_p=0.2),
-        notes=("the released MOSI config sets use_ulgm: true, but the released trainer has no path that runs "
-               "it (it never computes the task loss there): the non-ULGM path is trained",),
+        notes=(
+            "the released MOSI config sets use_ulgm: true, but the released trainer has no path that runs "
+            "it (it never computes the task loss there): the non-ULGM path is trained",
+        ),
     ),
     # Not a paper recipe: the embedded demo on 2 CPU cores. It keeps the settings
     # the demo was tuned with (norm clipping over mean gradients, no accumulation,
@@ -484,20 +574,60 @@ PRESETS: dict[str, Preset] = {
     "sample": Preset(
         name="sample",
         description="the embedded sample with a tiny local GPT-2 (4 layers): minutes on 2 CPU cores",
-        model=dict(lm="runs/demo/tiny-gpt2", mm_layers=(0, 1, 2, 3), n_fusion=4, lambda_lm=0.2,
-                   d_audio=33, d_vision=16, av_pool_len=20, av_input_batchnorm=(), max_text_tokens=32,
-                   seqaug_mode=SeqAugMode.PER_SAMPLE, fusion_positions=FusionPositions.AFTER_TEXT,
-                   ffw_init=FFWInit.COPY_LM, av_positions=AVPositions.VASWANI,
-                   av_readout=AVReadout.MEAN),
-        train=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1, max_epochs=40,
-                   patience=8, warmup_epochs=1.0, min_lr=1e-7, schedule="cosine",
-                   cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap
-                   clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1",
-                   batching="bucketed"),
-        pretrain=dict(lr=1e-3, beta1=0.9, beta2=0.95, weight_decay=0.01, batch_size=32, grad_accum=1,
-                      max_epochs=40, patience=8, warmup_epochs=0.0, schedule="plateau", plateau_factor=0.5,
-                      plateau_patience=2, clip_mode="norm", clip_threshold=5.0, clip_scope="all", selection="l1",
-                      batching="bucketed"),
+        model=dict(
+            lm="runs/demo/tiny-gpt2",
+            mm_layers=(0, 1, 2, 3),
+            n_fusion=4,
+            lambda_lm=0.2,
+            d_audio=33,
+            d_vision=16,
+            av_pool_len=20,
+            av_input_batchnorm=(),
+            max_text_tokens=32,
+            seqaug_mode=SeqAugMode.PER_SAMPLE,
+            fusion_positions=FusionPositions.AFTER_TEXT,
+            ffw_init=FFWInit.COPY_LM,
+            av_positions=AVPositions.VASWANI,
+            av_readout=AVReadout.MEAN,
+        ),
+        train=dict(
+            lr=1e-3,
+            beta1=0.9,
+            beta2=0.95,
+            weight_decay=0.01,
+            batch_size=32,
+            grad_accum=1,
+            max_epochs=40,
+            patience=8,
+            warmup_epochs=1.0,
+            min_lr=1e-7,
+            schedule="cosine",
+            cosine_period_epochs=39,  # one warm-up epoch + 39: the floor at the 40-epoch cap
+            clip_mode="norm",
+            clip_threshold=5.0,
+            clip_scope="all",
+            selection="l1",
+            batching="bucketed",
+        ),
+        pretrain=dict(
+            lr=1e-3,
+            beta1=0.9,
+            beta2=0.95,
+            weight_decay=0.01,
+            batch_size=32,
+            grad_accum=1,
+            max_epochs=40,
+            patience=8,
+            warmup_epochs=0.0,
+            schedule="plateau",
+            plateau_factor=0.5,
+            plateau_patience=2,
+            clip_mode="norm",
+            clip_threshold=5.0,
+            clip_scope="all",
+            selection="l1",
+            batching="bucketed",
+        ),
     ),
 }
 

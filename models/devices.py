@@ -11,7 +11,7 @@ from models.errors import ConfigError
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" → CUDA when available (the local rank's GPU under torchrun), else CPU.
+    """ "auto" → CUDA when available (the local rank's GPU under torchrun), else CPU.
 
     A torch.device is one resolved already (the CLI resolves --device once) and
     is returned as it is, so the layers it is handed down to decide nothing again.
@@ -29,8 +29,6 @@ def resolve_device(name: str | torch.device) -> torch.device:
         # Under torchrun every rank takes its own GPU: "cuda" (or one fixed index) would put all on one.
         return torch.device("cuda", local_rank() % torch.cuda.device_count())
     return device
-
-
 
 
 def resolve_lm_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -91,5 +89,7 @@ def slow_bf16_note(lm_dtype: str, device: torch.device, cpuinfo: str | None = No
     """A line for `--lm-dtype bfloat16` on a CPU without bf16 instructions (emulated: slower than fp32)."""
     if lm_dtype != "bfloat16" or device.type != "cpu" or cpu_has_native_bf16(cpuinfo) is not False:
         return None
-    return ("--lm-dtype bfloat16 on a CPU without bf16 instructions (AVX512-BF16, AMX): bf16 is emulated "
-            "here and slower than float32; use --lm-dtype auto")
+    return (
+        "--lm-dtype bfloat16 on a CPU without bf16 instructions (AVX512-BF16, AMX): bf16 is emulated "
+        "here and slower than float32; use --lm-dtype auto"
+    )

@@ -65,8 +65,10 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def _disk_full(target: Path) -> DiskFullError:
-    return DiskFullError(f"no space left on the device while writing {target}; the previous version is kept: "
-                         f"free some space in {target.parent}")
+    return DiskFullError(
+        f"no space left on the device while writing {target}; the previous version is kept: "
+        f"free some space in {target.parent}"
+    )
 
 
 def atomic_write(path: Path, content: str | bytes | Callable[[BinaryIO], object]) -> Path:
@@ -216,8 +218,9 @@ def check_writable_dir(directory: Path, option: str = "--out") -> None:
         raise OutputError(f"{option} {directory} is a file; give a directory")
     failure = _probe(directory)
     if failure is not None:
-        raise OutputError(f"{option} {directory}: cannot write there ({unwritable_reason(failure)}); "
-                          f"choose another {option}")
+        raise OutputError(
+            f"{option} {directory}: cannot write there ({unwritable_reason(failure)}); choose another {option}"
+        )
 
 
 def check_writable_file(path: Path, option: str) -> None:
@@ -229,8 +232,9 @@ def check_writable_file(path: Path, option: str) -> None:
         raise OutputError(f"{option} {path}: {path.parent} is a file, not a folder")
     failure = _probe(path.parent)
     if failure is not None:
-        raise OutputError(f"{option} {path}: cannot write in {path.parent} ({unwritable_reason(failure)}); "
-                          f"choose another {option}")
+        raise OutputError(
+            f"{option} {path}: cannot write in {path.parent} ({unwritable_reason(failure)}); choose another {option}"
+        )
 
 
 @contextmanager
@@ -255,8 +259,10 @@ def output_lock(directory: Path, what: str = "writer", option: str = "--out") ->
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise OutputError(f"{directory} is in use by another deepmlf {what} (pid {_holder_pid(path)}); "
-                              f"wait for it to finish, or choose another {option}") from None
+            raise OutputError(
+                f"{directory} is in use by another deepmlf {what} (pid {_holder_pid(path)}); "
+                f"wait for it to finish, or choose another {option}"
+            ) from None
         except BaseException:
             os.close(fd)
             raise

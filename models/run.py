@@ -49,14 +49,25 @@ class RunSpec:
     freeze_av: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model.to_dict(), "train": self.train.to_dict(),
-                "seeds": list(self.seeds), "init_av": self.init_av, "freeze_av": self.freeze_av}
+        return {
+            "kind": self.kind,
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "seeds": list(self.seeds),
+            "init_av": self.init_av,
+            "freeze_av": self.freeze_av,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        return cls(kind=data["kind"], model=ModelConfig.from_dict(data["model"]),
-                   train=TrainConfig.from_dict(data["train"]), seeds=tuple(data["seeds"]),
-                   init_av=data.get("init_av"), freeze_av=bool(data.get("freeze_av", False)))
+        return cls(
+            kind=data["kind"],
+            model=ModelConfig.from_dict(data["model"]),
+            train=TrainConfig.from_dict(data["train"]),
+            seeds=tuple(data["seeds"]),
+            init_av=data.get("init_av"),
+            freeze_av=bool(data.get("freeze_av", False)),
+        )
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -86,8 +97,10 @@ class Run:
             run = cls(run_file.parent)
             if run.checkpoints(required=False):
                 return run
-        raise CheckpointError(f"no trained model found under {root}/ (no {RUN_FILE} with a checkpoint); train one "
-                              f"with `deepmlf train --dataset DIR` (or run `make demo`), or pass --model RUN_DIR")
+        raise CheckpointError(
+            f"no trained model found under {root}/ (no {RUN_FILE} with a checkpoint); train one "
+            f"with `deepmlf train --dataset DIR` (or run `make demo`), or pass --model RUN_DIR"
+        )
 
     @classmethod
     def find_upwards(cls, path: Path | str) -> Run | None:
@@ -128,8 +141,10 @@ class Run:
             return RunSpec.from_dict(saved)
         except (ConfigError, KeyError, TypeError) as exc:
             # e.g. a run started by an older deepmlf, whose settings this version no longer has
-            raise CheckpointError(f"{self.run_file} was written by another deepmlf version ({exc}); it cannot be "
-                                  f"resumed: start a new run with another --out") from None
+            raise CheckpointError(
+                f"{self.run_file} was written by another deepmlf version ({exc}); it cannot be "
+                f"resumed: start a new run with another --out"
+            ) from None
 
     def dataset(self) -> dict[str, Any]:
         """What the run recorded about its data (models.training.experiment.dataset_info); {} without run.json."""
@@ -142,8 +157,9 @@ class Run:
     def write_info(self, spec: RunSpec, dataset: dict[str, Any], world_size: int) -> None:
         """run.json: written once training really starts (the model is built, the data encoded)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset,
-                                                     "world_size": world_size}, indent=2))
+        atomic_write_text(
+            self.run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset, "world_size": world_size}, indent=2)
+        )
 
     # ------------------------------------------------------------------ seeds
     def seed_dir(self, seed: int | str) -> Path:
@@ -164,16 +180,22 @@ class Run:
 
     def is_started(self) -> bool:
         """Whether the run holds trained work: a finished epoch (state/) or a finished seed."""
-        return self.exists() and (any(self.path.glob(f"seed_*/{STATE_DIR}/state.json"))
-                                  or any(self.path.glob("seed_*/metrics.json")))
+        return self.exists() and (
+            any(self.path.glob(f"seed_*/{STATE_DIR}/state.json")) or any(self.path.glob("seed_*/metrics.json"))
+        )
 
     def is_finished(self, spec: RunSpec | None = None) -> bool:
         """Whether every seed of the run (of `spec`, by default the saved one) is done."""
         spec = spec or self.spec()
         return all(self.seed_done(s) for s in spec.seeds)
 
-    def write_seed(self, seed: int, history: list[dict[str, Any]], metrics: dict[str, Any],
-                   test: tuple[list[str], np.ndarray, dict[str, np.ndarray]] | None) -> None:
+    def write_seed(
+        self,
+        seed: int,
+        history: list[dict[str, Any]],
+        metrics: dict[str, Any],
+        test: tuple[list[str], np.ndarray, dict[str, np.ndarray]] | None,
+    ) -> None:
         """A finished seed's history, test predictions (ids, labels, every head) and metrics (last: marks it done)."""
         directory = self.seed_dir(seed)
         if test is not None:
@@ -182,8 +204,10 @@ class Run:
             writer = csv.writer(buffer)
             writer.writerow(["id", "label", "prediction", "text_head", "av_head", "fusion_head"])
             for i, clip in enumerate(ids):
-                writer.writerow([clip, f"{labels[i]:.6g}"]
-                                + [f"{predictions[k][i]:.6g}" for k in ("prediction", "text", "av", "fusion")])
+                writer.writerow(
+                    [clip, f"{labels[i]:.6g}"]
+                    + [f"{predictions[k][i]:.6g}" for k in ("prediction", "text", "av", "fusion")]
+                )
             atomic_write_text(directory / PREDICTIONS_FILE, buffer.getvalue())
         atomic_write_text(directory / "history.json", json.dumps(history, indent=1))
         atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2))
@@ -204,8 +228,10 @@ class Run:
             return [self.path / BEST_DIR]
         if not required:
             return []
-        raise CheckpointError(f"{self.path} holds no checkpoint (no best/ or seed_*/best/); pass a run directory "
-                              f"written by `deepmlf train` or `deepmlf pretrain`")
+        raise CheckpointError(
+            f"{self.path} holds no checkpoint (no best/ or seed_*/best/); pass a run directory "
+            f"written by `deepmlf train` or `deepmlf pretrain`"
+        )
 
     def best(self, seed: int | None = None) -> Path:
         """The best checkpoint of `seed` (default: the first seed), of a seed dir, or `path` itself."""
@@ -213,8 +239,10 @@ class Run:
         if seed is not None:
             found = [p for p in found if p.parent.name == f"seed_{seed}"]
             if not found:
-                raise CheckpointError(f"{self.path} has no checkpoint for seed {seed}; seeds: "
-                                      f"{', '.join(checkpoint_seed(p) or '?' for p in self.checkpoints())}")
+                raise CheckpointError(
+                    f"{self.path} has no checkpoint for seed {seed}; seeds: "
+                    f"{', '.join(checkpoint_seed(p) or '?' for p in self.checkpoints())}"
+                )
         return found[0]
 
     # ------------------------------------------------------------------ results

@@ -172,8 +172,7 @@ class Scheme(StrEnum):
         """Metric keys in the order tables show them; the first is the headline number."""
         if self is Scheme.SIMS:
             return ("Mult_acc_2", "F1_score", "MAE", "Corr", "Mult_acc_3", "Mult_acc_5")
-        return ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Has0_F1_score", "MAE", "Corr", "Mult_acc_5",
-                "Mult_acc_7")
+        return ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Has0_F1_score", "MAE", "Corr", "Mult_acc_5", "Mult_acc_7")
 
 
 def bin_left_open(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:

@@ -56,8 +56,9 @@ VISION_LENGTHS = (8, 8, 1, 3)
 D_AUDIO, D_VISION = 7, 5  # the feature widths the tests' ModelConfigs use
 
 
-def make_batch(tokenizer, texts=TEXTS, *, seed: int = 0, labels: bool = True, pad_to: int = 0,
-               random_lengths: bool = False) -> Batch:
+def make_batch(
+    tokenizer, texts=TEXTS, *, seed: int = 0, labels: bool = True, pad_to: int = 0, random_lengths: bool = False
+) -> Batch:
     """A Batch of len(texts) clips: the texts tokenized (left-padded, to `pad_to` if longer), random
     audio (B, 20, 7) and vision (B, 8, 5) features zeroed past each clip's length, labels from -0.8 to 0.8.
 

@@ -157,7 +157,9 @@ def make_cover_art_audio(path: Path, seconds: float = 2.0) -> Path:
 _PORTRAIT_MATRIX = (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # stored sideways, shown turned 90° clockwise
 
 
-def make_rotated_clip(path: Path, seconds: float = 0.4, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> tuple[Path, np.ndarray]:
+def make_rotated_clip(
+    path: Path, seconds: float = 0.4, fps: float = 10.0, size: tuple[int, int] = (320, 240)
+) -> tuple[Path, np.ndarray]:
     """A phone-style portrait mp4: upright frames of `size` (H, W) stored sideways with a 90° display matrix.
 
     The frames are encoded turned 90° counter-clockwise (as the sensor sees

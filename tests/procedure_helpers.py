@@ -13,5 +13,13 @@ def tiny_split(n: int, seed: int = 0, max_tokens: int = 12) -> EncodedSplit:
     tokens = [list(rng.integers(1, 50, size=int(rng.integers(1, max_tokens + 1)))) for _ in range(n)]
     audio = rng.normal(size=(n, 3, 2)).astype(np.float32)
     vision = rng.normal(size=(n, 2, 2)).astype(np.float32)
-    return EncodedSplit([f"c{i}" for i in range(n)], [[int(t) for t in ids] for ids in tokens], audio,
-                        np.full(n, 3), vision, np.full(n, 2), rng.normal(size=n).astype(np.float32), pad_id=0)
+    return EncodedSplit(
+        [f"c{i}" for i in range(n)],
+        [[int(t) for t in ids] for ids in tokens],
+        audio,
+        np.full(n, 3),
+        vision,
+        np.full(n, 2),
+        rng.normal(size=n).astype(np.float32),
+        pad_id=0,
+    )

@@ -53,8 +53,18 @@ class Server:
         self.token = token
         tmp.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1"}
-        cmd = [sys.executable, "-m", "deepmlf_cli.app", "serve", "--model", str(run), "--port", str(self.port),
-               "--no-whisper", *args] + (["--token", token] if token else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "deepmlf_cli.app",
+            "serve",
+            "--model",
+            str(run),
+            "--port",
+            str(self.port),
+            "--no-whisper",
+            *args,
+        ] + (["--token", token] if token else [])
         self.log = tmp.parent / f"server-{self.port}.log"
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120
@@ -76,11 +86,13 @@ class Server:
         req = urllib.request.Request(self.url + path, headers=self.headers(token))
         return _open(req)
 
-    def predict(self, files: list[tuple[str, bytes]], fields: dict[str, str] | None = None,
-                token: bool = True) -> tuple[int, object, dict]:
+    def predict(
+        self, files: list[tuple[str, bytes]], fields: dict[str, str] | None = None, token: bool = True
+    ) -> tuple[int, object, dict]:
         body, ctype = multipart(files, fields or {})
-        req = urllib.request.Request(self.url + "/api/predict", data=body, method="POST",
-                                     headers={"Content-Type": ctype, **self.headers(token)})
+        req = urllib.request.Request(
+            self.url + "/api/predict", data=body, method="POST", headers={"Content-Type": ctype, **self.headers(token)}
+        )
         return _open(req)
 
     def upload_files(self) -> list[Path]:
@@ -116,8 +128,12 @@ def multipart(files: list[tuple[str, bytes]], fields: dict[str, str]) -> tuple[b
     boundary = uuid.uuid4().hex
     parts = []
     for name, data in files:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     for key, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
     parts.append(f"--{boundary}--\r\n".encode())

@@ -25,7 +25,9 @@ def test_every_audio_backend_is_one_class_in_the_table():
     assert len(sims.feature_names()) == 33 and sims.rate_hz == pytest.approx(43.066, abs=1e-3)
     assert AudioExtractor("egemaps", functionals=True).spec()["params"] == {"sample_rate": 16000, "functionals": True}
     assert AudioExtractor("none").feature_names() == [] and AudioExtractor("none").rate_hz == 0.0
-    with pytest.raises(ExtractionError, match="functionals exist only for the openSMILE extractors .* not librosa_sims"):
+    with pytest.raises(
+        ExtractionError, match="functionals exist only for the openSMILE extractors .* not librosa_sims"
+    ):
         AudioExtractor("librosa_sims", functionals=True)
 
 

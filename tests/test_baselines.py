@@ -26,8 +26,9 @@ def lm_and_tokenizer(tiny_gpt2):
 def test_forward_backward_and_checkpoint_tensors(kind, lm_and_tokenizer, tiny_gpt2):
     assert kind in MODEL_KINDS and needs_text(kind) == (kind not in ("audio", "vision"))
     hf_lm, tok = lm_and_tokenizer
-    config = ModelConfig(lm=str(tiny_gpt2), d_audio=7, d_vision=5, av_pool_len=10, max_text_tokens=32,
-                         av_input_batchnorm=True)
+    config = ModelConfig(
+        lm=str(tiny_gpt2), d_audio=7, d_vision=5, av_pool_len=10, max_text_tokens=32, av_input_batchnorm=True
+    )
     torch.manual_seed(0)
     model = build_model(kind, config, hf_lm if needs_text(kind) else None)
     batch = make_batch(tok)
@@ -53,10 +54,17 @@ def test_forward_backward_and_checkpoint_tensors(kind, lm_and_tokenizer, tiny_gp
         i = 1
         n = int(batch.text_valid[i].sum())
         ids, valid = collate_text([batch.text_ids[i, -n:].tolist()], tok.pad_token_id)
-        alone = Batch(ids, valid, batch.audio[i:i + 1, :5], batch.audio_lengths[i:i + 1], batch.vision[i:i + 1],
-                      batch.vision_lengths[i:i + 1])
-        torch.testing.assert_close(model(alone, compute_loss=False).prediction, batched[i:i + 1],
-                                   rtol=1e-4, atol=1e-5)
+        alone = Batch(
+            ids,
+            valid,
+            batch.audio[i : i + 1, :5],
+            batch.audio_lengths[i : i + 1],
+            batch.vision[i : i + 1],
+            batch.vision_lengths[i : i + 1],
+        )
+        torch.testing.assert_close(
+            model(alone, compute_loss=False).prediction, batched[i : i + 1], rtol=1e-4, atol=1e-5
+        )
     # LM stays in eval mode while the model trains.
     model.train()
     if hasattr(model, "lm"):
@@ -64,14 +72,16 @@ def test_forward_backward_and_checkpoint_tensors(kind, lm_and_tokenizer, tiny_gp
 
 
 def test_late_vote_on_hand_made_predictions():
-    preds = torch.tensor([
-        [0.5, 0.9, -0.6],   # pos, pos, neg → pos: mean(0.5, 0.9)
-        [-0.5, 0.0, -0.3],  # neg, neutral, neg → neg: mean(-0.5, -0.3)
-        [0.05, -0.05, 2.0],  # neutral, neutral, pos → neutral: mean(0.05, -0.05)
-        [-1.0, 0.02, 1.0],  # one of each: no majority → neutral voter's 0.02
-        [-0.1, 0.1, 0.3],   # -0.1 is negative and 0.1 neutral (right-closed bins) → 1-1-1 → 0.1
-        [2.0, 3.0, 1.0],    # unanimous → mean
-    ])
+    preds = torch.tensor(
+        [
+            [0.5, 0.9, -0.6],  # pos, pos, neg → pos: mean(0.5, 0.9)
+            [-0.5, 0.0, -0.3],  # neg, neutral, neg → neg: mean(-0.5, -0.3)
+            [0.05, -0.05, 2.0],  # neutral, neutral, pos → neutral: mean(0.05, -0.05)
+            [-1.0, 0.02, 1.0],  # one of each: no majority → neutral voter's 0.02
+            [-0.1, 0.1, 0.3],  # -0.1 is negative and 0.1 neutral (right-closed bins) → 1-1-1 → 0.1
+            [2.0, 3.0, 1.0],  # unanimous → mean
+        ]
+    )
     expected = torch.tensor([0.7, -0.4, 0.0, 0.02, 0.1, 2.0])
     torch.testing.assert_close(late_vote(preds), expected)
     # The score maps back to the majority class.
@@ -93,8 +103,9 @@ def tiny_sample(tmp_path_factory):
     from models.data.load import load_dataset
     from models.data.sample import make_sample_dataset
 
-    path = save_dataset(make_sample_dataset(n_train=64, n_valid=32, n_test=32),
-                        tmp_path_factory.mktemp("sample") / "sample")
+    path = save_dataset(
+        make_sample_dataset(n_train=64, n_valid=32, n_test=32), tmp_path_factory.mktemp("sample") / "sample"
+    )
     return load_dataset(str(path))
 
 
@@ -128,8 +139,13 @@ def test_each_kind_declares_its_modalities_and_heads_and_a_new_family_is_one_cla
     hf_lm, tok = lm_and_tokenizer
     config = ModelConfig(lm=str(tiny_gpt2), d_audio=7, d_vision=5, av_pool_len=10, max_text_tokens=32)
     assert {kind: cls.modalities for kind, cls in BASELINES.items()} == {
-        "early": ("text", "audio", "vision"), "late": ("text", "audio", "vision"),
-        "attention": ("text", "audio", "vision"), "text": ("text",), "audio": ("audio",), "vision": ("vision",)}
+        "early": ("text", "audio", "vision"),
+        "late": ("text", "audio", "vision"),
+        "attention": ("text", "audio", "vision"),
+        "text": ("text",),
+        "audio": ("audio",),
+        "vision": ("vision",),
+    }
     batch = make_batch(tok)
     for kind in ("text", "audio"):  # a unimodal model's prediction is its own head's, the other head is absent
         model = build_model(kind, config, hf_lm if kind == "text" else None).eval()

@@ -20,8 +20,12 @@ CPU = torch.device("cpu")
 PATHS = {
     "deepmlf-full": ("deepmlf", {}),
     "deepmlf-lora": ("deepmlf", {"ffw_mode": FFWMode.LORA, "lora_r": 4, "lora_alpha": 8}),
-    "early": ("early", {}), "late": ("late", {}), "attention": ("attention", {}), "text": ("text", {}),
-    "audio": ("audio", {}), "vision": ("vision", {}),
+    "early": ("early", {}),
+    "late": ("late", {}),
+    "attention": ("attention", {}),
+    "text": ("text", {}),
+    "audio": ("audio", {}),
+    "vision": ("vision", {}),
     "av-pretrain": ("av", {}),
 }
 TEXT_PATHS = [name for name, (kind, _) in PATHS.items() if needs_text(kind)]
@@ -32,14 +36,27 @@ AV_PATHS = [name for name in PATHS if name not in TEXT_PATHS]
 def lms(tiny_gpt2, tiny_llama):
     """(family, LM dtype) → (directory, (hf_lm, tokenizer)): fp32 as on CPU, bf16 as `--lm-dtype auto` on CUDA."""
     dirs = {"gpt2": tiny_gpt2, "llama": tiny_llama}
-    return {(family, dtype): (path, load_causal_lm(str(path), dtype=dtype))
-            for family, path in dirs.items() for dtype in (torch.float32, torch.bfloat16)}
+    return {
+        (family, dtype): (path, load_causal_lm(str(path), dtype=dtype))
+        for family, path in dirs.items()
+        for dtype in (torch.float32, torch.bfloat16)
+    }
 
 
 def one_bf16_step(path: str, lm_dir, hf_lm, tokenizer) -> None:
     kind, overrides = PATHS[path]
-    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
-                         max_text_tokens=32, av_input_batchnorm=True, lambda_lm=0.5, **overrides)
+    config = ModelConfig(
+        lm=str(lm_dir),
+        mm_layers=(1, 3),
+        n_fusion=4,
+        d_audio=7,
+        d_vision=5,
+        av_pool_len=10,
+        max_text_tokens=32,
+        av_input_batchnorm=True,
+        lambda_lm=0.5,
+        **overrides,
+    )
     torch.manual_seed(0)
     model = build_model(kind, config, hf_lm if needs_text(kind) else None)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -48,8 +65,11 @@ def one_bf16_step(path: str, lm_dir, hf_lm, tokenizer) -> None:
     optimizer = torch.optim.AdamW(trainable.values(), lr=1e-3)
     # Proof that autocast is on: the trainable Linear layers compute in bf16.
     seen: set[torch.dtype] = set()
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.add(o.dtype) if torch.is_tensor(o) else None)
-             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("lm.")]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.add(o.dtype) if torch.is_tensor(o) else None)
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not n.startswith("lm.")
+    ]
     model.train()
     with autocast_context(CPU, enabled=True):
         out = model(make_batch(tokenizer if needs_text(kind) else None))
@@ -103,8 +123,16 @@ def test_the_frozen_lm_is_bf16_on_cuda_and_fp32_on_cpu_by_default():
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_layer_checkpointing_recomputes_each_layer_and_gives_the_same_gradients(family, lms):
     lm_dir, (hf_lm, tokenizer) = lms[family, torch.float32]
-    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
-                         max_text_tokens=32, lambda_lm=0.5)
+    config = ModelConfig(
+        lm=str(lm_dir),
+        mm_layers=(1, 3),
+        n_fusion=4,
+        d_audio=7,
+        d_vision=5,
+        av_pool_len=10,
+        max_text_tokens=32,
+        lambda_lm=0.5,
+    )
     batch = make_batch(tokenizer)
     results = []
     for checkpointing in (False, True):
@@ -113,8 +141,10 @@ def test_layer_checkpointing_recomputes_each_layer_and_gives_the_same_gradients(
         model.lm.checkpoint_layers = checkpointing
         calls = [0]
         # A pre-hook: the recompute stops early, once it has what backward needs, so a post-hook may not fire.
-        hooks = [layer.register_forward_pre_hook(lambda *_, calls=calls: calls.__setitem__(0, calls[0] + 1))
-                 for layer in model.lm.layers]
+        hooks = [
+            layer.register_forward_pre_hook(lambda *_, calls=calls: calls.__setitem__(0, calls[0] + 1))
+            for layer in model.lm.layers
+        ]
         model.train()
         torch.manual_seed(1)  # the same LM dropout masks in both runs
         out = model(batch)
@@ -145,8 +175,17 @@ def test_a_bf16_lm_trains_under_cpu_autocast_and_its_lm_loss_stays_fused(lms, tm
     from models.training.loop import fit
 
     lm_dir, (hf_lm, tokenizer) = lms["gpt2", torch.bfloat16]
-    config = ModelConfig(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5, av_pool_len=10,
-                         max_text_tokens=32, lambda_lm=0.5, lm_dropout=False)
+    config = ModelConfig(
+        lm=str(lm_dir),
+        mm_layers=(1, 3),
+        n_fusion=4,
+        d_audio=7,
+        d_vision=5,
+        av_pool_len=10,
+        max_text_tokens=32,
+        lambda_lm=0.5,
+        lm_dropout=False,
+    )
     torch.manual_seed(0)
     model = build_model("deepmlf", config, hf_lm)
     assert model_autocast(model, CPU) and not model_autocast(torch.nn.Linear(2, 2), CPU)
@@ -159,10 +198,19 @@ def test_a_bf16_lm_trains_under_cpu_autocast_and_its_lm_loss_stays_fused(lms, tm
         original(out, batch, text_hidden)
         if out.loss.requires_grad:
             lm_losses.append(out.loss.grad_fn)
+
     model._add_loss = spy
     train_config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, prefix_cache_gib=0.01)
-    result = fit(model, encoded_split(tokenizer), encoded_split(tokenizer, n=6, seed=1), train_config, "mosi",
-                 tmp_path, 0, device="cpu")
+    result = fit(
+        model,
+        encoded_split(tokenizer),
+        encoded_split(tokenizer, n=6, seed=1),
+        train_config,
+        "mosi",
+        tmp_path,
+        0,
+        device="cpu",
+    )
     assert seen == {torch.bfloat16}  # every forward (training and validation) ran under autocast
     assert all(np.isfinite(r["train_loss"]) for r in result.history)
     assert model.prefix_cache is not None and model.prefix_cache.dtype == torch.bfloat16

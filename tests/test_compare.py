@@ -42,13 +42,16 @@ def test_three_class_metrics_on_hand_made_values():
 
 
 def test_comparison_table_and_csv(tmp_path):
-    a = make_run(tmp_path / "early", "early", "sims",
-                 {0: {**SIMS, "Mult_acc_2": 0.6, "MAE": 0.5}, 1: {**SIMS, "Mult_acc_2": 0.8, "MAE": 0.3}},
-                 predictions={0: ([-0.5, 0.5], [-0.5, 0.5]), 1: ([-0.5, 0.5], [0.5, 0.5])})
+    a = make_run(
+        tmp_path / "early",
+        "early",
+        "sims",
+        {0: {**SIMS, "Mult_acc_2": 0.6, "MAE": 0.5}, 1: {**SIMS, "Mult_acc_2": 0.8, "MAE": 0.3}},
+        predictions={0: ([-0.5, 0.5], [-0.5, 0.5]), 1: ([-0.5, 0.5], [0.5, 0.5])},
+    )
     b = make_run(tmp_path / "late", "late", "sims", {0: {**SIMS, "Mult_acc_2": 0.7, "MAE": 0.4}})
     comparison = compare_runs([a, b])
-    assert comparison.metrics == ["Mult_acc_2", "F1_score", "MAE", "Corr", "Mult_acc_3", "Mult_acc_5",
-                                  "Acc_3", "F1_3"]
+    assert comparison.metrics == ["Mult_acc_2", "F1_score", "MAE", "Corr", "Mult_acc_3", "Mult_acc_5", "Acc_3", "F1_3"]
     rows = table_rows(comparison)
     assert rows[0][:3] == ["early", "early", "2"]
     assert rows[0][3] == "0.7000 ± 0.1000"  # mean ± std (ddof=0) over seeds

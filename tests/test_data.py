@@ -117,8 +117,10 @@ def test_sims_scheme_and_unimodal_labels(tmp_path):
         (lambda d: d.pop("valid"), r"missing split\(s\) valid; found train, test"),
         (lambda d: d["test"].pop("raw_text"), r"\[test\]: missing key\(s\) raw_text; found text, audio"),
         (lambda d: d["train"].update(audio=np.zeros((6, 5))), r"\[train\]: 'audio' has shape \(6, 5\), expected 3-D"),
-        (lambda d: d["train"].update(regression_labels=np.zeros(5, np.float32)),
-         r"regression_labels has 5 clips but audio has 6"),
+        (
+            lambda d: d["train"].update(regression_labels=np.zeros(5, np.float32)),
+            r"regression_labels has 5 clips but audio has 6",
+        ),
         (lambda d: d["test"].update(vision=np.zeros((4, 4, 9))), r"vision feature size differs between splits"),
         (lambda d: d["train"]["audio_lengths"].__setitem__(2, 8), r"'audio_lengths'\[2\] = 8 is outside 0..7"),
         (lambda d: d["train"]["vision_lengths"].__setitem__(0, -1), r"'vision_lengths'\[0\] = -1"),
@@ -373,8 +375,13 @@ def test_normalizer_chunked_fit_matches_and_constant_feature():
     audio[..., 1] = 5.0  # constant feature
     lengths = rng.integers(0, 7, 700)
     split = SplitData(
-        ids=[""] * 700, texts=[""] * 700, audio=audio, vision=audio[:, :3], audio_lengths=lengths,
-        vision_lengths=np.minimum(lengths, 3), labels=np.zeros(700, np.float32),
+        ids=[""] * 700,
+        texts=[""] * 700,
+        audio=audio,
+        vision=audio[:, :3],
+        audio_lengths=lengths,
+        vision_lengths=np.minimum(lengths, 3),
+        labels=np.zeros(700, np.float32),
     )
     norm = FeatureNormalizer.fit(split)
     frames = _valid_frames(audio, lengths).astype(np.float64)

@@ -17,8 +17,9 @@ def _demo(out: Path, cwd: Path):
     old = Path.cwd()
     os.chdir(cwd)
     try:
-        return CliRunner().invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--lm-steps", "3",
-                                        "--video-epochs", "2", "--quiet"])
+        return CliRunner().invoke(
+            app, ["demo", "--out", str(out), "--epochs", "1", "--lm-steps", "3", "--video-epochs", "2", "--quiet"]
+        )
     finally:
         os.chdir(old)
 
@@ -38,12 +39,14 @@ def test_demo_ends_with_a_prediction_on_a_generated_clip_and_resumes(tmp_path):
     assert "Embedded sample, test split" in res.output and "DeepMLF" in res.output
     # the raw-video path: a dataset extracted from the generated clips, with their recipe
     videos = load_dataset(out / "video-dataset")
-    assert {k: len(v) for k, v in videos.splits.items()} == {s: VIDEO_SPLITS.count(s) for s in ("train", "valid", "test")}
+    assert {k: len(v) for k, v in videos.splits.items()} == {
+        s: VIDEO_SPLITS.count(s) for s in ("train", "valid", "test")
+    }
     assert videos.recipe is not None and videos.d_vision == 181
     # the run trained on them is the newest, so `deepmlf predict CLIP` picks it by default
     assert latest_run(tmp_path / "runs") == out / "video-deepmlf"
     # and the output ends with the prediction table for the demo's own clip, read from its sidecar
-    tail = res.output[res.output.index("predictions ·"):]
+    tail = res.output[res.output.index("predictions ·") :]
     assert "new_clip" in tail and "1 predicted, 0 failed" in tail
     assert NEW_CLIP_TEXT.split()[0] in tail and any(p in tail for p in ("positive", "negative", "neutral"))
 

@@ -50,4 +50,6 @@ def test_describe_prints_the_recipe_even_without_the_lm(tmp_path, monkeypatch):
     assert report["train"]["clip_mode"] == "norm" and report["pretrain"]["train"]["schedule"] == "plateau"
     table = runner.invoke(app, ["describe", "--preset", "mosi"])
     assert table.exit_code == 0, table.output
-    assert "AV pretraining" in table.stdout and "cosine_period_epochs" in table.stdout and "lora_dropout" in table.stdout
+    assert (
+        "AV pretraining" in table.stdout and "cosine_period_epochs" in table.stdout and "lora_dropout" in table.stdout
+    )

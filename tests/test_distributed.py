@@ -89,15 +89,56 @@ def test_torchrun_three_processes_uneven_batches_stop_together_and_match_evaluat
     script.write_text(_RECORDER)
     run_dir, records = tmp_path / "run", tmp_path / "records"
     records.mkdir()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RECORD_DIR": str(records),
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "RECORD_DIR": str(records),
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
     # lr 0.05 with patience 1: validation L1 stops improving within a few epochs, well before 12.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script),
-           "train", "--dataset", str(data), "--preset", "sample", "--lm", str(tiny_gpt2), "--config", str(config),
-           "--mm-layers", "1,3", "--n-fusion", "2", "--epochs", "12", "--patience", "1", "--lr", "0.05",
-           "--batch-size", "8", "--grad-accum", "2", "--batching", "window",  # windows of 3 ranks x 2 x 8 clips
-           "--out", str(run_dir), "--quiet", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "3",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        "train",
+        "--dataset",
+        str(data),
+        "--preset",
+        "sample",
+        "--lm",
+        str(tiny_gpt2),
+        "--config",
+        str(config),
+        "--mm-layers",
+        "1,3",
+        "--n-fusion",
+        "2",
+        "--epochs",
+        "12",
+        "--patience",
+        "1",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "8",
+        "--grad-accum",
+        "2",
+        "--batching",
+        "window",  # windows of 3 ranks x 2 x 8 clips
+        "--out",
+        str(run_dir),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

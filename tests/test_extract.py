@@ -22,7 +22,9 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("media")
     return {
         "face": tm.make_face_clip(d / "face.mp4", 2.0, fps=25, audio="speech"),
-        "face30_stereo": tm.make_face_clip(d / "face30.mp4", 1.0, fps=30, audio_rate=44100, channels=2, size=(180, 320)),
+        "face30_stereo": tm.make_face_clip(
+            d / "face30.mp4", 1.0, fps=30, audio_rate=44100, channels=2, size=(180, 320)
+        ),
         "noface": tm.make_no_face_clip(d / "noface.mp4", 1.0),
         "half": tm.make_half_face_clip(d / "half.mp4", 2.0),
         "cut_playable": tm.make_cut_playable_mp4(d / "cut.mp4"),
@@ -128,7 +130,12 @@ def test_extract_clip_tracks_and_window(clips, recipe):
 
 @pytest.mark.parametrize(
     "name, message",
-    [("empty", "empty file"), ("text", "not a media file"), ("truncated", "truncated"), ("cut_playable", "truncated: .* stops at")],
+    [
+        ("empty", "empty file"),
+        ("text", "not a media file"),
+        ("truncated", "truncated"),
+        ("cut_playable", "truncated: .* stops at"),
+    ],
 )
 def test_unreadable_inputs_raise_one_clear_error(clips, recipe, name, message):
     from extractors.pipeline import extract_clip
@@ -166,7 +173,9 @@ def test_missing_modalities_are_named(clips, recipe):
     assert missing("noface") == ["no face in any frame"]
     assert missing("face", text="  ") == ["empty transcript"] and missing("face", text=None) == []
     info = extract_clip(clips["silent"], recipe).info
-    with pytest.raises(MissingModalityError, match=r"silent\.mp4: silent audio track, empty transcript; .*--allow-missing to predict"):
+    with pytest.raises(
+        MissingModalityError, match=r"silent\.mp4: silent audio track, empty transcript; .*--allow-missing to predict"
+    ):
         require_modalities(clips["silent"], info, "", "predict")
 
 
@@ -174,7 +183,9 @@ def test_sidecar_and_given_text_precedence(tmp_path):
     from extractors.transcript import get_transcript, parse_subtitles, read_sidecar
 
     clip = tm.make_audio_only(tmp_path / "c.wav", 0.5)
-    (tmp_path / "c.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nhello <i>there</i>\n\n2\n00:00:01,500 --> 00:00:03,000\nworld\n")
+    (tmp_path / "c.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:01,500\nhello <i>there</i>\n\n2\n00:00:01,500 --> 00:00:03,000\nworld\n"
+    )
     t = get_transcript(clip, "auto")
     assert t.text == "hello there world" and t.source == "sidecar:c.srt"
     assert [(s.start, s.end) for s in t.segments] == [(0.0, 1.5), (1.5, 3.0)]
@@ -305,8 +316,15 @@ def test_bad_clips_never_stop_the_batch(tmp_path, clips):
     errors = (out / "errors.tsv").read_text().splitlines()[1:]
     reasons = dict(line.split("\t")[0::2] for line in errors)
     assert set(reasons) == {"empty", "text", "truncated", "audio_only", "video_only", "silent"}
-    assert "empty file" in reasons["empty"] and "not a media file" in reasons["text"] and "truncated" in reasons["truncated"]
-    assert reasons["audio_only"].startswith("no video track, empty transcript;") and "--allow-missing" in reasons["audio_only"]
+    assert (
+        "empty file" in reasons["empty"]
+        and "not a media file" in reasons["text"]
+        and "truncated" in reasons["truncated"]
+    )
+    assert (
+        reasons["audio_only"].startswith("no video track, empty transcript;")
+        and "--allow-missing" in reasons["audio_only"]
+    )
     assert reasons["video_only"].startswith("no audio track, empty transcript;")
     assert reasons["silent"].startswith("silent audio track;")
     produced = sorted(p.stem for p in (out / "features").glob("*.npz"))
@@ -411,7 +429,10 @@ def test_ids_differing_in_unsafe_characters_keep_their_own_features(tmp_path):
     summary = run_extract(root, out, recipe, write_dataset=save_extracted)
     assert summary.count("done") == 2 and len(list((out / "features").glob("*.npz"))) == 2
     with np.load(out / "train.npz", allow_pickle=False) as z:
-        rows = {str(i): (float(lab), int(n), str(t)) for i, lab, n, t in zip(z["ids"], z["labels"], z["audio_lengths"], z["texts"])}
+        rows = {
+            str(i): (float(lab), int(n), str(t))
+            for i, lab, n, t in zip(z["ids"], z["labels"], z["audio_lengths"], z["texts"])
+        }
     assert rows["v$_$a b"][0] == 0.5 and rows["v$_$a b"][2] == "short"
     assert rows["v$_$a_b"][0] == -0.5 and rows["v$_$a_b"][2] == "long"
     assert rows["v$_$a_b"][1] > 2 * rows["v$_$a b"][1]  # each label sits with its own clip's features
@@ -466,7 +487,13 @@ def test_label_file_errors_are_all_reported_at_once(tmp_path):
     with pytest.raises(LabelFileError) as err:
         plan_jobs(tmp_path)
     assert [(row, col) for row, col, _ in err.value.problems] == [
-        (3, "mode"), (4, "label"), (5, "label"), (6, "clip_id"), (7, "video_id"), (8, "label")]
+        (3, "mode"),
+        (4, "label"),
+        (5, "label"),
+        (6, "clip_id"),
+        (7, "video_id"),
+        (8, "label"),
+    ]
     message = str(err.value)
     assert "6 bad rows" in message and "row 6, clip_id: clip v$_$1 is listed twice (also row 2)" in message
     assert "row 3, mode: 'holdout' is not train, valid or test" in message
@@ -511,5 +538,7 @@ def test_rows_without_text_fail_alone_when_whisper_is_missing(tmp_path, monkeypa
     for i in range(1, len(lines)):  # every row without text: nothing to extract, one line at once
         lines[i] = lines[i].replace(f"clip number {i}", "")
     (root / "label.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ExtractionError, match=r"rows 2, 3, 4, 5 of label.csv have no text and need Whisper: .*not cached"):
+    with pytest.raises(
+        ExtractionError, match=r"rows 2, 3, 4, 5 of label.csv have no text and need Whisper: .*not cached"
+    ):
         run_extract(root, tmp_path / "ds2", recipe, write_dataset=save_extracted)

@@ -71,8 +71,10 @@ def test_backend_and_model_format_must_match(whispers, speech, tmp_path):
 
 
 def test_english_only_faster_whisper_refuses_other_languages_and_translate(whispers, speech):
-    for extra, message in ((["--language", "zh"], "English-only and cannot transcribe --language zh"),
-                           (["--translate"], "English-only and cannot translate")):
+    for extra, message in (
+        (["--language", "zh"], "English-only and cannot transcribe --language zh"),
+        (["--translate"], "English-only and cannot translate"),
+    ):
         res = _cli(["transcribe", str(speech), "--whisper-model", str(whispers["ct2"]), *FW, *extra])
         assert res.exit_code == 1 and message in res.output, res.output
     res = _cli(["transcribe", str(speech), "--whisper-model", str(whispers["ct2"]), *FW, "--language", "en"])
@@ -111,7 +113,9 @@ def test_extract_and_predict_with_faster_whisper(whispers, speech, tmp_path, tin
     assert res.exit_code == 0, res.output
     [result] = json.loads(res.stdout)
     assert result["status"] == "ok" and result["transcript_source"] == f"whisper:{whispers['ct2']}"
-    res = _cli(["predict", str(speech), "--model", str(tmp_path / "run"), "--whisper-model", str(whispers["ct2"]), "-q"])
+    res = _cli(
+        ["predict", str(speech), "--model", str(tmp_path / "run"), "--whisper-model", str(whispers["ct2"]), "-q"]
+    )
     assert res.exit_code == 1 and "use --whisper-backend faster-whisper" in res.output
 
 

@@ -23,11 +23,29 @@ ROOT = Path(__file__).resolve().parents[1]
 STORED = {
     "format": 1,
     "name": "deepmlf-default-v1",
-    "audio": {"extractor": "librosa_sims", "version": 1,
-              "params": {"sample_rate": 22050, "hop_length": 512, "n_mfcc": 20, "n_chroma": 12}},
-    "face": {"extractor": "mediapipe", "version": 1,
-             "params": {"fps": 5.0, "max_faces": 4, "max_side": 640, "min_detection_confidence": 0.5, "static_image_mode": True}},
-    "transcript": {"mode": "auto", "backend": "transformers", "model": "openai/whisper-small", "language": None, "task": "transcribe"},
+    "audio": {
+        "extractor": "librosa_sims",
+        "version": 1,
+        "params": {"sample_rate": 22050, "hop_length": 512, "n_mfcc": 20, "n_chroma": 12},
+    },
+    "face": {
+        "extractor": "mediapipe",
+        "version": 1,
+        "params": {
+            "fps": 5.0,
+            "max_faces": 4,
+            "max_side": 640,
+            "min_detection_confidence": 0.5,
+            "static_image_mode": True,
+        },
+    },
+    "transcript": {
+        "mode": "auto",
+        "backend": "transformers",
+        "model": "openai/whisper-small",
+        "language": None,
+        "task": "transcribe",
+    },
     "pooling": {"audio": "none", "vision": "none"},
     "audio_rate_hz": 43.06640625,
     "vision_rate_hz": 5.0,
@@ -54,8 +72,16 @@ def test_a_stored_recipe_reads_back_to_the_same_json():
 def test_built_recipes_round_trip_through_json():
     for recipe in (
         build_recipe(),
-        build_recipe(audio="egemaps", functionals=True, face="none", transcript="given", language="zh", task="translate",
-                     whisper_backend="faster-whisper", whisper_model="/models/ct2"),
+        build_recipe(
+            audio="egemaps",
+            functionals=True,
+            face="none",
+            transcript="given",
+            language="zh",
+            task="translate",
+            whisper_backend="faster-whisper",
+            whisper_model="/models/ct2",
+        ),
         build_recipe(audio="none", fps=2.5, max_faces=2, max_side=320),
     ):
         again = FeatureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
@@ -90,22 +116,34 @@ def _with(path: str, value):
 _DELETE = object()
 
 
-@pytest.mark.parametrize("change, message", [
-    (("format", 2), r"unsupported feature recipe \(format 2\).*re-extract the dataset"),
-    (("audio", _DELETE), r"malformed feature recipe \(missing 'audio'\); re-extract"),
-    (("audio.extractor", "wav2vec"), r"unknown audio extractor 'wav2vec'; choose one of: librosa_sims, egemaps, compare, none"),
-    (("face.extractor", "openface"), r"unknown face extractor 'openface'; choose one of: mediapipe, pyfeat, none"),
-    (("face.params.fps", 0), r"--fps must be in \(0, 60\]"),
-    (("transcript.mode", "always"), r"unknown transcript mode 'always'; choose one of: auto, given, whisper, none"),
-    (("transcript.backend", "whisper.cpp"), r"unknown Whisper backend 'whisper.cpp'; choose one of: transformers, faster-whisper"),
-    (("transcript.task", "summarise"), r"Whisper task must be transcribe or translate, not 'summarise'"),
-    (("transcript.language", "zh-CN!"), r"invalid --language 'zh-CN!'; use an ISO code such as zh or en"),
-    (("transcript.model", ""), r"Whisper model must be a hub id or a model folder, not ''; check --whisper-model"),
-    (("audio.version", 99), r"the recipe's audio extractor librosa_sims v99 .* differs from what this deepmlf computes "
-                            r"\(v1 .*\); use the deepmlf version that made the dataset"),
-    (("face.params.static_image_mode", False), r"the recipe's face extractor mediapipe v1 .* differs"),
-    (("libraries", None), r"malformed feature recipe \(.*\); re-extract the dataset"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("format", 2), r"unsupported feature recipe \(format 2\).*re-extract the dataset"),
+        (("audio", _DELETE), r"malformed feature recipe \(missing 'audio'\); re-extract"),
+        (
+            ("audio.extractor", "wav2vec"),
+            r"unknown audio extractor 'wav2vec'; choose one of: librosa_sims, egemaps, compare, none",
+        ),
+        (("face.extractor", "openface"), r"unknown face extractor 'openface'; choose one of: mediapipe, pyfeat, none"),
+        (("face.params.fps", 0), r"--fps must be in \(0, 60\]"),
+        (("transcript.mode", "always"), r"unknown transcript mode 'always'; choose one of: auto, given, whisper, none"),
+        (
+            ("transcript.backend", "whisper.cpp"),
+            r"unknown Whisper backend 'whisper.cpp'; choose one of: transformers, faster-whisper",
+        ),
+        (("transcript.task", "summarise"), r"Whisper task must be transcribe or translate, not 'summarise'"),
+        (("transcript.language", "zh-CN!"), r"invalid --language 'zh-CN!'; use an ISO code such as zh or en"),
+        (("transcript.model", ""), r"Whisper model must be a hub id or a model folder, not ''; check --whisper-model"),
+        (
+            ("audio.version", 99),
+            r"the recipe's audio extractor librosa_sims v99 .* differs from what this deepmlf computes "
+            r"\(v1 .*\); use the deepmlf version that made the dataset",
+        ),
+        (("face.params.static_image_mode", False), r"the recipe's face extractor mediapipe v1 .* differs"),
+        (("libraries", None), r"malformed feature recipe \(.*\); re-extract the dataset"),
+    ],
+)
 def test_a_bad_recipe_fails_with_one_line_naming_the_field_and_the_fix(change, message):
     with pytest.raises(ExtractionError, match=message) as info:
         FeatureRecipe.from_dict(_with(*change))
@@ -137,13 +175,20 @@ def test_the_transcript_policy_name_and_libraries_leave_the_feature_hash_alone()
     recipe = build_recipe()
     same = [
         recipe.with_transcript(mode="none"),
-        recipe.with_transcript(model="/models/other-whisper", backend="faster-whisper", language="en", task="translate"),
+        recipe.with_transcript(
+            model="/models/other-whisper", backend="faster-whisper", language="en", task="translate"
+        ),
         dataclasses.replace(recipe, libraries={"numpy": "0.1"}, name="mine"),
     ]
     for other in same:
         assert other.feature_hash == recipe.feature_hash
     assert recipe.with_transcript(mode="none").transcript.hash != recipe.transcript.hash
-    changed = [build_recipe(fps=10.0), build_recipe(audio="egemaps"), build_recipe(face="none"), build_recipe(max_side=320)]
+    changed = [
+        build_recipe(fps=10.0),
+        build_recipe(audio="egemaps"),
+        build_recipe(face="none"),
+        build_recipe(max_side=320),
+    ]
     assert len({r.feature_hash for r in changed} | {recipe.feature_hash}) == len(changed) + 1
 
 
@@ -168,7 +213,12 @@ def test_with_transcript_changes_only_the_text_settings():
     local = recipe.with_transcript(model="/models/whisper", backend=None, language=None)  # None keeps the recipe's
     assert local.transcript.model == "/models/whisper" and local.transcript.language == "zh"
     assert local.transcript.backend == "transformers" and recipe.transcript.model == "openai/whisper-small"
-    assert (local.audio, local.face, local.libraries, local.name) == (recipe.audio, recipe.face, recipe.libraries, recipe.name)
+    assert (local.audio, local.face, local.libraries, local.name) == (
+        recipe.audio,
+        recipe.face,
+        recipe.libraries,
+        recipe.name,
+    )
     assert local.to_dict()["transcript"]["model"] == "/models/whisper"
     with pytest.raises(ExtractionError, match="unknown Whisper backend 'cpp'"):
         recipe.with_transcript(backend="cpp")
@@ -219,10 +269,19 @@ HEAVY = ("numpy", "torch", "av", "librosa", "transformers", "opensmile", "mediap
 
 def _modules_after(statement: str) -> set[str]:
     """Top-level modules a fresh interpreter holds after `statement`, beyond what it starts with."""
-    code = ("import sys; before = set(sys.modules); " + statement +
-            "; print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; before = set(sys.modules); "
+        + statement
+        + "; print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     return set(done.stdout.split())
 
 

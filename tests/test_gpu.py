@@ -33,17 +33,21 @@ def test_bf16_training_step_on_cuda(tiny_llama):
     dtype = resolve_lm_dtype("auto", device)
     assert dtype == torch.bfloat16  # the frozen LM's default on CUDA
     hf_lm, _ = load_causal_lm(str(tiny_llama), dtype=dtype)
-    config = get_preset("sample").model_config(lm=str(tiny_llama), mm_layers=(1, 3), n_fusion=4, d_audio=7,
-                                               d_vision=5)
+    config = get_preset("sample").model_config(lm=str(tiny_llama), mm_layers=(1, 3), n_fusion=4, d_audio=7, d_vision=5)
     torch.manual_seed(0)
     model = build_model("deepmlf", config, hf_lm).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 and p.is_cuda for p in trainable)
     B, T = 16, 32
-    batch = Batch(text_ids=torch.randint(1, 300, (B, T)), text_valid=torch.ones(B, T, dtype=torch.bool),
-                  audio=torch.randn(B, 40, 7), audio_lengths=torch.full((B,), 40),
-                  vision=torch.randn(B, 20, 5), vision_lengths=torch.full((B,), 20),
-                  labels=torch.linspace(-1, 1, B)).to(device)
+    batch = Batch(
+        text_ids=torch.randint(1, 300, (B, T)),
+        text_valid=torch.ones(B, T, dtype=torch.bool),
+        audio=torch.randn(B, 40, 7),
+        audio_lengths=torch.full((B,), 40),
+        vision=torch.randn(B, 20, 5),
+        vision_lengths=torch.full((B,), 20),
+        labels=torch.linspace(-1, 1, B),
+    ).to(device)
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     model.train()
     times = []
@@ -60,9 +64,11 @@ def test_bf16_training_step_on_cuda(tiny_llama):
         times.append(time.perf_counter() - start)
         assert torch.isfinite(out.loss)
     step = min(times[1:])
-    print(f"\n[gpu] bf16 step (tiny Llama, batch {B}, {T}+{config.n_fusion} positions): {step * 1e3:.1f} ms, "
-          f"{B * (T + config.n_fusion) / step:.0f} tokens/s, peak GPU memory "
-          f"{torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
+    print(
+        f"\n[gpu] bf16 step (tiny Llama, batch {B}, {T}+{config.n_fusion} positions): {step * 1e3:.1f} ms, "
+        f"{B * (T + config.n_fusion) / step:.0f} tokens/s, peak GPU memory "
+        f"{torch.cuda.max_memory_allocated() / 2**20:.1f} MiB"
+    )
 
 
 _DDP_SCRIPT = textwrap.dedent("""
@@ -103,10 +109,26 @@ def test_one_process_nccl_ddp_training_run(tiny_gpt2, tmp_path):
     data = save_dataset(make_sample_dataset(n_train=40, n_valid=16, n_test=16, seed=1), tmp_path / "data")
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(script), str(data), str(tiny_gpt2), str(tmp_path / "run")]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        str(data),
+        str(tiny_gpt2),
+        str(tmp_path / "run"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -115,5 +137,7 @@ def test_one_process_nccl_ddp_training_run(tiny_gpt2, tmp_path):
     assert 0 < result["peak_mb"] and 0 <= test["MAE"] < 2.0  # sample labels in [-1, 1]
     assert rescored["MAE"] == pytest.approx(test["MAE"], abs=1e-3)
     assert rescored["Mult_acc_2"] == pytest.approx(test["Mult_acc_2"], abs=1e-6)
-    print(f"\n[gpu] one-process NCCL DDP run (1 epoch, tiny GPT-2): peak GPU memory {result['peak_mb']:.1f} MiB, "
-          f"test MAE {result['test']['MAE']:.3f}")
+    print(
+        f"\n[gpu] one-process NCCL DDP run (1 epoch, tiny GPT-2): peak GPU memory {result['peak_mb']:.1f} MiB, "
+        f"test MAE {result['test']['MAE']:.3f}"
+    )

@@ -74,13 +74,28 @@ def test_a_checkpoint_without_a_fingerprint_loads_with_a_note(trained, tmp_path)
 
 def test_evaluate_with_another_lm_is_one_line_and_lm_mismatch_ok_runs_it(trained, other_lm):
     run_dir, data_dir = trained
-    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--dataset", str(data_dir), "--lm", str(other_lm),
-                                   "--device", "cpu"])
+    res = CliRunner().invoke(
+        app, ["evaluate", str(run_dir), "--dataset", str(data_dir), "--lm", str(other_lm), "--device", "cpu"]
+    )
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "other weights" in lines[0] and "--lm-mismatch ok" in lines[0], res.output
-    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--dataset", str(data_dir), "--lm", str(other_lm),
-                                   "--lm-mismatch", "ok", "--device", "cpu", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(run_dir),
+            "--dataset",
+            str(data_dir),
+            "--lm",
+            str(other_lm),
+            "--lm-mismatch",
+            "ok",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--lm-mismatch", "yes"])
     assert res.exit_code == 1 and "--lm-mismatch yes" in res.output
@@ -90,8 +105,9 @@ def test_predict_with_another_lm_is_one_line_naming_the_way_out(trained, other_l
     run_dir, _ = trained
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")  # never read: the LM is checked when the run loads, before any clip
-    res = CliRunner().invoke(app, ["predict", str(clip), "--model", str(run_dir), "--lm", str(other_lm),
-                                   "--device", "cpu"])
+    res = CliRunner().invoke(
+        app, ["predict", str(clip), "--model", str(run_dir), "--lm", str(other_lm), "--device", "cpu"]
+    )
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "other weights" in lines[0] and "--lm-mismatch ok" in lines[0], res.output

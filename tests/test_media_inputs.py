@@ -172,8 +172,9 @@ def test_extract_refuses_labels_outside_the_schemes_range(tmp_path):
 
     lines[1], lines[2] = "vid1,0001,clip number 1,0.8,0.8,0.2,-0.4,Neutral,train", "vid0,0002,x,2.0,0.2,0.2,0.2,N,train"
     (root / "label.csv").write_text("\n".join(lines) + "\n")
-    result = runner.invoke(app, ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "-q",
-                                 "--scheme", "sims"])
+    result = runner.invoke(
+        app, ["extract", str(root), "--out", str(tmp_path / "ds"), "--face", "none", "-q", "--scheme", "sims"]
+    )
     assert result.exit_code != 0 and "row 3, label: 2 is outside the label range [-1, 1]" in result.output
 
 
@@ -260,7 +261,9 @@ def test_label_file_in_another_encoding_says_so(tmp_path):
 
     path = tmp_path / "label.csv"
     path.write_bytes("video_id,clip_id,text,label,mode\nv,c,déjà,0.5,train\n".encode("latin-1"))
-    with pytest.raises(ExtractionError, match=r"label.csv: not UTF-8 text .*save it as CSV UTF-8 \(or UTF-16 with a byte-order mark\)"):
+    with pytest.raises(
+        ExtractionError, match=r"label.csv: not UTF-8 text .*save it as CSV UTF-8 \(or UTF-16 with a byte-order mark\)"
+    ):
         read_labels(path)
 
 

@@ -85,17 +85,36 @@ def _batch(B=6, T=9, vocab=400):
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([9, 5, 1, 7, 3, 9])[:B]
     valid = torch.arange(T)[None, :] >= (T - lengths)[:, None]  # left padding
-    return Batch(torch.randint(0, vocab, (B, T), generator=g), valid, torch.randn(B, 20, 7, generator=g),
-                 torch.randint(1, 21, (B,), generator=g), torch.randn(B, 8, 5, generator=g),
-                 torch.randint(1, 9, (B,), generator=g), torch.linspace(-0.8, 0.8, B))
+    return Batch(
+        torch.randint(0, vocab, (B, T), generator=g),
+        valid,
+        torch.randn(B, 20, 7, generator=g),
+        torch.randint(1, 21, (B,), generator=g),
+        torch.randn(B, 8, 5, generator=g),
+        torch.randint(1, 9, (B,), generator=g),
+        torch.linspace(-0.8, 0.8, B),
+    )
 
 
 @pytest.mark.parametrize("ffw", ["full", "lora"])
 def test_lean_memory_keeps_less_and_gives_the_same_loss_and_gradients_with_dropout_on(wide_lm, ffw):
     torch.manual_seed(0)
-    config = ModelConfig(lm=str(wide_lm), mm_layers=(2, 3), n_fusion=3, d_audio=7, d_vision=5, av_pool_len=10,
-                         lm_dropout=True, mm_dropout=0.2, text_aug="none", av_aug="none", ffw_mode=ffw,
-                         lora_r=4, lora_alpha=8, lora_dropout=0.1)
+    config = ModelConfig(
+        lm=str(wide_lm),
+        mm_layers=(2, 3),
+        n_fusion=3,
+        d_audio=7,
+        d_vision=5,
+        av_pool_len=10,
+        lm_dropout=True,
+        mm_dropout=0.2,
+        text_aug="none",
+        av_aug="none",
+        ffw_mode=ffw,
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.1,
+    )
     model, _ = DeepMLF.from_config(config)
     model.train()
     batch = _batch()
@@ -147,7 +166,7 @@ def test_lean_mlp_recomputes_the_activation_and_gives_the_same_gradients(tiny_gp
     for lean in (False, True):
         with lean_memory(lean):
             out, size = saved_bytes(lambda: lean_mlp(mlp, x), mlp.parameters())
-        grads.append(torch.autograd.grad((out ** 2).sum(), [x, *mlp.parameters()]))
+        grads.append(torch.autograd.grad((out**2).sum(), [x, *mlp.parameters()]))
         kept.append(size)
     for a, b in zip(*grads):
         assert torch.equal(a, b)  # the recomputed GELU output is the same bits

@@ -58,8 +58,11 @@ def test_a_relative_lm_folder_missing_says_it_is_relative_to_the_current_directo
     from models.nn.lm import resolve_lm_source
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelNotAvailableError, match=rf"runs/demo/tiny-gpt2 \(relative to the current directory, "
-                                                     rf"{re.escape(str(tmp_path))}\) does not exist.*make demo"):
+    with pytest.raises(
+        ModelNotAvailableError,
+        match=rf"runs/demo/tiny-gpt2 \(relative to the current directory, "
+        rf"{re.escape(str(tmp_path))}\) does not exist.*make demo",
+    ):
         resolve_lm_source("runs/demo/tiny-gpt2")
 
 
@@ -95,8 +98,10 @@ def test_our_mmsa_pickle_keeps_the_feature_recipe_so_its_runs_can_predict(tmp_pa
     assert pickled.recipe == folder.recipe and pickled.recipe
     assert pickled.audio_features == folder.audio_features and pickled.vision_rate_hz == folder.vision_rate_hz
     # what predict reads from a run trained on the pickle: the recipe, not "cannot be computed from raw video"
-    assert model_recipe({"dataset": dataset_info(pickled)}, tmp_path).to_dict() == model_recipe(
-        {"dataset": dataset_info(folder)}, tmp_path).to_dict()
+    assert (
+        model_recipe({"dataset": dataset_info(pickled)}, tmp_path).to_dict()
+        == model_recipe({"dataset": dataset_info(folder)}, tmp_path).to_dict()
+    )
 
 
 # --------------------------------------------------------------------------- item 21: a copied run with its data
@@ -121,14 +126,20 @@ def test_a_run_copied_with_its_data_and_lm_resumes_there_by_content_not_path(tin
     best = Run(new / "run").best() / "model.safetensors"
     stamp = best.stat().st_mtime_ns
     shutil.rmtree(tmp_path / "old")  # moved, not only copied: the old paths are gone
-    train_run(load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True,
-              device="cpu")
+    train_run(
+        load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True, device="cpu"
+    )
     assert best.stat().st_mtime_ns == stamp  # the finished seed is recognised, not retrained
     # other content at the new place is still another dataset
     save_dataset(make_sample_dataset(n_train=24, n_valid=12, n_test=12, seed=4), tmp_path / "other")
     with pytest.raises(ConfigError, match="other content"):
-        train_run(load_dataset(tmp_path / "other"), spec_for(new / "tiny-gpt2", epochs=1), new / "run",
-                  resume=True, device="cpu")
+        train_run(
+            load_dataset(tmp_path / "other"),
+            spec_for(new / "tiny-gpt2", epochs=1),
+            new / "run",
+            resume=True,
+            device="cpu",
+        )
     # and an LM with other weights in the LM's new place is refused
     import torch
     from transformers import AutoModelForCausalLM
@@ -138,8 +149,9 @@ def test_a_run_copied_with_its_data_and_lm_resumes_there_by_content_not_path(tin
         next(lm.parameters()).add_(1.0)
     lm.save_pretrained(str(new / "tiny-gpt2"))
     with pytest.raises(CheckpointError, match="other weights"):
-        train_run(load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True,
-                  device="cpu")
+        train_run(
+            load_dataset(new / "sample"), spec_for(new / "tiny-gpt2", epochs=1), new / "run", resume=True, device="cpu"
+        )
 
 
 # --------------------------------------------------------------------------- item 13: a train split below a batch
@@ -152,8 +164,25 @@ def test_a_train_split_smaller_than_a_batch_trains_with_a_note(tiny_gpt2, tmp_pa
 
     data = tmp_path / "one"
     save_dataset(make_sample_dataset(n_train=1, n_valid=4, n_test=4, seed=3), data)
-    res = runner.invoke(app, ["train", "--dataset", str(data), "--lm", str(tiny_gpt2), "--preset", "sample",
-                              "--epochs", "1", "--out", str(tmp_path / "run"), "--device", "cpu", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(data),
+            "--lm",
+            str(tiny_gpt2),
+            "--preset",
+            "sample",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     import json
 
@@ -174,8 +203,25 @@ def test_study_with_layers_outside_the_lm_names_the_study_s_own_options_and_leav
 
     data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "sample")
     out = tmp_path / "studies" / "gating"
-    res = runner.invoke(app, ["study", "gating", "--dataset", str(data), "--preset", "mosi", "--lm", str(tiny_gpt2),
-                              "--epochs", "1", "--device", "cpu", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "study",
+            "gating",
+            "--dataset",
+            str(data),
+            "--preset",
+            "mosi",
+            "--lm",
+            str(tiny_gpt2),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 1, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "--mm-layers" not in lines[0], res.output  # no bare "sigmoid" heading either
@@ -195,7 +241,16 @@ def test_a_study_variant_heading_names_the_study(tiny_gpt2, tmp_path, monkeypatc
 
     monkeypatch.setattr(studies, "run_study", fake_run_study)
     data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "sample")
-    study_with_progress("gating", str(data), None, tmp_path / "out", preset="sample", config=None,
-                        lm=str(tiny_gpt2), epochs=1, seeds=None)
+    study_with_progress(
+        "gating",
+        str(data),
+        None,
+        tmp_path / "out",
+        preset="sample",
+        config=None,
+        lm=str(tiny_gpt2),
+        epochs=1,
+        seeds=None,
+    )
     printed = [line.strip() for line in capsys.readouterr().out.splitlines() if "sigmoid" in line]
     assert printed == ["study gating · variant sigmoid"], printed

@@ -27,8 +27,14 @@ MOSI_PRED = [-1.5, 0.4, 0.0, -0.2, 2.6, 1.4]
 def test_mosi_hand_computed():
     m = compute_metrics(MOSI_PRED, MOSI_TRUTH, "mosi")
     assert list(m) == [
-        "Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score",
-        "Mult_acc_5", "Mult_acc_7", "MAE", "Corr",
+        "Has0_acc_2",
+        "Has0_F1_score",
+        "Non0_acc_2",
+        "Non0_F1_score",
+        "Mult_acc_5",
+        "Mult_acc_7",
+        "MAE",
+        "Corr",
     ]
     # Has0: truth >= 0 -> FFTTTT, pred >= 0 -> FTTFTT: 4 of 6 agree.
     assert m["Has0_acc_2"] == 0.6667

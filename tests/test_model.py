@@ -28,9 +28,14 @@ def single(batch: Batch, i: int, tokenizer) -> Batch:
     """Row i alone, re-padded to its own length (as a one-clip prediction would be)."""
     n = int(batch.text_valid[i].sum())
     ids, valid = collate_text([batch.text_ids[i, -n:].tolist()], tokenizer.pad_token_id)
-    return Batch(ids, valid, batch.audio[i:i + 1, : int(batch.audio_lengths[i]) or 1],
-                 batch.audio_lengths[i:i + 1], batch.vision[i:i + 1, : int(batch.vision_lengths[i]) or 1],
-                 batch.vision_lengths[i:i + 1])
+    return Batch(
+        ids,
+        valid,
+        batch.audio[i : i + 1, : int(batch.audio_lengths[i]) or 1],
+        batch.audio_lengths[i : i + 1],
+        batch.vision[i : i + 1, : int(batch.vision_lengths[i]) or 1],
+        batch.vision_lengths[i : i + 1],
+    )
 
 
 def forward_recording_final_norm(model: DeepMLF, batch: Batch) -> tuple[Output, torch.Tensor]:
@@ -132,8 +137,12 @@ def test_only_the_intended_parameters_train(tiny_lm, ffw):
     model, _ = make_model(tiny_lm, ffw_mode=ffw, lora_r=4, lora_alpha=8)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable, "nothing trains"
-    assert all(n.startswith(("av_encoder.", "fusion_tokens", "mm_blocks.", "task_head.", "text_head.", "av_head.",
-                             "fusion_head.")) for n in trainable)
+    assert all(
+        n.startswith(
+            ("av_encoder.", "fusion_tokens", "mm_blocks.", "task_head.", "text_head.", "av_head.", "fusion_head.")
+        )
+        for n in trainable
+    )
     assert not any(p.requires_grad for p in model.lm.parameters())
     assert "fusion_tokens" in trainable and any(n.startswith("av_encoder.") for n in trainable)
     ffw_names = {n for n, _ in model.named_parameters() if ".ffw." in n}
@@ -288,8 +297,12 @@ def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
     depends on audio/vision only when the text tokens themselves query z ("text", "both"), and
     the fusion heads see AV through their own queries or, under "text", through the text.
     """
-    for overrides in [dict(fusion_inputs="text"), dict(fusion_inputs="both"), dict(ffw_mode="none"),
-                      dict(fusion_inputs="text", n_fusion=0)]:
+    for overrides in [
+        dict(fusion_inputs="text"),
+        dict(fusion_inputs="both"),
+        dict(ffw_mode="none"),
+        dict(fusion_inputs="text", n_fusion=0),
+    ]:
         model, tok = make_model(tiny_gpt2, **overrides)
         model.train()
         out = model(make_batch(tok))
@@ -306,8 +319,14 @@ def test_fusion_input_and_ffw_ablations_run(tiny_gpt2):
                 p.normal_(0, 0.1)
         model.eval()
         batch = make_batch(tok)
-        other = Batch(batch.text_ids, batch.text_valid, batch.audio + 1.0, batch.audio_lengths,
-                      batch.vision - 1.0, batch.vision_lengths)
+        other = Batch(
+            batch.text_ids,
+            batch.text_valid,
+            batch.audio + 1.0,
+            batch.audio_lengths,
+            batch.vision - 1.0,
+            batch.vision_lengths,
+        )
         with torch.no_grad():
             a, b = model(batch, compute_loss=False), model(other, compute_loss=False)
         assert not torch.allclose(a.fusion, b.fusion)  # the fusion tokens always read AV

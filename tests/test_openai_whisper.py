@@ -40,7 +40,10 @@ def build_openai_checkpoint(path, english_only: bool = False):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ow")
-    return {"multi": build_openai_checkpoint(root / "tiny.pt"), "en": build_openai_checkpoint(root / "tiny-en.pt", english_only=True)}
+    return {
+        "multi": build_openai_checkpoint(root / "tiny.pt"),
+        "en": build_openai_checkpoint(root / "tiny-en.pt", english_only=True),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,11 @@ def test_uncached_name_fails_at_once_in_one_line_and_a_cached_one_loads(checkpoi
     info = WhisperTranscriber("tiny.en", "openai-whisper").check()
     assert info.english_only and info.location == str(tmp_path / "cache" / "whisper" / "tiny.en.pt")
     res = _cli(["transcribe", str(checkpoints["en"]), "--whisper-model", "base", *OW])
-    assert res.exit_code == 1 and "not in openai-whisper's cache" in res.output and len(res.output.strip().splitlines()) == 1
+    assert (
+        res.exit_code == 1
+        and "not in openai-whisper's cache" in res.output
+        and len(res.output.strip().splitlines()) == 1
+    )
 
 
 def test_language_translate_and_format_checks_match_the_other_backends(checkpoints, speech, tmp_path):
@@ -116,7 +123,18 @@ def test_language_translate_and_format_checks_match_the_other_backends(checkpoin
         assert res.exit_code == 1 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
     res = _cli(["transcribe", str(speech), "--whisper-model", str(checkpoints["multi"]), *OW, "--language", "xx"])
     assert res.exit_code == 1 and "does not know --language xx" in res.output
-    res = _cli(["transcribe", str(speech), "--whisper-model", str(checkpoints["multi"]), *OW, "--translate", "--format", "json"])
+    res = _cli(
+        [
+            "transcribe",
+            str(speech),
+            "--whisper-model",
+            str(checkpoints["multi"]),
+            *OW,
+            "--translate",
+            "--format",
+            "json",
+        ]
+    )
     assert res.exit_code == 0, res.output  # a multilingual checkpoint translates
     # extract checks once, before any clip's audio and face work
     res = _cli(["extract", str(speech.parent), "--out", str(tmp_path / "ds"), "--whisper-model", str(checkpoints["en"]), *OW,
@@ -164,5 +182,16 @@ def test_extract_and_predict_with_openai_whisper(checkpoints, speech, tmp_path, 
     assert res.exit_code == 0, res.output
     [result] = json.loads(res.stdout)
     assert result["status"] == "ok" and result["transcript_source"] == f"whisper:{model}"
-    res = _cli(["predict", str(speech), "--model", str(tmp_path / "run"), "--whisper-model", str(checkpoints["en"]), "--translate", "-q"])
+    res = _cli(
+        [
+            "predict",
+            str(speech),
+            "--model",
+            str(tmp_path / "run"),
+            "--whisper-model",
+            str(checkpoints["en"]),
+            "--translate",
+            "-q",
+        ]
+    )
     assert res.exit_code == 1 and "English-only and cannot translate" in res.output

@@ -90,8 +90,9 @@ def test_extract_into_a_folder_in_use_says_so_in_one_line(holder, tmp_path):
 
     folder, proc = holder
     corpus = tm.make_mmsa_corpus(tmp_path / "corpus", (1, 1, 1))
-    res = CliRunner().invoke(app, ["extract", str(corpus), "--out", str(folder), "--face", "none",
-                                   "--transcript", "given", "-q"])
+    res = CliRunner().invoke(
+        app, ["extract", str(corpus), "--out", str(folder), "--face", "none", "--transcript", "given", "-q"]
+    )
     assert res.exit_code == 1
     line = _one_error_line(res.output)
     assert f"pid {proc.pid}" in line and str(folder) in line.replace("\n", "")
@@ -104,8 +105,21 @@ def test_train_and_study_into_a_folder_in_use_say_so_in_one_line(holder, tmp_pat
 
     folder, proc = holder
     data = save_dataset(make_sample_dataset(n_train=8, n_valid=4, n_test=4), tmp_path / "data")
-    common = ["--dataset", str(data), "--preset", "sample", "--lm", str(tiny_gpt2), "--epochs", "1",
-              "--device", "cpu", "--out", str(folder), "--quiet"]
+    common = [
+        "--dataset",
+        str(data),
+        "--preset",
+        "sample",
+        "--lm",
+        str(tiny_gpt2),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(folder),
+        "--quiet",
+    ]
     for args in (["train", *common], ["pretrain", *common[:4], *common[6:]], ["study", "gating", *common]):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 1, (args, res.output)
@@ -123,8 +137,9 @@ def read_only_dir(tmp_path):
     """A read-only tmpfs mount: unlike chmod, it stops root too (the tests may run as root)."""
     target = tmp_path / "ro"
     target.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
     try:
@@ -162,8 +177,9 @@ def ran_whisper(monkeypatch):
 def test_predict_csv_in_a_read_only_folder_fails_before_any_work(read_only_dir, tmp_path, ran_whisper):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x")
-    res = CliRunner().invoke(app, ["predict", str(clip), "--model", str(tmp_path / "run"),
-                                   "--csv", str(read_only_dir / "out.csv")])
+    res = CliRunner().invoke(
+        app, ["predict", str(clip), "--model", str(tmp_path / "run"), "--csv", str(read_only_dir / "out.csv")]
+    )
     assert res.exit_code == 1
     assert "read-only" in _one_error_line(res.output) and ran_whisper == []
 
@@ -182,10 +198,12 @@ def test_out_on_a_read_only_mount_or_a_file_is_one_line(command, read_only_dir, 
     a_file = tmp_path / f"{uuid.uuid4().hex}.txt"
     a_file.write_text("not a folder")
     for out, expected in ((read_only_dir / "out", "read-only"), (a_file, "is a file")):
-        args = {"train": ["train", "-d", str(tmp_path / "nodata"), "--out", str(out)],
-                "study": ["study", "gating", "-d", str(tmp_path / "nodata"), "--out", str(out)],
-                "extract": ["extract", str(corpus), "--out", str(out), "--face", "none", "--transcript", "given", "-q"],
-                "transcribe": ["transcribe", str(corpus), "--out", str(out), "-q"]}[command]
+        args = {
+            "train": ["train", "-d", str(tmp_path / "nodata"), "--out", str(out)],
+            "study": ["study", "gating", "-d", str(tmp_path / "nodata"), "--out", str(out)],
+            "extract": ["extract", str(corpus), "--out", str(out), "--face", "none", "--transcript", "given", "-q"],
+            "transcribe": ["transcribe", str(corpus), "--out", str(out), "-q"],
+        }[command]
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 1, res.output
         assert expected in _one_error_line(res.output), (command, out, res.output)
@@ -204,8 +222,9 @@ def _no_space(kind: str) -> Exception:
     if kind == "oserror":
         return OSError(errno.ENOSPC, "No space left on device")
     # What safetensors really raises on a full disk: not an OSError, only its text says so.
-    return SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
-                           "\"No space left on device\" })")
+    return SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+    )
 
 
 @pytest.mark.parametrize("kind", ["oserror", "safetensors"])
@@ -226,9 +245,29 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_last_state(kind
 
     monkeypatch.setattr(safetensors.torch, "save_file", fills_up)
     run = tmp_path / "run"
-    res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--preset", "sample", "--lm", str(tiny_gpt2),
-                                   "--epochs", "3", "--patience", "5", "--seed", "0", "--device", "cpu",
-                                   "--out", str(run), "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(data),
+            "--preset",
+            "sample",
+            "--lm",
+            str(tiny_gpt2),
+            "--epochs",
+            "3",
+            "--patience",
+            "5",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--out",
+            str(run),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 1
     line = _one_error_line(res.output)
     assert "no space left" in line and str(run / "seed_0") in line and "--resume" in line, line
@@ -243,7 +282,9 @@ def tiny_tmpfs(tmp_path):
     """A real 64 KiB file system: writes past it fail with ENOSPC."""
     target = tmp_path / "small"
     target.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -288,8 +329,14 @@ def _run_body(exc: BaseException, capsys) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bug", [FileNotFoundError(2, "No such file or directory", "/tmp/written-by-us.json"),
-                                 PermissionError(13, "Permission denied", "/tmp/x"), NotADirectoryError("/tmp/y")])
+@pytest.mark.parametrize(
+    "bug",
+    [
+        FileNotFoundError(2, "No such file or directory", "/tmp/written-by-us.json"),
+        PermissionError(13, "Permission denied", "/tmp/x"),
+        NotADirectoryError("/tmp/y"),
+    ],
+)
 def test_a_bugs_bare_os_error_keeps_its_traceback(bug, capsys):
     err = _run_body(bug, capsys)
     assert "Traceback" in err and "unexpected failure" in err
@@ -299,13 +346,17 @@ def test_errors_raised_on_purpose_are_one_line(tmp_path, capsys):
     from extractors.errors import InputNotFoundError
     from models.errors import CheckpointError
 
-    for exc in (InputNotFoundError(f"input not found: {tmp_path}; check the path"),
-                CheckpointError(f"model run not found: {tmp_path}")):
+    for exc in (
+        InputNotFoundError(f"input not found: {tmp_path}; check the path"),
+        CheckpointError(f"model run not found: {tmp_path}"),
+    ):
         err = _run_body(exc, capsys)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     # and from the commands: a missing input, label file or model run
-    for args in (["extract", str(tmp_path / "gone"), "--out", str(tmp_path / "o")],
-                 ["predict", str(tmp_path / "clip.mp4"), "--model", str(tmp_path / "no-run")],
-                 ["transcribe", str(tmp_path / "gone.wav")]):
+    for args in (
+        ["extract", str(tmp_path / "gone"), "--out", str(tmp_path / "o")],
+        ["predict", str(tmp_path / "clip.mp4"), "--model", str(tmp_path / "no-run")],
+        ["transcribe", str(tmp_path / "gone.wav")],
+    ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 1 and "not found" in _one_error_line(res.output), (args, res.output)

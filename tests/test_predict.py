@@ -12,8 +12,22 @@ import pytest
 import media as tm
 
 HEAD_KEYS = {"text", "av", "fusion"}
-RESULT_KEYS = {"path", "key", "status", "error", "score", "raw_score", "polarity", "heads", "raw_heads", "scale", "transcript",
-               "transcript_source", "duration", "timings"}
+RESULT_KEYS = {
+    "path",
+    "key",
+    "status",
+    "error",
+    "score",
+    "raw_score",
+    "polarity",
+    "heads",
+    "raw_heads",
+    "scale",
+    "transcript",
+    "transcript_source",
+    "duration",
+    "timings",
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +110,14 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
     out_csv = tmp_path / "out.csv"
     res = _invoke([str(folder), "--model", str(trained / "runs" / "r1"), "--no-whisper", "--csv", str(out_csv), "-q"])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    for reason in ("empty file", "not a media file", "truncated", "audio_only.m4a: no video track;",
-                   "silent.mp4: silent audio track, empty transcript;", "untranscribed.mp4: empty transcript;"):
+    for reason in (
+        "empty file",
+        "not a media file",
+        "truncated",
+        "audio_only.m4a: no video track;",
+        "silent.mp4: silent audio track, empty transcript;",
+        "untranscribed.mp4: empty transcript;",
+    ):
         lines = [ln for ln in res.output.splitlines() if reason in ln]
         assert len(lines) == 1 and lines[0].startswith("error:"), res.output
     assert res.output.count("--allow-missing") == 3
@@ -115,8 +135,25 @@ def test_folder_with_bad_files_csv_and_exit_code(trained, tmp_path):
 
 def test_a_model_is_only_asked_for_what_it_reads(trained, tmp_path):
     """An AV-only run needs no transcript (and never runs Whisper); it still needs a face and speech."""
-    res = _invoke(["train", "-d", str(trained / "ds"), "--model", "av", "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
-                   "--out", str(tmp_path / "av"), "-q"], command=None)  # not under runs/: the newest run stays r1
+    res = _invoke(
+        [
+            "train",
+            "-d",
+            str(trained / "ds"),
+            "--model",
+            "av",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--grad-accum",
+            "1",
+            "--out",
+            str(tmp_path / "av"),
+            "-q",
+        ],
+        command=None,
+    )  # not under runs/: the newest run stays r1
     assert res.exit_code == 0, res.output
     untranscribed = tm.make_face_clip(tmp_path / "untranscribed.mp4", 0.8, audio="speech")
     silent = tm.make_face_clip(tmp_path / "silent.mp4", 0.8, audio="silence")
@@ -130,8 +167,9 @@ def test_a_model_is_only_asked_for_what_it_reads(trained, tmp_path):
 
 def test_segment_timeline_from_subtitles_and_windows(trained, tmp_path):
     long = tm.make_face_clip(tmp_path / "long.mp4", 3.0, fps=10, audio="speech")
-    (tmp_path / "long.srt").write_text("1\n00:00:00,000 --> 00:00:01,200\nfirst part\n\n"
-                                       "2\n00:00:01,200 --> 00:00:03,000\nsecond part\n")
+    (tmp_path / "long.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:01,200\nfirst part\n\n2\n00:00:01,200 --> 00:00:03,000\nsecond part\n"
+    )
     nosub = tm.make_face_clip(tmp_path / "nosub.mp4", 2.5, fps=10, audio="speech")
     # nosub has no words in any window: --allow-missing keeps it (the rule is tested below)
     res = _invoke([str(long), str(nosub), "--model", str(trained / "runs" / "r1"), "--segment", "--window", "1",
@@ -176,7 +214,9 @@ def test_prediction_library_normalises_like_training(trained):
 
     loaded = load_model(Run(trained / "runs" / "r1").best())
     rng = np.random.default_rng(0)
-    clip = ClipInput(rng.standard_normal((20, 33)).astype(np.float32), rng.standard_normal((4, 181)).astype(np.float32), "hi")
+    clip = ClipInput(
+        rng.standard_normal((20, 33)).astype(np.float32), rng.standard_normal((4, 181)).astype(np.float32), "hi"
+    )
     empty = ClipInput(np.zeros((0, 33), np.float32), np.zeros((0, 181), np.float32), "")
     a, b = predict_features(loaded, [clip, empty])
     (alone,) = predict_features(loaded, [clip])
@@ -190,11 +230,18 @@ def test_prediction_library_normalises_like_training(trained):
 
     norm = loaded.normalizer
     assert not np.allclose(norm.audio_mean, 0) and not np.allclose(norm.vision_std, 1)  # a real normaliser
-    identity = dataclasses.replace(loaded, normalizer=FeatureNormalizer(
-        np.zeros_like(norm.audio_mean), np.ones_like(norm.audio_std),
-        np.zeros_like(norm.vision_mean), np.ones_like(norm.vision_std)))
-    by_hand = ClipInput((clip.audio - norm.audio_mean) / norm.audio_std,
-                        (clip.vision - norm.vision_mean) / norm.vision_std, clip.text)
+    identity = dataclasses.replace(
+        loaded,
+        normalizer=FeatureNormalizer(
+            np.zeros_like(norm.audio_mean),
+            np.ones_like(norm.audio_std),
+            np.zeros_like(norm.vision_mean),
+            np.ones_like(norm.vision_std),
+        ),
+    )
+    by_hand = ClipInput(
+        (clip.audio - norm.audio_mean) / norm.audio_std, (clip.vision - norm.vision_mean) / norm.vision_std, clip.text
+    )
     (manual,) = predict_features(identity, [by_hand])
     assert manual.score == pytest.approx(alone.score, abs=1e-5)
     assert manual.raw_heads == pytest.approx(alone.raw_heads, abs=1e-5)
@@ -213,14 +260,30 @@ def test_scores_outside_the_scale_are_shown_clipped_and_kept_raw_in_json():
     from deepmlf_cli.workflows.predict import PredictReport
     from models.evaluation.predict import Prediction
 
-    pred = Prediction(raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None},
-                      scale=(-1.0, 1.0))
+    pred = Prediction(
+        raw_score=1.309, polarity="positive", raw_heads={"text": -1.7, "av": 0.4, "fusion": None}, scale=(-1.0, 1.0)
+    )
     item = pred.to_dict()
     assert item["score"] == 1.0 and item["raw_score"] == 1.309
     assert item["heads"] == {"text": -1.0, "av": 0.4, "fusion": None} and item["raw_heads"]["text"] == -1.7
-    report = PredictReport(Path("run"), Path("run/best"), "sims", results=[
-        {"path": "a.mp4", "key": "a", "status": "ok", "error": None, **item, "transcript": "hi",
-         "transcript_source": "given", "duration": 1.0, "timings": {}}])
+    report = PredictReport(
+        Path("run"),
+        Path("run/best"),
+        "sims",
+        results=[
+            {
+                "path": "a.mp4",
+                "key": "a",
+                "status": "ok",
+                "error": None,
+                **item,
+                "transcript": "hi",
+                "transcript_source": "given",
+                "duration": 1.0,
+                "timings": {},
+            }
+        ],
+    )
     console = Console(record=True, width=200)
     render_report(report, console)
     text = console.export_text()
@@ -256,15 +319,17 @@ def test_the_workflow_returns_results_and_writes_no_files(trained, tmp_path):
 
     clips = tmp_path / "clips"
     long = tm.make_face_clip(clips / "long.mp4", 2.0, fps=10, audio="speech")
-    (clips / "long.srt").write_text("1\n00:00:00,000 --> 00:00:00,800\nfirst part\n\n"
-                                    "2\n00:00:00,800 --> 00:00:02,000\nsecond part\n")
+    (clips / "long.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:00,800\nfirst part\n\n2\n00:00:00,800 --> 00:00:02,000\nsecond part\n"
+    )
     other = tm.make_face_clip(clips / "other.mp4", 1.5, fps=10, audio="speech")
     before = sorted(p for p in tmp_path.rglob("*"))
     old = Path.cwd()
     os.chdir(tmp_path)  # the command's default --out (predictions/) would land here
     try:
-        report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True,
-                               allow_missing=True)  # other has no subtitles: its windows have no words
+        report = predict_paths(
+            [long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True, allow_missing=True
+        )  # other has no subtitles: its windows have no words
     finally:
         os.chdir(old)
     assert sorted(p for p in tmp_path.rglob("*")) == before
@@ -281,8 +346,15 @@ def test_the_workflow_returns_results_and_writes_no_files(trained, tmp_path):
             raise PermissionError(f"cannot write {tmp_path / 'tl'}")
         save(result)
 
-    report = predict_paths([long, other], trained / "runs" / "r1", segment=True, window=1.0, no_whisper=True,
-                           allow_missing=True, save=flaky)
+    report = predict_paths(
+        [long, other],
+        trained / "runs" / "r1",
+        segment=True,
+        window=1.0,
+        no_whisper=True,
+        allow_missing=True,
+        save=flaky,
+    )
     assert calls == ["long", "other"]
     failed, ok = report.results
     assert failed["status"] == "failed" and "cannot write" in failed["error"]
@@ -293,8 +365,18 @@ def test_segment_without_words_in_any_window_is_an_empty_transcript(trained, tmp
     """--segment --no-whisper on a clip without subtitles scores every window from no text: the
     empty-transcript rule applies (issue 19 item 7), --allow-missing keeps it."""
     nosub = tm.make_face_clip(tmp_path / "nosub.mp4", 2.0, fps=10, audio="speech")
-    args = [str(nosub), "--model", str(trained / "runs" / "r1"), "--segment", "--window", "1", "--no-whisper",
-            "--out", str(tmp_path / "tl"), "--json"]
+    args = [
+        str(nosub),
+        "--model",
+        str(trained / "runs" / "r1"),
+        "--segment",
+        "--window",
+        "1",
+        "--no-whisper",
+        "--out",
+        str(tmp_path / "tl"),
+        "--json",
+    ]
     res = _invoke(args)
     assert res.exit_code == 1
     (item,) = json.loads(res.stdout)

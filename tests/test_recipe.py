@@ -35,53 +35,157 @@ runner = CliRunner()
 
 # --- the reference's values ------------------------------------------------------------------------------------
 
-_TRAIN = dict(lr=1e-4, beta1=0.9, beta2=0.95, batch_size=32, grad_accum=8, warmup_epochs=1.0, min_lr=1e-7,
-              schedule="cosine", max_epochs=None, clip_mode="value", clip_threshold=5.0, clip_scope="non-av",
-              clip_every="step", decay_groups="non-bias", selection="reference",
-              batching="window")  # window: the reference's shuffle, each step's clips regrouped (no other steps)
-_PRETRAIN = dict(beta1=0.9, beta2=0.999, batch_size=32, grad_accum=4, schedule="plateau", plateau_factor=0.1,
-                 clip_mode="value", clip_threshold=1.0, clip_scope="all", patience=8, max_epochs=None,
-                 weight_decay=0.01, decay_groups="all", clip_every="micro-batch", selection="reference",
-                 batching="shuffle")
-_MODEL = dict(d_av=30, av_layers=3, av_heads=6, av_ffn=120, av_dropout=0.1, mm_heads=16, mm_dropout=0.1,
-              gating="sigmoid", fusion_inputs="fusion", fusion_positions="fixed", seqaug_mode="reference",
-              av_aug="seqaug", head_hidden=64, lm_dropout=True, ffw_init="reference", av_batchnorm_at="pooled",
-              av_positions="fairseq")
+_TRAIN = dict(
+    lr=1e-4,
+    beta1=0.9,
+    beta2=0.95,
+    batch_size=32,
+    grad_accum=8,
+    warmup_epochs=1.0,
+    min_lr=1e-7,
+    schedule="cosine",
+    max_epochs=None,
+    clip_mode="value",
+    clip_threshold=5.0,
+    clip_scope="non-av",
+    clip_every="step",
+    decay_groups="non-bias",
+    selection="reference",
+    batching="window",
+)  # window: the reference's shuffle, each step's clips regrouped (no other steps)
+_PRETRAIN = dict(
+    beta1=0.9,
+    beta2=0.999,
+    batch_size=32,
+    grad_accum=4,
+    schedule="plateau",
+    plateau_factor=0.1,
+    clip_mode="value",
+    clip_threshold=1.0,
+    clip_scope="all",
+    patience=8,
+    max_epochs=None,
+    weight_decay=0.01,
+    decay_groups="all",
+    clip_every="micro-batch",
+    selection="reference",
+    batching="shuffle",
+)
+_MODEL = dict(
+    d_av=30,
+    av_layers=3,
+    av_heads=6,
+    av_ffn=120,
+    av_dropout=0.1,
+    mm_heads=16,
+    mm_dropout=0.1,
+    gating="sigmoid",
+    fusion_inputs="fusion",
+    fusion_positions="fixed",
+    seqaug_mode="reference",
+    av_aug="seqaug",
+    head_hidden=64,
+    lm_dropout=True,
+    ffw_init="reference",
+    av_batchnorm_at="pooled",
+    av_positions="fairseq",
+)
 
 REFERENCE = {
     "mosei": dict(
-        model=dict(_MODEL, lm="gpt2", mm_layers=[3, 5, 7, 8, 9, 10, 11], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
-                   lambda_t=1.0, lambda_lm=1.1, text_aug="seqaug", text_aug_p=0.2, text_aug_apply=0.3,
-                   ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
+        model=dict(
+            _MODEL,
+            lm="gpt2",
+            mm_layers=[3, 5, 7, 8, 9, 10, 11],
+            n_fusion=12,
+            lambda_f=1.0,
+            lambda_av=1.0,
+            lambda_t=1.0,
+            lambda_lm=1.1,
+            text_aug="seqaug",
+            text_aug_p=0.2,
+            text_aug_apply=0.3,
+            ffw_mode="full",
+            max_text_tokens=50,
+            av_pool_len=50,
+            av_aug_p=0.2,
+            av_input_batchnorm=[],
+        ),
         train=dict(_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "mosei-large": dict(
-        model=dict(_MODEL, lm="gpt2-large", mm_layers=[7, 14, 21, 28, 35], n_fusion=12, lambda_f=1.0, lambda_av=1.0,
-                   lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3, text_aug_apply=0.25,
-                   ffw_mode="full", max_text_tokens=50, av_pool_len=50, av_aug_p=0.2, av_input_batchnorm=[]),
+        model=dict(
+            _MODEL,
+            lm="gpt2-large",
+            mm_layers=[7, 14, 21, 28, 35],
+            n_fusion=12,
+            lambda_f=1.0,
+            lambda_av=1.0,
+            lambda_t=1.0,
+            lambda_lm=1.0,
+            text_aug="seqaug",
+            text_aug_p=0.3,
+            text_aug_apply=0.25,
+            ffw_mode="full",
+            max_text_tokens=50,
+            av_pool_len=50,
+            av_aug_p=0.2,
+            av_input_batchnorm=[],
+        ),
         train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-3, plateau_patience=4),
         pretrain_pool=50,
     ),
     "sims": dict(
-        model=dict(_MODEL, lm="uer/gpt2-chinese-cluecorpussmall", mm_layers=[5, 6, 7, 8, 9, 10, 11], n_fusion=20,
-                   lambda_f=1.0, lambda_av=1.0, lambda_t=1.0, lambda_lm=1.0, text_aug="seqaug", text_aug_p=0.3,
-                   text_aug_apply=0.25, ffw_mode="full", max_text_tokens=39, av_pool_len=55, av_aug_p=0.2,
-                   av_input_batchnorm=["audio", "vision"]),
+        model=dict(
+            _MODEL,
+            lm="uer/gpt2-chinese-cluecorpussmall",
+            mm_layers=[5, 6, 7, 8, 9, 10, 11],
+            n_fusion=20,
+            lambda_f=1.0,
+            lambda_av=1.0,
+            lambda_t=1.0,
+            lambda_lm=1.0,
+            text_aug="seqaug",
+            text_aug_p=0.3,
+            text_aug_apply=0.25,
+            ffw_mode="full",
+            max_text_tokens=39,
+            av_pool_len=55,
+            av_aug_p=0.2,
+            av_input_batchnorm=["audio", "vision"],
+        ),
         train=dict(_TRAIN, weight_decay=0.1, cosine_period_epochs=100, patience=10, lm_dtype="float32"),
         pretrain=dict(_PRETRAIN, lr=5e-4, plateau_patience=10),
         pretrain_pool=39,
     ),
     "mosi": dict(
-        model=dict(_MODEL, lm="HuggingFaceTB/SmolLM2-1.7B", mm_layers=[11, 14, 17, 20, 23], n_fusion=8,
-                   lambda_f=0.4, lambda_av=0.8, lambda_t=0.8, lambda_lm=0.0, text_aug="none", ffw_mode="lora",
-                   lora_r=512, lora_alpha=8192, lora_dropout=0.05, max_text_tokens=50, av_pool_len=50,
-                   av_aug_p=0.3, av_input_batchnorm=[], mlp_form="reference",
-                   lora_init="reference"),
-        train=dict(_TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30,
-                   lm_dtype="auto"),  # use_bf16: true (bf16 on CUDA); the others false
+        model=dict(
+            _MODEL,
+            lm="HuggingFaceTB/SmolLM2-1.7B",
+            mm_layers=[11, 14, 17, 20, 23],
+            n_fusion=8,
+            lambda_f=0.4,
+            lambda_av=0.8,
+            lambda_t=0.8,
+            lambda_lm=0.0,
+            text_aug="none",
+            ffw_mode="lora",
+            lora_r=512,
+            lora_alpha=8192,
+            lora_dropout=0.05,
+            max_text_tokens=50,
+            av_pool_len=50,
+            av_aug_p=0.3,
+            av_input_batchnorm=[],
+            mlp_form="reference",
+            lora_init="reference",
+        ),
+        train=dict(
+            _TRAIN, weight_decay=0.001, cosine_period_epochs=150, patience=30, lm_dtype="auto"
+        ),  # use_bf16: true (bf16 on CUDA); the others false
         pretrain=dict(_PRETRAIN, lr=1e-3, plateau_patience=10),
         pretrain_pool=50,
     ),
@@ -89,8 +193,11 @@ REFERENCE = {
 
 
 def _mismatches(expected: dict, actual: dict) -> list[str]:
-    return [f"{k}: reference {v!r}, preset {actual.get(k, '<missing>')!r}" for k, v in expected.items()
-            if actual.get(k, "<missing>") != v]
+    return [
+        f"{k}: reference {v!r}, preset {actual.get(k, '<missing>')!r}"
+        for k, v in expected.items()
+        if actual.get(k, "<missing>") != v
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
@@ -115,7 +222,13 @@ def test_every_preset_is_the_reference_recipe(name):
 def test_sample_preset_keeps_the_demo_recipe_explicitly():
     sample = PRESETS["sample"]
     train = TrainConfig.from_dict(sample.train)
-    assert (train.clip_mode, train.clip_scope, train.grad_accum, train.max_epochs, train.lr) == ("norm", "all", 1, 40, 1e-3)
+    assert (train.clip_mode, train.clip_scope, train.grad_accum, train.max_epochs, train.lr) == (
+        "norm",
+        "all",
+        1,
+        40,
+        1e-3,
+    )
     pre = TrainConfig.from_dict(sample.pretrain)
     assert (pre.schedule, pre.plateau_factor, pre.plateau_patience, pre.grad_accum) == ("plateau", 0.5, 2, 1)
     assert (train.selection, train.batching, pre.selection, pre.batching) == ("l1", "bucketed", "l1", "bucketed")
@@ -128,6 +241,7 @@ def test_describe_help_names_one_default():
 
 
 # --- schedule ---------------------------------------------------------------------------------------------------
+
 
 def test_warmup_is_linear_per_optimizer_step_from_zero_and_reaches_the_peak():
     lrs = [lr_at_step(s, 1e-4, 1e-7, warmup_steps=10, period_steps=50) for s in range(10)]
@@ -181,8 +295,9 @@ def test_fit_steps_the_warm_restarts_per_optimizer_step(av_data, tmp_path):
     encoded, scheme = av_data
     # 48 clips / 16 = 3 optimizer steps an epoch; warm-up 3 steps (lr 0, 1/3, 2/3 of the peak);
     # E = 1 → T_0 = 2·3 − 3 = 3 steps.
-    config = TrainConfig(lr=1e-3, min_lr=0.0, batch_size=16, grad_accum=1, max_epochs=3, patience=10,
-                         cosine_period_epochs=1)
+    config = TrainConfig(
+        lr=1e-3, min_lr=0.0, batch_size=16, grad_accum=1, max_epochs=3, patience=10, cosine_period_epochs=1
+    )
     result = fit(_av_model(), encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     lrs = [h["lr"] for h in result.history]  # the lr of each epoch's last step
     assert lrs[0] == pytest.approx(2e-3 / 3)  # the warm-up's last step: base·2/3
@@ -200,6 +315,7 @@ def test_max_epochs_is_optional_and_separate_from_the_period():
 
 
 # --- clipping and accumulation ----------------------------------------------------------------------------------
+
 
 def test_clip_by_value_and_by_norm():
     p = nn.Parameter(torch.zeros(4))
@@ -248,8 +364,9 @@ def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tm
 
     monkeypatch.setattr(training, "collate", spy_collate)
     monkeypatch.setattr(training, "clip_gradients", spy_clip)
-    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=2, max_epochs=1, clip_mode=mode, clip_threshold=1e-3,
-                         clip_scope="all")
+    config = TrainConfig(
+        lr=1e-3, batch_size=16, grad_accum=2, max_epochs=1, clip_mode=mode, clip_threshold=1e-3, clip_scope="all"
+    )
     fit(model, encoded["train"], encoded["valid"], config, scheme, tmp_path, seed=0)
     # The first optimizer step accumulated the first two batches; recompute their gradients from the start.
     start.train()
@@ -262,6 +379,7 @@ def test_fit_clips_the_gradients_summed_over_the_accumulated_batches(av_data, tm
 
 
 # --- NaN validation ---------------------------------------------------------------------------------------------
+
 
 class _NaNOnValidation(nn.Module):
     """AV pretraining model whose validation predictions are NaN in the chosen validation passes."""
@@ -309,6 +427,7 @@ def test_only_nan_validation_epochs_is_one_clear_error(av_data, tmp_path):
 
 
 # --- SeqAug as the reference applies it -------------------------------------------------------------------------
+
 
 def test_reference_seqaug_shares_one_permutation_over_the_padded_positions():
     from models.nn.augment import seq_aug_shared
@@ -370,8 +489,16 @@ def test_av_seqaug_runs_on_raw_frames_before_batchnorm_in_reference_mode(monkeyp
         return x + 1000.0
 
     monkeypatch.setattr(av_encoder, "seq_aug_shared", marker)
-    enc = AVEncoder(d_audio=3, d_vision=2, pool_len=4, input_batchnorm=("audio",), aug="seqaug", aug_p=0.5,
-                    seqaug_mode=mode, batchnorm_at="raw")  # BatchNorm on raw frames: it sees what SeqAug gave
+    enc = AVEncoder(
+        d_audio=3,
+        d_vision=2,
+        pool_len=4,
+        input_batchnorm=("audio",),
+        aug="seqaug",
+        aug_p=0.5,
+        seqaug_mode=mode,
+        batchnorm_at="raw",
+    )  # BatchNorm on raw frames: it sees what SeqAug gave
     seen = []
     enc.audio_norm.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].clone()))
     audio, vision = torch.randn(2, 10, 3), torch.randn(2, 6, 2)
@@ -414,6 +541,7 @@ def test_augmentation_study_compares_both_seqaug_modes():
 
 # --- fusion-token positions -------------------------------------------------------------------------------------
 
+
 def test_fusion_tokens_sit_at_fixed_positions_after_max_text_tokens():
     from models.nn.positions import token_positions
 
@@ -431,8 +559,9 @@ def test_deepmlf_gives_the_lm_the_fixed_fusion_positions(tiny_gpt2):
 
     from conftest import make_batch
 
-    model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 3), n_fusion=3, d_audio=7,
-                                               d_vision=5, max_text_tokens=20))
+    model, _ = DeepMLF.from_config(
+        ModelConfig(lm=str(tiny_gpt2), mm_layers=(1, 3), n_fusion=3, d_audio=7, d_vision=5, max_text_tokens=20)
+    )
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     batch = make_batch(tok, ["i loved it", "no"])
     model.eval()
@@ -447,11 +576,13 @@ def test_positions_beyond_the_lm_are_a_clear_error(tiny_gpt2):
 
     # The tiny GPT-2 has 256 positions (GPT-2 itself: 1024).
     with pytest.raises(ConfigError, match=r"250 \+ n_fusion=8 = 258 positions, but the LM .* has 256"):
-        DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=8, max_text_tokens=250,
-                                        d_audio=7, d_vision=5))
+        DeepMLF.from_config(
+            ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=8, max_text_tokens=250, d_audio=7, d_vision=5)
+        )
 
 
 # --- MM block and AV encoder details ----------------------------------------------------------------------------
+
 
 def test_mm_block_norms_follow_the_lm_family(tiny_gpt2, tiny_llama):
     from models.nn.deepmlf import DeepMLF
@@ -486,8 +617,19 @@ def test_cross_attention_uses_default_linear_init_and_output_dropout():
 def test_lora_dropout_is_configurable(tiny_llama):
     from models.nn.deepmlf import DeepMLF
 
-    model, _ = DeepMLF.from_config(ModelConfig(lm=str(tiny_llama), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
-                                               ffw_mode="lora", lora_r=4, lora_alpha=8, lora_dropout=0.05))
+    model, _ = DeepMLF.from_config(
+        ModelConfig(
+            lm=str(tiny_llama),
+            mm_layers=(1,),
+            n_fusion=2,
+            d_audio=7,
+            d_vision=5,
+            ffw_mode="lora",
+            lora_r=4,
+            lora_alpha=8,
+            lora_dropout=0.05,
+        )
+    )
     drops = [m for n, m in model.named_modules() if n.endswith("lora_dropout.default")]
     assert drops and all(isinstance(m, nn.Dropout) and m.p == 0.05 for m in drops)
 
@@ -503,12 +645,14 @@ def test_modality_encoders_have_no_final_layernorm():
 
 # --- AV pretraining: recipe and strict loading ------------------------------------------------------------------
 
+
 def test_av_weights_load_strictly_both_ways(tiny_gpt2):
     from models.nn.av_pretrain import AVPretrainModel, load_av_weights
     from models.nn.deepmlf import DeepMLF
 
-    config = ModelConfig(lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5,
-                         av_input_batchnorm=("audio",))
+    config = ModelConfig(
+        lm=str(tiny_gpt2), mm_layers=(1,), n_fusion=2, d_audio=7, d_vision=5, av_input_batchnorm=("audio",)
+    )
     weights = AVPretrainModel(config.replace(av_readout="mean")).state_dict()  # the head carries over too
     model, _ = DeepMLF.from_config(config)
     assert load_av_weights(model, weights) == len(weights)
@@ -537,8 +681,24 @@ def test_pretrain_command_runs_the_presets_pretraining_recipe(tmp_path):
     # 128 clips = 4 batches of 32: the sims recipe's grad_accum 4 makes one optimizer step (no partial steps).
     data_dir = save_dataset(make_sample_dataset(n_train=128, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "pre"
-    result = runner.invoke(app, ["pretrain", "--dataset", str(data_dir), "--preset", "sims", "--max-epochs", "1",
-                                 "--device", "cpu", "--out", str(out), "--quiet", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--dataset",
+            str(data_dir),
+            "--preset",
+            "sims",
+            "--max-epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     spec = json.loads((out / "run.json").read_text())["spec"]
     assert spec["kind"] == "av" and spec["model"]["av_pool_len"] == 39
@@ -551,8 +711,12 @@ def test_av_pretrain_spec_takes_the_recipe_and_keeps_the_cap(tiny_gpt2):
     from models.training.experiment import av_pretrain_spec
 
     preset = get_preset("mosei")
-    base = RunSpec("deepmlf", preset.model_config(), TrainConfig.from_dict({**preset.train, "max_epochs": 3,
-                                                                           "device": "cpu"}), (0,))
+    base = RunSpec(
+        "deepmlf",
+        preset.model_config(),
+        TrainConfig.from_dict({**preset.train, "max_epochs": 3, "device": "cpu"}),
+        (0,),
+    )
     spec = av_pretrain_spec(base, preset=preset)
     assert spec.kind == "av" and spec.train.max_epochs == 3
     assert _mismatches(REFERENCE["mosei"]["pretrain"] | {"max_epochs": 3}, spec.train.to_dict()) == []

@@ -18,6 +18,7 @@ def make_model(lm_dir, **overrides):
 
 # --- item 7: the MM-block FFW copies the LM MLP's weights only; biases default-init; erf GELU ---
 
+
 def test_paper_presets_copy_weights_only_and_the_sample_keeps_the_exact_copy():
     for name in ("mosei", "mosei-large", "sims", "mosi"):
         assert PRESETS[name].model_config().ffw_init.value == "reference"
@@ -31,7 +32,10 @@ def test_reference_ffw_copies_weights_redraws_biases_and_uses_the_erf_gelu(tiny_
         lm_mlp, ffw = model.lm.mlp(int(layer)), block.ffw
         assert torch.equal(ffw.c_fc.weight, lm_mlp.c_fc.weight) and torch.equal(ffw.c_proj.weight, lm_mlp.c_proj.weight)
         # nn.Linear's default bias: U(±1/√fan_in); the tiny GPT-2 is 64 wide, its MLP 256.
-        for bias, lm_bias, bound in ((ffw.c_fc.bias, lm_mlp.c_fc.bias, 1 / 8), (ffw.c_proj.bias, lm_mlp.c_proj.bias, 1 / 16)):
+        for bias, lm_bias, bound in (
+            (ffw.c_fc.bias, lm_mlp.c_fc.bias, 1 / 8),
+            (ffw.c_proj.bias, lm_mlp.c_proj.bias, 1 / 16),
+        ):
             assert not torch.equal(bias, lm_bias)
             assert 0.8 * bound < float(bias.abs().max()) <= bound
         assert type(ffw.act) is torch.nn.GELU and ffw.act.approximate == "none"
@@ -48,6 +52,7 @@ def test_copy_lm_keeps_the_lm_biases_and_tanh_gelu(tiny_gpt2):
 
 
 # --- item 8: MOSI's Llama MLP is the reference's sum down(act(gate(x)) + up(x)), not SwiGLU's product ---
+
 
 @pytest.mark.parametrize("form", ["reference", "swiglu"])
 def test_llama_ffw_computes_the_chosen_mlp_form(tiny_llama, form):
@@ -81,6 +86,7 @@ def test_mosi_defaults_to_the_reference_mlp_form_and_describe_shows_it():
 
 
 # --- item 9: LoRA A drawn as the reference's own LoRA, U(±1/√r); B zero ---
+
 
 def _lora_pairs(model):
     from peft.tuners.lora import LoraLayer
@@ -121,6 +127,7 @@ def test_mosi_lora_init_is_the_reference_and_describe_shows_it():
 
 
 # --- item 10: AV BatchNorm after pooling; fairseq sinusoids; MOSI has no stage-2 BatchNorm ---
+
 
 def test_batchnorm_normalises_the_pooled_steps():
     from models.nn.av_encoder import AVEncoder
@@ -177,6 +184,7 @@ def test_mosi_has_no_stage_two_batchnorm_and_its_pretraining_checkpoint_loads(ti
 
 # --- item 14: pretraining reads clf(fusion(cat)[:, -1]); stage 2 keeps its own LayerNorm and head ---
 
+
 def test_pretraining_reads_the_last_step_without_layernorm(tiny_gpt2):
     from models.nn.av_pretrain import AVPretrainModel, load_av_weights
 
@@ -207,6 +215,7 @@ def test_pretraining_reads_the_last_step_without_layernorm(tiny_gpt2):
 
 
 # --- items 12, 13, 15: pretraining decay on every parameter, clipping per micro-batch, MOSI SeqAug ---
+
 
 def test_pretraining_recipe_fields_per_preset():
     from models.config import TrainConfig
@@ -253,8 +262,18 @@ def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, cal
     monkeypatch.setattr(training, "clip_gradients", spy)
     torch.manual_seed(0)
     model = AVPretrainModel(PRESETS["sample"].model_config(d_audio=33, d_vision=16, av_aug="none"))
-    config = TrainConfig(lr=1e-3, batch_size=16, grad_accum=2, max_epochs=1, clip_mode="value", clip_threshold=1e-3,
-                         clip_scope="all", clip_every=every, schedule="plateau", warmup_epochs=0.0)
+    config = TrainConfig(
+        lr=1e-3,
+        batch_size=16,
+        grad_accum=2,
+        max_epochs=1,
+        clip_mode="value",
+        clip_threshold=1e-3,
+        clip_scope="all",
+        clip_every=every,
+        schedule="plateau",
+        warmup_epochs=0.0,
+    )
     training.fit(model, encoded["train"], encoded["valid"], config, data.scheme, tmp_path, seed=0)
     assert len(seen) == calls and all(s > 0 for s in seen)  # each on gradients that exist
 

@@ -37,8 +37,9 @@ def test_steps_warmup_and_restart_period_per_preset(name):
     n, period_epochs = TRAIN_SIZES[name]
     train = TrainConfig.from_dict(get_preset(name).train)
     assert train.cosine_period_epochs == period_epochs and (train.batch_size, train.grad_accum) == (32, 8)
-    steps, warmup, period = epoch_schedule(n, train.batch_size, train.grad_accum, train.warmup_epochs,
-                                           train.cosine_period_epochs)
+    steps, warmup, period = epoch_schedule(
+        n, train.batch_size, train.grad_accum, train.warmup_epochs, train.cosine_period_epochs
+    )
     assert steps == EXPECTED_STEPS[name] == math.ceil(n / 32) // 8
     assert warmup == steps  # one warm-up epoch
     assert period == (period_epochs + 1) * steps - warmup
@@ -50,14 +51,14 @@ def test_lr_of_the_first_100_steps_and_around_the_first_restart(name):
     steps = EXPECTED_STEPS[name]
     warmup, period = steps, (period_epochs + 1) * steps - steps
     train = TrainConfig.from_dict(get_preset(name).train)
-    got = [lr_at_step(k, train.lr, train.min_lr, *epoch_schedule(n, 32, 8, 1.0, period_epochs)[1:])
-           for k in range(100)]
+    got = [lr_at_step(k, train.lr, train.min_lr, *epoch_schedule(n, 32, 8, 1.0, period_epochs)[1:]) for k in range(100)]
     assert got == pytest.approx([_reference_lr(k, 1e-4, 1e-7, warmup, period) for k in range(100)], rel=1e-12)
     assert got[0] == 0.0 and got[1] == pytest.approx(1e-4 / steps)
     restart = warmup + period  # the first warm restart: back at the peak
     for k in (restart - 2, restart - 1, restart, restart + 1):
         assert lr_at_step(k, 1e-4, 1e-7, warmup, period) == pytest.approx(
-            _reference_lr(k, 1e-4, 1e-7, warmup, period), rel=1e-12)
+            _reference_lr(k, 1e-4, 1e-7, warmup, period), rel=1e-12
+        )
     assert lr_at_step(restart, 1e-4, 1e-7, warmup, period) == pytest.approx(1e-4)
     assert lr_at_step(restart - 1, 1e-4, 1e-7, warmup, period) < 1e-7 + 1e-9
 
@@ -115,8 +116,16 @@ def test_fit_refuses_a_split_too_small_for_one_step(tmp_path):
     from procedure_helpers import tiny_split
 
     with pytest.raises(ConfigError, match="grad_accum=8"):
-        loop.fit(nn.Linear(1, 1), tiny_split(64), tiny_split(8), TrainConfig(batch_size=32, grad_accum=8),
-                 "mosi", tmp_path, seed=0, device="cpu")
+        loop.fit(
+            nn.Linear(1, 1),
+            tiny_split(64),
+            tiny_split(8),
+            TrainConfig(batch_size=32, grad_accum=8),
+            "mosi",
+            tmp_path,
+            seed=0,
+            device="cpu",
+        )
 
 
 def test_only_parameters_named_bias_escape_weight_decay():
@@ -139,6 +148,7 @@ def test_only_parameters_named_bias_escape_weight_decay():
 
 # --- item 6: the LM loss's targets --------------------------------------------------------------
 
+
 def _gpt2_like_tokenizer():
     """A word-level tokenizer with GPT-2's special-token layout: EOS 50256, no pad, nothing added."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -147,8 +157,9 @@ def _gpt2_like_tokenizer():
     vocab = {"good": 922, "movie": 3807, "really": 1107, "bad": 2089, "<|endoftext|>": 50256}
     word = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
     word.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=word, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=word, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
 
 
 def _chinese_bert_tokenizer():
@@ -168,9 +179,15 @@ def _targets_per_row(tokenizer, texts, max_tokens):
     from models.nn.deepmlf import lm_targets
 
     n = len(texts)
-    split = SplitData([f"c{i}" for i in range(n)], list(texts), np.zeros((n, 1, 1), np.float32),
-                      np.zeros((n, 1, 1), np.float32), np.ones(n, np.int64), np.ones(n, np.int64),
-                      np.zeros(n, np.float32))
+    split = SplitData(
+        [f"c{i}" for i in range(n)],
+        list(texts),
+        np.zeros((n, 1, 1), np.float32),
+        np.zeros((n, 1, 1), np.float32),
+        np.ones(n, np.int64),
+        np.ones(n, np.int64),
+        np.zeros(n, np.float32),
+    )
     batch = collate(encode_split(split, tokenizer, max_tokens, None), np.arange(n))
     positions, targets = lm_targets(batch)
     T = batch.text_ids.shape[1]
@@ -200,8 +217,8 @@ def test_lm_target_of_a_truncated_row_is_id_0():
 
 # --- item 4: precision per preset (the reference's use_bf16) -------------------------------------
 
-@pytest.mark.parametrize("name, use_bf16", [("mosei", False), ("mosei-large", False), ("sims", False),
-                                            ("mosi", True)])
+
+@pytest.mark.parametrize("name, use_bf16", [("mosei", False), ("mosei-large", False), ("sims", False), ("mosi", True)])
 def test_the_preset_decides_the_precision_on_cuda(name, use_bf16):
     from models.devices import resolve_lm_dtype
 
@@ -233,6 +250,7 @@ def test_bf16_on_an_fp32_preset_is_an_opt_in_the_run_spec_records():
 
 
 # --- item 11: model selection ------------------------------------------------------------------
+
 
 def test_selection_score_is_a_rounded_mean_of_batch_means():
     import numpy as np
@@ -272,14 +290,17 @@ def test_fit_keeps_the_first_of_two_epochs_equal_after_rounding(monkeypatch, tmp
 
 # --- item 5 and "Exact speed": window batching -------------------------------------------------
 
+
 def _steps(batches, grad_accum, world):
     """Each optimizer step's clip set (all ranks together), from an epoch's micro-batch list."""
     from models.distributed import shard_batches
 
     shares = [shard_batches(batches, rank, world) for rank in range(world)]
     n_steps = len(shares[0]) // grad_accum
-    return [sorted(int(c) for share in shares for b in share[s * grad_accum:(s + 1) * grad_accum] for c in b)
-            for s in range(n_steps)]
+    return [
+        sorted(int(c) for share in shares for b in share[s * grad_accum : (s + 1) * grad_accum] for c in b)
+        for s in range(n_steps)
+    ]
 
 
 @pytest.mark.parametrize("world", [1, 2])
@@ -293,8 +314,10 @@ def test_window_batching_gives_every_step_the_clips_shuffle_gives_it(world):
 
     train = tiny_split(1284, max_tokens=50)
     lengths = np.array([len(t) for t in train.token_ids])
-    cut = {mode: training_batches(train, 32, 8 * world, np.random.default_rng([0, 3]), mode)
-           for mode in ("window", "shuffle", "bucketed")}
+    cut = {
+        mode: training_batches(train, 32, 8 * world, np.random.default_rng([0, 3]), mode)
+        for mode in ("window", "shuffle", "bucketed")
+    }
     window, shuffle = cut["window"][0], cut["shuffle"][0]
     assert len(window) == len(shuffle) == 41 and [len(b) for b in window] == [32] * 40 + [4]
     steps = _steps(window, 8, world)
@@ -309,7 +332,7 @@ def test_window_batching_gives_every_step_the_clips_shuffle_gives_it(world):
     assert padding(window) < 0.2 < 0.4 < padding(shuffle)  # uniform lengths 1..50: ~49 % padding shuffled
     # Regrouped micro-batches divide by their window's means: 32 clips, and its LM targets / 8 (or 16).
     norms = cut["window"][1]
-    first = np.concatenate(window[:8 * world])
+    first = np.concatenate(window[: 8 * world])
     assert norms[0] == (32.0, lengths[first].sum() / (8 * world)) and norms[-1] is None
 
 
@@ -335,16 +358,31 @@ def test_window_batching_sums_the_same_gradient_as_shuffle(tiny_gpt2, lambda_lm)
     from models.nn.deepmlf import DeepMLF
 
     torch.manual_seed(0)
-    model, tok = DeepMLF.from_config(ModelConfig(lm=str(tiny_gpt2), mm_layers=(2, 3), n_fusion=3, d_audio=3,
-                                                 d_vision=2, av_pool_len=4, lambda_lm=lambda_lm,
-                                                 lm_dropout=False))
+    model, tok = DeepMLF.from_config(
+        ModelConfig(
+            lm=str(tiny_gpt2),
+            mm_layers=(2, 3),
+            n_fusion=3,
+            d_audio=3,
+            d_vision=2,
+            av_pool_len=4,
+            lambda_lm=lambda_lm,
+            lm_dropout=False,
+        )
+    )
     model.eval()
     rng = np.random.default_rng(0)
     words = "the movie was great and i loved it what a wonderful day terrible acting boring story".split()
     texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 14)))) for _ in range(12)]
-    split = SplitData([f"c{i}" for i in range(12)], texts, rng.normal(size=(12, 5, 3)).astype(np.float32),
-                      rng.normal(size=(12, 4, 2)).astype(np.float32), rng.integers(1, 6, 12), rng.integers(1, 5, 12),
-                      rng.uniform(-1, 1, 12).astype(np.float32))
+    split = SplitData(
+        [f"c{i}" for i in range(12)],
+        texts,
+        rng.normal(size=(12, 5, 3)).astype(np.float32),
+        rng.normal(size=(12, 4, 2)).astype(np.float32),
+        rng.integers(1, 6, 12),
+        rng.integers(1, 5, 12),
+        rng.uniform(-1, 1, 12).astype(np.float32),
+    )
     train = encode_split(split, tok, 32, None)
     window, norms = training_batches(train, 4, 3, np.random.default_rng([0, 0]), "window")
     shuffle, own = training_batches(train, 4, 3, np.random.default_rng([0, 0]), "shuffle")
@@ -357,6 +395,7 @@ def test_window_batching_sums_the_same_gradient_as_shuffle(tiny_gpt2, lambda_lm)
 
 
 # --- describe shows every item -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(TRAIN_SIZES))
 def test_describe_json_shows_every_procedure_item(name):
@@ -373,8 +412,10 @@ def test_describe_json_shows_every_procedure_item(name):
     assert (train["batching"], train["selection"], train["decay_groups"]) == ("window", "reference", "non-bias")
     assert train["lm_dtype"] == ("auto" if name == "mosi" else "float32")
     assert "floor(micro-batches / 8)" in rules["steps_per_epoch"] and "0.0001·k/W" in rules["warmup"]
-    assert rules["batching"].startswith("window: ") and "use_bf16: " + ("true" if name == "mosi" else "false") in \
-        rules["precision"]
+    assert (
+        rules["batching"].startswith("window: ")
+        and "use_bf16: " + ("true" if name == "mosi" else "false") in rules["precision"]
+    )
     assert "rounded to 4 decimals" in rules["selection"] and "lacks 'bias'" in rules["decay_groups"]
     assert ("id 0 when the transcript fills" in rules["lm_targets"]) == (name != "mosi")
     pretrain = recipe["pretrain"]

@@ -18,8 +18,17 @@ def test_resumed_plateau_run_cuts_the_lr_like_an_uninterrupted_one(small_sample,
     dataset, _ = small_sample
     # Patience 0 on the plateau: it cuts after every epoch without a better validation L1, so
     # its own counters (best, bad epochs) decide the lr; a fresh scheduler on resume would not.
-    spec = spec_for(tiny_gpt2, epochs=6, kind="av", schedule="plateau", plateau_patience=0, plateau_factor=0.5,
-                    warmup_epochs=0.0, lr=5e-2, patience=10)
+    spec = spec_for(
+        tiny_gpt2,
+        epochs=6,
+        kind="av",
+        schedule="plateau",
+        plateau_patience=0,
+        plateau_factor=0.5,
+        warmup_epochs=0.0,
+        lr=5e-2,
+        patience=10,
+    )
     train_run(dataset, spec, tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         train_run(dataset, spec, tmp_path / "cut", progress=lambda s: StopAt(3))
@@ -58,8 +67,9 @@ def test_resume_of_a_run_killed_in_its_first_epoch_keeps_its_settings(small_samp
     with pytest.raises(KeyboardInterrupt):
         train_run(dataset, spec, tmp_path / "run", progress=lambda s: StopAt(0))
     assert not list((tmp_path / "run").glob("seed_*/state/state.json"))  # no epoch finished
-    res = CliRunner().invoke(app, ["train", "-d", str(path), "--out", str(tmp_path / "run"), "--resume",
-                                   "--device", "cpu", "--json", "-q"])
+    res = CliRunner().invoke(
+        app, ["train", "-d", str(path), "--out", str(tmp_path / "run"), "--resume", "--device", "cpu", "--json", "-q"]
+    )
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "run" / "run.json").read_text())["spec"]
     assert saved["train"]["lr"] == 3e-3 and saved["seeds"] == [4]  # not the dataset preset's defaults
@@ -104,12 +114,21 @@ def test_fit_counters_round_trip_and_read_an_older_state():
     from models.errors import ConfigError
     from models.training.state import FitCounters
 
-    counters = FitCounters(epoch=3, step=15, best_score=0.4321, best_epoch=1, bad_epochs=2,
-                           history=[{"epoch": 0}], best_valid={"MAE": 0.4}, plateau={"best": 0.4})
+    counters = FitCounters(
+        epoch=3,
+        step=15,
+        best_score=0.4321,
+        best_epoch=1,
+        bad_epochs=2,
+        history=[{"epoch": 0}],
+        best_valid={"MAE": 0.4},
+        plateau={"best": 0.4},
+    )
     assert FitCounters.from_dict(json.loads(json.dumps(counters.to_dict()))) == counters
     assert math.isinf(FitCounters.from_dict(json.loads(json.dumps(FitCounters().to_dict()))).best_score)
-    old = FitCounters.from_dict({"epoch": 2, "step": 4, "best_mae": 0.5, "best_epoch": 0, "bad_epochs": 1,
-                                 "history": [], "best_valid": {}})  # a state.json written before the dataclass
+    old = FitCounters.from_dict(
+        {"epoch": 2, "step": 4, "best_mae": 0.5, "best_epoch": 0, "bad_epochs": 1, "history": [], "best_valid": {}}
+    )  # a state.json written before the dataclass
     assert (old.best_score, old.plateau) == (0.5, None)
     with pytest.raises(ConfigError, match="unknown counters"):
         FitCounters.from_dict({"epoch": 1, "best_l2": 0.1})

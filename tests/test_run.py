@@ -35,7 +35,12 @@ def _run(tmp_path, seeds=(0, 1), name="run"):
 
 def test_a_run_reads_back_what_it_wrote(tmp_path):
     run = _run(tmp_path)
-    assert run.exists() and run.spec() == _spec() and run.dataset()["source"] == str(tmp_path / "ds") and run.world_size() == 1
+    assert (
+        run.exists()
+        and run.spec() == _spec()
+        and run.dataset()["source"] == str(tmp_path / "ds")
+        and run.world_size() == 1
+    )
     assert [checkpoint_seed(p) for p in run.checkpoints()] == ["0", "1"]
     assert run.best() == run.seed_dir(0) / "best" and run.best(seed=1) == run.seed_dir(1) / "best"
     with pytest.raises(CheckpointError, match="no checkpoint for seed 7; seeds: 0, 1"):
@@ -54,8 +59,12 @@ def test_seeds_are_done_when_their_metrics_are_written_and_the_results_round_tri
     assert run.seed_predictions(1) is None
     run.write_seed(1, [], {"test": {"MAE": 0.3}}, None)
     assert run.is_finished()
-    results = {"scheme": "mosi", "seeds": {"0": {"MAE": 0.1}, "1": {"MAE": 0.3}}, "mean": {"MAE": 0.2},
-               "std": {"MAE": 0.1}}
+    results = {
+        "scheme": "mosi",
+        "seeds": {"0": {"MAE": 0.1}, "1": {"MAE": 0.3}},
+        "mean": {"MAE": 0.2},
+        "std": {"MAE": 0.1},
+    }
     run.write_results(results)
     assert run.results() == results
     assert (run.path / "results.csv").read_text().splitlines() == ["seed,MAE", "0,0.1", "1,0.3", "mean,0.2", "std,0.1"]
@@ -100,7 +109,8 @@ def test_missing_and_corrupt_run_files_are_one_line_errors(tmp_path):
     (broken / "run.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="is not a deepmlf run file"):
         Run(broken).info()
-    (broken / "run.json").write_text(json.dumps({"spec": {"kind": "deepmlf", "model": {"no_such_field": 1},
-                                                          "train": {}, "seeds": [0]}}))
+    (broken / "run.json").write_text(
+        json.dumps({"spec": {"kind": "deepmlf", "model": {"no_such_field": 1}, "train": {}, "seeds": [0]}})
+    )
     with pytest.raises(CheckpointError, match="written by another deepmlf version"):
         Run(broken).spec()

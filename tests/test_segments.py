@@ -23,8 +23,11 @@ def test_utterances_are_clipped_to_the_clip_slivers_dropped_else_windows():
     from extractors.segments import Span, utterance_spans
     from extractors.transcript import Segment, Transcript
 
-    timed = Transcript("a b c d", "sidecar:x.srt", [Segment(-0.2, 1.2, "a"), Segment(1.2, 5.0, "b"),
-                                                     Segment(2.98, 3.4, "c"), Segment(3.5, 4.0, "d")])
+    timed = Transcript(
+        "a b c d",
+        "sidecar:x.srt",
+        [Segment(-0.2, 1.2, "a"), Segment(1.2, 5.0, "b"), Segment(2.98, 3.4, "c"), Segment(3.5, 4.0, "d")],
+    )
     # before 0 and past the end are cut; "c" keeps 0.02 s (a sliver) and "d" starts after the end
     assert utterance_spans(timed, 3.0, 1.0) == [Span(0.0, 1.2, "a"), Span(1.2, 3.0, "b")]
     untimed = Transcript("words without times", "sidecar:x.txt")
@@ -36,13 +39,18 @@ def test_segment_clip_takes_subtitles_and_a_given_text_has_no_times(tmp_path):
     from extractors.segments import segment_clip
 
     clip = tmp_path / "talk.mp4"  # the transcript's rules only look next to it: no media needed
-    (tmp_path / "talk.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nfirst\n\n2\n00:00:01,500 --> 00:00:04,000\nsecond\n")
+    (tmp_path / "talk.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:01,500\nfirst\n\n2\n00:00:01,500 --> 00:00:04,000\nsecond\n"
+    )
     recipe = default_recipe().with_transcript(mode="given")
     spans, full = segment_clip(clip, recipe, None, 3.0, True, 10.0)
     assert [tuple(s) for s in spans] == [(0.0, 1.5, "first"), (1.5, 3.0, "second")]
     assert full.source.startswith("sidecar:") and full.text == "first second"
     spans, full = segment_clip(clip, recipe, "  typed   words ", 3.0, True, 2.0)
-    assert [tuple(s) for s in spans] == [(0.0, 2.0, ""), (2.0, 3.0, "")] and (full.text, full.source) == ("typed words", "given")
+    assert [tuple(s) for s in spans] == [(0.0, 2.0, ""), (2.0, 3.0, "")] and (full.text, full.source) == (
+        "typed words",
+        "given",
+    )
 
 
 def test_each_segment_is_extracted_on_its_own_window_without_the_clips_transcript(tmp_path):
@@ -67,7 +75,9 @@ def test_each_segment_is_extracted_on_its_own_window_without_the_clips_transcrip
 def _pred(raw: float, text: float | None = None, av: float | None = None, scale=(-1.0, 1.0)):
     from models.evaluation.predict import Prediction
 
-    return Prediction(raw_score=raw, polarity="neutral", raw_heads={"text": text, "av": av, "fusion": None}, scale=scale)
+    return Prediction(
+        raw_score=raw, polarity="neutral", raw_heads={"text": text, "av": av, "fusion": None}, scale=scale
+    )
 
 
 def test_the_clip_verdict_is_the_duration_weighted_mean_of_raw_heads():
@@ -91,9 +101,18 @@ def test_segment_rows_round_bounds_and_clip_scores():
     from models.evaluation.timeline import segment_rows
 
     rows = segment_rows([(0.12345, 1.98765, "hi")], [_pred(1.4, text=-2.0)])
-    assert rows == [{"start": 0.123, "end": 1.988, "text": "hi", "score": 1.0, "raw_score": 1.4, "polarity": "neutral",
-                     "heads": {"text": -1.0, "av": None, "fusion": None},
-                     "raw_heads": {"text": -2.0, "av": None, "fusion": None}}]
+    assert rows == [
+        {
+            "start": 0.123,
+            "end": 1.988,
+            "text": "hi",
+            "score": 1.0,
+            "raw_score": 1.4,
+            "polarity": "neutral",
+            "heads": {"text": -1.0, "av": None, "fusion": None},
+            "raw_heads": {"text": -2.0, "av": None, "fusion": None},
+        }
+    ]
 
 
 def test_timeline_plot_is_a_png_written_whole(tmp_path):

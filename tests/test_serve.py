@@ -25,8 +25,16 @@ def trained(tmp_path_factory, tiny_gpt2):
 def server(trained, tmp_path_factory):
     # --allow-missing: several files in one request cannot carry transcripts and --no-whisper
     # reads none, so untranscribed clips are scored from empty text rather than failed.
-    srv = Server(trained / "runs" / "r1", tmp_path_factory.mktemp("serve") / "tmp", "--queue", "0",
-                 "--max-upload-mb", "1", "--allow-missing", token=TOKEN)
+    srv = Server(
+        trained / "runs" / "r1",
+        tmp_path_factory.mktemp("serve") / "tmp",
+        "--queue",
+        "0",
+        "--max-upload-mb",
+        "1",
+        "--allow-missing",
+        token=TOKEN,
+    )
     yield srv
     srv.stop()
 
@@ -51,8 +59,10 @@ def test_predict_the_demo_clip_and_a_bad_file_among_good_ones(server, trained):
     assert item["raw_score"] == pytest.approx(predictor.predict(clip)["raw_score"], abs=1e-6)
 
     bad_bytes = b"not media at all"
-    status, body, _ = server.predict([("a.mp4", _clip(trained, 6)), ("../../etc/passwd", bad_bytes),
-                                      ("b.mp4", _clip(trained, 5))], {"segment": "false"})
+    status, body, _ = server.predict(
+        [("a.mp4", _clip(trained, 6)), ("../../etc/passwd", bad_bytes), ("b.mp4", _clip(trained, 5))],
+        {"segment": "false"},
+    )
     assert status == 200, body
     assert [r["status"] for r in body] == ["ok", "failed", "ok"]
     assert [r["path"] for r in body] == ["a.mp4", "../../etc/passwd", "b.mp4"]  # names shown, never opened
@@ -86,8 +96,11 @@ def test_model_card_health_openapi_page_and_token(server):
     assert status == 200 and "/api/predict" in schema["paths"]
     assert server.get("/docs", token=False)[0] == 404  # Swagger UI loads from a CDN: left out
     status, page, _ = server.get("/", token=False)
-    assert status == 200 and "<title>deepmlf" in page and "http" not in page.split("<script>")[1].replace(
-        "http://www.w3.org/2000/svg", "")  # nothing loaded from another host
+    assert (
+        status == 200
+        and "<title>deepmlf" in page
+        and "http" not in page.split("<script>")[1].replace("http://www.w3.org/2000/svg", "")
+    )  # nothing loaded from another host
 
 
 def test_upload_over_the_cap_is_413_and_leaves_no_file(server):
@@ -99,8 +112,10 @@ def test_upload_over_the_cap_is_413_and_leaves_no_file(server):
 def _hold_a_request(server, body: bytes, ctype: str) -> socket.socket:
     """A predict request whose body is only half sent: it holds the one place while it lasts."""
     sock = socket.create_connection(("127.0.0.1", server.port))
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
-            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     sock.sendall(head + body[: len(body) // 2])
     return sock
 
@@ -158,8 +173,9 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(trained, tmp_path):
     assert status == 422 and body[0]["error"].startswith("quiet.mp4") and "\n" not in body[0]["error"], body
     body, ctype = multipart([("a.mp4", _clip(trained))], {"text": "words"})
     sock = socket.create_connection(("127.0.0.1", srv.port))
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     sock.sendall(head + body[:100])
     time.sleep(0.5)
     srv.proc.send_signal(signal.SIGTERM)

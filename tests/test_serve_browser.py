@@ -19,8 +19,11 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("the browser tests need Debian's chromium and chromium-driver (apt-get install chromium "
-                "chromium-driver; .ci/run does)", allow_module_level=True)
+    pytest.skip(
+        "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium "
+        "chromium-driver; .ci/run does)",
+        allow_module_level=True,
+    )
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the test extra)")
 
 
@@ -45,8 +48,14 @@ def browser():
 
     opts = Options()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1100,1500", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1100,1500",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
     # Both paths given: selenium-manager (which would go online for a driver) is never asked.
     driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))

@@ -24,8 +24,14 @@ from models.training.loop import fit
 
 from conftest import make_batch
 
-TEXTS = ["the movie was great and i loved it", "i hated it", "okay", "", "what a wonderful day with people",
-         "terrible acting and a boring story"]
+TEXTS = [
+    "the movie was great and i loved it",
+    "i hated it",
+    "okay",
+    "",
+    "what a wonderful day with people",
+    "terrible acting and a boring story",
+]
 QUIET = dict(lm_dropout=False, mm_dropout=0.0, av_dropout=0.0, text_aug="none", av_aug="none")
 
 
@@ -197,9 +203,17 @@ def encoded_split(tokenizer, n=21, seed=0, **batching):
     vision_lengths = rng.integers(1, 9, n)
     audio = rng.standard_normal((n, 20, 7)) * (np.arange(20)[None, :, None] < audio_lengths[:, None, None])
     vision = rng.standard_normal((n, 8, 5)) * (np.arange(8)[None, :, None] < vision_lengths[:, None, None])
-    return EncodedSplit([f"c{i}" for i in range(n)], tokenize_texts(tokenizer, texts, 32), audio.astype(np.float32),
-                        audio_lengths, vision.astype(np.float32), vision_lengths,
-                        rng.uniform(-1, 1, n).astype(np.float32), tokenizer.pad_token_id, **batching)
+    return EncodedSplit(
+        [f"c{i}" for i in range(n)],
+        tokenize_texts(tokenizer, texts, 32),
+        audio.astype(np.float32),
+        audio_lengths,
+        vision.astype(np.float32),
+        vision_lengths,
+        rng.uniform(-1, 1, n).astype(np.float32),
+        tokenizer.pad_token_id,
+        **batching,
+    )
 
 
 def test_bucketed_predictions_equal_fixed_length_padding(wide_lm):
@@ -216,11 +230,25 @@ def test_bucketed_predictions_equal_fixed_length_padding(wide_lm):
 def test_fit_logs_the_padding_share_and_the_cache(wide_lm, tmp_path):
     model, tok = make_model(wide_lm, **QUIET)
     config = TrainConfig(batch_size=4, grad_accum=1, max_epochs=2, patience=5, prefix_cache_gib=0.01)
-    bucketed = fit(model, encoded_split(tok), encoded_split(tok, n=6, seed=1),
-                   dataclasses.replace(config, batching="bucketed"), "mosi", tmp_path / "a", 0)
+    bucketed = fit(
+        model,
+        encoded_split(tok),
+        encoded_split(tok, n=6, seed=1),
+        dataclasses.replace(config, batching="bucketed"),
+        "mosi",
+        tmp_path / "a",
+        0,
+    )
     model, tok = make_model(wide_lm, **QUIET)
-    fixed = fit(model, encoded_split(tok, bucketed=False, pad_to=50), encoded_split(tok, n=6, seed=1),
-                dataclasses.replace(config, batching="shuffle"), "mosi", tmp_path / "b", 0)
+    fixed = fit(
+        model,
+        encoded_split(tok, bucketed=False, pad_to=50),
+        encoded_split(tok, n=6, seed=1),
+        dataclasses.replace(config, batching="shuffle"),
+        "mosi",
+        tmp_path / "b",
+        0,
+    )
     share = [r["text_padding"] for r in bucketed.history]
     fixed_share = [r["text_padding"] for r in fixed.history]
     assert all(0 <= s < 0.5 for s in share) and all(s > 0.75 for s in fixed_share)

@@ -61,7 +61,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -149,7 +149,8 @@ def project_text_files() -> list[Path]:
     return [
         p
         for p in ROOT.rglob("*")
-        if p.is_file() and (p.suffix in suffixes or p.name == "Makefile")
+        if p.is_file()
+        and (p.suffix in suffixes or p.name == "Makefile")
         and not skip.intersection(p.relative_to(ROOT).parts)
     ]
 

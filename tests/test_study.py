@@ -31,10 +31,14 @@ def test_every_study_builds_valid_configs():
             base.replace(**v.overrides)  # validated by ModelConfig
     av = study_variants("av-init", base, 4)
     assert [(v.name, v.init_av, v.freeze_av) for v in av] == [
-        ("Pre&Tune", "pretrain", False), ("Pre&Fro", "pretrain", True), ("Random&Tune", None, False)]
+        ("Pre&Tune", "pretrain", False),
+        ("Pre&Fro", "pretrain", True),
+        ("Random&Tune", None, False),
+    ]
     inputs = study_variants("fusion-inputs", base, 4)
     assert {(v.overrides["fusion_inputs"], v.overrides["ffw_mode"]) for v in inputs} == {
-        (i, f) for i in ("fusion", "text", "both") for f in ("full", "none")}
+        (i, f) for i in ("fusion", "text", "both") for f in ("full", "none")
+    }
     with pytest.raises(ConfigError, match="unknown study"):
         study_variants("nope", ModelConfig(), 4)
 
@@ -45,8 +49,24 @@ def test_av_init_study_end_to_end(tmp_path, tiny_gpt2):
 
     data_dir = save_dataset(make_sample_dataset(n_train=32, n_valid=16, n_test=16), tmp_path / "sample")
     out = tmp_path / "study"
-    args = ["study", "av-init", "--dataset", str(data_dir), "--preset", "sample", "--lm", str(tiny_gpt2),
-            "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet", "--json"]
+    args = [
+        "study",
+        "av-init",
+        "--dataset",
+        str(data_dir),
+        "--preset",
+        "sample",
+        "--lm",
+        str(tiny_gpt2),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     study = json.loads(result.output)

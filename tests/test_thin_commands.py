@@ -37,8 +37,14 @@ def test_every_command_is_thin_and_imports_no_other_command():
     for path in COMMAND_FILES:
         others = {m for m in _imports(path) if m.startswith("deepmlf_cli.commands")}
         assert not others, f"{path.name} imports {others}; shared options go in deepmlf_cli/options.py"
-        lines = len(path.read_text().splitlines())
-        assert lines <= 80, f"commands/{path.name} has {lines} lines; move its work into deepmlf_cli/workflows"
+        # The body is the command's work; its signature (the options, one per few lines as the
+        # formatter writes them) is declaration, not work.
+        tree = ast.parse(path.read_text())
+        for fn in (node for node in tree.body if isinstance(node, ast.FunctionDef)):
+            lines = fn.end_lineno - fn.body[0].lineno + 1
+            assert lines <= 50, (
+                f"commands/{path.name}: {fn.name} has {lines} lines of body; move its work into deepmlf_cli/workflows"
+            )
 
 
 def test_one_module_builds_the_consoles_and_the_progress_bars():
@@ -85,11 +91,18 @@ def test_transcribe_workflow_returns_rows_and_writes_through_the_hook_only(tmp_p
     # sidecars for every clip: Whisper is never needed, so a model that does not exist is never checked
     rows = transcribe_paths(folder, "srt", whisper_model=str(tmp_path / "no-whisper"), on_plan=planned.append)
     assert sorted(tmp_path.rglob("*")) == before and planned == [2]
-    assert [(r["key"], r["status"], r["text"]) for r in rows] == [("a", "done", "hello there"), ("b", "done", "good day")]
+    assert [(r["key"], r["status"], r["text"]) for r in rows] == [
+        ("a", "done", "hello there"),
+        ("b", "done", "good day"),
+    ]
     assert rows[0]["rendered"].startswith("1\n00:00:00,000 --> ") and "file" not in rows[0]
     written = {}
-    rows = transcribe_paths(folder, "txt", whisper_model="unused",
-                            write=lambda key, text: written.setdefault(key, text) and tmp_path / f"{key}.txt")
+    rows = transcribe_paths(
+        folder,
+        "txt",
+        whisper_model="unused",
+        write=lambda key, text: written.setdefault(key, text) and tmp_path / f"{key}.txt",
+    )
     assert written == {"a": "hello there\n", "b": "good day\n"}
     assert [r["file"] for r in rows] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")] and "rendered" not in rows[0]
 

@@ -28,15 +28,20 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def small_sample(tmp_path_factory):
-    path = save_dataset(make_sample_dataset(n_train=48, n_valid=24, n_test=24, seed=3),
-                        tmp_path_factory.mktemp("data") / "small")
+    path = save_dataset(
+        make_sample_dataset(n_train=48, n_valid=24, n_test=24, seed=3), tmp_path_factory.mktemp("data") / "small"
+    )
     return load_dataset(path), path
 
 
 def spec_for(lm_dir, epochs=2, seeds=(0,), kind="deepmlf", **train):
     model = get_preset("sample").model_config(lm=str(lm_dir), mm_layers=(1, 3), n_fusion=2)
-    return RunSpec(kind, model, TrainConfig(**{"lr": 1e-3, "batch_size": 16, "grad_accum": 2, "max_epochs": epochs,
-                                              "patience": 5, **train}), seeds)
+    return RunSpec(
+        kind,
+        model,
+        TrainConfig(**{"lr": 1e-3, "batch_size": 16, "grad_accum": 2, "max_epochs": epochs, "patience": 5, **train}),
+        seeds,
+    )
 
 
 class StopAt:
@@ -127,22 +132,46 @@ def test_pretrained_av_encoder_initialises_deepmlf(small_sample, tiny_gpt2, tmp_
 def test_cli_train_with_config_file_and_overrides(small_sample, tiny_gpt2, tmp_path):
     _, path = small_sample
     config = tmp_path / "exp.toml"
-    config.write_text('preset = "sample"\n[model]\nn_fusion = 3\nmm_layers = [2, 3]\n[train]\nbatch_size = 16\n'
-                      'grad_accum = 1\nmax_epochs = 5\n')
-    out = runner.invoke(app, ["train", "--dataset", str(path), "--config", str(config), "--lm", str(tiny_gpt2),
-                              "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet", "--json", "--device", "cpu"])
+    config.write_text(
+        'preset = "sample"\n[model]\nn_fusion = 3\nmm_layers = [2, 3]\n[train]\nbatch_size = 16\n'
+        "grad_accum = 1\nmax_epochs = 5\n"
+    )
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--config",
+            str(config),
+            "--lm",
+            str(tiny_gpt2),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert out.exit_code == 0, out.output
     saved = json.loads((tmp_path / "r" / "run.json").read_text())["spec"]
     assert saved["model"]["n_fusion"] == 3 and saved["model"]["mm_layers"] == [2, 3]
     assert saved["train"]["max_epochs"] == 1 and saved["train"]["batch_size"] == 16  # CLI beats the file
     bad = tmp_path / "bad.toml"
     bad.write_text("[model]\nn_fuson = 3\n")
-    out = runner.invoke(app, ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2),
-                              "--out", str(tmp_path / "r2")])
+    out = runner.invoke(
+        app,
+        ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2), "--out", str(tmp_path / "r2")],
+    )
     assert out.exit_code == 1 and "n_fuson" in out.output and "Traceback" not in out.output
     bad.write_text("epochs = 3\n")  # the fix names [model] and [train]: printed as text, not Rich markup
-    out = runner.invoke(app, ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2),
-                              "--out", str(tmp_path / "r3")])
+    out = runner.invoke(
+        app,
+        ["train", "--dataset", str(path), "--config", str(bad), "--lm", str(tiny_gpt2), "--out", str(tmp_path / "r3")],
+    )
     assert out.exit_code == 1 and "use preset, [model] and [train]" in out.output
 
 
@@ -169,10 +198,35 @@ def test_evaluate_scores_a_predictions_csv(tmp_path):
 def test_torchrun_two_processes_with_gloo(small_sample, tiny_gpt2, tmp_path):
     _, path = small_sample
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "deepmlf_cli.app", "train", "--dataset", str(path), "--preset", "sample", "--lm", str(tiny_gpt2),
-           "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "ddp"), "--quiet", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "deepmlf_cli.app",
+        "train",
+        "--dataset",
+        str(path),
+        "--preset",
+        "sample",
+        "--lm",
+        str(tiny_gpt2),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "ddp" / "results.json").read_text())

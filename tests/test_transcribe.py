@@ -99,13 +99,18 @@ def test_transcribe_command_formats(tiny_whisper, speech_clip, tmp_path):
     from deepmlf_cli.app import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper), "--format", "json"])
+    res = runner.invoke(
+        app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper), "--format", "json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["source"].startswith("whisper:")
     out = tmp_path / "texts"
     folder = speech_clip["speech"].parent
     (folder / "quiet.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nsidecar words\n")
-    res = runner.invoke(app, ["transcribe", str(folder), "--out", str(out), "--format", "srt", "-q", "--whisper-model", str(tiny_whisper)])
+    res = runner.invoke(
+        app,
+        ["transcribe", str(folder), "--out", str(out), "--format", "srt", "-q", "--whisper-model", str(tiny_whisper)],
+    )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["mute.srt", "quiet.srt", "talk.srt"]
     assert "sidecar words" in (out / "quiet.srt").read_text()
@@ -139,7 +144,18 @@ def test_language_and_translate_are_checked_against_the_model(tiny_whisper, engl
         model = tiny_whisper if extra[0] == "--language" else english_whisper
         res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(model), *extra])
         assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["transcribe", str(speech_clip["speech"]), "--whisper-model", str(tiny_whisper), "--translate", "--format", "json"])
+    res = runner.invoke(
+        app,
+        [
+            "transcribe",
+            str(speech_clip["speech"]),
+            "--whisper-model",
+            str(tiny_whisper),
+            "--translate",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -152,7 +168,10 @@ def test_transcript_options_are_one_definition_in_every_command():
     options = {}
     for name in ("extract", "transcribe", "predict"):
         params = {p.opts[0]: p for p in group.commands[name].params if p.opts and p.opts[0].startswith("--")}
-        options[name] = {o: (params[o].help, tuple(params[o].opts)) for o in ("--whisper-model", "--whisper-backend", "--language", "--translate")}
+        options[name] = {
+            o: (params[o].help, tuple(params[o].opts))
+            for o in ("--whisper-model", "--whisper-backend", "--language", "--translate")
+        }
     assert options["extract"] == options["transcribe"] == options["predict"]
 
 
@@ -187,7 +206,10 @@ def test_whispers_own_guards_refuse_a_hallucinated_transcript(tiny_whisper, spee
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ds")])
     assert res.exit_code == 1, res.output
     reason = (tmp_path / "ds" / "errors.tsv").read_text().splitlines()[1]
-    assert "transcript refused by Whisper's hallucination guards (average log-probability" in reason and "--allow-missing" in reason
+    assert (
+        "transcript refused by Whisper's hallucination guards (average log-probability" in reason
+        and "--allow-missing" in reason
+    )
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ds2"), "--allow-missing", "--json"])
     assert res.exit_code == 0, res.output
     [clip] = json.loads(res.stdout)["clips"]

@@ -77,7 +77,11 @@ def test_workers_exit_when_extract_is_killed(tmp_path):
 
         def started() -> bool:
             trackers[:] = [p for p in _children(proc.pid) if "resource_tracker" in _cmdline(p)]
-            workers[:] = [p for p in _children(proc.pid) if "multiprocessing" in _cmdline(p) and "resource_tracker" not in _cmdline(p)]
+            workers[:] = [
+                p
+                for p in _children(proc.pid)
+                if "multiprocessing" in _cmdline(p) and "resource_tracker" not in _cmdline(p)
+            ]
             return len(workers) == 2 and any((out / "features").glob("*.npz"))
 
         assert _wait_for(started, 120), f"workers did not start: {workers}"

@@ -39,8 +39,24 @@ def train(args, cwd: Path | None = None):
     if cwd is not None:
         os.chdir(cwd)
     try:
-        return runner.invoke(app, ["train", "--preset", "sample", "--mm-layers", "1..3", "--n-fusion", "2",
-                                   "--batch-size", "8", "--device", "cpu", "-q", *args])
+        return runner.invoke(
+            app,
+            [
+                "train",
+                "--preset",
+                "sample",
+                "--mm-layers",
+                "1..3",
+                "--n-fusion",
+                "2",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "-q",
+                *args,
+            ],
+        )
     finally:
         os.chdir(old)
 
@@ -54,15 +70,28 @@ def one_line_error(out, *needles):
 
 # --------------------------------------------------------------------------- item 3: empty splits
 def test_train_without_a_test_split_trains_and_says_there_are_no_test_metrics(datasets, tiny_gpt2, tmp_path):
-    out = train(["-d", str(datasets["no-test"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out",
-                 str(tmp_path / "r"), "--json"])
+    out = train(
+        [
+            "-d",
+            str(datasets["no-test"]),
+            "--lm",
+            str(tiny_gpt2),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ]
+    )
     assert out.exit_code == 0, out.output
     results = json.loads(out.stdout)
     assert results["seeds"] == {"0": {}} and results["mean"] == {}
     assert any("test split is empty" in n for n in results["notes"])
     assert (tmp_path / "r" / "seed_0" / "best" / "model.safetensors").is_file()
     assert not (tmp_path / "r" / "seed_0" / "predictions_test.csv").exists()
-    out = train(["-d", str(datasets["no-test"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r2")])
+    out = train(
+        ["-d", str(datasets["no-test"]), "--lm", str(tiny_gpt2), "--epochs", "1", "--out", str(tmp_path / "r2")]
+    )
     assert out.exit_code == 0 and "no test metrics" in out.output, out.output
     # evaluate on the empty split says so; the valid split still works
     one_line_error(runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--device", "cpu"]), "test split", "empty")
@@ -81,8 +110,21 @@ def test_unknown_model_lists_the_choices_and_case_does_not_matter(datasets, tiny
     out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--model", "foo", "--out", str(tmp_path / "r")])
     one_line_error(out, "unknown model 'foo'", "deepmlf", "early", "attention", "vision")
     assert not (tmp_path / "r").exists()
-    out = train(["-d", str(datasets["small"]), "--lm", str(tiny_gpt2), "--model", "Early", "--epochs", "1",
-                 "--out", str(tmp_path / "e"), "--json"])
+    out = train(
+        [
+            "-d",
+            str(datasets["small"]),
+            "--lm",
+            str(tiny_gpt2),
+            "--model",
+            "Early",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "e"),
+            "--json",
+        ]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads((tmp_path / "e" / "run.json").read_text())["spec"]["kind"] == "early"
 
@@ -133,10 +175,14 @@ def test_resume_refuses_changed_options_and_a_folder_without_a_run(datasets, tin
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["train", "-d", str(datasets["small"]), "--out", str(run), "--resume", "-q", "--json"])
     assert out.exit_code == 0, out.output
-    one_line_error(train([*base, "--resume", "--epochs", "2", "--lr", "0.01", "--n-fusion", "3"]),
-                   "lr: 0.001 in the run, 0.01 now", "n_fusion: 2 in the run, 3 now")
-    one_line_error(train([*base, "--resume", "--epochs", "10"]), "is finished", "new run",
-                   "max_epochs: 2 in the run, 10 now")
+    one_line_error(
+        train([*base, "--resume", "--epochs", "2", "--lr", "0.01", "--n-fusion", "3"]),
+        "lr: 0.001 in the run, 0.01 now",
+        "n_fusion: 2 in the run, 3 now",
+    )
+    one_line_error(
+        train([*base, "--resume", "--epochs", "10"]), "is finished", "new run", "max_epochs: 2 in the run, 10 now"
+    )
 
 
 def test_an_interrupted_run_refuses_a_changed_option_on_resume(datasets, tiny_gpt2, tmp_path):
@@ -182,8 +228,20 @@ def test_a_moved_run_evaluates_from_another_folder(datasets, tiny_gpt2, tmp_path
         one_line_error(out, "--dataset")
         out = runner.invoke(app, ["evaluate", str(moved), "--dataset", str(tmp_path / "data2"), "--device", "cpu"])
         one_line_error(out, "--lm")
-        out = runner.invoke(app, ["evaluate", str(moved), "--dataset", str(tmp_path / "data2"), "--lm",
-                                  str(tmp_path / "lm2"), "--json", "--device", "cpu"])
+        out = runner.invoke(
+            app,
+            [
+                "evaluate",
+                str(moved),
+                "--dataset",
+                str(tmp_path / "data2"),
+                "--lm",
+                str(tmp_path / "lm2"),
+                "--json",
+                "--device",
+                "cpu",
+            ],
+        )
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout)["seeds"]["0"]["MAE"] == pytest.approx(expected["MAE"], abs=1e-6)
     finally:
@@ -194,9 +252,15 @@ def test_a_moved_run_evaluates_from_another_folder(datasets, tiny_gpt2, tmp_path
 def _write_pickle(path: Path, data, scheme: str | None) -> Path:
     blob = {}
     for name, split in data.splits.items():
-        blob[name] = {"raw_text": split.texts, "audio": split.audio, "vision": split.vision, "id": split.ids,
-                      "regression_labels": split.labels, "audio_lengths": split.audio_lengths,
-                      "vision_lengths": split.vision_lengths}
+        blob[name] = {
+            "raw_text": split.texts,
+            "audio": split.audio,
+            "vision": split.vision,
+            "id": split.ids,
+            "regression_labels": split.labels,
+            "audio_lengths": split.audio_lengths,
+            "vision_lengths": split.vision_lengths,
+        }
     if scheme is not None:
         blob["scheme"] = scheme
     path.write_bytes(pickle.dumps(blob))
@@ -225,8 +289,21 @@ def test_a_pickle_records_its_scheme_and_train_takes_scheme(tmp_path):
 def test_train_scheme_overrides_a_guessed_scheme_and_evaluate_scores_as_the_run_did(tiny_gpt2, tmp_path):
     data = make_sample_dataset(n_train=24, n_valid=8, n_test=8, seed=2)  # labels in [-1, 1]: guessed sims
     pkl = _write_pickle(tmp_path / "plain.pkl", data, None)
-    out = train(["-d", str(pkl), "--scheme", "mosi", "--lm", str(tiny_gpt2), "--epochs", "1", "--out",
-                 str(tmp_path / "r"), "--json"])
+    out = train(
+        [
+            "-d",
+            str(pkl),
+            "--scheme",
+            "mosi",
+            "--lm",
+            str(tiny_gpt2),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["scheme"] == "mosi" and "Has0_acc_2" in json.loads(out.stdout)["mean"]
     assert json.loads((tmp_path / "r" / "run.json").read_text())["dataset"]["scheme"] == "mosi"
@@ -250,8 +327,11 @@ def test_evaluate_accepts_every_split_name_extract_accepts(datasets, tiny_gpt2, 
         results[name] = json.loads(out.stdout)
         assert results[name]["split"] == "valid"
     assert results["validation"]["seeds"] == results["valid"]["seeds"]
-    one_line_error(runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--split", "holdout"]),
-                   "unknown split 'holdout'", "validation")
+    one_line_error(
+        runner.invoke(app, ["evaluate", str(tmp_path / "r"), "--split", "holdout"]),
+        "unknown split 'holdout'",
+        "validation",
+    )
     assert set(SPLIT_ALIASES.values()) == {"train", "valid", "test"}
 
 

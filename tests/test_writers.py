@@ -173,9 +173,15 @@ def test_labelled_extraction_needs_the_writer(corpus, tmp_path):
 def test_save_extracted_checks_arrays_as_the_reader_does(tmp_path):
     from models.errors import DatasetError
 
-    split = {"audio": np.zeros((2, 3, 4), np.float32), "vision": np.zeros((2, 1, 5), np.float32),
-             "audio_lengths": np.array([3, 9]), "vision_lengths": np.array([1, 1]),
-             "labels": np.array([0.5, -2.0], np.float32), "ids": np.array(["a", "b"]), "texts": np.array(["", ""])}
+    split = {
+        "audio": np.zeros((2, 3, 4), np.float32),
+        "vision": np.zeros((2, 1, 5), np.float32),
+        "audio_lengths": np.array([3, 9]),
+        "vision_lengths": np.array([1, 1]),
+        "labels": np.array([0.5, -2.0], np.float32),
+        "ids": np.array(["a", "b"]),
+        "texts": np.array(["", ""]),
+    }
     with pytest.raises(DatasetError, match=r"'audio_lengths'\[1\] = 9 is outside 0..3"):
         save_extracted(tmp_path / "bad", {"train": split, "valid": split, "test": split})
     assert not (tmp_path / "bad" / "manifest.json").exists()

@@ -13,7 +13,9 @@ from deepmlf_cli.options import Debug, JsonOutput
 
 
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `deepmlf train` (or study variants).")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run directories written by `deepmlf train` (or study variants).")
+    ],
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the comparison to this CSV file.")] = None,
     as_json: JsonOutput = False,
     debug: Debug = False,
@@ -32,8 +34,13 @@ def compare(
         if as_json:
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
             return
-        stdout.print(transposed_table(f"Test split, mean ± std over seeds ({comparison.scheme} metrics)",
-                                       ["run", "model", "seeds", *comparison.metrics], table_rows(comparison)))
+        stdout.print(
+            transposed_table(
+                f"Test split, mean ± std over seeds ({comparison.scheme} metrics)",
+                ["run", "model", "seeds", *comparison.metrics],
+                table_rows(comparison),
+            )
+        )
         if csv_file is not None:
             stdout.print(f"CSV written to [bold]{csv_file}[/]")
 

@@ -13,11 +13,18 @@ from deepmlf_cli.workflows.demo import VIDEO_EPOCHS  # standard library only: `-
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where the sample, the tiny LM, the clips and the runs go.")] = Path("runs/demo"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where the sample, the tiny LM, the clips and the runs go.")
+    ] = Path("runs/demo"),
     seed: Seed = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs per model on the sample.")] = 40,
-    lm_steps: Annotated[int, typer.Option("--lm-steps", help="Next-token training steps of the tiny LM (about 45 s per 1000 on 2 cores).")] = 1000,
-    video_epochs: Annotated[int, typer.Option("--video-epochs", help="Maximum epochs of the model trained on the generated clips.")] = VIDEO_EPOCHS,
+    lm_steps: Annotated[
+        int,
+        typer.Option("--lm-steps", help="Next-token training steps of the tiny LM (about 45 s per 1000 on 2 cores)."),
+    ] = 1000,
+    video_epochs: Annotated[
+        int, typer.Option("--video-epochs", help="Maximum epochs of the model trained on the generated clips.")
+    ] = VIDEO_EPOCHS,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:

@@ -10,14 +10,20 @@ import typer
 from deepmlf_cli.errors import handle_errors
 from deepmlf_cli.options import Debug, JsonOutput, LanguageModel
 
-DescribePreset = Annotated[str, typer.Option("--preset", help="Named recipe: mosei, mosei-large, sims, mosi or sample.")]
+DescribePreset = Annotated[
+    str, typer.Option("--preset", help="Named recipe: mosei, mosei-large, sims, mosi or sample.")
+]
 
 
 def describe(
     preset: DescribePreset = "sims",
     lm: LanguageModel = None,
-    random_init: Annotated[bool, typer.Option("--random-init", hidden=True, help="Kept for older scripts: counts never need weights.")] = False,
-    mm_layers: Annotated[str | None, typer.Option("--mm-layers", help="0-based LM layers followed by an MM block, e.g. 5..11 or 3,5,7.")] = None,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", hidden=True, help="Kept for older scripts: counts never need weights.")
+    ] = False,
+    mm_layers: Annotated[
+        str | None, typer.Option("--mm-layers", help="0-based LM layers followed by an MM block, e.g. 5..11 or 3,5,7.")
+    ] = None,
     n_fusion: Annotated[int | None, typer.Option("--n-fusion", help="Number of fusion tokens.")] = None,
     ffw: Annotated[str | None, typer.Option("--ffw", help="MM-block FFW: full, lora or none.")] = None,
     as_json: JsonOutput = False,

@@ -12,12 +12,25 @@ from deepmlf_cli.options import DataDir, Debug, Device, JsonOutput, LanguageMode
 
 
 def evaluate(
-    run_dir: Annotated[Path | None, typer.Argument(help="A run directory from `deepmlf train` (every seed), or one checkpoint.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to score on (default: the one the run was trained on).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A run directory from `deepmlf train` (every seed), or one checkpoint.")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Dataset to score on (default: the one the run was trained on)."),
+    ] = None,
     data_dir: DataDir = None,
     split: Annotated[str, typer.Option("--split", help="train, valid or test (also val, validation, dev).")] = "test",
-    predictions: Annotated[Path | None, typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")] = None,
-    scheme: Annotated[str | None, typer.Option("--scheme", help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="Score a CSV with label,prediction columns instead of a run.")
+    ] = None,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            "--scheme",
+            help="mosi (MOSI/MOSEI metrics) or sims: needed with --predictions; with a run, overrides a dataset whose scheme was guessed (default: the run's).",
+        ),
+    ] = None,
     lm: LanguageModel = None,
     lm_mismatch: LmMismatch = None,
     device: Device = "auto",
@@ -32,9 +45,17 @@ def evaluate(
         if predictions is not None:
             show_scored_predictions(score_predictions(predictions, scheme), as_json)
             return
-        data, split, rows, results = evaluate_run_dir(run_dir, dataset, data_dir, split, scheme=scheme, lm=lm,
-                                                      lm_mismatch=lm_mismatch,
-                                                      device=device, quiet=as_json)
+        data, split, rows, results = evaluate_run_dir(
+            run_dir,
+            dataset,
+            data_dir,
+            split,
+            scheme=scheme,
+            lm=lm,
+            lm_mismatch=lm_mismatch,
+            device=device,
+            quiet=as_json,
+        )
         show_evaluation(run_dir, data, split, rows, results, as_json)
 
 

@@ -24,15 +24,51 @@ from deepmlf_cli.workflows.predict import DEFAULT_WINDOW_S  # standard library o
 
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Media files and/or folders (searched recursively).")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="A run directory (or checkpoint) from `deepmlf train`; default: the newest under ./runs.")] = None,
-    lm: Annotated[str | None, typer.Option("--lm", help="The run's frozen LM at a new place (a moved run or LM directory); default: the one the run names.")] = None,
-    transcript: Annotated[str | None, typer.Option("--transcript", help="The text spoken in the clip(s); wins over sidecars and Whisper.")] = None,
-    no_whisper: Annotated[bool, typer.Option("--no-whisper", help="Never run Whisper: sidecar .txt/.srt/.vtt text, else empty.")] = False,
-    segment: Annotated[bool, typer.Option("--segment", help="Long videos: predict each utterance (subtitles/Whisper) or fixed window; timeline + PNG.")] = False,
-    window: Annotated[float, typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps.")] = DEFAULT_WINDOW_S,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")] = Path("predictions"),
-    lm_mismatch: Annotated[str | None, typer.Option("--lm-mismatch", help="ok: use an --lm whose weights differ from the ones the run was trained with (default: refuse it).")] = None,
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A run directory (or checkpoint) from `deepmlf train`; default: the newest under ./runs.",
+        ),
+    ] = None,
+    lm: Annotated[
+        str | None,
+        typer.Option(
+            "--lm",
+            help="The run's frozen LM at a new place (a moved run or LM directory); default: the one the run names.",
+        ),
+    ] = None,
+    transcript: Annotated[
+        str | None, typer.Option("--transcript", help="The text spoken in the clip(s); wins over sidecars and Whisper.")
+    ] = None,
+    no_whisper: Annotated[
+        bool, typer.Option("--no-whisper", help="Never run Whisper: sidecar .txt/.srt/.vtt text, else empty.")
+    ] = False,
+    segment: Annotated[
+        bool,
+        typer.Option(
+            "--segment", help="Long videos: predict each utterance (subtitles/Whisper) or fixed window; timeline + PNG."
+        ),
+    ] = False,
+    window: Annotated[
+        float,
+        typer.Option("--window", help="Window length in seconds for --segment when there are no utterance timestamps."),
+    ] = DEFAULT_WINDOW_S,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for --segment's timeline CSVs and PNG plots.")
+    ] = Path("predictions"),
+    lm_mismatch: Annotated[
+        str | None,
+        typer.Option(
+            "--lm-mismatch",
+            help="ok: use an --lm whose weights differ from the ones the run was trained with (default: refuse it).",
+        ),
+    ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Also write the results to this CSV (one row per clip, or per segment)."),
+    ] = None,
     whisper_model: WhisperModelOption = None,
     whisper_backend: WhisperBackendOption = None,
     language: LanguageOption = None,
@@ -61,13 +97,29 @@ def predict(
 
         if csv_file is not None:
             check_writable_file(csv_file, "--csv")  # before Whisper and the model run
-        whisper = {"model": whisper_model, "language": language, "backend": whisper_backend.value if whisper_backend
-                   else None, "task": "translate" if translate else None}
+        whisper = {
+            "model": whisper_model,
+            "language": language,
+            "backend": whisper_backend.value if whisper_backend else None,
+            "task": "translate" if translate else None,
+        }
         with ClipProgress("predict", quiet=quiet or as_json) as bar:
-            report = predict_paths(paths, model, transcript=transcript, no_whisper=no_whisper, segment=segment,
-                                   window=window, device=str(resolve_device(device)), allow_missing=allow_missing,
-                                   lm=lm, lm_mismatch=lm_mismatch, whisper=whisper, save=timeline_saver(out), on_plan=bar.on_plan,
-                                   on_result=bar.on_result)
+            report = predict_paths(
+                paths,
+                model,
+                transcript=transcript,
+                no_whisper=no_whisper,
+                segment=segment,
+                window=window,
+                device=str(resolve_device(device)),
+                allow_missing=allow_missing,
+                lm=lm,
+                lm_mismatch=lm_mismatch,
+                whisper=whisper,
+                save=timeline_saver(out),
+                on_plan=bar.on_plan,
+                on_result=bar.on_result,
+            )
         if csv_file is not None:
             write_csv(csv_file, report_rows(report))
     show_report(report, as_json)

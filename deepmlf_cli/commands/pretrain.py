@@ -46,11 +46,18 @@ def pretrain(
     with handle_errors(debug, resume_hint(resume)):
         from deepmlf_cli.workflows.train import pretrain_spec, run_and_report
 
-        data, resolved = pretrain_spec(dataset, data_dir, out, resume, preset=preset, config=config, seeds=seed, quiet=quiet,
-                                            train_overrides={"max_epochs": epochs, "batch_size": batch_size,
-                                                             "patience": patience, "lr": lr})
-        run_and_report(data, resolved, quiet, as_json, title=f"AV encoder pretraining on {data.name}",
-                       device=device)
+        data, resolved = pretrain_spec(
+            dataset,
+            data_dir,
+            out,
+            resume,
+            preset=preset,
+            config=config,
+            seeds=seed,
+            quiet=quiet,
+            train_overrides={"max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr},
+        )
+        run_and_report(data, resolved, quiet, as_json, title=f"AV encoder pretraining on {data.name}", device=device)
 
 
 def register(app: typer.Typer) -> None:

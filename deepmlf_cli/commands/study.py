@@ -32,7 +32,12 @@ def study(
     config: ConfigFile = None,
     seed: Seed = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs per variant.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Study directory (default: runs/<dataset>-study-<name>-<time>). Re-running resumes.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Study directory (default: runs/<dataset>-study-<name>-<time>). Re-running resumes."
+        ),
+    ] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     as_json: JsonOutput = False,
@@ -43,8 +48,19 @@ def study(
         from deepmlf_cli.views import show_study
         from deepmlf_cli.workflows.study import study_with_progress
 
-        data, result, out_dir = study_with_progress(name, dataset, data_dir, out, preset=preset, config=config, lm=lm,
-                                                    epochs=epochs, seeds=seed, device=device, quiet=quiet or as_json)
+        data, result, out_dir = study_with_progress(
+            name,
+            dataset,
+            data_dir,
+            out,
+            preset=preset,
+            config=config,
+            lm=lm,
+            epochs=epochs,
+            seeds=seed,
+            device=device,
+            quiet=quiet or as_json,
+        )
         show_study(result, out_dir, data.name, as_json)
 
 

@@ -24,13 +24,22 @@ from extractors.choices import TranscriptFormat
 
 def transcribe(
     inputs: Annotated[Path, typer.Argument(help="A media file or a folder of media (recursive).")],
-    output_format: Annotated[TranscriptFormat, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")] = TranscriptFormat.txt,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript).")] = None,
+    output_format: Annotated[
+        TranscriptFormat, typer.Option("--format", "-f", help="txt, srt (with segment times) or json.")
+    ] = TranscriptFormat.txt,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for <clip>.<format> files (default: print a single file's transcript)."
+        ),
+    ] = None,
     whisper_model: WhisperModelOption = DEFAULT_WHISPER_MODEL,
     whisper_backend: WhisperBackendOption = WhisperBackendChoice.transformers,
     language: LanguageOption = None,
     translate: TranslateOption = False,
-    use_sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="Use a .txt/.srt/.vtt next to the clip when there is one.")] = True,
+    use_sidecar: Annotated[
+        bool, typer.Option("--sidecar/--no-sidecar", help="Use a .txt/.srt/.vtt next to the clip when there is one.")
+    ] = True,
     quiet: Quiet = False,
     json_output: JsonOutput = False,
     debug: Debug = False,
@@ -47,10 +56,17 @@ def transcribe(
             raise ExtractionError(f"{inputs} is a folder: give --out DIR for the transcripts (or --json)")
         with ClipProgress("transcribe", quiet=quiet or json_output, transient=False, min_total=2) as bar:
             results = transcribe_paths(
-                inputs, output_format.value, whisper_model=whisper_model or DEFAULT_WHISPER_MODEL,
-                backend=(whisper_backend or WhisperBackendChoice.transformers).value, language=language,
-                translate=translate, use_sidecar=use_sidecar, on_plan=bar.on_plan, on_result=bar.on_result,
-                write=transcript_writer(out, output_format.value) if out is not None else None)
+                inputs,
+                output_format.value,
+                whisper_model=whisper_model or DEFAULT_WHISPER_MODEL,
+                backend=(whisper_backend or WhisperBackendChoice.transformers).value,
+                language=language,
+                translate=translate,
+                use_sidecar=use_sidecar,
+                on_plan=bar.on_plan,
+                on_result=bar.on_result,
+                write=transcript_writer(out, output_format.value) if out is not None else None,
+            )
     show_transcripts(results, out, json_output)
     if any(r["status"] == "failed" for r in results):
         if len(results) == 1 and not json_output:

@@ -26,8 +26,14 @@ VIDEO_EPOCHS = 30
 NEW_CLIP_TEXT = "honestly i really loved the food"
 
 
-def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_steps: int = 1000,
-             video_epochs: int = VIDEO_EPOCHS, quiet: bool = False):
+def run_demo(
+    out: Path,
+    seeds: list[int] | None = None,
+    epochs: int = 40,
+    lm_steps: int = 1000,
+    video_epochs: int = VIDEO_EPOCHS,
+    quiet: bool = False,
+):
     """Steps 1-4 above; the prediction report of step 4 (None when its face libraries are missing)."""
     import importlib.util
     import json
@@ -56,15 +62,24 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
         # Pretrained, like any LM DeepMLF is built on: a random one's states carry
         # too little of the sentence to its last token (see models.data.sample.lm_corpus).
         build_tiny_lm(lm_dir, "gpt2", corpus=lm_corpus(), pretrain_steps=lm_steps)
-    stdout.print(f"[bold]deepmlf demo[/]: {data.name} dataset ({', '.join(f'{k} {len(v)}' for k, v in data.splits.items())}), "
-                 f"tiny GPT-2 in {lm_dir}, outputs in {out}")
+    stdout.print(
+        f"[bold]deepmlf demo[/]: {data.name} dataset ({', '.join(f'{k} {len(v)}' for k, v in data.splits.items())}), "
+        f"tiny GPT-2 in {lm_dir}, outputs in {out}"
+    )
     results = {}
 
     def stage(dataset, kind: str, name: str, title: str, train_overrides: dict, **extra) -> dict:
         run_dir = out / name
-        spec, chosen = build_spec(kind, dataset, preset="sample", config_file=None, seeds=seeds,
-                                  model_overrides={"lm": str(lm_dir)},
-                                  train_overrides=train_overrides, **extra)
+        spec, chosen = build_spec(
+            kind,
+            dataset,
+            preset="sample",
+            config_file=None,
+            seeds=seeds,
+            model_overrides={"lm": str(lm_dir)},
+            train_overrides=train_overrides,
+            **extra,
+        )
         if kind == "av":
             spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
         if not quiet:
@@ -73,34 +88,51 @@ def run_demo(out: Path, seeds: list[int] | None = None, epochs: int = 40, lm_ste
         return run_and_report(dataset, resolved, quiet=quiet, as_json=False, title=title, device="cpu")
 
     sample_epochs = {"max_epochs": epochs}
-    results["pretrain"] = stage(data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs)
+    results["pretrain"] = stage(
+        data, "av", "pretrain", "1. AV encoder pretraining (also the AV-only model)", sample_epochs
+    )
     if "text" in MODEL_KINDS:
         results["text-only"] = stage(data, "text", "text-only", "2. text-only model (same frozen LM)", sample_epochs)
-    results["deepmlf"] = stage(data, "deepmlf", "deepmlf", "3. DeepMLF from the pretrained AV encoder (Pre&Tune)",
-                               sample_epochs, init_av=str(out / "pretrain"))
+    results["deepmlf"] = stage(
+        data,
+        "deepmlf",
+        "deepmlf",
+        "3. DeepMLF from the pretrained AV encoder (Pre&Tune)",
+        sample_epochs,
+        init_av=str(out / "pretrain"),
+    )
     summary = {name: {"seeds": res["seeds"], "mean": res["mean"], "std": res["std"]} for name, res in results.items()}
     atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=2))
     show_demo_comparison(results)
 
     missing = [m for m in ("skimage", "cv2", "mediapipe") if importlib.util.find_spec(m) is None]
     if missing:
-        stdout.print(f"[yellow]note:[/] step 4 (raw video) skipped: {', '.join(missing)} not installed; "
-                     "install the face extra: pip install -c requirements/constraints.txt -e '.[face]'")
+        stdout.print(
+            f"[yellow]note:[/] step 4 (raw video) skipped: {', '.join(missing)} not installed; "
+            "install the face extra: pip install -c requirements/constraints.txt -e '.[face]'"
+        )
         return None
     if not quiet:
         stdout.rule("4. raw video: generate clips → extract → train → predict")
     video_data, new_clip = _video_dataset(out, quiet)
     video_run = out / "video-deepmlf"
-    stage(video_data, "deepmlf", video_run.name, "DeepMLF on features extracted from the generated clips",
-          {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs})
+    stage(
+        video_data,
+        "deepmlf",
+        video_run.name,
+        "DeepMLF on features extracted from the generated clips",
+        {"max_epochs": video_epochs, "batch_size": 8, "patience": video_epochs},
+    )
     report = _predict(video_run, new_clip, lm_dir)
     if report.failed:
         return report
     # `predict` without --model finds the newest run under ./runs: say --model when that is not this one.
     in_runs = Path("runs").resolve() in video_run.resolve().parents
     predict_hint = f"deepmlf predict {new_clip}" + ("" if in_runs else f" --model {video_run}")
-    stdout.print(f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
-                 f"[bold]{predict_hint}[/]")
+    stdout.print(
+        f"next: [bold]deepmlf evaluate {out / 'deepmlf'}[/] · plots in {out / 'deepmlf'}/seed_*/plots · "
+        f"[bold]{predict_hint}[/]"
+    )
     return report
 
 

@@ -31,8 +31,13 @@ def resolved_recipe(chosen, config) -> dict[str, Any]:
     }
 
 
-def describe_preset(preset: str, lm: str | None = None, mm_layers: str | None = None, n_fusion: int | None = None,
-                    ffw: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def describe_preset(
+    preset: str,
+    lm: str | None = None,
+    mm_layers: str | None = None,
+    n_fusion: int | None = None,
+    ffw: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the preset's resolved recipe with the overrides given, parameter counts of its model).
 
     `mm_layers` as text (5..11, 3,5,7); None means "the preset's". Loads no weights.
@@ -40,8 +45,12 @@ def describe_preset(preset: str, lm: str | None = None, mm_layers: str | None = 
     from models.config import get_preset, parse_layer_list
     from models.nn.summary import parameter_summary
 
-    overrides = {"lm": lm or None, "mm_layers": parse_layer_list(mm_layers) if mm_layers is not None else None,
-                 "n_fusion": n_fusion, "ffw_mode": ffw}
+    overrides = {
+        "lm": lm or None,
+        "mm_layers": parse_layer_list(mm_layers) if mm_layers is not None else None,
+        "n_fusion": n_fusion,
+        "ffw_mode": ffw,
+    }
     chosen = get_preset(preset)
     config = chosen.model_config(**{k: v for k, v in overrides.items() if v is not None})
     return resolved_recipe(chosen, config), parameter_summary(config)

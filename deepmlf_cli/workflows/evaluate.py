@@ -14,8 +14,12 @@ def score_predictions(predictions: Path, scheme: str | None) -> dict[str, Any]:
     if scheme not in SCHEMES:
         raise ConfigError(f"--predictions needs --scheme {' or '.join(SCHEMES)} (the metric definitions to use)")
     pred, label = read_predictions_csv(predictions)
-    return {"predictions": str(predictions), "scheme": scheme, "n": len(label),
-            "metrics": compute_metrics(pred, label, scheme)}
+    return {
+        "predictions": str(predictions),
+        "scheme": scheme,
+        "n": len(label),
+        "metrics": compute_metrics(pred, label, scheme),
+    }
 
 
 def check_lm_mismatch(value: str | None) -> bool:
@@ -23,14 +27,24 @@ def check_lm_mismatch(value: str | None) -> bool:
     from models.errors import ConfigError
 
     if value not in (None, "ok"):
-        raise ConfigError(f"--lm-mismatch {value}: the only value is ok (use an LM whose weights differ from the run's)")
+        raise ConfigError(
+            f"--lm-mismatch {value}: the only value is ok (use an LM whose weights differ from the run's)"
+        )
     return value == "ok"
 
 
-def evaluate_run_dir(run_dir: Path | None, dataset: str | None, data_dir: Path | None, split: str = "test", *,
-                     scheme: str | None = None, lm: str | None = None, lm_mismatch: str | None = None,
-                     device: str = "auto",
-                     quiet: bool = False) -> tuple[Any, str, dict[str, dict[str, float]], dict[str, Any]]:
+def evaluate_run_dir(
+    run_dir: Path | None,
+    dataset: str | None,
+    data_dir: Path | None,
+    split: str = "test",
+    *,
+    scheme: str | None = None,
+    lm: str | None = None,
+    lm_mismatch: str | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+) -> tuple[Any, str, dict[str, dict[str, float]], dict[str, Any]]:
     """(dataset, split, metrics per seed, summary) of every seed's checkpoint in `run_dir`.
 
     The dataset defaults to the one the run recorded, and its scheme to the run's
@@ -56,11 +70,13 @@ def evaluate_run_dir(run_dir: Path | None, dataset: str | None, data_dir: Path |
             raise ConfigError(f"{run_dir}: no run.json to take the dataset from; pass --dataset")
         dataset = trained_on["source"]
         if not Path(dataset).expanduser().exists() and ("/" in dataset or "\\" in dataset):
-            raise ConfigError(f"{run_dir} was trained on {dataset}, which is not there any more; "
-                              f"pass its new place with --dataset")
+            raise ConfigError(
+                f"{run_dir} was trained on {dataset}, which is not there any more; pass its new place with --dataset"
+            )
     data = load_data(dataset, data_dir, quiet=quiet, scheme=scheme)
     if scheme is None and data.scheme_guessed and trained_on.get("scheme") in SCHEMES:
         data = with_scheme(data, trained_on["scheme"])  # score as the run was scored
-    rows, results = evaluate_checkpoints(checkpoints, data, split, device=resolve_device(device), lm=lm,
-                                          lm_mismatch_ok=lm_mismatch_ok)
+    rows, results = evaluate_checkpoints(
+        checkpoints, data, split, device=resolve_device(device), lm=lm, lm_mismatch_ok=lm_mismatch_ok
+    )
     return data, split, rows, results

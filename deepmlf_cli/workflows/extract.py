@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 
-def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any] | None = None, *,
-                          shard: str | None = None, quiet: bool = False, **options: Any):
+def extract_with_progress(
+    inputs: Path,
+    out: Path,
+    recipe_options: dict[str, Any] | None = None,
+    *,
+    shard: str | None = None,
+    quiet: bool = False,
+    **options: Any,
+):
     """run_extract(inputs, out, build_recipe(**recipe_options), ...) with a bar of clips done; its summary.
 
     `shard` is the K/N text of --shard; `options` are run_extract's (labels, workers, mmsa, scheme,
@@ -29,6 +36,14 @@ def extract_with_progress(inputs: Path, out: Path, recipe_options: dict[str, Any
     recipe = build_recipe(**(recipe_options or {}))
     # One writer per dataset folder: two recipes writing one folder would mix their features.
     with output_lock(out, "extraction"), ClipProgress("extract", quiet=quiet, transient=False, rate=True) as bar:
-        return run_extract(inputs, out, recipe, shard=shard_kn, on_plan=bar.on_plan, on_result=bar.on_result,
-                           write_dataset=save_extracted, label_range=Scheme.label_range(options.get("scheme")),
-                           **options)
+        return run_extract(
+            inputs,
+            out,
+            recipe,
+            shard=shard_kn,
+            on_plan=bar.on_plan,
+            on_result=bar.on_result,
+            write_dataset=save_extracted,
+            label_range=Scheme.label_range(options.get("scheme")),
+            **options,
+        )

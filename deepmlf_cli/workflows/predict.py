@@ -43,8 +43,16 @@ from typing import Any
 # Standard library only (the command imports DEFAULT_WINDOW_S for its --help, which stays fast).
 from deepmlf_cli.predictor import DEFAULT_RUNS, DEFAULT_WINDOW_S, failed_result, latest_run, model_recipe, one_line
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WINDOW_S", "PredictReport", "collect_inputs", "failed_result", "latest_run",
-           "model_recipe", "predict_paths"]
+__all__ = [
+    "DEFAULT_RUNS",
+    "DEFAULT_WINDOW_S",
+    "PredictReport",
+    "collect_inputs",
+    "failed_result",
+    "latest_run",
+    "model_recipe",
+    "predict_paths",
+]
 
 
 @dataclass
@@ -118,16 +126,24 @@ def predict_paths(
 
     if window <= 0:
         raise ConfigError(f"--window must be positive, not {window}")
-    predictor = Predictor.load(run_dir, runs_root=runs_root, device=device, lm=lm,
-                               lm_mismatch_ok=check_lm_mismatch(lm_mismatch), whisper=whisper, no_whisper=no_whisper)
+    predictor = Predictor.load(
+        run_dir,
+        runs_root=runs_root,
+        device=device,
+        lm=lm,
+        lm_mismatch_ok=check_lm_mismatch(lm_mismatch),
+        whisper=whisper,
+        no_whisper=no_whisper,
+    )
     items = collect_inputs(paths)
     predictor.check_whisper([p for _, p in items], transcript)
     report = PredictReport(predictor.run_dir, predictor.checkpoint, predictor.scheme, notes=list(predictor.notes))
     if on_plan:
         on_plan(len(items))
     for key, path in items:
-        result = predictor.predict_safe(path, key=key, transcript=transcript, segment=segment, window=window,
-                                        allow_missing=allow_missing)
+        result = predictor.predict_safe(
+            path, key=key, transcript=transcript, segment=segment, window=window, allow_missing=allow_missing
+        )
         if save and result["status"] == "ok" and segment:
             try:
                 save(result)

@@ -55,8 +55,10 @@ def check_options(opts: ServeOptions) -> list[str]:
     warnings = []
     if not is_loopback(opts.host):
         if opts.token is None and not opts.no_token:
-            raise ConfigError(f"--host {opts.host} is reachable from other machines: pass --token T (every /api call "
-                              f"then needs `Authorization: Bearer T`), or --no-token to serve it open")
+            raise ConfigError(
+                f"--host {opts.host} is reachable from other machines: pass --token T (every /api call "
+                f"then needs `Authorization: Bearer T`), or --no-token to serve it open"
+            )
         if opts.no_token:
             warnings.append(f"serving on {opts.host} without a token: anyone who can reach it can use the model")
     return warnings
@@ -74,17 +76,24 @@ def serve(opts: ServeOptions, on_ready: Callable[[str, dict], None] | None = Non
     from extractors.errors import ModelNotCachedError
 
     check_options(opts)
-    predictor = Predictor.load(opts.model, device=opts.device, lm=opts.lm, whisper=opts.whisper,
-                               no_whisper=opts.no_whisper)
+    predictor = Predictor.load(
+        opts.model, device=opts.device, lm=opts.lm, whisper=opts.whisper, no_whisper=opts.no_whisper
+    )
     if predictor.recipe.transcript.mode in ("auto", "whisper") and "text" in predictor.reads:
         try:  # an upload has no sidecar: Whisper must be there, say so now rather than per request
             predictor.recipe.transcript.check_whisper()
         except ModelNotCachedError as exc:
             first = str(exc).splitlines()[0].split("; or use a sidecar")[0].split(", or use a sidecar")[0]
-            raise ModelNotCachedError(f"{first}; or serve with --no-whisper (each clip's words then come in the "
-                                      f"request's `text` field)") from None
-    app = create_app(predictor, queue=opts.queue, max_upload_mb=opts.max_upload_mb, token=opts.token,
-                     allow_missing=opts.allow_missing)
+            raise ModelNotCachedError(
+                f"{first}; or serve with --no-whisper (each clip's words then come in the request's `text` field)"
+            ) from None
+    app = create_app(
+        predictor,
+        queue=opts.queue,
+        max_upload_mb=opts.max_upload_mb,
+        token=opts.token,
+        allow_missing=opts.allow_missing,
+    )
     host = f"[{opts.host}]" if ":" in opts.host else opts.host
     if on_ready:
         on_ready(f"http://{host}:{opts.port}/", predictor.card())

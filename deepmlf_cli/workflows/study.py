@@ -8,9 +8,20 @@ from typing import Any
 STUDY_NAMES = "depth, fusion-tokens, av-init, losses, augmentation, gating, fusion-inputs, lm-dropout"
 
 
-def study_with_progress(name: str, dataset: str, data_dir: Path | None, out: Path | None, *, preset: str | None,
-                        config: Path | None, lm: str | None, epochs: int | None, seeds: list[int] | None,
-                        device: str = "auto", quiet: bool = False) -> tuple[Any, dict[str, Any], Path]:
+def study_with_progress(
+    name: str,
+    dataset: str,
+    data_dir: Path | None,
+    out: Path | None,
+    *,
+    preset: str | None,
+    config: Path | None,
+    lm: str | None,
+    epochs: int | None,
+    seeds: list[int] | None,
+    device: str = "auto",
+    quiet: bool = False,
+) -> tuple[Any, dict[str, Any], Path]:
     """(dataset, the study's result, its directory): every variant trained like `deepmlf train`, resumable."""
     import os
 
@@ -22,8 +33,10 @@ def study_with_progress(name: str, dataset: str, data_dir: Path | None, out: Pat
     from models.training.studies import STUDIES, run_study
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("deepmlf study runs in one process; start it without torchrun (train a single "
-                          "variant with `torchrun ... train` for several GPUs)")
+        raise ConfigError(
+            "deepmlf study runs in one process; start it without torchrun (train a single "
+            "variant with `torchrun ... train` for several GPUs)"
+        )
     if name not in STUDIES:
         raise ConfigError(f"unknown study {name!r}; choose one of: {STUDY_NAMES}")
     if out is not None:
@@ -34,7 +47,12 @@ def study_with_progress(name: str, dataset: str, data_dir: Path | None, out: Pat
     primary = PRIMARY_METRICS[data.scheme][0]
     with output_lock(out_dir, "study"), make_progress(quiet) as progress:
         result = run_study(
-            name, data, spec, out_dir, pretrain_preset=chosen, device=device,
+            name,
+            data,
+            spec,
+            out_dir,
+            pretrain_preset=chosen,
+            device=device,
             progress=lambda variant, s: EpochProgress(f"{variant} · seed {s}", progress, primary),
             # a heading naming what it heads ("study gating · variant sigmoid"), not a bare word
             on_variant=None if quiet else (lambda v: stdout.print(f"[bold]study {name} · variant {v}[/]")),

@@ -13,10 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
-def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bool, *, model: str | None,
-               preset: str | None, config: Path | None, model_overrides: dict[str, Any],
-               train_overrides: dict[str, Any], seeds: list[int] | None, init_av: str | None, freeze_av: bool,
-               scheme: str | None = None, quiet: bool = False):
+def train_spec(
+    dataset: str,
+    data_dir: Path | None,
+    out: Path | None,
+    resume: bool,
+    *,
+    model: str | None,
+    preset: str | None,
+    config: Path | None,
+    model_overrides: dict[str, Any],
+    train_overrides: dict[str, Any],
+    seeds: list[int] | None,
+    init_av: str | None,
+    freeze_av: bool,
+    scheme: str | None = None,
+    quiet: bool = False,
+):
     """(dataset, ResolvedRun) for `deepmlf train`: the strings parsed here, every decision by `resolve_run`.
 
     None means "not given"; `model_overrides` takes "mm_layers" as text (5..11, 3,5,7) and
@@ -35,8 +48,11 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
     lm_dropout, mm_layers = model_overrides.get("lm_dropout"), model_overrides.get("mm_layers")
     if lm_dropout not in (None, "on", "off"):
         raise ConfigError(f"--lm-dropout {lm_dropout}: choose on or off")
-    model_overrides = {**model_overrides, "mm_layers": parse_layer_list(mm_layers) if mm_layers else None,
-                       "lm_dropout": None if lm_dropout is None else lm_dropout == "on"}
+    model_overrides = {
+        **model_overrides,
+        "mm_layers": parse_layer_list(mm_layers) if mm_layers else None,
+        "lm_dropout": None if lm_dropout is None else lm_dropout == "on",
+    }
     options = run_options(model, preset, config, model_overrides, train_overrides, seeds, init_av, freeze_av)
     if resume:
         require_run(out)
@@ -48,9 +64,18 @@ def train_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bo
     return data, resolve_run(options, data, run_dir, resume)
 
 
-def pretrain_spec(dataset: str, data_dir: Path | None, out: Path | None, resume: bool = False, *,
-                  preset: str | None, config: Path | None, train_overrides: dict[str, Any], seeds: list[int] | None,
-                  quiet: bool = False):
+def pretrain_spec(
+    dataset: str,
+    data_dir: Path | None,
+    out: Path | None,
+    resume: bool = False,
+    *,
+    preset: str | None,
+    config: Path | None,
+    train_overrides: dict[str, Any],
+    seeds: list[int] | None,
+    quiet: bool = False,
+):
     """(dataset, ResolvedRun) for `deepmlf pretrain`: kind "av" takes the preset's pretraining
     recipe, which `train_overrides` (None = not given) override."""
     from deepmlf_cli.resolve import default_run_dir, init_distributed, load_data, run_options
@@ -76,8 +101,14 @@ def train_with_progress(data, resolved, *, device: Any = "auto", quiet: bool = F
     # One writer per run directory (torchrun's ranks are one writer: rank 0 holds it).
     lock = output_lock(resolved.run_dir, "training run") if is_main_process() else contextlib.nullcontext()
     with lock, make_progress(quiet or not is_main_process()) as progress:
-        return train_run(data, resolved.spec, resolved.run_dir, verdict=resolved.verdict, device=device,
-                         progress=lambda s: EpochProgress(f"seed {s}", progress, primary))
+        return train_run(
+            data,
+            resolved.spec,
+            resolved.run_dir,
+            verdict=resolved.verdict,
+            device=device,
+            progress=lambda s: EpochProgress(f"seed {s}", progress, primary),
+        )
 
 
 def run_and_report(data, resolved, quiet: bool, as_json: bool, title: str, device: str = "auto") -> dict[str, Any]:

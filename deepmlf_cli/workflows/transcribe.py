@@ -43,8 +43,13 @@ def transcribe_paths(
     jobs = discover_media(inputs)
     if not jobs:
         raise ExtractionError(f"{inputs}: no media files found")
-    policy = TranscriptPolicy(TranscriptMode.auto if use_sidecar else TranscriptMode.whisper, backend, whisper_model,
-                              language, "translate" if translate else "transcribe")
+    policy = TranscriptPolicy(
+        TranscriptMode.auto if use_sidecar else TranscriptMode.whisper,
+        backend,
+        whisper_model,
+        language,
+        "translate" if translate else "transcribe",
+    )
     mode, transcriber = policy.mode, policy.transcriber()
     if any(j.path is not None and policy.needs_whisper(j.path) for j in jobs):
         transcriber.check()  # model, backend and language: one clear line now, not one per clip

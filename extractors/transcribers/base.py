@@ -66,8 +66,10 @@ class Transcript:
 
     def to_dict(self) -> dict:
         # a score the backend could not compute (None, NaN) is left out: the JSON stays standard
-        segments = [{k: v for k, v in asdict(s).items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-                    for s in self.segments]
+        segments = [
+            {k: v for k, v in asdict(s).items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            for s in self.segments
+        ]
         out = {"text": self.text, "source": self.source, "language": self.language, "segments": segments}
         return out | ({"rejected": self.rejected} if self.rejected else {})
 
@@ -93,8 +95,11 @@ def guard_failure(text: str, segments: list[Segment]) -> str | None:
     scored = [(len(s.text) or 1, s.avg_logprob) for s in segments if s.avg_logprob is not None]
     logprob = sum(n * lp for n, lp in scored) / sum(n for n, _ in scored) if scored else None
     if logprob is not None and not logprob >= AVG_LOGPROB_MIN:  # NaN (a decode that broke down) fails too
-        reasons.append(f"average log-probability {logprob:.2f} < {AVG_LOGPROB_MIN}" if math.isfinite(logprob)
-                       else f"average log-probability is {logprob} (the decode broke down)")
+        reasons.append(
+            f"average log-probability {logprob:.2f} < {AVG_LOGPROB_MIN}"
+            if math.isfinite(logprob)
+            else f"average log-probability is {logprob} (the decode broke down)"
+        )
         no_speech = segments[0].no_speech_prob if segments else None
         if no_speech is not None and no_speech > NO_SPEECH_PROB_MAX:  # Whisper's rule: both, or it is speech
             reasons.append(f"no-speech probability {no_speech:.2f} > {NO_SPEECH_PROB_MAX}")
@@ -117,7 +122,12 @@ def model_format(location: Path) -> str | None:
     location = Path(location)
     if location.is_file():
         return "openai-whisper" if location.suffix == ".pt" else None
-    hf_weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    hf_weights = (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    )
     if (location / "model.bin").is_file() and not any((location / n).is_file() for n in hf_weights):
         return "ctranslate2"
     if (location / "config.json").is_file():
@@ -145,7 +155,9 @@ def resolve_hub_model(model: str) -> str:
         return str(local)  # the format check names the backend that reads it
     if local.is_dir():
         if not (local / "config.json").is_file() and not (local / "model.bin").is_file():
-            raise ModelNotCachedError(f"{local}: not a Whisper model directory (no config.json); point --whisper-model at a saved model")
+            raise ModelNotCachedError(
+                f"{local}: not a Whisper model directory (no config.json); point --whisper-model at a saved model"
+            )
         return str(local)
     if local.suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ModelNotCachedError(f"Whisper model directory {model} does not exist; check --whisper-model")
@@ -205,7 +217,9 @@ class TranscriberBackend(ABC):
         """The loaded model (on CPU), ready for `transcribe`."""
 
     @abstractmethod
-    def transcribe(self, impl: Any, samples: np.ndarray, language: str | None, task: str) -> tuple[str, list[Segment], str | None]:
+    def transcribe(
+        self, impl: Any, samples: np.ndarray, language: str | None, task: str
+    ) -> tuple[str, list[Segment], str | None]:
         """(text, segments relative to the samples' start, the language spoken) for mono 16 kHz samples (N,).
 
         A ValueError (an option the model refuses) becomes a one-line ExtractionError in the caller.

@@ -19,8 +19,10 @@ class FasterWhisper(TranscriberBackend):
     package = "faster-whisper"
     module = "faster_whisper"
     describes = "faster-whisper (CTranslate2)"
-    convert_hint = ("or convert it: ct2-transformers-converter --model {location} --output_dir DIR "
-                    "--copy_files tokenizer.json preprocessor_config.json")
+    convert_hint = (
+        "or convert it: ct2-transformers-converter --model {location} --output_dir DIR "
+        "--copy_files tokenizer.json preprocessor_config.json"
+    )
 
     def parameters(self) -> dict[str, Any]:
         return {"device": "cpu", "compute_type": "int8", "temperature": 0.0}
@@ -42,15 +44,19 @@ class FasterWhisper(TranscriberBackend):
 
         return WhisperModel(str(location), device="cpu", compute_type="int8")
 
-    def transcribe(self, impl: Any, samples: np.ndarray, language: str | None, task: str) -> tuple[str, list[Segment], str | None]:
+    def transcribe(
+        self, impl: Any, samples: np.ndarray, language: str | None, task: str
+    ) -> tuple[str, list[Segment], str | None]:
         # temperature 0 only (beam search, as the transformers backend decodes greedily): faster-whisper's
         # default falls back to unseeded sampling when a decode looks poor, so the same clip's text (and
         # a dataset built from it) changed from run to run.
         segments, info = impl.transcribe(samples, language=language, task=task, temperature=0.0)
         duration = samples.size / WHISPER_RATE
         # faster-whisper times the padded 30 s window: keep segments inside the audio
-        segs = [Segment(*clip_segment(s.start, s.end, duration), s.text.strip(), s.avg_logprob, s.no_speech_prob)
-                for s in segments]
+        segs = [
+            Segment(*clip_segment(s.start, s.end, duration), s.text.strip(), s.avg_logprob, s.no_speech_prob)
+            for s in segments
+        ]
         return " ".join(s.text for s in segs).strip(), segs, getattr(info, "language", language)
 
 

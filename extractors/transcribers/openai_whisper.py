@@ -70,17 +70,25 @@ class OpenAIWhisper(TranscriberBackend):
         try:
             return whisper.load_model(str(location), device="cpu")
         except (RuntimeError, KeyError, TypeError, OSError) as exc:
-            raise ExtractionError(f"{location}: not an openai-whisper checkpoint ({str(exc).splitlines()[0]})") from None
+            raise ExtractionError(
+                f"{location}: not an openai-whisper checkpoint ({str(exc).splitlines()[0]})"
+            ) from None
 
-    def transcribe(self, impl: Any, samples: np.ndarray, language: str | None, task: str) -> tuple[str, list[Segment], str | None]:
+    def transcribe(
+        self, impl: Any, samples: np.ndarray, language: str | None, task: str
+    ) -> tuple[str, list[Segment], str | None]:
         import whisper
 
         # verbose=None: no prints and no progress bar (library code does not draw on the terminal)
         out = whisper.transcribe(impl, samples.astype(np.float32), language=language, task=task, temperature=0.0,
                                  fp16=False, verbose=None, word_timestamps=False)  # fmt: skip
         duration = samples.size / WHISPER_RATE
-        segs = [Segment(*clip_segment(s["start"], s["end"], duration), s["text"].strip(), s["avg_logprob"], s["no_speech_prob"])
-                for s in out["segments"]]
+        segs = [
+            Segment(
+                *clip_segment(s["start"], s["end"], duration), s["text"].strip(), s["avg_logprob"], s["no_speech_prob"]
+            )
+            for s in out["segments"]
+        ]
         return str(out["text"]).strip(), segs, out.get("language", language)
 
 

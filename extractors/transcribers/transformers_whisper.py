@@ -55,7 +55,9 @@ class TransformersWhisper(TranscriberBackend):
         model.eval()
         return processor, model
 
-    def transcribe(self, impl: Any, samples: np.ndarray, language: str | None, task: str) -> tuple[str, list[Segment], str | None]:
+    def transcribe(
+        self, impl: Any, samples: np.ndarray, language: str | None, task: str
+    ) -> tuple[str, list[Segment], str | None]:
         import torch
 
         processor, model = impl
@@ -82,13 +84,17 @@ class TransformersWhisper(TranscriberBackend):
         ids = tokens[0].tolist()
         segments = segments_from_tokens(processor.tokenizer, ids, samples.size / WHISPER_RATE)
         if not long_form:  # one 30 s window, one decode: its confidence is every segment's
-            avg_logprob, no_speech = decode_confidence(model, processor.tokenizer, inputs["input_features"], tokens, language, task)
+            avg_logprob, no_speech = decode_confidence(
+                model, processor.tokenizer, inputs["input_features"], tokens, language, task
+            )
             for seg in segments:
                 seg.avg_logprob, seg.no_speech_prob = avg_logprob, no_speech
         return processor.tokenizer.decode(ids, skip_special_tokens=True).strip(), segments, language
 
 
-def decode_confidence(model, tokenizer, features, tokens, language: str | None, task: str) -> tuple[float | None, float | None]:
+def decode_confidence(
+    model, tokenizer, features, tokens, language: str | None, task: str
+) -> tuple[float | None, float | None]:
     """(average log-probability of the generated tokens, no-speech probability at <|startoftranscript|>),
     as openai-whisper defines them, from teacher-forced passes over the prompt generate used and its output
     (the raw logits: openai-whisper scores after its timestamp rules, which only ever raise a kept token).

@@ -39,8 +39,9 @@ class EncodedSplit:
         return len(self.ids)
 
 
-def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None,
-                 in_place: bool = False) -> EncodedSplit:
+def encode_split(
+    split: SplitData, tokenizer, max_tokens: int, normalizer: FeatureNormalizer | None, in_place: bool = False
+) -> EncodedSplit:
     """Normalise features and tokenise transcripts once (never per batch).
 
     `tokenizer` may be None for models that read no text (AV pretraining):
@@ -54,12 +55,22 @@ def encode_split(split: SplitData, tokenizer, max_tokens: int, normalizer: Featu
     else:
         token_ids = tokenize_texts(tokenizer, split.texts, max_tokens)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback_token_id(tokenizer)
-    return EncodedSplit(list(split.ids), token_ids, split.audio, split.audio_lengths, split.vision,
-                        split.vision_lengths, split.labels.astype(np.float32), int(pad_id), max_tokens=max_tokens)
+    return EncodedSplit(
+        list(split.ids),
+        token_ids,
+        split.audio,
+        split.audio_lengths,
+        split.vision,
+        split.vision_lengths,
+        split.labels.astype(np.float32),
+        int(pad_id),
+        max_tokens=max_tokens,
+    )
 
 
-def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.random.Generator | None,
-                            bucket_factor: int = 50) -> list[np.ndarray]:
+def length_bucketed_batches(
+    encoded: EncodedSplit, batch_size: int, rng: np.random.Generator | None, bucket_factor: int = 50
+) -> list[np.ndarray]:
     """Index batches of similar transcript length, so padding stays short.
 
     Without `rng` (evaluation) the whole split is sorted by length (in the split's order when
@@ -71,22 +82,23 @@ def length_bucketed_batches(encoded: EncodedSplit, batch_size: int, rng: np.rand
     lengths = np.array([len(t) for t in encoded.token_ids])
     if rng is None:
         order = np.argsort(lengths, kind="stable") if encoded.bucketed else np.arange(len(lengths))
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     order = rng.permutation(len(lengths))
     pool = batch_size * bucket_factor
     batches: list[np.ndarray] = []
     for start in range(0, len(order), pool):
-        chunk = order[start:start + pool]
+        chunk = order[start : start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 LossNorm = tuple[float, float] | None  # a micro-batch's loss divisors (Batch.loss_norm)
 
 
-def training_batches(encoded: EncodedSplit, batch_size: int, per_step: int, rng: np.random.Generator,
-                     mode: str) -> tuple[list[np.ndarray], list[LossNorm]]:
+def training_batches(
+    encoded: EncodedSplit, batch_size: int, per_step: int, rng: np.random.Generator, mode: str
+) -> tuple[list[np.ndarray], list[LossNorm]]:
     """One epoch's micro-batches, in order, for every rank together, and each one's loss divisors.
 
     `per_step` is the micro-batches of one optimizer step over all ranks (world × grad_accum);
@@ -111,17 +123,17 @@ def training_batches(encoded: EncodedSplit, batch_size: int, per_step: int, rng:
         return batches, [None] * len(batches)
     order = rng.permutation(len(encoded))
     if mode == "shuffle":
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         return batches, [None] * len(batches)
     if mode != "window":
         raise ValueError(f"unknown batching {mode!r}; choose window, shuffle or bucketed")
     lengths = np.array([len(t) for t in encoded.token_ids])  # LM targets per clip (models.nn.deepmlf.lm_targets)
     window = per_step * batch_size
     for start in range(0, len(order), window):
-        chunk = order[start:start + window]
+        chunk = order[start : start + window]
         full = len(chunk) // batch_size * batch_size
         regrouped = chunk[:full][np.argsort(lengths[chunk[:full]], kind="stable")]
-        micro = [regrouped[i:i + batch_size] for i in range(0, full, batch_size)]
+        micro = [regrouped[i : i + batch_size] for i in range(0, full, batch_size)]
         if micro:
             norm = (float(batch_size), float(lengths[regrouped].sum()) / len(micro))
             batches.extend(micro)

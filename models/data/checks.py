@@ -92,8 +92,7 @@ def _as_lengths(value: Any, key: str, where: str, t: int) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise DatasetError(
-            f"{where}: '{key}'[{i}] = {lengths[i]} is outside 0..{t} (the padded length); "
-            f"{bad.size} clip(s) affected"
+            f"{where}: '{key}'[{i}] = {lengths[i]} is outside 0..{t} (the padded length); {bad.size} clip(s) affected"
         )
     return lengths
 
@@ -104,6 +103,7 @@ def _as_strings(value: Any, key: str, where: str) -> list[str]:
     except TypeError as exc:
         raise DatasetError(f"{where}: '{key}' is not a list of strings") from exc
     return ["" if item is None else str(item) for item in items]
+
 
 def check_split(
     fields: Mapping[str, Any],

@@ -175,8 +175,9 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     atomic_write(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
-def save_dataset(dataset: MultimodalDataset, out_dir: Path, *, extra: Mapping[str, Any] | None = None,
-                 keep_other_files: bool = False) -> Path:
+def save_dataset(
+    dataset: MultimodalDataset, out_dir: Path, *, extra: Mapping[str, Any] | None = None, keep_other_files: bool = False
+) -> Path:
     """Write ``dataset`` in the deepmlf format (docs/dataset-format.md); return ``out_dir``.
 
     By default the files are written to a temporary directory next to
@@ -251,8 +252,9 @@ def dataset_from_arrays(
         absent = [k for k in NPZ_REQUIRED if k not in fields]
         if absent:
             raise DatasetError(f"{where}: missing key(s) {', '.join(absent)}; found {', '.join(fields)}")
-        built[split_name], report[split_name] = check_split(fields, where, keys=NPZ_KEYS, infer_lengths=False,
-                                                             copy=False)
+        built[split_name], report[split_name] = check_split(
+            fields, where, keys=NPZ_KEYS, infer_lengths=False, copy=False
+        )
     check_feature_dims(built, f"dataset {name!r}")
     chosen = Scheme.parse(scheme) if scheme is not None else Scheme.guess(s.labels for s in built.values())
     return MultimodalDataset(

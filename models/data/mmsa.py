@@ -71,9 +71,7 @@ def load_mmsa_pickle(path: Path, name: str | None) -> MultimodalDataset:
             raise DatasetError(f"{where}: expected a dict of arrays, found {type(fields).__name__}")
         missing = [k for k in _MMSA_REQUIRED if k not in fields]
         if missing:
-            raise DatasetError(
-                f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, fields))}"
-            )
+            raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}; found {', '.join(map(str, fields))}")
         splits[split_name], report[split_name] = check_split(
             fields, where, keys=_MMSA_KEYS, infer_lengths=True, copy=False
         )
@@ -123,7 +121,9 @@ def _read_features(text: object, path: Path) -> dict:
 # --------------------------------------------------------------------------- #
 
 
-def save_mmsa_pickle(dataset: MultimodalDataset, path: Path, annotations: Mapping[str, list[str]] | None = None) -> Path:
+def save_mmsa_pickle(
+    dataset: MultimodalDataset, path: Path, annotations: Mapping[str, list[str]] | None = None
+) -> Path:
     """Write ``dataset`` as an MMSA processed pickle (the layout ``load_mmsa_pickle`` reads); return ``path``.
 
     No BERT ``text`` arrays: DeepMLF tokenises ``raw_text`` itself. ``scheme``

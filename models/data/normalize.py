@@ -52,7 +52,9 @@ def _masked_moments(features: np.ndarray, lengths: np.ndarray, chunk: int = 256)
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _normalize(features: np.ndarray, lengths: np.ndarray | None, mean: np.ndarray, std: np.ndarray, what: str) -> np.ndarray:
+def _normalize(
+    features: np.ndarray, lengths: np.ndarray | None, mean: np.ndarray, std: np.ndarray, what: str
+) -> np.ndarray:
     if features.shape[-1] != mean.shape[0]:
         raise DatasetError(
             f"{what} has {features.shape[-1]} features per frame but the normalizer was fit on "
@@ -65,9 +67,16 @@ def _normalize(features: np.ndarray, lengths: np.ndarray | None, mean: np.ndarra
     return out.astype(np.float32, copy=False)
 
 
-def _normalize_split_array(features: np.ndarray, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, what: str,
-                           in_place: bool, undo: tuple[np.ndarray, np.ndarray] | None,
-                           chunk: int = 256) -> np.ndarray:
+def _normalize_split_array(
+    features: np.ndarray,
+    lengths: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    what: str,
+    in_place: bool,
+    undo: tuple[np.ndarray, np.ndarray] | None,
+    chunk: int = 256,
+) -> np.ndarray:
     """z-score (N, T, D) `features` block by block of clips: into a new array, or over `features` itself.
 
     `undo`: the (mean, std) the values already carry, taken off first. By
@@ -123,8 +132,9 @@ class FeatureNormalizer:
         arrays: dict[str, np.ndarray] = {}
         for m, lengths in (("audio", split.audio_lengths), ("vision", split.vision_lengths)):
             undo = (getattr(done, f"{m}_mean"), getattr(done, f"{m}_std")) if done is not None else None
-            arrays[m] = _normalize_split_array(getattr(split, m), lengths, getattr(self, f"{m}_mean"),
-                                               getattr(self, f"{m}_std"), m, in_place, undo)
+            arrays[m] = _normalize_split_array(
+                getattr(split, m), lengths, getattr(self, f"{m}_mean"), getattr(self, f"{m}_std"), m, in_place, undo
+            )
         if in_place:
             split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], self
             return split

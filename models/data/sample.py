@@ -55,9 +55,7 @@ from models.errors import ConfigError
 from models.schemes import Scheme
 
 AUDIO_FEATURES: list[str] = ["zcr"] + [f"mfcc_{i}" for i in range(20)] + [f"chroma_{i}" for i in range(12)]
-VISION_FEATURES: list[str] = [
-    f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26)
-]
+VISION_FEATURES: list[str] = [f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26)]
 AUDIO_RATE_HZ = 12.0
 VISION_RATE_HZ = 4.0
 T_AUDIO_RANGE = (20, 60)  # frames, inclusive
@@ -78,14 +76,34 @@ DIRT_RATE = 0.01
 # --------------------------------------------------------------------------- #
 
 ADJECTIVES: dict[str, float] = {
-    "wonderful": 1.0, "excellent": 1.0, "amazing": 1.0, "great": 0.8, "lovely": 0.8,
-    "good": 0.6, "nice": 0.6, "pleasant": 0.4, "decent": 0.4,
-    "awful": -1.0, "terrible": -1.0, "horrible": -1.0, "bad": -0.8, "disappointing": -0.8,
-    "poor": -0.6, "boring": -0.6, "bland": -0.4, "mediocre": -0.4,
+    "wonderful": 1.0,
+    "excellent": 1.0,
+    "amazing": 1.0,
+    "great": 0.8,
+    "lovely": 0.8,
+    "good": 0.6,
+    "nice": 0.6,
+    "pleasant": 0.4,
+    "decent": 0.4,
+    "awful": -1.0,
+    "terrible": -1.0,
+    "horrible": -1.0,
+    "bad": -0.8,
+    "disappointing": -0.8,
+    "poor": -0.6,
+    "boring": -0.6,
+    "bland": -0.4,
+    "mediocre": -0.4,
 }
 VERBS: dict[str, float] = {
-    "loved": 1.0, "enjoyed": 0.8, "liked": 0.6, "appreciated": 0.6,
-    "hated": -1.0, "despised": -1.0, "disliked": -0.6, "regretted": -0.8,
+    "loved": 1.0,
+    "enjoyed": 0.8,
+    "liked": 0.6,
+    "appreciated": 0.6,
+    "hated": -1.0,
+    "despised": -1.0,
+    "disliked": -0.6,
+    "regretted": -0.8,
 }
 LEXICON: dict[str, float] = {**ADJECTIVES, **VERBS}
 INTENSIFIERS: dict[str, float] = {"really": 1.25, "very": 1.25, "so": 1.25, "extremely": 1.5, "truly": 1.25}
@@ -93,8 +111,23 @@ SOFTENERS: dict[str, float] = {"somewhat": 0.6, "slightly": 0.5, "fairly": 0.7}
 NEGATIONS: frozenset[str] = frozenset({"not", "never"})
 NEGATION_FACTOR = -0.7  # "not terrible" is mildly positive, not great
 
-NOUNS = ["food", "service", "movie", "hotel", "staff", "music", "room", "price", "show",
-         "waiter", "coffee", "trip", "book", "game", "phone"]
+NOUNS = [
+    "food",
+    "service",
+    "movie",
+    "hotel",
+    "staff",
+    "music",
+    "room",
+    "price",
+    "show",
+    "waiter",
+    "coffee",
+    "trip",
+    "book",
+    "game",
+    "phone",
+]
 PLACES = ["hotel", "museum", "cafe", "market", "cinema"]
 NEUTRAL_ADJECTIVES = ["average", "ordinary", "standard", "typical"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]

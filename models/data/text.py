@@ -27,14 +27,15 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[lis
     return [ids if ids else [stand_in] for ids in encoded]
 
 
-def collate_text(token_ids: Sequence[Sequence[int]], pad_id: int,
-                 min_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_text(
+    token_ids: Sequence[Sequence[int]], pad_id: int, min_length: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad to the longest in the batch (or `min_length`) → ids (B, T) long, valid (B, T) bool."""
     T = max(min_length, max(len(ids) for ids in token_ids))
     ids = torch.full((len(token_ids), T), pad_id, dtype=torch.long)
     valid = torch.zeros((len(token_ids), T), dtype=torch.bool)
     for row, seq in enumerate(token_ids):
         if seq:
-            ids[row, T - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
-            valid[row, T - len(seq):] = True
+            ids[row, T - len(seq) :] = torch.as_tensor(seq, dtype=torch.long)
+            valid[row, T - len(seq) :] = True
     return ids, valid

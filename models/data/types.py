@@ -17,8 +17,14 @@ if TYPE_CHECKING:  # normalize imports this module
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Names users give splits (MMSA's label.csv `mode`, other toolkits): every command accepts these.
 # extractors keep the same table (the two packages never import each other).
-SPLIT_ALIASES: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid",
-                                 "dev": "valid", "test": "test"}
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "dev": "valid",
+    "test": "test",
+}
 UNIMODAL = ("T", "A", "V")
 
 
@@ -112,13 +118,22 @@ class MultimodalDataset:
             import hashlib
             import json
 
-            digest = hashlib.sha256(json.dumps([self.audio_features, self.vision_features, self.recipe],
-                                               sort_keys=True, default=str).encode())
+            digest = hashlib.sha256(
+                json.dumps(
+                    [self.audio_features, self.vision_features, self.recipe], sort_keys=True, default=str
+                ).encode()
+            )
             for name in sorted(self.splits):
                 split = self.splits[name]
                 digest.update(json.dumps([name, split.ids, split.texts]).encode())
-                for values in (split.labels, split.labels_T, split.labels_A, split.labels_V,
-                               split.audio_lengths, split.vision_lengths):
+                for values in (
+                    split.labels,
+                    split.labels_T,
+                    split.labels_A,
+                    split.labels_V,
+                    split.audio_lengths,
+                    split.vision_lengths,
+                ):
                     if values is not None:
                         digest.update(np.ascontiguousarray(values).tobytes())
                 for features in (split.audio, split.vision):  # (N, T, D)
@@ -143,19 +158,27 @@ class MultimodalDataset:
 
 
 def canonical_split(name: str) -> str:
-    """"validation", "val", "dev" → "valid" (any case); an unknown name is an error listing the accepted ones."""
+    """ "validation", "val", "dev" → "valid" (any case); an unknown name is an error listing the accepted ones."""
     key = str(name).strip().lower()
     if key not in SPLIT_ALIASES:
-        raise DatasetError(f"unknown split {name!r}; use train, valid or test "
-                           f"(also accepted: {', '.join(k for k in SPLIT_ALIASES if k not in SPLITS)})")
+        raise DatasetError(
+            f"unknown split {name!r}; use train, valid or test "
+            f"(also accepted: {', '.join(k for k in SPLIT_ALIASES if k not in SPLITS)})"
+        )
     return SPLIT_ALIASES[key]
 
 
 def _is_cjk(char: str) -> bool:
     code = ord(char)
     # CJK ideographs (with extension A and compatibility), kana, hangul, CJK punctuation
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
-            or 0x3040 <= code <= 0x30FF or 0xAC00 <= code <= 0xD7AF or 0x3000 <= code <= 0x303F)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x3040 <= code <= 0x30FF
+        or 0xAC00 <= code <= 0xD7AF
+        or 0x3000 <= code <= 0x303F
+    )
 
 
 def transcripts_are_cjk(dataset: MultimodalDataset, sample: int = 500) -> bool | None:
@@ -175,8 +198,10 @@ def with_scheme(dataset: MultimodalDataset, scheme: str) -> MultimodalDataset:
     if scheme == dataset.scheme:
         return dataset
     if not dataset.scheme_guessed:
-        raise DatasetError(f"{dataset.source} records scheme {dataset.scheme!r}, not {scheme!r}; drop --scheme "
-                           f"(or re-create the dataset with the scheme you mean)")
+        raise DatasetError(
+            f"{dataset.source} records scheme {dataset.scheme!r}, not {scheme!r}; drop --scheme "
+            f"(or re-create the dataset with the scheme you mean)"
+        )
     return check_label_range(replace(dataset, scheme=scheme, scheme_guessed=False))
 
 
@@ -187,8 +212,13 @@ def check_label_range(dataset: MultimodalDataset) -> MultimodalDataset:
         bad = dataset.scheme.outside_scale(split.labels)
         if bad.size:
             i = int(bad[0])
-            example = f"{float(split.labels[i]):g} (clip {split.ids[i]})" if len(split.ids) > i else f"{float(split.labels[i]):g}"
+            example = (
+                f"{float(split.labels[i]):g} (clip {split.ids[i]})"
+                if len(split.ids) > i
+                else f"{float(split.labels[i]):g}"
+            )
             raise DatasetError(
                 f"{dataset.source or dataset.name} [{name}]: {bad.size} label(s) outside the {dataset.scheme.value} "
-                f"range [{lo:g}, {hi:g}], e.g. {example}; fix the labels, or choose another scheme with --scheme")
+                f"range [{lo:g}, {hi:g}], e.g. {example}; fix the labels, or choose another scheme with --scheme"
+            )
     return dataset

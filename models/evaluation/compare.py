@@ -63,9 +63,22 @@ class Comparison:
     rows: list[RunRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scheme": self.scheme, "metrics": self.metrics,
-                "runs": [{"name": r.name, "kind": r.kind, "dataset": r.dataset, "path": r.path, "seeds": r.seeds,
-                          "mean": r.mean, "std": r.std} for r in self.rows]}
+        return {
+            "scheme": self.scheme,
+            "metrics": self.metrics,
+            "runs": [
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "dataset": r.dataset,
+                    "path": r.path,
+                    "seeds": r.seeds,
+                    "mean": r.mean,
+                    "std": r.std,
+                }
+                for r in self.rows
+            ],
+        }
 
 
 def _seed_three_class(run: Run, seeds: Sequence[str], scheme: Scheme) -> list[dict[str, float]]:
@@ -100,9 +113,16 @@ def load_run_row(run_dir: Path, name: str | None = None) -> RunRow:
     if extra:
         per_seed = [{**row, **more} for row, more in zip(per_seed, extra)]
     summary = summarize_seeds(per_seed)
-    return RunRow(name=name or run_dir.name, kind=kind, dataset=dataset, scheme=scheme, seeds=seeds,
-                  mean={k: m for k, (m, _) in summary.items()}, std={k: s for k, (_, s) in summary.items()},
-                  path=str(run_dir))
+    return RunRow(
+        name=name or run_dir.name,
+        kind=kind,
+        dataset=dataset,
+        scheme=scheme,
+        seeds=seeds,
+        mean={k: m for k, (m, _) in summary.items()},
+        std={k: s for k, (_, s) in summary.items()},
+        path=str(run_dir),
+    )
 
 
 def compare_runs(run_dirs: Sequence[Path], names: Sequence[str] | None = None) -> Comparison:
@@ -127,8 +147,10 @@ def format_mean_std(mean: float | None, std: float | None) -> str:
 
 def table_rows(comparison: Comparison) -> list[list[str]]:
     """[name, kind, n seeds, 'mean ± std' per metric] for every run."""
-    return [[r.name, r.kind, str(len(r.seeds))] + [format_mean_std(r.mean.get(m), r.std.get(m))
-                                                   for m in comparison.metrics] for r in comparison.rows]
+    return [
+        [r.name, r.kind, str(len(r.seeds))] + [format_mean_std(r.mean.get(m), r.std.get(m)) for m in comparison.metrics]
+        for r in comparison.rows
+    ]
 
 
 def comparison_csv(comparison: Comparison) -> str:
@@ -136,8 +158,10 @@ def comparison_csv(comparison: Comparison) -> str:
     <metric>_mean and <metric>_std."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["run", "kind", "dataset", "seeds", "seed_ids"]
-                    + [f"{m}_{part}" for m in comparison.metrics for part in ("mean", "std")])
+    writer.writerow(
+        ["run", "kind", "dataset", "seeds", "seed_ids"]
+        + [f"{m}_{part}" for m in comparison.metrics for part in ("mean", "std")]
+    )
     for r in comparison.rows:
         values = []
         for m in comparison.metrics:

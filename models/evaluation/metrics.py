@@ -202,9 +202,7 @@ def compute_metrics(predictions, labels, scheme: Scheme | str) -> dict[str, floa
     pred = _as_vector(predictions, "predictions")
     truth = _as_vector(labels, "labels")
     if pred.shape != truth.shape:
-        raise DeepMLFError(
-            f"{pred.size} predictions but {truth.size} labels: they must pair up one to one"
-        )
+        raise DeepMLFError(f"{pred.size} predictions but {truth.size} labels: they must pair up one to one")
     if truth.size == 0:
         raise DeepMLFError("no predictions to score: the split is empty")
     if scheme.clips_before_scoring:
@@ -296,6 +294,10 @@ def read_predictions_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def summarize_run(rows: Mapping[Any, dict[str, float]], scheme: str) -> dict[str, Any]:
     """A run's results: per-seed metric rows (seed → metrics) plus mean ± std over seeds."""
     summary = summarize_seeds(list(rows.values()))
-    return {"scheme": scheme, "primary": list(PRIMARY_METRICS[scheme]),
-            "seeds": {str(k): v for k, v in rows.items()},
-            "mean": {k: m for k, (m, _) in summary.items()}, "std": {k: s for k, (_, s) in summary.items()}}
+    return {
+        "scheme": scheme,
+        "primary": list(PRIMARY_METRICS[scheme]),
+        "seeds": {str(k): v for k, v in rows.items()},
+        "mean": {k: m for k, (m, _) in summary.items()},
+        "std": {k: s for k, (_, s) in summary.items()},
+    }

@@ -80,8 +80,14 @@ class Prediction:
         return {k: clip_to_scale(v, self.scale) for k, v in self.raw_heads.items()}
 
     def to_dict(self) -> dict:
-        return {"score": self.score, "raw_score": self.raw_score, "polarity": self.polarity, "heads": self.heads,
-                "raw_heads": dict(self.raw_heads), "scale": list(self.scale)}
+        return {
+            "score": self.score,
+            "raw_score": self.raw_score,
+            "polarity": self.polarity,
+            "heads": self.heads,
+            "raw_heads": dict(self.raw_heads),
+            "scale": list(self.scale),
+        }
 
 
 def model_scheme(loaded: LoadedModel) -> Scheme:
@@ -147,7 +153,9 @@ def predict_features(
             Prediction(
                 raw_score=float(heads["prediction"][i]),
                 polarity=POLARITY_NAMES[3][int(classes[i])],
-                raw_heads={k: (None if np.isnan(heads[k][i]) else float(heads[k][i])) for k in ("text", "av", "fusion")},
+                raw_heads={
+                    k: (None if np.isnan(heads[k][i]) else float(heads[k][i])) for k in ("text", "av", "fusion")
+                },
                 scale=scheme.scale,
             )
         )

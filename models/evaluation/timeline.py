@@ -29,8 +29,19 @@ def weighted_mean(values: Sequence[float | None], weights: Sequence[float]) -> f
 
 def segment_rows(spans: Sequence[tuple[float, float, str]], preds: Sequence[Prediction]) -> list[dict]:
     """One row per segment: its bounds (ms precision), text and every head, clipped and raw."""
-    return [{"start": round(s, 3), "end": round(e, 3), "text": t, "score": p.score, "raw_score": p.raw_score,
-             "polarity": p.polarity, "heads": p.heads, "raw_heads": p.raw_heads} for (s, e, t), p in zip(spans, preds)]
+    return [
+        {
+            "start": round(s, 3),
+            "end": round(e, 3),
+            "text": t,
+            "score": p.score,
+            "raw_score": p.raw_score,
+            "polarity": p.polarity,
+            "heads": p.heads,
+            "raw_heads": p.raw_heads,
+        }
+        for (s, e, t), p in zip(spans, preds)
+    ]
 
 
 def clip_verdict(spans: Sequence[tuple[float, float, str]], preds: Sequence[Prediction]) -> Prediction:

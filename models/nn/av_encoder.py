@@ -111,8 +111,16 @@ class MaskedBatchNorm(nn.Module):
         frames = x[valid]  # (N_valid, D)
         if self.training and frames.shape[0] < 2:
             # BatchNorm cannot estimate a variance from one frame: use the running statistics.
-            out[valid] = nn.functional.batch_norm(frames, self.norm.running_mean, self.norm.running_var,
-                                                  self.norm.weight, self.norm.bias, False, 0.0, self.norm.eps)
+            out[valid] = nn.functional.batch_norm(
+                frames,
+                self.norm.running_mean,
+                self.norm.running_var,
+                self.norm.weight,
+                self.norm.bias,
+                False,
+                0.0,
+                self.norm.eps,
+            )
             return out
         out[valid] = self.norm(frames)
         return out
@@ -127,20 +135,33 @@ class ModalityEncoder(nn.Module):
 
     positions: torch.Tensor  # sinusoidal, a non-persistent buffer: (pool_len, d) Vaswani, (pool_len+1, d) fairseq
 
-    def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, d_ffn: int, dropout: float,
-                 pool_len: int, final_norm: bool = True, positions: AVPositions = AVPositions.VASWANI) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        d_ffn: int,
+        dropout: float,
+        pool_len: int,
+        final_norm: bool = True,
+        positions: AVPositions = AVPositions.VASWANI,
+    ) -> None:
         super().__init__()
         self.scale = math.sqrt(d_model)
         self.proj = nn.Linear(d_in, d_model, bias=False)
         self.fairseq = AVPositions(positions) is AVPositions.FAIRSEQ
-        table = (fairseq_sinusoid_table(pool_len + 1, d_model) if self.fairseq
-                 else sinusoidal_positions(pool_len, d_model))
+        table = (
+            fairseq_sinusoid_table(pool_len + 1, d_model) if self.fairseq else sinusoidal_positions(pool_len, d_model)
+        )
         self.register_buffer("positions", table, persistent=False)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ffn, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model) if final_norm else None,
-                                             enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, d_ffn, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, n_layers, norm=nn.LayerNorm(d_model) if final_norm else None, enable_nested_tensor=False
+        )
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # x: (B, P, D_in) pooled; valid: (B, P) bool → (B, P, d_model)
@@ -158,12 +179,24 @@ class ModalityEncoder(nn.Module):
 class AVEncoder(nn.Module):
     """Audio + vision → z: (B, P, d_av) with its (B, P) validity mask."""
 
-    def __init__(self, d_audio: int, d_vision: int, d_av: int = 30, pool_len: int = 55, n_layers: int = 3,
-                 n_heads: int = 6, d_ffn: int = 120, dropout: float = 0.1,
-                 input_batchnorm: tuple[str, ...] = AV_MODALITIES, aug: Augmentation = Augmentation.SEQAUG,
-                 aug_p: float = 0.2, seqaug_mode: SeqAugMode = SeqAugMode.REFERENCE,
-                 batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED,
-                 positions: AVPositions = AVPositions.FAIRSEQ, output_norm: bool = True) -> None:
+    def __init__(
+        self,
+        d_audio: int,
+        d_vision: int,
+        d_av: int = 30,
+        pool_len: int = 55,
+        n_layers: int = 3,
+        n_heads: int = 6,
+        d_ffn: int = 120,
+        dropout: float = 0.1,
+        input_batchnorm: tuple[str, ...] = AV_MODALITIES,
+        aug: Augmentation = Augmentation.SEQAUG,
+        aug_p: float = 0.2,
+        seqaug_mode: SeqAugMode = SeqAugMode.REFERENCE,
+        batchnorm_at: AVBatchNormAt = AVBatchNormAt.POOLED,
+        positions: AVPositions = AVPositions.FAIRSEQ,
+        output_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.batchnorm_pooled = AVBatchNormAt(batchnorm_at) is AVBatchNormAt.POOLED
         self.pool_len = pool_len
@@ -173,10 +206,12 @@ class AVEncoder(nn.Module):
         # BatchNorm on the features of the modalities listed (SIMS both, MOSI pretraining audio only).
         self.audio_norm = MaskedBatchNorm(d_audio) if "audio" in input_batchnorm else None
         self.vision_norm = MaskedBatchNorm(d_vision) if "vision" in input_batchnorm else None
-        self.audio = ModalityEncoder(d_audio, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False,
-                                     positions=positions)
-        self.vision = ModalityEncoder(d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False,
-                                      positions=positions)
+        self.audio = ModalityEncoder(
+            d_audio, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False, positions=positions
+        )
+        self.vision = ModalityEncoder(
+            d_vision, d_av, n_layers, n_heads, d_ffn, dropout, pool_len, final_norm=False, positions=positions
+        )
         self.fusion = nn.Linear(2 * d_av, d_av)  # the Fusion FFW over cat(z_a, z_v)
         # No LayerNorm with `output_norm` off: the reference's pretraining reads the Fusion FFW's output.
         self.norm: nn.Module = nn.LayerNorm(d_av) if output_norm else nn.Identity()
@@ -184,20 +219,39 @@ class AVEncoder(nn.Module):
     @classmethod
     def from_config(cls, config, output_norm: bool = True) -> AVEncoder:
         """The AV encoder a ModelConfig describes (DeepMLF and AV pretraining build it the same way)."""
-        return cls(config.d_audio, config.d_vision, config.d_av, config.av_pool_len, config.av_layers,
-                   config.av_heads, config.av_ffn, config.av_dropout, config.av_input_batchnorm, config.av_aug,
-                   config.av_aug_p, config.seqaug_mode, config.av_batchnorm_at, config.av_positions, output_norm)
+        return cls(
+            config.d_audio,
+            config.d_vision,
+            config.d_av,
+            config.av_pool_len,
+            config.av_layers,
+            config.av_heads,
+            config.av_ffn,
+            config.av_dropout,
+            config.av_input_batchnorm,
+            config.av_aug,
+            config.av_aug_p,
+            config.seqaug_mode,
+            config.av_batchnorm_at,
+            config.av_positions,
+            output_norm,
+        )
 
-    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor,
-                vision_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, audio: torch.Tensor, audio_lengths: torch.Tensor, vision: torch.Tensor, vision_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """audio (B, T_a, D_a), vision (B, T_v, D_v), lengths (B,) → z (B, P, d_av), valid (B, P)."""
         if self.training and self.raw_seqaug:
             # The reference: raw frames (B, T, D) of the batch, one permutation each, before BatchNorm and pooling.
             audio = seq_aug_shared(audio, self.aug_p)
             vision = seq_aug_shared(vision, self.aug_p)
         if not self.batchnorm_pooled:
-            audio, vision = self._batchnorm(audio, lengths_to_mask(audio_lengths, audio.shape[1]),
-                                            vision, lengths_to_mask(vision_lengths, vision.shape[1]))
+            audio, vision = self._batchnorm(
+                audio,
+                lengths_to_mask(audio_lengths, audio.shape[1]),
+                vision,
+                lengths_to_mask(vision_lengths, vision.shape[1]),
+            )
         steps = pooled_lengths(audio_lengths, vision_lengths, self.pool_len)  # (B,)
         valid = lengths_to_mask(steps, self.pool_len)  # (B, P)
         audio = pool_to_grid(audio, audio_lengths, steps, self.pool_len)  # (B, P, D_a)
@@ -212,8 +266,9 @@ class AVEncoder(nn.Module):
         z = self.norm(self.fusion(torch.cat([z_a, z_v], dim=-1)))  # (B, P, d_av)
         return z * valid[..., None], valid
 
-    def _batchnorm(self, audio: torch.Tensor, audio_valid: torch.Tensor, vision: torch.Tensor,
-                   vision_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batchnorm(
+        self, audio: torch.Tensor, audio_valid: torch.Tensor, vision: torch.Tensor, vision_valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The modalities' BatchNorms (where they have one) over their valid steps: (B, T, D) each."""
         if self.audio_norm is not None:
             audio = self.audio_norm(audio, audio_valid)

@@ -83,15 +83,20 @@ def load_av_weights(model: nn.Module, tensors: dict[str, torch.Tensor], freeze: 
     unexpected = sorted(set(wanted) - set(own))
     mismatched = sorted(k for k in set(own) & set(wanted) if own[k].shape != wanted[k].shape)
     if missing:
-        raise CheckpointError(f"the AV pretraining checkpoint lacks {missing[0]} ({len(missing)} model AV "
-                              f"tensor(s) missing), so it would stay randomly initialised; {fix}")
+        raise CheckpointError(
+            f"the AV pretraining checkpoint lacks {missing[0]} ({len(missing)} model AV "
+            f"tensor(s) missing), so it would stay randomly initialised; {fix}"
+        )
     if unexpected:
-        raise CheckpointError(f"the AV pretraining checkpoint holds {unexpected[0]}, which this model does not "
-                              f"have ({len(unexpected)} such tensor(s)); {fix}")
+        raise CheckpointError(
+            f"the AV pretraining checkpoint holds {unexpected[0]}, which this model does not "
+            f"have ({len(unexpected)} such tensor(s)); {fix}"
+        )
     if mismatched:
         key = mismatched[0]
-        raise CheckpointError(f"shape mismatch at {key}: checkpoint {tuple(wanted[key].shape)}, model "
-                              f"{tuple(own[key].shape)}; {fix}")
+        raise CheckpointError(
+            f"shape mismatch at {key}: checkpoint {tuple(wanted[key].shape)}, model {tuple(own[key].shape)}; {fix}"
+        )
     model.load_state_dict(wanted, strict=False)
     if freeze:
         for p in model.get_submodule("av_encoder").parameters():

@@ -120,8 +120,15 @@ class TextBranch(nn.Module):
     def __init__(self, lm: FrozenLM, settings: BaselineSettings) -> None:
         super().__init__()
         self.max_tokens = settings.max_text_tokens
-        self.encoder = ModalityEncoder(lm.d_model, settings.d_av, settings.av_layers, settings.av_heads,
-                                       settings.av_ffn, settings.av_dropout, settings.max_text_tokens)
+        self.encoder = ModalityEncoder(
+            lm.d_model,
+            settings.d_av,
+            settings.av_layers,
+            settings.av_heads,
+            settings.av_ffn,
+            settings.av_dropout,
+            settings.max_text_tokens,
+        )
         self.aug = Augmentation(settings.text_aug)
         self.aug_p = settings.text_aug_p
         self.aug_apply = settings.text_aug_apply
@@ -155,8 +162,15 @@ class SequenceBranch(nn.Module):
         super().__init__()
         self.pool_len = settings.av_pool_len
         self.norm = MaskedBatchNorm(d_in) if settings.av_input_batchnorm else None
-        self.encoder = ModalityEncoder(d_in, settings.d_av, settings.av_layers, settings.av_heads, settings.av_ffn,
-                                       settings.av_dropout, settings.av_pool_len)
+        self.encoder = ModalityEncoder(
+            d_in,
+            settings.d_av,
+            settings.av_layers,
+            settings.av_heads,
+            settings.av_ffn,
+            settings.av_dropout,
+            settings.av_pool_len,
+        )
         self.aug = Augmentation(settings.av_aug)
         self.aug_p = settings.av_aug_p
 
@@ -288,8 +302,12 @@ class LateFusion(BaselineModel):
         unimodal = {m: self.heads[m](states[m]).float() for m in self.modalities}  # each (B,)
         stacked = torch.stack([unimodal[m] for m in self.modalities], dim=1)  # (B, 3)
         # text: the text classifier; av: mean of the audio and vision classifiers; fusion: all three.
-        return Output.of(late_vote(stacked.detach()), text=unimodal["text"],
-                         av=(unimodal["audio"] + unimodal["vision"]) / 2, fusion=stacked)
+        return Output.of(
+            late_vote(stacked.detach()),
+            text=unimodal["text"],
+            av=(unimodal["audio"] + unimodal["vision"]) / 2,
+            fusion=stacked,
+        )
 
     def loss_terms(self, out: Output, y: torch.Tensor) -> dict[str, torch.Tensor]:
         # Each unimodal classifier learns on its own.
@@ -323,5 +341,6 @@ class VisionOnly(Unimodal):
 
 # kind -> its class; the registry takes each one's builder and modalities from here.
 BASELINES: dict[str, type[BaselineModel]] = {
-    cls.kind: cls for cls in (EarlyFusion, LateFusion, AttentionFusion, TextOnly, AudioOnly, VisionOnly)}
+    cls.kind: cls for cls in (EarlyFusion, LateFusion, AttentionFusion, TextOnly, AudioOnly, VisionOnly)
+}
 BASELINE_KINDS: dict[str, frozenset[str]] = {kind: frozenset(cls.modalities) for kind, cls in BASELINES.items()}

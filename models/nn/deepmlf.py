@@ -35,8 +35,13 @@ LOGITS_BUDGET_BYTES = 512 * 2**20  # float32 LM-loss logits held at once up to t
 FUSED_CHUNK_BYTES = 32 * 2**20  # one chunk's (rows, vocab) float32 logits in the fused LM loss
 
 
-def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int = 512,
-                    budget_bytes: int = LOGITS_BUDGET_BYTES) -> torch.Tensor:
+def chunked_lm_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    head: nn.Module,
+    chunk: int = 512,
+    budget_bytes: int = LOGITS_BUDGET_BYTES,
+) -> torch.Tensor:
     """Mean next-token cross-entropy of (N, d) hidden rows against (N,) targets.
 
     Only rows that have a target are passed in. A frozen linear head (the
@@ -51,8 +56,7 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
         return hidden.sum() * 0.0
     vocab = int(head.weight.shape[0])  # type: ignore[index]  # nn.Module attributes type as Tensor | Module
     fused_chunk = max(1, min(chunk, FUSED_CHUNK_BYTES // (vocab * 4)))
-    fused = head_cross_entropy_sum(hidden, targets, head, fused_chunk,
-                                   eager=fused_chunk * vocab * 4 <= budget_bytes)
+    fused = head_cross_entropy_sum(hidden, targets, head, fused_chunk, eager=fused_chunk * vocab * 4 <= budget_bytes)
     if fused is not None:
         return fused / hidden.shape[0]
 
@@ -64,7 +68,7 @@ def chunked_lm_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module
         return chunk_loss(hidden, targets) / hidden.shape[0]
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk):
-        h, t = hidden[start:start + chunk], targets[start:start + chunk]
+        h, t = hidden[start : start + chunk], targets[start : start + chunk]
         if torch.is_grad_enabled() and h.requires_grad:
             total = total + checkpoint(chunk_loss, h, t, use_reentrant=False)
         else:
@@ -91,9 +95,18 @@ class DeepMLF(nn.Module):
         self.av_encoder = AVEncoder.from_config(config)
         self.fusion_tokens = nn.Parameter(torch.randn(config.n_fusion, d) * 0.02)  # (n_f, d)
         blocks = {
-            str(i): MMBlock(d, config.d_av, config.mm_heads, config.mm_dropout,
-                            mm_block_ffw(config.ffw_mode, self.lm.mlp(i)), config.gating, self.lm.layer_norm_eps,
-                            self.lm.rms_norm, config.ffw_init, config.mlp_form)
+            str(i): MMBlock(
+                d,
+                config.d_av,
+                config.mm_heads,
+                config.mm_dropout,
+                mm_block_ffw(config.ffw_mode, self.lm.mlp(i)),
+                config.gating,
+                self.lm.layer_norm_eps,
+                self.lm.rms_norm,
+                config.ffw_init,
+                config.mlp_form,
+            )
             for i in sorted(config.mm_layers)
         }
         self.mm_blocks = nn.ModuleDict(blocks)
@@ -190,8 +203,9 @@ class DeepMLF(nn.Module):
         # The cache holds clip-only states: usable when the LM has no dropout and the text is not augmented.
         cacheable = self.prefix_cache is not None and not self.lm.training and text is embedded
         with torch.no_grad():
-            text_hidden, text_kv = self._text_prefix(batch, text, positions[:, :T], ctx.part(slice(0, T), slice(0, T)),
-                                                     first, cacheable)  # (B, T, d), per layer (B, H_kv, T, d_h) x2
+            text_hidden, text_kv = self._text_prefix(
+                batch, text, positions[:, :T], ctx.part(slice(0, T), slice(0, T)), first, cacheable
+            )  # (B, T, d), per layer (B, H_kv, T, d_h) x2
         if not cfg.n_fusion:
             return text_hidden, ctx, first
         fusion_hidden = self.lm.add_positions(fusion, positions[:, T:])  # (B, n_f, d)
@@ -209,8 +223,15 @@ class DeepMLF(nn.Module):
             kvs.append(kv)
         return hidden, kvs
 
-    def _text_prefix(self, batch: Batch, text: torch.Tensor, text_positions: torch.Tensor, ctx: LayerContext,
-                     first: int, cacheable: bool):
+    def _text_prefix(
+        self,
+        batch: Batch,
+        text: torch.Tensor,
+        text_positions: torch.Tensor,
+        ctx: LayerContext,
+        first: int,
+        cacheable: bool,
+    ):
         """The text's prefix states, from the per-clip cache where it has them, else computed (and stored)."""
         if not cacheable:
             return self._run_text_layers(text, text_positions, ctx, first)
@@ -222,13 +243,14 @@ class DeepMLF(nn.Module):
         missing = [row for row, e in enumerate(entries) if e is None]
         if missing:
             rows = torch.tensor(missing, device=text.device)
-            hidden, kvs = self._run_text_layers(text[rows], text_positions[rows],
-                                                ctx.part(slice(None), slice(None), rows), first)
+            hidden, kvs = self._run_text_layers(
+                text[rows], text_positions[rows], ctx.part(slice(None), slice(None), rows), first
+            )
             kv = torch.stack([torch.stack(pair) for pair in kvs])  # (L, 2, M, H_kv, T, d_h)
             lengths = batch.text_valid[rows].sum(1).tolist()
             for j, (row, n) in enumerate(zip(missing, lengths)):
                 # Left padding: a clip's n real tokens are the last n positions.
-                entry = PrefixEntry(kv[:, :, j, :, T - n:], hidden[j, T - n:])
+                entry = PrefixEntry(kv[:, :, j, :, T - n :], hidden[j, T - n :])
                 entries[row] = entry
                 cache.put(keys[row], entry)
         found = [e for e in entries if e is not None]  # every row, now
@@ -238,8 +260,8 @@ class DeepMLF(nn.Module):
         out_hidden = text.new_zeros(B, T, d)
         for row, entry in enumerate(found):
             n = entry.hidden.shape[0]
-            out_kv[:, :, row, :, T - n:] = entry.kv
-            out_hidden[row, T - n:] = entry.hidden
+            out_kv[:, :, row, :, T - n :] = entry.kv
+            out_hidden[row, T - n :] = entry.hidden
         return out_hidden, [(out_kv[i, 0], out_kv[i, 1]) for i in range(L)]
 
     def forward(self, batch: Batch, compute_loss: bool = True) -> Output:

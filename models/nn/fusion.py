@@ -80,8 +80,12 @@ class CrossAttention(nn.Module):
         k = k.view(B, -1, H, d_h).transpose(1, 2)  # (B, H, S, d_h)
         v = v.view(B, -1, H, d_h).transpose(1, 2)
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=context_valid[:, None, None, :],
-            dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
+            q,
+            k,
+            v,
+            attn_mask=context_valid[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=self.scale,
         )
 
 
@@ -162,9 +166,19 @@ class MMBlock(nn.Module):
     `ffw_init` how the FFW copy starts and `mlp_form` what a Llama-family copy computes (copy_mlp).
     """
 
-    def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float, mlp: nn.Module | None,
-                 gating: Gating, layer_norm_eps: float = 1e-5, rms_norm: bool = False,
-                 ffw_init: FFWInit = FFWInit.COPY_LM, mlp_form: MLPForm = MLPForm.SWIGLU) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_context: int,
+        n_heads: int,
+        dropout: float,
+        mlp: nn.Module | None,
+        gating: Gating,
+        layer_norm_eps: float = 1e-5,
+        rms_norm: bool = False,
+        ffw_init: FFWInit = FFWInit.COPY_LM,
+        mlp_form: MLPForm = MLPForm.SWIGLU,
+    ) -> None:
         super().__init__()
         self.ln_ca = pre_norm(d_model, rms_norm, layer_norm_eps)
         self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
@@ -174,8 +188,7 @@ class MMBlock(nn.Module):
             self.ln_ffw = pre_norm(d_model, rms_norm, layer_norm_eps)
             self.gate_ffw = Gate(gating)
 
-    def forward(self, hidden: torch.Tensor, z: torch.Tensor, z_valid: torch.Tensor,
-                query_slice: slice) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, z: torch.Tensor, z_valid: torch.Tensor, query_slice: slice) -> torch.Tensor:
         """hidden (B, T, d) → (B, T, d); z (B, S, d_av), z_valid (B, S)."""
         queries = hidden[:, query_slice]  # (B, Q, d)
         # The norms' outputs are kept for the projections' weight gradients as "norm again"
@@ -183,7 +196,7 @@ class MMBlock(nn.Module):
         normed = self.ln_ca(queries)
         with recompute_saved(normed, functools.partial(self.ln_ca, queries)):
             update = self.gate_ca(self.cross_attn(normed, z, z_valid))
-        before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop:]
+        before, after = hidden[:, : query_slice.start], hidden[:, query_slice.stop :]
         hidden = torch.cat([before, queries + update, after], dim=1)
         if self.ffw is not None:
             normed_all = self.ln_ffw(hidden)
@@ -214,8 +227,9 @@ def add_lora(block: MMBlock, r: int, alpha: int, dropout: float = 0.0, init: LoR
 
     targets = block.ffw_mode_targets()
     fan_in_fan_out = any(isinstance(m, Conv1D) for m in block.ffw.modules())  # GPT-2 stores W transposed
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, bias="none",
-                        fan_in_fan_out=fan_in_fan_out)
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, bias="none", fan_in_fan_out=fan_in_fan_out
+    )
     block.ffw = inject_adapter_in_model(config, block.ffw)
     if LoRAInit(init) is LoRAInit.REFERENCE:
         reference_lora_a(block.ffw)

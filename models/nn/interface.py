@@ -35,11 +35,17 @@ class Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True)
 
-        return replace(self, text_ids=move(self.text_ids), text_valid=move(self.text_valid),
-                       audio=move(self.audio), audio_lengths=move(self.audio_lengths), vision=move(self.vision),
-                       vision_lengths=move(self.vision_lengths),
-                       labels=None if self.labels is None else move(self.labels),
-                       text_next=None if self.text_next is None else move(self.text_next))
+        return replace(
+            self,
+            text_ids=move(self.text_ids),
+            text_valid=move(self.text_valid),
+            audio=move(self.audio),
+            audio_lengths=move(self.audio_lengths),
+            vision=move(self.vision),
+            vision_lengths=move(self.vision_lengths),
+            labels=None if self.labels is None else move(self.labels),
+            text_next=None if self.text_next is None else move(self.text_next),
+        )
 
     def __len__(self) -> int:
         return self.text_ids.shape[0]
@@ -57,19 +63,28 @@ class Output:
     terms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, prediction: torch.Tensor, text: torch.Tensor | None = None, av: torch.Tensor | None = None,
-           fusion: torch.Tensor | None = None) -> Output:
+    def of(
+        cls,
+        prediction: torch.Tensor,
+        text: torch.Tensor | None = None,
+        av: torch.Tensor | None = None,
+        fusion: torch.Tensor | None = None,
+    ) -> Output:
         """The Output of a model with only some of DeepMLF's heads: each head it lacks is NaN (fusion: no columns).
 
         prediction: (B,). Evaluation writes every head's column, so a missing
         head reads as "not computed", never as a score.
         """
+
         def missing() -> torch.Tensor:
             return torch.full_like(prediction, float("nan"))  # (B,)
 
-        return cls(prediction=prediction, text=missing() if text is None else text,
-                   av=missing() if av is None else av,
-                   fusion=prediction.new_zeros(prediction.shape[0], 0) if fusion is None else fusion)
+        return cls(
+            prediction=prediction,
+            text=missing() if text is None else text,
+            av=missing() if av is None else av,
+            fusion=prediction.new_zeros(prediction.shape[0], 0) if fusion is None else fusion,
+        )
 
 
 class SentimentModel(Protocol):

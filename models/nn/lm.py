@@ -48,17 +48,47 @@ KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
     "openai-community/gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20)),
     "gpt2-xl": ("gpt2", dict(n_embd=1600, n_layer=48, n_head=25)),
-    "uer/gpt2-chinese-cluecorpussmall": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=21128,
-                                                        bos_token_id=None, eos_token_id=None)),  # GPT-2's 50256 is outside its vocabulary
-    "HuggingFaceTB/SmolLM2-135M": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                                                 num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
-                                                 tie_word_embeddings=True)),
-    "HuggingFaceTB/SmolLM2-360M": ("llama", dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
-                                                 num_attention_heads=15, num_key_value_heads=5, vocab_size=49152,
-                                                 tie_word_embeddings=True)),
-    "HuggingFaceTB/SmolLM2-1.7B": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
-                                                 num_attention_heads=32, num_key_value_heads=32, vocab_size=49152,
-                                                 tie_word_embeddings=True, rope_theta=130000.0)),
+    "uer/gpt2-chinese-cluecorpussmall": (
+        "gpt2",
+        dict(n_embd=768, n_layer=12, n_head=12, vocab_size=21128, bos_token_id=None, eos_token_id=None),
+    ),  # GPT-2's 50256 is outside its vocabulary
+    "HuggingFaceTB/SmolLM2-135M": (
+        "llama",
+        dict(
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "HuggingFaceTB/SmolLM2-360M": (
+        "llama",
+        dict(
+            hidden_size=960,
+            intermediate_size=2560,
+            num_hidden_layers=32,
+            num_attention_heads=15,
+            num_key_value_heads=5,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "HuggingFaceTB/SmolLM2-1.7B": (
+        "llama",
+        dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=24,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+            rope_theta=130000.0,
+        ),
+    ),
 }
 
 
@@ -87,8 +117,11 @@ def resolve_lm_source(name: str, revision: str | None = None) -> str:
     if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or not all(name.split("/")):
         from models.config import PRESETS
 
-        hint = ("; it is the `sample` preset's tiny GPT-2, which `deepmlf demo` (make demo) builds"
-                if name == PRESETS["sample"].model["lm"] else "; check the --lm path")
+        hint = (
+            "; it is the `sample` preset's tiny GPT-2, which `deepmlf demo` (make demo) builds"
+            if name == PRESETS["sample"].model["lm"]
+            else "; check the --lm path"
+        )
         raise ModelNotAvailableError(f"language model directory {path}{_relative_to_cwd(path)} does not exist{hint}")
     from huggingface_hub import try_to_load_from_cache
 
@@ -98,13 +131,15 @@ def resolve_lm_source(name: str, revision: str | None = None) -> str:
             raise ModelNotAvailableError(
                 f"language model {name!r} is cached, but not at revision {revision} (the one the model was "
                 f"trained on): run `hf download {name} --revision {revision}` where there is network and copy "
-                f"the cache")
+                f"the cache"
+            )
         if "/" not in name and name not in KNOWN_CONFIGS:
             # A bare word is a hub id only for a few legacy models (gpt2, ...); a user's "lmcopy"
             # is a folder they meant, and `hf download lmcopy` would only send them astray.
             raise ModelNotAvailableError(
                 f"language model {name!r}: no directory {path}{_relative_to_cwd(path)} and no cached hub "
-                f"model of that name; check the --lm path (hub ids are namespace/name, e.g. openai-community/gpt2)")
+                f"model of that name; check the --lm path (hub ids are namespace/name, e.g. openai-community/gpt2)"
+            )
         raise _not_cached(name)
     return name
 
@@ -145,8 +180,13 @@ def load_lm_config(name: str):
     return (GPT2Config if model_type == "gpt2" else LlamaConfig)(**kwargs)
 
 
-def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dtype: torch.dtype = torch.float32,
-                   revision: str | None = None):
+def load_causal_lm(
+    name: str,
+    random_init: bool = False,
+    meta: bool = False,
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+):
     """Load (model, tokenizer) for `name` (at hub commit `revision` if given); tokenizer is None with `random_init`.
 
     `random_init` builds the LM from its config alone (no weights needed);
@@ -168,7 +208,8 @@ def load_causal_lm(name: str, random_init: bool = False, meta: bool = False, dty
         return model, None
     source = resolve_lm_source(name, revision)
     offline: dict[str, Any] = (
-        {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {})
+        {"local_files_only": True} if not Path(source).is_dir() or os.environ.get("HF_HUB_OFFLINE") else {}
+    )
     if revision is not None and not Path(source).is_dir():
         offline["revision"] = revision
     model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", dtype=dtype, **offline)
@@ -205,8 +246,7 @@ class LayerContext:
         rotary = None
         if self.position_embeddings is not None:
             rotary = tuple(pick(t)[:, queries] for t in self.position_embeddings)
-        return LayerContext(pick(self.attention_mask)[:, :, queries, keys], pick(self.position_ids)[:, queries],
-                            rotary)
+        return LayerContext(pick(self.attention_mask)[:, :, queries, keys], pick(self.position_ids)[:, queries], rotary)
 
 
 class _KVShim:
@@ -228,8 +268,10 @@ class _KVShim:
         if self.past is None:
             return key_states, value_states
         past_k, past_v = self.past
-        return (torch.cat([past_k.to(key_states.dtype), key_states], dim=2),
-                torch.cat([past_v.to(value_states.dtype), value_states], dim=2))
+        return (
+            torch.cat([past_k.to(key_states.dtype), key_states], dim=2),
+            torch.cat([past_v.to(value_states.dtype), value_states], dim=2),
+        )
 
 
 def _cache_kwarg(layer: nn.Module) -> str:
@@ -382,8 +424,9 @@ class FrozenLM(nn.Module):
             out = layer(hidden, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
-    def run_layer_kv(self, index: int, hidden: torch.Tensor, ctx: LayerContext,
-                     past: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def run_layer_kv(
+        self, index: int, hidden: torch.Tensor, ctx: LayerContext, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ):
         """Run decoder layer `index` on (B, L, d) rows and also return their keys and values.
 
         With `past` (keys, values (B, H_kv, P, d_h) of P earlier positions),
@@ -395,8 +438,11 @@ class FrozenLM(nn.Module):
         if self._cache_name is None:
             self._cache_name = _cache_kwarg(layer)
         shim = _KVShim(past)
-        kwargs: dict[str, Any] = {"attention_mask": ctx.attention_mask, "position_ids": ctx.position_ids,
-                                  self._cache_name: shim}
+        kwargs: dict[str, Any] = {
+            "attention_mask": ctx.attention_mask,
+            "position_ids": ctx.position_ids,
+            self._cache_name: shim,
+        }
         if ctx.position_embeddings is not None:
             kwargs["position_embeddings"] = ctx.position_embeddings
         out = layer(hidden, **kwargs)

@@ -80,16 +80,24 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def lean_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                   attention_mask: torch.Tensor | None, dropout: float = 0.0, **kwargs):
+def lean_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    **kwargs,
+):
     """Hugging Face's SDPA attention, with its core recomputed in backward on CPU under dropout.
 
     Same signature and result as transformers' `sdpa_attention_forward`.
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if not (enabled and dropout > 0 and query.device.type == "cpu" and _needs_grad(query, key, value)
-            and not _compiling()):
+    if not (
+        enabled and dropout > 0 and query.device.type == "cpu" and _needs_grad(query, key, value) and not _compiling()
+    ):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, **kwargs)
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -190,12 +198,12 @@ class _HeadCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         grad_hidden = torch.empty_like(hidden) if eager else None  # (N, d): d Σloss / d hidden
         for start in range(0, hidden.shape[0], chunk):
-            logits = F.linear(hidden[start:start + chunk].to(dtype), weight, bias).float()  # (n, V)
-            t = targets[start:start + chunk]
+            logits = F.linear(hidden[start : start + chunk].to(dtype), weight, bias).float()  # (n, V)
+            t = targets[start : start + chunk]
             lse = torch.logsumexp(logits, dim=1)  # (n,)
             total = total + (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if grad_hidden is not None:
-                grad_hidden[start:start + chunk] = _logits_grad(logits, lse[:, None], t).to(weight.dtype) @ weight
+                grad_hidden[start : start + chunk] = _logits_grad(logits, lse[:, None], t).to(weight.dtype) @ weight
         if eager:
             ctx.save_for_backward(grad_hidden)
         else:
@@ -211,10 +219,10 @@ class _HeadCrossEntropy(torch.autograd.Function):
         hidden, targets, weight, bias = ctx.saved_tensors
         grad_hidden = torch.empty_like(hidden)
         for start in range(0, hidden.shape[0], ctx.chunk):
-            h, t = hidden[start:start + ctx.chunk], targets[start:start + ctx.chunk]
+            h, t = hidden[start : start + ctx.chunk], targets[start : start + ctx.chunk]
             logits = F.linear(h.to(weight.dtype), weight, bias).float()
             p = _logits_grad(logits, torch.logsumexp(logits, dim=1, keepdim=True), t).mul_(grad)
-            grad_hidden[start:start + ctx.chunk] = p.to(weight.dtype) @ weight
+            grad_hidden[start : start + ctx.chunk] = p.to(weight.dtype) @ weight
         return grad_hidden, None, None, None, None, None, None
 
 
@@ -225,8 +233,9 @@ def _logits_grad(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor)
     return p
 
 
-def head_cross_entropy_sum(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int,
-                           eager: bool) -> torch.Tensor | None:
+def head_cross_entropy_sum(
+    hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, chunk: int, eager: bool
+) -> torch.Tensor | None:
     """Σ cross-entropy(head(hidden), targets) through `_HeadCrossEntropy`, or None where it does not apply.
 
     It applies to a frozen nn.Linear head (elsewhere the caller's autograd path runs). The
@@ -236,8 +245,7 @@ def head_cross_entropy_sum(hidden: torch.Tensor, targets: torch.Tensor, head: nn
     if not (enabled and frozen and _needs_grad(hidden) and not _compiling()):
         return None
     device_type = hidden.device.type
-    dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
-             else head.weight.dtype)
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else head.weight.dtype
     with torch.autocast(device_type, enabled=False):  # the dtype is explicit inside
         return _HeadCrossEntropy.apply(hidden, targets, head.weight, head.bias, chunk, eager, dtype)
 

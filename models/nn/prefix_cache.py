@@ -49,8 +49,10 @@ class PrefixCache:
     def keys(text_ids: torch.Tensor, text_valid: torch.Tensor, positions: torch.Tensor) -> list[tuple]:
         """One key per row of a (B, T) batch: its real token ids and their positions."""
         ids, valid, pos = text_ids.tolist(), text_valid.tolist(), positions.tolist()
-        return [(tuple(i for i, v in zip(r_ids, r_valid) if v), tuple(p for p, v in zip(r_pos, r_valid) if v))
-                for r_ids, r_valid, r_pos in zip(ids, valid, pos)]
+        return [
+            (tuple(i for i, v in zip(r_ids, r_valid) if v), tuple(p for p, v in zip(r_pos, r_valid) if v))
+            for r_ids, r_valid, r_pos in zip(ids, valid, pos)
+        ]
 
     def get(self, key: tuple) -> PrefixEntry | None:
         entry = self.entries.get(key)
@@ -77,5 +79,10 @@ class PrefixCache:
 
     def stats(self) -> dict[str, float | int]:
         """What the training log reports: size held, entries, hits and misses so far."""
-        return {"mib": round(self.bytes_held / 2**20, 1), "entries": len(self.entries), "hits": self.hits,
-                "misses": self.misses, "refused": self.refused}
+        return {
+            "mib": round(self.bytes_held / 2**20, 1),
+            "entries": len(self.entries),
+            "hits": self.hits,
+            "misses": self.misses,
+            "refused": self.refused,
+        }

@@ -45,8 +45,9 @@ def count_parameters(model: nn.Module) -> dict[str, ParamCount]:
 def per_block_parameters(model: nn.Module) -> dict[int, ParamCount]:
     """Parameters of each MM block, keyed by the LM layer it follows."""
     return {
-        int(layer): ParamCount(sum(p.numel() for p in block.parameters()),
-                               sum(p.numel() for p in block.parameters() if p.requires_grad))
+        int(layer): ParamCount(
+            sum(p.numel() for p in block.parameters()), sum(p.numel() for p in block.parameters() if p.requires_grad)
+        )
         for layer, block in model.get_submodule("mm_blocks").named_children()
     }
 

@@ -22,9 +22,18 @@ DEFAULT_CORPUS = (
 )
 
 
-def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corpus: Iterable[str] = DEFAULT_CORPUS,
-                  n_layer: int = 4, d_model: int = 64, n_head: int = 4, vocab_size: int = 400, seed: int = 0,
-                  pretrain_steps: int = 0, initializer_range: float = 0.02) -> Path:
+def build_tiny_lm(
+    out_dir: Path,
+    family: Literal["gpt2", "llama"] = "gpt2",
+    corpus: Iterable[str] = DEFAULT_CORPUS,
+    n_layer: int = 4,
+    d_model: int = 64,
+    n_head: int = 4,
+    vocab_size: int = 400,
+    seed: int = 0,
+    pretrain_steps: int = 0,
+    initializer_range: float = 0.02,
+) -> Path:
     """Train a byte-level BPE tokenizer on `corpus`, build a tiny LM, save both to `out_dir`.
 
     With `pretrain_steps`, the LM is also trained on `corpus` with its
@@ -43,23 +52,49 @@ def build_tiny_lm(out_dir: Path, family: Literal["gpt2", "llama"] = "gpt2", corp
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(list(corpus), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                        unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
     vocab = len(tokenizer)
     eos = tokenizer.eos_token_id
     config: PretrainedConfig
     if family == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-                            bos_token_id=eos, eos_token_id=eos, initializer_range=initializer_range)
+        config = GPT2Config(
+            vocab_size=vocab,
+            n_positions=256,
+            n_embd=d_model,
+            n_layer=n_layer,
+            n_head=n_head,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            initializer_range=initializer_range,
+        )
     elif family == "llama":
-        config = LlamaConfig(vocab_size=vocab, hidden_size=d_model, intermediate_size=d_model * 3,
-                             num_hidden_layers=n_layer, num_attention_heads=n_head,
-                             num_key_value_heads=max(1, n_head // 2), max_position_embeddings=256,
-                             bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True,
-                             initializer_range=initializer_range)
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=d_model,
+            intermediate_size=d_model * 3,
+            num_hidden_layers=n_layer,
+            num_attention_heads=n_head,
+            num_key_value_heads=max(1, n_head // 2),
+            max_position_embeddings=256,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            tie_word_embeddings=True,
+            initializer_range=initializer_range,
+        )
     else:
         raise ValueError(f"family must be 'gpt2' or 'llama', not {family!r}")
     torch.manual_seed(seed)

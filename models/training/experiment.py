@@ -46,22 +46,31 @@ def av_pretrain_spec(spec: RunSpec, lr: float | None = None, preset=None) -> Run
         model = spec.model.replace(**preset.pretrain_model)
     else:
         # The AV encoder is the whole model here, so clipping covers every parameter.
-        train = dataclasses.replace(spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1,
-                                    clip_scope="all", **lr_field)
+        train = dataclasses.replace(
+            spec.train, schedule="plateau", warmup_epochs=0.0, grad_accum=1, clip_scope="all", **lr_field
+        )
         model = spec.model
     return dataclasses.replace(spec, kind="av", model=model, train=train, init_av=None, freeze_av=False)
 
 
 def dataset_info(dataset: MultimodalDataset) -> dict[str, Any]:
     """What a run records about its data (so evaluate/predict can check and reproduce it)."""
-    return {"name": dataset.name, "source": portable_source(dataset.source), "scheme": dataset.scheme,
-            "d_audio": dataset.d_audio, "d_vision": dataset.d_vision,
-            "audio_features": dataset.audio_features, "vision_features": dataset.vision_features,
-            "audio_rate_hz": dataset.audio_rate_hz, "vision_rate_hz": dataset.vision_rate_hz,
-            "recipe": dataset.recipe, "splits": {k: len(v) for k, v in dataset.splits.items()},
-            "fingerprint": dataset.fingerprint(),  # the same data at another path is recognised by it
-            # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
-            "cleaned": dataset.cleaning_report}
+    return {
+        "name": dataset.name,
+        "source": portable_source(dataset.source),
+        "scheme": dataset.scheme,
+        "d_audio": dataset.d_audio,
+        "d_vision": dataset.d_vision,
+        "audio_features": dataset.audio_features,
+        "vision_features": dataset.vision_features,
+        "audio_rate_hz": dataset.audio_rate_hz,
+        "vision_rate_hz": dataset.vision_rate_hz,
+        "recipe": dataset.recipe,
+        "splits": {k: len(v) for k, v in dataset.splits.items()},
+        "fingerprint": dataset.fingerprint(),  # the same data at another path is recognised by it
+        # split -> {"audio": n, "vision": n} non-finite values the loader set to 0
+        "cleaned": dataset.cleaning_report,
+    }
 
 
 def _check_resumed_lm(run: Run, fingerprint: str, lm: str) -> None:
@@ -70,8 +79,10 @@ def _check_resumed_lm(run: Run, fingerprint: str, lm: str) -> None:
         meta_file = checkpoint / "meta.json"
         saved = json.loads(meta_file.read_text()).get("lm_fingerprint") if meta_file.is_file() else None
         if saved is not None and saved != fingerprint:
-            raise CheckpointError(f"{checkpoint} was trained with LM weights {saved}, but {lm} "
-                                  f"holds other weights ({fingerprint}); resume with the LM it was trained with")
+            raise CheckpointError(
+                f"{checkpoint} was trained with LM weights {saved}, but {lm} "
+                f"holds other weights ({fingerprint}); resume with the LM it was trained with"
+            )
 
 
 def check_splits(dataset: MultimodalDataset) -> None:
@@ -79,8 +90,10 @@ def check_splits(dataset: MultimodalDataset) -> None:
     for name, why in (("train", "nothing to learn from"), ("valid", "early stopping and the best state need it")):
         if name not in dataset.splits or len(dataset.splits[name]) == 0:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
-            raise ConfigError(f"{dataset.source}: the {name} split is empty ({sizes}); {why}. Re-extract with "
-                              f"clips in {name} (label.csv `mode` column)")
+            raise ConfigError(
+                f"{dataset.source}: the {name} split is empty ({sizes}); {why}. Re-extract with "
+                f"clips in {name} (label.csv `mode` column)"
+            )
 
 
 def has_test_split(dataset: MultimodalDataset) -> bool:
@@ -95,15 +108,24 @@ def small_train_note(dataset: MultimodalDataset, train: TrainConfig) -> str | No
     n = len(dataset.splits["train"])
     if n >= train.batch_size:
         return None
-    return (f"the train split of {dataset.source} has only {n} clip(s), fewer than one batch ({train.batch_size}): "
-            f"each epoch is a single small step and the scores say little; add clips to train "
-            f"(label.csv `mode` column) or lower --batch-size")
+    return (
+        f"the train split of {dataset.source} has only {n} clip(s), fewer than one batch ({train.batch_size}): "
+        f"each epoch is a single small step and the scores say little; add clips to train "
+        f"(label.csv `mode` column) or lower --batch-size"
+    )
 
 
-def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: bool = False,
-              progress: Callable[[int], Callbacks] | None = None, hf_lm_and_tokenizer=None,
-              on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
-              device: torch.device | str = "auto", verdict: Verdict | None = None) -> dict[str, Any]:
+def train_run(
+    dataset: MultimodalDataset,
+    spec: RunSpec,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Callable[[int], Callbacks] | None = None,
+    hf_lm_and_tokenizer=None,
+    on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
+    device: torch.device | str = "auto",
+    verdict: Verdict | None = None,
+) -> dict[str, Any]:
     """Train every seed of `spec` on `dataset` on `device`; returns the results dict (also saved in `run_dir`).
 
     The device is not part of the spec: a run may resume on another one. With
@@ -132,12 +154,18 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
     device = resolve_device(device)  # as it is when the caller resolved it
     lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, device)
-    hf_lm, tokenizer = ((hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype, revision=config.lm_revision)) if needs_text(spec.kind)
-                        else (None, None))
+    hf_lm, tokenizer = (
+        (hf_lm_and_tokenizer or load_causal_lm(config.lm, dtype=lm_dtype, revision=config.lm_revision))
+        if needs_text(spec.kind)
+        else (None, None)
+    )
     # In place: the dataset's raw features become the normalised ones (held once; a MOSEI-sized
     # dataset is ~5 GB); `normalized_by` lets later runs on the same dataset object reuse them.
-    encoded = {name: encode_split(split, tokenizer, config.max_text_tokens, normalizer, in_place=True)
-               for name, split in dataset.splits.items() if len(split)}
+    encoded = {
+        name: encode_split(split, tokenizer, config.max_text_tokens, normalizer, in_place=True)
+        for name, split in dataset.splits.items()
+        if len(split)
+    }
     # The LM dtype it trained with: `deepmlf evaluate` on CUDA loads the LM the same way, so it
     # reproduces the test metrics written here.
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}
@@ -169,21 +197,45 @@ def train_run(dataset: MultimodalDataset, spec: RunSpec, run_dir: Path, resume: 
             from models.nn.av_pretrain import load_av_weights
 
             load_av_weights(model, av_weights, freeze=spec.freeze_av)
-        result = fit(model, encoded["train"], encoded["valid"], spec.train, dataset.scheme, seed_dir, seed,
-                     extra_tensors=extra, meta=meta, callbacks=progress(seed) if progress else None, resume=resume,
-                     device=device)
+        result = fit(
+            model,
+            encoded["train"],
+            encoded["valid"],
+            spec.train,
+            dataset.scheme,
+            seed_dir,
+            seed,
+            extra_tensors=extra,
+            meta=meta,
+            callbacks=progress(seed) if progress else None,
+            resume=resume,
+            device=device,
+        )
         metrics: dict[str, float] = {}
         if tested:
             test_pred = predict_encoded(model, encoded["test"], spec.train.eval_batch_size, device)
             metrics = compute_metrics(test_pred["prediction"], encoded["test"].labels, dataset.scheme)
         rows[seed] = metrics
         if rank == 0:
-            _plot_seed(seed_dir, result.history, test_pred["prediction"] if tested else None,
-                       encoded["test"].labels if tested else None, dataset.scheme)
-            run.write_seed(seed, result.history,
-                           {"test": metrics, "valid": result.best_valid, "best_epoch": result.best_epoch,
-                            "epochs": len(result.history), "stopped_early": result.stopped_early},
-                           (encoded["test"].ids, encoded["test"].labels, test_pred) if tested else None)
+            _plot_seed(
+                seed_dir,
+                result.history,
+                test_pred["prediction"] if tested else None,
+                encoded["test"].labels if tested else None,
+                dataset.scheme,
+            )
+            run.write_seed(
+                seed,
+                result.history,
+                {
+                    "test": metrics,
+                    "valid": result.best_valid,
+                    "best_epoch": result.best_epoch,
+                    "epochs": len(result.history),
+                    "stopped_early": result.stopped_early,
+                },
+                (encoded["test"].ids, encoded["test"].labels, test_pred) if tested else None,
+            )
         if on_seed_done:
             on_seed_done(seed, metrics)
         del model

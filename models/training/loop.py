@@ -60,9 +60,14 @@ class Callbacks(Protocol):
 
 
 class _Silent:
-    def on_epoch_start(self, epoch, n_batches): pass
-    def on_batch(self, loss): pass
-    def on_epoch_end(self, epoch, record): pass
+    def on_epoch_start(self, epoch, n_batches):
+        pass
+
+    def on_batch(self, loss):
+        pass
+
+    def on_epoch_end(self, epoch, record):
+        pass
 
 
 def seed_everything(seed: int) -> None:
@@ -98,8 +103,9 @@ class FitResult:
     stopped_early: bool = False
 
 
-def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
-                     epoch: int) -> tuple[float, dict[str, float], int]:
+def score_validation(
+    pred: np.ndarray, labels: np.ndarray, scheme: str, epoch: int
+) -> tuple[float, dict[str, float], int]:
     """(validation L1, metrics, number of non-finite predictions) of one epoch.
 
     A NaN/inf prediction makes the epoch a bad one (L1 NaN never improves, no
@@ -107,8 +113,12 @@ def score_validation(pred: np.ndarray, labels: np.ndarray, scheme: str,
     """
     nonfinite = int((~np.isfinite(pred)).sum())
     if nonfinite:
-        warnings.warn(f"epoch {epoch}: {nonfinite} of {len(pred)} validation predictions are NaN/inf; "
-                      f"the epoch counts as one without improvement", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"epoch {epoch}: {nonfinite} of {len(pred)} validation predictions are NaN/inf; "
+            f"the epoch counts as one without improvement",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return float("nan"), {}, nonfinite
     # The stopping criterion: plain L1 on the validation split.
     return float(np.mean(np.abs(pred - labels))), compute_metrics(pred, labels, scheme), 0
@@ -124,7 +134,7 @@ def selection_score(pred: np.ndarray, labels: np.ndarray, batch_size: int, rule:
     errors = np.abs(np.asarray(pred, np.float64) - np.asarray(labels, np.float64))  # (N,)
     if rule == "l1":
         return float(errors.mean())
-    means = [errors[i:i + batch_size].mean() for i in range(0, len(errors), batch_size)]
+    means = [errors[i : i + batch_size].mean() for i in range(0, len(errors), batch_size)]
     return round(float(np.mean(means)), 4)
 
 
@@ -133,10 +143,20 @@ def improves(score: float, best: float, rule: str) -> bool:
     return score < best - (SELECTION_TOLERANCE if rule == "reference" else 0.0)
 
 
-def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config: TrainConfig, scheme: str,
-        out_dir: Path, seed: int, extra_tensors: dict[str, torch.Tensor] | None = None,
-        meta: dict[str, Any] | None = None, callbacks: Callbacks | None = None, resume: bool = False,
-        device: torch.device | str = "auto") -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    train: EncodedSplit,
+    valid: EncodedSplit,
+    config: TrainConfig,
+    scheme: str,
+    out_dir: Path,
+    seed: int,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    meta: dict[str, Any] | None = None,
+    callbacks: Callbacks | None = None,
+    resume: bool = False,
+    device: torch.device | str = "auto",
+) -> FitResult:
     """Train `model` with early stopping on the validation score (`selection_score`); the best state is
     saved to `out_dir/best`.
 
@@ -155,25 +175,36 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing in the model is trainable; check --freeze-av and the FFW mode")
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_groups), lr=config.lr,
-                                  betas=(config.beta1, config.beta2))
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
-                                                          patience=config.plateau_patience)
-               if config.schedule == "plateau" else None)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay, config.decay_groups),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+    )
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+        )
+        if config.schedule == "plateau"
+        else None
+    )
     clipped = clipped_parameters(model, config.clip_scope)
     loss_scale = accumulation_scale(config.clip_mode, config.grad_accum)
     ddp_model = model
     if is_distributed():
-        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                            find_unused_parameters=True)
+        ddp_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     batches_per_epoch = micro_batches_per_epoch(len(train), config.batch_size, world)
     steps_per_epoch, warmup_steps, period_steps = epoch_schedule(
-        len(train), config.batch_size, config.grad_accum, config.warmup_epochs, config.cosine_period_epochs, world)
+        len(train), config.batch_size, config.grad_accum, config.warmup_epochs, config.cosine_period_epochs, world
+    )
     if steps_per_epoch < 1:
-        raise ConfigError(f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
-                          f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
-                          f"lower --grad-accum or --batch-size")
+        raise ConfigError(
+            f"{len(train)} training clips make {batches_per_epoch} batches of {config.batch_size} per "
+            f"rank, fewer than grad_accum={config.grad_accum}: no optimizer step would run; "
+            f"lower --grad-accum or --batch-size"
+        )
     counters = FitCounters()
     state_dir = out_dir / STATE_DIR
     if resume and (state_dir / "state.json").is_file():
@@ -229,15 +260,23 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
         sync_batchnorm_buffers(model)  # every rank evaluates rank 0's (the checkpointed) statistics
         valid_pred = predict_encoded(model, valid, config.eval_batch_size, device)["prediction"]
         valid_mae, valid_metrics, nonfinite = score_validation(valid_pred, valid.labels, scheme, epoch)
-        score = valid_mae if nonfinite else selection_score(valid_pred, valid.labels, config.batch_size,
-                                                            config.selection)
+        score = (
+            valid_mae if nonfinite else selection_score(valid_pred, valid.labels, config.batch_size, config.selection)
+        )
         if plateau is not None:
             plateau.step(score)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                  "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
-                  "valid_l1": valid_mae, "valid": valid_metrics, "lr": optimizer.param_groups[0]["lr"],
-                  "valid_score": score, "seconds": round(time.time() - started, 2), "valid_nonfinite": nonfinite,
-                  "text_padding": round(pad_cells / max(1, text_cells), 4)}
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_terms": {k: v / max(1, len(losses)) for k, v in term_sums.items()},
+            "valid_l1": valid_mae,
+            "valid": valid_metrics,
+            "lr": optimizer.param_groups[0]["lr"],
+            "valid_score": score,
+            "seconds": round(time.time() - started, 2),
+            "valid_nonfinite": nonfinite,
+            "text_padding": round(pad_cells / max(1, text_cells), 4),
+        }
         prefix_cache = getattr(model, "prefix_cache", None)
         if prefix_cache is not None:
             record["prefix_cache"] = prefix_cache.stats()
@@ -246,8 +285,12 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
             counters.best_score, counters.best_epoch, counters.bad_epochs = score, epoch, 0
             counters.best_valid = valid_metrics
             if rank == 0:
-                save_checkpoint(out_dir / BEST_DIR, model, extra=extra_tensors,
-                                meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics})
+                save_checkpoint(
+                    out_dir / BEST_DIR,
+                    model,
+                    extra=extra_tensors,
+                    meta={**(meta or {}), "seed": seed, "epoch": epoch, "valid": valid_metrics},
+                )
         else:
             counters.bad_epochs += 1
         record["best"] = improved
@@ -261,8 +304,11 @@ def fit(model: torch.nn.Module, train: EncodedSplit, valid: EncodedSplit, config
     if is_distributed():
         torch.distributed.barrier()
     if counters.best_epoch < 0:
-        raise ConfigError("no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
-                          "or check the features for extreme values")
+        raise ConfigError(
+            "no epoch gave finite validation predictions (all NaN/inf): lower --lr, "
+            "or check the features for extreme values"
+        )
     load_weights(model, read_checkpoint(out_dir / BEST_DIR))
-    return FitResult(counters.best_epoch, counters.best_valid, counters.history,
-                     stopped_early=counters.bad_epochs >= config.patience)
+    return FitResult(
+        counters.best_epoch, counters.best_valid, counters.history, stopped_early=counters.bad_epochs >= config.patience
+    )

@@ -122,8 +122,10 @@ def resolve_preset_name(preset: str | None, file_config: dict[str, Any], dataset
         return "sims" if dataset.scheme == Scheme.SIMS else "mosei"
     what = "no transcripts" if cjk is None else "non-Chinese transcripts"
     choices = ", ".join(f"{name} ({p.description})" for name, p in PRESETS.items() if name != "sample")
-    raise ConfigError(f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "
-                      f"the {dataset.scheme} scale; pass --preset: {choices}")
+    raise ConfigError(
+        f"{dataset.source}: cannot choose a preset for a custom dataset with {what} and labels on "
+        f"the {dataset.scheme} scale; pass --preset: {choices}"
+    )
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -139,13 +141,25 @@ def spec_from_preset(options: RunOptions, dataset) -> tuple[RunSpec, Preset]:
     kind = options.kind or "deepmlf"
     chosen = get_preset(resolve_preset_name(options.preset, options.file_config, dataset, needs_text(kind)))
     pretraining = kind == "av"
-    model_fields = {**(chosen.pretrain_model if pretraining else {}), **options.file_config.get("model", {}),
-                    **_given(options.model_overrides)}
-    train_fields = {**(chosen.pretrain if pretraining else chosen.train), **options.file_config.get("train", {}),
-                    **_given(options.train_overrides)}
+    model_fields = {
+        **(chosen.pretrain_model if pretraining else {}),
+        **options.file_config.get("model", {}),
+        **_given(options.model_overrides),
+    }
+    train_fields = {
+        **(chosen.pretrain if pretraining else chosen.train),
+        **options.file_config.get("train", {}),
+        **_given(options.train_overrides),
+    }
     # The dataset's feature sizes are stamped by `prepare_spec`, the one place that does it.
-    spec = RunSpec(kind=kind, model=chosen.model_config(**model_fields), train=TrainConfig.from_dict(train_fields),
-                   seeds=tuple(options.seeds or (0,)), init_av=options.init_av, freeze_av=options.freeze_av)
+    spec = RunSpec(
+        kind=kind,
+        model=chosen.model_config(**model_fields),
+        train=TrainConfig.from_dict(train_fields),
+        seeds=tuple(options.seeds or (0,)),
+        init_av=options.init_av,
+        freeze_av=options.freeze_av,
+    )
     return spec, chosen
 
 
@@ -157,10 +171,15 @@ def resumed_spec(saved: RunSpec, options: RunOptions) -> RunSpec:
     """
     model = saved.model.replace(**_given(options.model_overrides))
     train = dataclasses.replace(saved.train, **_given(options.train_overrides))
-    return dataclasses.replace(saved, kind=options.kind or saved.kind, model=model,
-                               train=train, seeds=tuple(options.seeds) if options.seeds else saved.seeds,
-                               init_av=options.init_av if options.init_av is not None else saved.init_av,
-                               freeze_av=options.freeze_av or saved.freeze_av)
+    return dataclasses.replace(
+        saved,
+        kind=options.kind or saved.kind,
+        model=model,
+        train=train,
+        seeds=tuple(options.seeds) if options.seeds else saved.seeds,
+        init_av=options.init_av if options.init_av is not None else saved.init_av,
+        freeze_av=options.freeze_av or saved.freeze_av,
+    )
 
 
 def stamp_features(spec: RunSpec, dataset: MultimodalDataset) -> RunSpec:
@@ -201,9 +220,9 @@ def prepare_spec(spec: RunSpec, dataset: MultimodalDataset) -> RunSpec:
 # --------------------------------------------------------------------------- resuming
 # Options that may change between a run and its resume: where and how fast it runs, not what
 # it computes (bf16 LM on a GPU, layer checkpointing, the prefix cache, compile).
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"train.eval_batch_size", "train.lm_dtype",
-                                               "train.checkpoint_layers", "train.prefix_cache_gib",
-                                               "train.compile"})
+RESUMABLE_CHANGES: frozenset[str] = frozenset(
+    {"train.eval_batch_size", "train.lm_dtype", "train.checkpoint_layers", "train.prefix_cache_gib", "train.compile"}
+)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -219,13 +238,16 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def spec_differences(saved: RunSpec, requested: RunSpec) -> list[str]:
     """'field: saved → requested' for every setting that differs (device-like ones excepted)."""
     old, new = _flatten(saved.to_dict()), _flatten(requested.to_dict())
-    return [f"{key.split('.', 1)[-1]}: {old.get(key)!r} in the run, {new.get(key)!r} now"
-            for key in sorted(set(old) | set(new))
-            if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
+    return [
+        f"{key.split('.', 1)[-1]}: {old.get(key)!r} in the run, {new.get(key)!r} now"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)
+    ]
 
 
-def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool,
-                   world: int) -> tuple[RunSpec, Verdict]:
+def resume_verdict(
+    run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, resume: bool, world: int
+) -> tuple[RunSpec, Verdict]:
     """What `run_dir` means for `spec` (prepared), before anything is written: (the spec to train, the verdict).
 
     A run counts once an epoch has finished (`Run.is_started`): a directory whose
@@ -242,8 +264,11 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
         moved = None
         if saved_source != source:
             if saved_data.get("fingerprint") != dataset.fingerprint():
-                return spec, Refused(f"{run_dir} was trained on {saved_source}, not {dataset.source} (other "
-                                     f"content); resume with the same --dataset", ("dataset",))
+                return spec, Refused(
+                    f"{run_dir} was trained on {saved_source}, not {dataset.source} (other "
+                    f"content); resume with the same --dataset",
+                    ("dataset",),
+                )
             # The same data at another path: the run was copied or moved with it (a copied runs/demo).
             # Paths under the old folder (the LM, the AV encoder) move with it; the LM's weights are
             # checked by their fingerprint once loaded (`models.training.experiment.train_run`).
@@ -253,9 +278,12 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
             return spec, Refused(
                 f"{run_dir} was trained with {saved_world} process(es), not {world}: the steps per "
                 f"epoch (and so the lr schedule) depend on it; resume with "
-                f"torchrun --nproc_per_node {saved_world}" if saved_world > 1 else
-                f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
-                f"the lr schedule) depend on it; resume without torchrun", ("processes",))
+                f"torchrun --nproc_per_node {saved_world}"
+                if saved_world > 1
+                else f"{run_dir} was trained in one process, not {world}: the steps per epoch (and so "
+                f"the lr schedule) depend on it; resume without torchrun",
+                ("processes",),
+            )
         saved = run.spec() if moved is None else _moved_spec(run.spec(), *moved)
         differences = tuple(spec_differences(saved, spec))
         if differences:
@@ -264,10 +292,14 @@ def resume_verdict(run_dir: Path, spec: RunSpec, dataset: MultimodalDataset, res
                     f"{run_dir} is finished ({saved.train.max_epochs} epochs at most, every seed done) and "
                     f"--resume only continues an interrupted run: every seed has stopped (early stopping or the cap) "
                     f"and its best state is tested, so other settings ({'; '.join(differences)}) need a new run: "
-                    f"choose another --out", differences)
-            return spec, Refused(f"{run_dir} was started with other settings ({'; '.join(differences)}); "
-                                 f"resume with the run's own settings, or choose another --out for new ones",
-                                 differences)
+                    f"choose another --out",
+                    differences,
+                )
+            return spec, Refused(
+                f"{run_dir} was started with other settings ({'; '.join(differences)}); "
+                f"resume with the run's own settings, or choose another --out for new ones",
+                differences,
+            )
         return saved, Resume()
     if resume and not run.exists():
         run.spec()  # raises: there is no run to resume
@@ -288,6 +320,7 @@ def _moved_roots(old: str, new: str) -> tuple[str, str]:
 
 def _moved_spec(spec: RunSpec, old_root: str, new_root: str) -> RunSpec:
     """`spec` with its local paths (the LM folder, the AV encoder run) under `old_root` moved under `new_root`."""
+
     def moved(path: str | None) -> str | None:
         if not path or not Path(path).is_absolute() or not Path(path).is_relative_to(old_root):
             return path
@@ -301,8 +334,9 @@ def require_run(run_dir: Path) -> None:
     Run(run_dir).spec()
 
 
-def resolve_run(options: RunOptions, dataset: MultimodalDataset, run_dir: Path, resume: bool = False,
-                world: int | None = None) -> ResolvedRun:
+def resolve_run(
+    options: RunOptions, dataset: MultimodalDataset, run_dir: Path, resume: bool = False, world: int | None = None
+) -> ResolvedRun:
     """Every decision of a training run before weights load: the prepared spec and what resuming means.
 
     On --resume with neither a preset nor a config file, the run's own saved
@@ -320,8 +354,9 @@ def resolve_run(options: RunOptions, dataset: MultimodalDataset, run_dir: Path, 
     return resolve_spec(spec, dataset, run_dir, resume, world)
 
 
-def resolve_spec(spec: RunSpec, dataset: MultimodalDataset, run_dir: Path, resume: bool = False,
-                 world: int | None = None) -> ResolvedRun:
+def resolve_spec(
+    spec: RunSpec, dataset: MultimodalDataset, run_dir: Path, resume: bool = False, world: int | None = None
+) -> ResolvedRun:
     """`resolve_run` for a spec built elsewhere (the demo's, a study's): prepared, then judged against `run_dir`.
 
     Under torchrun rank 0 judges the directory (its refusal stops the job);

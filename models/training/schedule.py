@@ -40,8 +40,9 @@ def optimizer_steps_per_epoch(micro_batches: int, grad_accum: int) -> int:
     return micro_batches // grad_accum
 
 
-def epoch_schedule(n_clips: int, batch_size: int, grad_accum: int, warmup_epochs: float, period_epochs: int,
-                   world: int = 1) -> tuple[int, int, int]:
+def epoch_schedule(
+    n_clips: int, batch_size: int, grad_accum: int, warmup_epochs: float, period_epochs: int, world: int = 1
+) -> tuple[int, int, int]:
     """(optimizer steps per epoch, warm-up steps W, restart period T_0) of a training split of `n_clips`."""
     steps = optimizer_steps_per_epoch(micro_batches_per_epoch(n_clips, batch_size, world), grad_accum)
     warmup = warmup_steps_for(warmup_epochs, steps)
@@ -83,8 +84,11 @@ def accumulation_scale(clip_mode: str, grad_accum: int) -> float:
 
 def clipped_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
     """The trainable parameters that clipping touches: all, or all but the AV encoder ("non-av")."""
-    return [p for name, p in model.named_parameters()
-            if p.requires_grad and (scope == "all" or not name.startswith(AV_PREFIX))]
+    return [
+        p
+        for name, p in model.named_parameters()
+        if p.requires_grad and (scope == "all" or not name.startswith(AV_PREFIX))
+    ]
 
 
 def clip_gradients(parameters: Iterable[nn.Parameter], mode: str, threshold: float) -> None:

@@ -42,7 +42,9 @@ class FitCounters:
             raise ConfigError(f"resume state holds unknown counters {unknown}; start the run again without --resume")
         return cls(**data)
 
+
 # --- resume state: tensors in safetensors, counters in JSON --------------------------------------
+
 
 def save_state(directory: Path, model, optimizer, counters: FitCounters) -> None:
     from safetensors.torch import save_file
@@ -55,8 +57,12 @@ def save_state(directory: Path, model, optimizer, counters: FitCounters) -> None
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout and SeqAug masks on the GPU draw from it
-    saved = {**counters.to_dict(), "param_groups": [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-                                                    for g in opt_state["param_groups"]]}
+    saved = {
+        **counters.to_dict(),
+        "param_groups": [
+            {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt_state["param_groups"]
+        ],
+    }
     # Both files swap in together: a state directory never pairs one epoch's
     # tensors with another epoch's counters, and counts once it names its epoch.
     with atomic_dir(Path(directory)) as tmp:

@@ -48,8 +48,9 @@ def depth_layer_sets(n_layers: int) -> list[tuple[int, ...]]:
 
 
 def _depth(base: ModelConfig, n_layers: int) -> list[Variant]:
-    return [Variant(f"layers {','.join(map(str, layers))}", {"mm_layers": layers})
-            for layers in depth_layer_sets(n_layers)]
+    return [
+        Variant(f"layers {','.join(map(str, layers))}", {"mm_layers": layers}) for layers in depth_layer_sets(n_layers)
+    ]
 
 
 def _fusion_tokens(base: ModelConfig, n_layers: int) -> list[Variant]:
@@ -57,8 +58,11 @@ def _fusion_tokens(base: ModelConfig, n_layers: int) -> list[Variant]:
 
 
 def _av_init(base: ModelConfig, n_layers: int) -> list[Variant]:
-    return [Variant("Pre&Tune", init_av="pretrain"), Variant("Pre&Fro", init_av="pretrain", freeze_av=True),
-            Variant("Random&Tune")]
+    return [
+        Variant("Pre&Tune", init_av="pretrain"),
+        Variant("Pre&Fro", init_av="pretrain", freeze_av=True),
+        Variant("Random&Tune"),
+    ]
 
 
 def _losses(base: ModelConfig, n_layers: int) -> list[Variant]:
@@ -71,10 +75,14 @@ def _losses(base: ModelConfig, n_layers: int) -> list[Variant]:
 
 def _augmentation(base: ModelConfig, n_layers: int) -> list[Variant]:
     # SeqAug twice: as the reference applies it, and per sample over the real steps only.
-    seqaug = [Variant(f"seqaug ({m.value})", {"text_aug": "seqaug", "av_aug": "seqaug", "seqaug_mode": m.value})
-              for m in (SeqAugMode.REFERENCE, SeqAugMode.PER_SAMPLE)]
-    return seqaug + [Variant(a.value, {"text_aug": a.value, "av_aug": a.value})
-                     for a in (Augmentation.NOISE, Augmentation.DROPOUT, Augmentation.NONE)]
+    seqaug = [
+        Variant(f"seqaug ({m.value})", {"text_aug": "seqaug", "av_aug": "seqaug", "seqaug_mode": m.value})
+        for m in (SeqAugMode.REFERENCE, SeqAugMode.PER_SAMPLE)
+    ]
+    return seqaug + [
+        Variant(a.value, {"text_aug": a.value, "av_aug": a.value})
+        for a in (Augmentation.NOISE, Augmentation.DROPOUT, Augmentation.NONE)
+    ]
 
 
 def _gating(base: ModelConfig, n_layers: int) -> list[Variant]:
@@ -85,8 +93,11 @@ def _fusion_inputs(base: ModelConfig, n_layers: int) -> list[Variant]:
     with_ffw = base.ffw_mode if base.ffw_mode is not FFWMode.NONE else FFWMode.FULL
     rows = []
     for ffw, suffix in ((with_ffw, "+ FFW"), (FFWMode.NONE, "no FFW")):
-        for inputs, label in ((FusionInputs.FUSION, "fusion tokens"), (FusionInputs.TEXT, "text tokens"),
-                              (FusionInputs.BOTH, "both")):
+        for inputs, label in (
+            (FusionInputs.FUSION, "fusion tokens"),
+            (FusionInputs.TEXT, "text tokens"),
+            (FusionInputs.BOTH, "both"),
+        ):
             rows.append(Variant(f"{label} {suffix}", {"fusion_inputs": inputs.value, "ffw_mode": ffw.value}))
     return rows
 
@@ -99,11 +110,14 @@ STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
     "augmentation": ("Embedding augmentation", _augmentation),
     "gating": ("Gating of the MM blocks", _gating),
     "fusion-inputs": ("Fusion-block inputs (queries) with and without FFW", _fusion_inputs),
-    "lm-dropout": ("Frozen LM's dropout in training: on (reference) or off (text states cached per clip)",
-                   lambda base, n_layers: [Variant("dropout on", {"lm_dropout": True}),
-                                           Variant("dropout off", {"lm_dropout": False}),
-                                           Variant("dropout off, no text aug", {"lm_dropout": False,
-                                                                                 "text_aug": "none"})]),
+    "lm-dropout": (
+        "Frozen LM's dropout in training: on (reference) or off (text states cached per clip)",
+        lambda base, n_layers: [
+            Variant("dropout on", {"lm_dropout": True}),
+            Variant("dropout off", {"lm_dropout": False}),
+            Variant("dropout off, no text aug", {"lm_dropout": False, "text_aug": "none"}),
+        ],
+    ),
 }
 
 
@@ -132,7 +146,8 @@ def check_variant_layers(name: str, variants: list[Variant], base: ModelConfig, 
             raise ConfigError(
                 f"study {name}, variant {variant.name}: MM layer(s) {bad} are outside {base.lm}, which has "
                 f"{n_layers} layers (0..{n_layers - 1}); choose a --preset made for this LM, or set "
-                f"mm_layers in the [model] table of a --config file")
+                f"mm_layers in the [model] table of a --config file"
+            )
 
 
 def _lm_layers(name: str) -> int:
@@ -142,8 +157,17 @@ def _lm_layers(name: str) -> int:
     return int(getattr(config, "n_layer", None) or config.num_hidden_layers)
 
 
-def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_variant=None,
-              pretrain_lr: float | None = None, pretrain_preset=None, device: str = "auto") -> dict[str, Any]:
+def run_study(
+    name: str,
+    dataset,
+    base_spec,
+    out_dir: Path,
+    progress=None,
+    on_variant=None,
+    pretrain_lr: float | None = None,
+    pretrain_preset=None,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Train every variant of study `name` from `base_spec` (a deepmlf RunSpec); write and return the table.
 
     `progress(variant, seed)` gives training callbacks; `on_variant(name)` is
@@ -169,26 +193,56 @@ def run_study(name: str, dataset, base_spec, out_dir: Path, progress=None, on_va
             return done
         if on_variant:
             on_variant(variant_name)
-        return train_run(dataset, spec, run_dir, resume=Run(run_dir).exists(),
-                         progress=(lambda s: progress(variant_name, s)) if progress else None,
-                         hf_lm_and_tokenizer=lm_and_tokenizer, device=device)
+        return train_run(
+            dataset,
+            spec,
+            run_dir,
+            resume=Run(run_dir).exists(),
+            progress=(lambda s: progress(variant_name, s)) if progress else None,
+            hf_lm_and_tokenizer=lm_and_tokenizer,
+            device=device,
+        )
 
     if any(v.init_av == "pretrain" for v in variants):
-        run("AV pretraining", av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr, pretrain_preset),
-            out_dir / PRETRAIN_DIR)
+        run(
+            "AV pretraining",
+            av_pretrain_spec(dataclasses.replace(base_spec, model=base), pretrain_lr, pretrain_preset),
+            out_dir / PRETRAIN_DIR,
+        )
     rows = []
     for variant in variants:
         model = base.replace(**variant.overrides)
         init_av = str(out_dir / PRETRAIN_DIR) if variant.init_av == "pretrain" else None
-        spec = RunSpec(kind="deepmlf", model=model, train=base_spec.train, seeds=base_spec.seeds,
-                       init_av=init_av, freeze_av=variant.freeze_av)
+        spec = RunSpec(
+            kind="deepmlf",
+            model=model,
+            train=base_spec.train,
+            seeds=base_spec.seeds,
+            init_av=init_av,
+            freeze_av=variant.freeze_av,
+        )
         directory = variant_dir_name(variant.name)
         results = run(variant.name, spec, out_dir / directory)
-        rows.append({"name": variant.name, "dir": directory, "overrides": _jsonable(variant.overrides),
-                     "init_av": variant.init_av or "random", "freeze_av": variant.freeze_av,
-                     "seeds": list(results["seeds"]), "mean": results["mean"], "std": results["std"]})
-    study = {"study": name, "title": STUDIES[name][0], "dataset": dataset.name, "scheme": dataset.scheme,
-             "primary": list(PRIMARY_METRICS[dataset.scheme]), "rows": rows}
+        rows.append(
+            {
+                "name": variant.name,
+                "dir": directory,
+                "overrides": _jsonable(variant.overrides),
+                "init_av": variant.init_av or "random",
+                "freeze_av": variant.freeze_av,
+                "seeds": list(results["seeds"]),
+                "mean": results["mean"],
+                "std": results["std"],
+            }
+        )
+    study = {
+        "study": name,
+        "title": STUDIES[name][0],
+        "dataset": dataset.name,
+        "scheme": dataset.scheme,
+        "primary": list(PRIMARY_METRICS[dataset.scheme]),
+        "rows": rows,
+    }
     write_study(out_dir, study)
     return study
 
