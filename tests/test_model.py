@@ -343,7 +343,10 @@ def test_a_missing_lm_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/demo here
     with pytest.raises(ModelNotAvailableError, match="sample` preset's tiny GPT-2, which `deepmlf demo`"):
         resolve_lm_source(PRESETS["sample"].model["lm"])
-    with pytest.raises(ModelNotAvailableError, match="directory a/b/c does not exist; check the --lm path"):
+    with pytest.raises(
+        ModelNotAvailableError,
+        match=r"directory a/b/c \(relative to the current directory, .+\) does not exist; check the --lm path",
+    ):
         resolve_lm_source("a/b/c")  # two slashes: not a hub id, so no hub lookup
     with pytest.raises(ModelNotAvailableError, match="not a local directory and not in the Hugging Face cache"):
         resolve_lm_source("nobody/no-such-model-here")
