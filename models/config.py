@@ -469,6 +469,9 @@ _REFERENCE_PRETRAIN: dict[str, Any] = dict(
 
 # Paper Table 1 with the reference configs (docs/architecture.md §9, docs/recipe.md). Feature
 # sizes are those of the MMSA files; a dataset overrides them with its own.
+# What both MOSEI presets read: the MMSA file's feature sizes, the pool length, no AV BatchNorm, 50 text tokens.
+_MOSEI_DATA: dict[str, Any] = dict(d_audio=74, d_vision=35, av_pool_len=50, av_input_batchnorm=(), max_text_tokens=50)
+
 PRESETS: dict[str, Preset] = {
     "mosei": Preset(
         name="mosei",
@@ -480,11 +483,7 @@ PRESETS: dict[str, Preset] = {
             lambda_lm=1.1,
             text_aug_p=0.2,
             text_aug_apply=0.3,
-            d_audio=74,
-            d_vision=35,
-            av_pool_len=50,
-            av_input_batchnorm=(),
-            max_text_tokens=50,
+            **_MOSEI_DATA,
         ),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.005, cosine_period_epochs=15, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
@@ -500,11 +499,7 @@ PRESETS: dict[str, Preset] = {
             lambda_lm=1.0,
             text_aug_p=0.3,
             text_aug_apply=0.25,
-            d_audio=74,
-            d_vision=35,
-            av_pool_len=50,
-            av_input_batchnorm=(),
-            max_text_tokens=50,
+            **_MOSEI_DATA,
         ),
         train=dict(_REFERENCE_TRAIN, weight_decay=0.1, cosine_period_epochs=20, patience=10, lm_dtype="float32"),
         pretrain=dict(_REFERENCE_PRETRAIN, lr=5e-3, plateau_patience=4),
