@@ -187,6 +187,9 @@ class ModelConfig:
     n_fusion: int = 20  # learnable fusion tokens appended after the text
     mm_heads: int = 16  # cross-attention heads (the reference scales by 1/√d_model)
     mm_dropout: float = 0.1  # on the attention weights and after the cross-attention output projection
+    # Dropout on the cross-attention's weights too (ours); False: only after its output projection,
+    # the one dropout the reference is known to apply (docs/recipe.md, "Where we deviate on purpose").
+    mm_attention_dropout: bool = True
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
     ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
@@ -299,6 +302,8 @@ SELECTION_RULES = ("reference", "l1")
 # shuffle, each optimizer step's clips regrouped by length (the same steps, less padding);
 # "shuffle" = the reference exactly; "bucketed" = global length pools (fastest; other steps).
 BATCHINGS = ("window", "shuffle", "bucketed")
+FEATURE_SCALINGS = ("zscore", "none")  # audio and vision standardised with train statistics, or raw
+TEXT_PADDINGS = ("batch", "fixed")  # training text padded to the batch's longest, or to max_text_tokens
 SELECTION_TOLERANCE = 1e-6  # the reference's: a new best must improve by more than this
 # The frozen LM's weights, hence the run's precision (bf16 autocast exactly with a bf16 LM);
 # "auto" = bfloat16 on CUDA, float32 elsewhere. Each preset sets its default (the reference's use_bf16).
@@ -340,6 +345,11 @@ class TrainConfig:
     decay_groups: str = "non-bias"
     selection: str = "reference"  # how the best epoch is chosen (SELECTION_RULES)
     batching: str = "window"  # how training batches are cut (BATCHINGS)
+    # Deliberate deviations kept switchable so their effect can be measured (`deepmlf study deviations`):
+    feature_scaling: str = (
+        "zscore"  # audio/vision z-scored with train statistics; "none" feeds raw values (the reference)
+    )
+    text_padding: str = "batch"  # text padded to each batch's longest; "fixed": to max_text_tokens (the reference)
     eval_batch_size: int = 64
     # Frozen LM weights and so the precision: "auto" = bfloat16 on CUDA, float32 elsewhere. The paper
     # presets set the reference's use_bf16: float32 for mosei, mosei-large and sims, auto for mosi.
@@ -357,6 +367,8 @@ class TrainConfig:
             "decay_groups": DECAY_GROUPS,
             "selection": SELECTION_RULES,
             "batching": BATCHINGS,
+            "feature_scaling": FEATURE_SCALINGS,
+            "text_padding": TEXT_PADDINGS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-STUDY_NAMES = "depth, fusion-tokens, av-init, losses, augmentation, gating, fusion-inputs, lm-dropout"
+STUDY_NAMES = "depth, fusion-tokens, av-init, losses, augmentation, gating, fusion-inputs, lm-dropout, deviations"
 
 
 def study_with_progress(

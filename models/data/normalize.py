@@ -111,11 +111,21 @@ class FeatureNormalizer:
     @classmethod
     def fit(cls, split: SplitData) -> FeatureNormalizer:
         """Statistics of ``split`` (the train split) over valid frames."""
-        if split.normalized_by is not None:  # its raw values are gone; these are their statistics
-            return split.normalized_by
+        done = split.normalized_by
+        if done is not None and not done.is_identity():  # its raw values are gone; these are their statistics
+            return done
         audio_mean, audio_std = _masked_moments(split.audio, split.audio_lengths)
         vision_mean, vision_std = _masked_moments(split.vision, split.vision_lengths)
         return cls(audio_mean, audio_std, vision_mean, vision_std)
+
+    @classmethod
+    def identity(cls, split: SplitData) -> FeatureNormalizer:
+        """A normaliser that keeps ``split``'s raw values (mean 0, std 1): `feature_scaling = "none"`,
+        as the reference feeds its features. Saved like any other, so predict does the same."""
+        d_a, d_v = split.audio.shape[-1], split.vision.shape[-1]
+        return cls(
+            np.zeros(d_a, np.float32), np.ones(d_a, np.float32), np.zeros(d_v, np.float32), np.ones(d_v, np.float32)
+        )
 
     def apply(self, split: SplitData, in_place: bool = False) -> SplitData:
         """``split`` with normalised features (valid frames only; padding 0).
@@ -139,6 +149,12 @@ class FeatureNormalizer:
             split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], self
             return split
         return replace(split, audio=arrays["audio"], vision=arrays["vision"], normalized_by=self)
+
+    def is_identity(self) -> bool:
+        """Mean 0 and std 1 everywhere: applying it keeps the raw values."""
+        return all(not m.any() for m in (self.audio_mean, self.vision_mean)) and all(
+            bool((s == 1).all()) for s in (self.audio_std, self.vision_std)
+        )
 
     def same_as(self, other: FeatureNormalizer) -> bool:
         """The same statistics (so applying one after the other would change nothing)."""

@@ -106,6 +106,7 @@ class DeepMLF(nn.Module):
                 self.lm.rms_norm,
                 config.ffw_init,
                 config.mlp_form,
+                config.mm_attention_dropout,
             )
             for i in sorted(config.mm_layers)
         }

@@ -44,15 +44,18 @@ class CrossAttention(nn.Module):
     No biases; logits are scaled by 1/√d_model, as the reference code does
     (not 1/√d_head). W_q, W_kv, W_o keep nn.Linear's default initialisation, as
     the reference (W_kv's fan-in is d_context = 30, so a fixed N(0, 0.02) would be
-    ~5x too small). Dropout acts on the attention weights and after W_o.
+    ~5x too small). Dropout acts after W_o, and on the attention weights unless
+    `attention_dropout` is False (the reference is known to drop only after W_o).
     """
 
-    def __init__(self, d_model: int, d_context: int, n_heads: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, d_context: int, n_heads: int, dropout: float, attention_dropout: bool = True
+    ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"LM width {d_model} is not divisible by {n_heads} cross-attention heads")
         self.n_heads = n_heads
-        self.dropout = dropout
+        self.attention_dropout = dropout if attention_dropout else 0.0  # on the attention weights
         self.scale = 1.0 / math.sqrt(d_model)
         self.q = nn.Linear(d_model, d_model, bias=False)
         self.kv = nn.Linear(d_context, 2 * d_model, bias=False)
@@ -84,7 +87,7 @@ class CrossAttention(nn.Module):
             k,
             v,
             attn_mask=context_valid[:, None, None, :],
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.attention_dropout if self.training else 0.0,
             scale=self.scale,
         )
 
@@ -178,10 +181,11 @@ class MMBlock(nn.Module):
         rms_norm: bool = False,
         ffw_init: FFWInit = FFWInit.COPY_LM,
         mlp_form: MLPForm = MLPForm.SWIGLU,
+        attention_dropout: bool = True,
     ) -> None:
         super().__init__()
         self.ln_ca = pre_norm(d_model, rms_norm, layer_norm_eps)
-        self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout)
+        self.cross_attn = CrossAttention(d_model, d_context, n_heads, dropout, attention_dropout)
         self.gate_ca = Gate(gating)
         self.ffw = copy_mlp(mlp, ffw_init, mlp_form) if mlp is not None else None
         if self.ffw is not None:

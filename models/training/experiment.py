@@ -150,7 +150,8 @@ def train_run(
         raise verdict.error()
     resume = isinstance(verdict, Resume)
     config = spec.model  # prepared: the dataset's feature sizes are stamped
-    normalizer = FeatureNormalizer.fit(dataset.splits["train"])
+    scaling = FeatureNormalizer.fit if spec.train.feature_scaling == "zscore" else FeatureNormalizer.identity
+    normalizer = scaling(dataset.splits["train"])
     extra = {k: torch.from_numpy(v) for k, v in normalizer.state_dict().items()}
     device = resolve_device(device)  # as it is when the caller resolved it
     lm_dtype = resolve_lm_dtype(spec.train.lm_dtype, device)
@@ -166,6 +167,8 @@ def train_run(
         for name, split in dataset.splits.items()
         if len(split)
     }
+    if spec.train.text_padding == "fixed":  # the reference's fixed-length text; the masks keep predictions the same
+        encoded = {name: dataclasses.replace(split, pad_to=config.max_text_tokens) for name, split in encoded.items()}
     # The LM dtype it trained with: `deepmlf evaluate` on CUDA loads the LM the same way, so it
     # reproduces the test metrics written here.
     meta = {"kind": spec.kind, "dataset": dataset_info(dataset), "lm_dtype": str(lm_dtype).removeprefix("torch.")}

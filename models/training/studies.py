@@ -6,8 +6,8 @@
       study.json, study.csv   one row per variant: mean ± std over seeds of the primary metrics
       study.png         bar plot of the headline metric (± std)
 
-Each study is a list of `Variant`s: a row name, ModelConfig overrides and the
-AV-encoder initialisation. Everything else comes from the base spec (preset,
+Each study is a list of `Variant`s: a row name, ModelConfig and TrainConfig overrides and
+the AV-encoder initialisation. Everything else comes from the base spec (preset,
 config file, command line). Re-running the same command resumes: finished
 variants are read back, unfinished ones continue.
 """
@@ -36,7 +36,8 @@ class Variant:
     """One row of a study."""
 
     name: str
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     init_av: str | None = None  # "pretrain" → this study's AV pretraining run; None → random
     freeze_av: bool = False
 
@@ -102,6 +103,18 @@ def _fusion_inputs(base: ModelConfig, n_layers: int) -> list[Variant]:
     return rows
 
 
+def _deviations(base: ModelConfig, n_layers: int) -> list[Variant]:
+    # docs/recipe.md's deliberate deviations that have a switch, each turned to the reference's way alone.
+    # (The padding masks and the length-aware pooling have none: the reference's forms are not built.)
+    return [
+        Variant("ours"),
+        Variant("attention-weight dropout off", {"mm_attention_dropout": False}),
+        Variant("raw features (no z-scoring)", train={"feature_scaling": "none"}),
+        Variant("fixed text padding", train={"text_padding": "fixed"}),
+        Variant("shuffle batching", train={"batching": "shuffle"}),
+    ]
+
+
 STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
     "depth": ("Fusion depth: which LM layers get MM blocks", _depth),
     "fusion-tokens": ("Number of fusion tokens", _fusion_tokens),
@@ -110,6 +123,7 @@ STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
     "augmentation": ("Embedding augmentation", _augmentation),
     "gating": ("Gating of the MM blocks", _gating),
     "fusion-inputs": ("Fusion-block inputs (queries) with and without FFW", _fusion_inputs),
+    "deviations": ("Our deliberate deviations from the reference, each undone alone", _deviations),
     "lm-dropout": (
         "Frozen LM's dropout in training: on (reference) or off (text states cached per clip)",
         lambda base, n_layers: [
@@ -216,7 +230,7 @@ def run_study(
         spec = RunSpec(
             kind="deepmlf",
             model=model,
-            train=base_spec.train,
+            train=dataclasses.replace(base_spec.train, **variant.train),
             seeds=base_spec.seeds,
             init_av=init_av,
             freeze_av=variant.freeze_av,
@@ -228,6 +242,7 @@ def run_study(
                 "name": variant.name,
                 "dir": directory,
                 "overrides": _jsonable(variant.overrides),
+                "train_overrides": _jsonable(variant.train),
                 "init_av": variant.init_av or "random",
                 "freeze_av": variant.freeze_av,
                 "seeds": list(results["seeds"]),
