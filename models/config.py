@@ -186,7 +186,7 @@ class ModelConfig:
     mm_layers: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11)  # 0-based LM layers followed by an MM block
     n_fusion: int = 20  # learnable fusion tokens appended after the text
     mm_heads: int = 16  # cross-attention heads (the reference scales by 1/√d_model)
-    mm_dropout: float = 0.1  # on the attention weights and after the cross-attention output projection
+    mm_dropout: float = 0.1  # after the cross-attention output projection (and on its weights: below)
     # Dropout on the cross-attention's weights too (ours); False: only after its output projection,
     # the one dropout the reference is known to apply (docs/recipe.md, "Where we deviate on purpose").
     mm_attention_dropout: bool = True
@@ -346,9 +346,8 @@ class TrainConfig:
     selection: str = "reference"  # how the best epoch is chosen (SELECTION_RULES)
     batching: str = "window"  # how training batches are cut (BATCHINGS)
     # Deliberate deviations kept switchable so their effect can be measured (`deepmlf study deviations`):
-    feature_scaling: str = (
-        "zscore"  # audio/vision z-scored with train statistics; "none" feeds raw values (the reference)
-    )
+    # "zscore": audio/vision standardised with train statistics; "none": raw values (the reference).
+    feature_scaling: str = "zscore"
     text_padding: str = "batch"  # text padded to each batch's longest; "fixed": to max_text_tokens (the reference)
     eval_batch_size: int = 64
     # Frozen LM weights and so the precision: "auto" = bfloat16 on CUDA, float32 elsewhere. The paper

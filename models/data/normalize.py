@@ -111,9 +111,8 @@ class FeatureNormalizer:
     @classmethod
     def fit(cls, split: SplitData) -> FeatureNormalizer:
         """Statistics of ``split`` (the train split) over valid frames."""
-        done = split.normalized_by
-        if done is not None and not done.is_identity():  # its raw values are gone; these are their statistics
-            return done
+        if split.normalized_by is not None:  # its raw values are gone; these are their statistics
+            return split.normalized_by
         audio_mean, audio_std = _masked_moments(split.audio, split.audio_lengths)
         vision_mean, vision_std = _masked_moments(split.vision, split.vision_lengths)
         return cls(audio_mean, audio_std, vision_mean, vision_std)
@@ -134,10 +133,11 @@ class FeatureNormalizer:
         overwritten, so a MOSEI-sized dataset is held once, not raw plus
         normalised (training does this), and the split remembers this
         normaliser in ``normalized_by``: applying it again changes nothing,
-        another normaliser first undoes it, ``fit`` returns it.
+        another normaliser first undoes it, ``fit`` returns it. The identity
+        (raw values) is not remembered, so ``fit`` then computes statistics.
         """
         done = split.normalized_by
-        if done is not None and done.same_as(self):
+        if done.same_as(self) if done is not None else self.is_identity():  # nothing would change
             return split
         arrays: dict[str, np.ndarray] = {}
         for m, lengths in (("audio", split.audio_lengths), ("vision", split.vision_lengths)):
@@ -145,10 +145,11 @@ class FeatureNormalizer:
             arrays[m] = _normalize_split_array(
                 getattr(split, m), lengths, getattr(self, f"{m}_mean"), getattr(self, f"{m}_std"), m, in_place, undo
             )
+        remembered = None if self.is_identity() else self  # the identity leaves raw values: nothing to remember
         if in_place:
-            split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], self
+            split.audio, split.vision, split.normalized_by = arrays["audio"], arrays["vision"], remembered
             return split
-        return replace(split, audio=arrays["audio"], vision=arrays["vision"], normalized_by=self)
+        return replace(split, audio=arrays["audio"], vision=arrays["vision"], normalized_by=remembered)
 
     def is_identity(self) -> bool:
         """Mean 0 and std 1 everywhere: applying it keeps the raw values."""
