@@ -65,7 +65,7 @@ def test_the_switches_are_validated():
 
 def test_deviations_study_undoes_each_deviation_alone():
     variants = study_variants("deviations", PRESETS["sample"].model_config(), 4)
-    changed = {v.name: {**v.overrides, **v.train} for v in variants}
+    changed = {v.name: {**v.model_overrides, **v.train_overrides} for v in variants}
     assert changed == {
         "ours": {},
         "attention-weight dropout off": {"mm_attention_dropout": False},

@@ -535,7 +535,7 @@ def test_augmentation_study_compares_both_seqaug_modes():
     from models.training.studies import study_variants
 
     rows = study_variants("augmentation", PRESETS["sample"].model_config(), 4)
-    modes = [v.overrides.get("seqaug_mode") for v in rows if v.overrides.get("text_aug") == "seqaug"]
+    modes = [v.model_overrides.get("seqaug_mode") for v in rows if v.model_overrides.get("text_aug") == "seqaug"]
     assert modes == ["reference", "per-sample"]
 
 

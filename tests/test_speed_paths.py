@@ -281,8 +281,8 @@ def test_lm_dropout_study_and_option():
 
     base = PRESETS["sample"].model_config()
     variants = study_variants("lm-dropout", base, 4)
-    assert [base.replace(**v.overrides).lm_dropout for v in variants] == [True, False, False]
-    assert base.replace(**variants[-1].overrides).text_aug.value == "none"
+    assert [base.replace(**v.model_overrides).lm_dropout for v in variants] == [True, False, False]
+    assert base.replace(**variants[-1].model_overrides).text_aug.value == "none"
     out = CliRunner().invoke(app, ["train", "--dataset", "sample", "--lm-dropout", "maybe"])
     assert out.exit_code == 1 and "--lm-dropout maybe: choose on or off" in out.output
     assert "Traceback" not in out.output

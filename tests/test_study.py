@@ -21,6 +21,14 @@ def test_depth_variants_stay_inside_the_lm():
     assert all(0 <= i < 12 for layers in sets for i in layers)
 
 
+def test_help_lists_exactly_the_registered_studies():
+    # STUDY_NAMES is a literal so that `deepmlf study --help` need not import torch; it must
+    # name the studies the registry runs, in its order.
+    from deepmlf_cli.workflows.study import STUDY_NAMES
+
+    assert STUDY_NAMES.split(", ") == list(STUDIES)
+
+
 def test_every_study_builds_valid_configs():
     base = PRESETS["sample"].model_config()
     for name in STUDIES:
@@ -28,7 +36,7 @@ def test_every_study_builds_valid_configs():
         assert len(variants) >= 3
         assert len({variant_dir_name(v.name) for v in variants}) == len(variants)
         for v in variants:
-            base.replace(**v.overrides)  # validated by ModelConfig
+            base.replace(**v.model_overrides)  # validated by ModelConfig
     av = study_variants("av-init", base, 4)
     assert [(v.name, v.init_av, v.freeze_av) for v in av] == [
         ("Pre&Tune", "pretrain", False),
@@ -36,7 +44,7 @@ def test_every_study_builds_valid_configs():
         ("Random&Tune", None, False),
     ]
     inputs = study_variants("fusion-inputs", base, 4)
-    assert {(v.overrides["fusion_inputs"], v.overrides["ffw_mode"]) for v in inputs} == {
+    assert {(v.model_overrides["fusion_inputs"], v.model_overrides["ffw_mode"]) for v in inputs} == {
         (i, f) for i in ("fusion", "text", "both") for f in ("full", "none")
     }
     with pytest.raises(ConfigError, match="unknown study"):

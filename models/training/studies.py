@@ -36,8 +36,8 @@ class Variant:
     """One row of a study."""
 
     name: str
-    overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     init_av: str | None = None  # "pretrain" → this study's AV pretraining run; None → random
     freeze_av: bool = False
 
@@ -109,9 +109,9 @@ def _deviations(base: ModelConfig, n_layers: int) -> list[Variant]:
     return [
         Variant("ours"),
         Variant("attention-weight dropout off", {"mm_attention_dropout": False}),
-        Variant("raw features (no z-scoring)", train={"feature_scaling": "none"}),
-        Variant("fixed text padding", train={"text_padding": "fixed"}),
-        Variant("shuffle batching", train={"batching": "shuffle"}),
+        Variant("raw features (no z-scoring)", train_overrides={"feature_scaling": "none"}),
+        Variant("fixed text padding", train_overrides={"text_padding": "fixed"}),
+        Variant("shuffle batching", train_overrides={"batching": "shuffle"}),
     ]
 
 
@@ -123,7 +123,6 @@ STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
     "augmentation": ("Embedding augmentation", _augmentation),
     "gating": ("Gating of the MM blocks", _gating),
     "fusion-inputs": ("Fusion-block inputs (queries) with and without FFW", _fusion_inputs),
-    "deviations": ("Our deliberate deviations from the reference, each undone alone", _deviations),
     "lm-dropout": (
         "Frozen LM's dropout in training: on (reference) or off (text states cached per clip)",
         lambda base, n_layers: [
@@ -132,6 +131,7 @@ STUDIES: dict[str, tuple[str, Callable[[ModelConfig, int], list[Variant]]]] = {
             Variant("dropout off, no text aug", {"lm_dropout": False, "text_aug": "none"}),
         ],
     ),
+    "deviations": ("Our deliberate deviations from the reference, each undone alone", _deviations),
 }
 
 
@@ -154,7 +154,7 @@ def check_variant_layers(name: str, variants: list[Variant], base: ModelConfig, 
     its --preset or a --config file.)
     """
     for variant in variants:
-        layers = base.replace(**variant.overrides).mm_layers
+        layers = base.replace(**variant.model_overrides).mm_layers
         bad = [i for i in layers if not 0 <= i < n_layers]
         if bad:
             raise ConfigError(
@@ -225,12 +225,12 @@ def run_study(
         )
     rows = []
     for variant in variants:
-        model = base.replace(**variant.overrides)
+        model = base.replace(**variant.model_overrides)
         init_av = str(out_dir / PRETRAIN_DIR) if variant.init_av == "pretrain" else None
         spec = RunSpec(
             kind="deepmlf",
             model=model,
-            train=dataclasses.replace(base_spec.train, **variant.train),
+            train=dataclasses.replace(base_spec.train, **variant.train_overrides),
             seeds=base_spec.seeds,
             init_av=init_av,
             freeze_av=variant.freeze_av,
@@ -241,8 +241,8 @@ def run_study(
             {
                 "name": variant.name,
                 "dir": directory,
-                "overrides": _jsonable(variant.overrides),
-                "train_overrides": _jsonable(variant.train),
+                "model_overrides": _jsonable(variant.model_overrides),
+                "train_overrides": _jsonable(variant.train_overrides),
                 "init_av": variant.init_av or "random",
                 "freeze_av": variant.freeze_av,
                 "seeds": list(results["seeds"]),
