@@ -91,6 +91,7 @@ def show_description(recipe: dict, counts: dict, as_json: bool = False) -> None:
     for note in recipe["notes"]:
         stdout.print(f"note: {note}", markup=False)
     stdout.print(_fields_table("Model", recipe["model"]))
+    stdout.print(_fields_table("Model rules", recipe["model_rules"]))
     stdout.print(_fields_table("Training (DeepMLF)", recipe["train"]))
     stdout.print(_fields_table("Training procedure (DeepMLF)", recipe["procedure"]))
     stdout.print(

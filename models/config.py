@@ -423,6 +423,9 @@ class Preset:
     pretrain_model: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The paper dataset's training split (clips in its MMSA file): `deepmlf describe` shows the step
+    # counts it gives. None: no fixed dataset (the sample).
+    train_clips: int | None = None
 
     @property
     def weight_decay(self) -> float:
@@ -486,6 +489,7 @@ _MOSEI_DATA: dict[str, Any] = dict(d_audio=74, d_vision=35, av_pool_len=50, av_i
 PRESETS: dict[str, Preset] = {
     "mosei": Preset(
         name="mosei",
+        train_clips=16326,
         description="CMU-MOSEI, GPT-2 base, 7 MM blocks",
         model=dict(
             lm="gpt2",
@@ -502,6 +506,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "mosei-large": Preset(
         name="mosei-large",
+        train_clips=16326,
         description="CMU-MOSEI, GPT-2 large, 5 MM blocks",
         model=dict(
             lm="gpt2-large",
@@ -518,6 +523,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "sims": Preset(
         name="sims",
+        train_clips=1368,
         description="CH-SIMS, Chinese GPT-2 base, 7 MM blocks",
         model=dict(
             lm="uer/gpt2-chinese-cluecorpussmall",
@@ -539,6 +545,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "mosi": Preset(
         name="mosi",
+        train_clips=1284,
         description="CMU-MOSI, SmolLM2-1.7B, 5 MM blocks with LoRA FFW",
         model=dict(
             lm="HuggingFaceTB/SmolLM2-1.7B",

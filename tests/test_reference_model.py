@@ -254,10 +254,15 @@ def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, cal
     seen = []
     real_clip = training.clip_gradients
 
+    exceeded = []
+
     def spy(params, mode, threshold):
-        params = list(params)
-        seen.append(sum(float(p.grad.abs().sum()) for p in params if p.grad is not None))
+        params = [p for p in params if p.grad is not None]
+        seen.append(sum(float(p.grad.abs().sum()) for p in params))
+        exceeded.append(max(float(p.grad.abs().max()) for p in params) > threshold)
         real_clip(params, mode, threshold)
+        # By value, on the gradients accumulated so far: every entry within ±threshold (in fp32) afterwards.
+        assert max(float(p.grad.abs().max()) for p in params) <= float(torch.tensor(threshold))
 
     monkeypatch.setattr(training, "clip_gradients", spy)
     torch.manual_seed(0)
@@ -276,6 +281,7 @@ def test_clipping_runs_after_every_micro_batch(monkeypatch, tmp_path, every, cal
     )
     training.fit(model, encoded["train"], encoded["valid"], config, data.scheme, tmp_path, seed=0)
     assert len(seen) == calls and all(s > 0 for s in seen)  # each on gradients that exist
+    assert all(exceeded)  # each call had gradients to clip (the threshold binds)
 
 
 def test_a_config_saved_before_the_reference_forms_loads_as_it_was_trained():

@@ -8,7 +8,7 @@ from typing import Any
 def resolved_recipe(chosen, config) -> dict[str, Any]:
     """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
     from models.config import TrainConfig
-    from models.training.procedure import describe_procedure
+    from models.training.procedure import describe_av_readout, describe_model_rules, describe_procedure
 
     pretrain_config = config.replace(**chosen.pretrain_model)
     pretrain_model = pretrain_config.to_dict()
@@ -20,11 +20,17 @@ def resolved_recipe(chosen, config) -> dict[str, Any]:
         "notes": list(chosen.notes),
         "model": model,
         "train": train.to_dict(),
-        # The same settings as rules in words (steps, warm-up, decay, batching, precision, targets, selection).
-        "procedure": describe_procedure(train, config),
+        # How the model's parts start and compute, in words (FFW copy, MLP form, LoRA, AV BatchNorm, positions).
+        "model_rules": describe_model_rules(config),
+        # The same settings as rules in words (steps, warm-up, decay, batching, precision, targets, selection),
+        # with the step counts of the paper dataset's train split.
+        "procedure": describe_procedure(train, config, chosen.train_clips),
         "pretrain": {
             "train": pretrain.to_dict(),
-            "procedure": describe_procedure(pretrain),
+            "procedure": {
+                **describe_procedure(pretrain, train_clips=chosen.train_clips),
+                "readout": describe_av_readout(pretrain_config),
+            },
             # Only what differs from the DeepMLF model (the AV settings must match for loading).
             "model": {k: v for k, v in pretrain_model.items() if model[k] != v},
         },

@@ -166,7 +166,7 @@ def fit(
     callbacks = callbacks or _Silent()
     out_dir = Path(out_dir)
     rank, world = rank_and_world()
-    device = resolve_device(str(device))
+    device = resolve_device(device)  # a resolved torch.device passes through as it is
     model.to(device)
     autocast = model_autocast(model, device)  # bf16 autocast exactly with a bf16 LM (the preset's precision)
     configure_speed = getattr(model, "configure_speed", None)
