@@ -38,7 +38,7 @@ class FFWInit(str, Enum):
     # The reference: the weight matrices copied; biases keep nn.Linear's default
     # initialisation; GPT-2's tanh GELU becomes nn.GELU (erf form).
     REFERENCE = "reference"
-    # An exact copy (weights, biases, the LM's own activation): closed gates give the exact LM.
+    # An exact copy (weights, biases, the LM's own activation): the FFW branch starts as the LM layer's MLP.
     COPY_LM = "copy-lm"
 
 
@@ -192,7 +192,7 @@ class ModelConfig:
     mm_attention_dropout: bool = True
     gating: Gating = Gating.SIGMOID
     ffw_mode: FFWMode = FFWMode.FULL
-    ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy (closed tanh gates then give the exact LM)
+    ffw_init: FFWInit = FFWInit.REFERENCE  # copy-lm: an exact copy of the LM layer's MLP
     mlp_form: MLPForm = MLPForm.REFERENCE  # Llama-family FFW copies only; swiglu is the LM's own form
     lora_r: int = 512
     lora_alpha: int = 8192
@@ -298,12 +298,12 @@ DECAY_GROUPS = ("non-bias", "all")  # weight decay on every parameter whose name
 # Which epoch is best: "reference" = the mean of per-batch validation L1 means (batches of batch_size
 # in the split's order) rounded to 4 decimals, better only by more than 1e-6; "l1" = plain L1, any gain.
 SELECTION_RULES = ("reference", "l1")
-# How training batches are cut (models.data.batching.training_batches): "window" = the reference's
-# shuffle, each optimizer step's clips regrouped by length (the same steps, less padding);
-# "shuffle" = the reference exactly; "bucketed" = global length pools (fastest; other steps).
+# How training batches are cut (models.data.batching.training_batches): "window" = a seeded
+# shuffle as the reference's, each optimizer step's clips regrouped by length (the same steps, less padding);
+# "shuffle" = the reference's procedure; "bucketed" = global length pools (fastest; other steps).
 BATCHINGS = ("window", "shuffle", "bucketed")
 FEATURE_SCALINGS = ("zscore", "none")  # audio and vision standardised with train statistics, or raw
-TEXT_PADDINGS = ("batch", "fixed")  # training text padded to the batch's longest, or to max_text_tokens
+TEXT_PADDINGS = ("batch", "fixed")  # text padded to the batch's longest, or to max_text_tokens (every split)
 SELECTION_TOLERANCE = 1e-6  # the reference's: a new best must improve by more than this
 # The frozen LM's weights, hence the run's precision (bf16 autocast exactly with a bf16 LM);
 # "auto" = bfloat16 on CUDA, float32 elsewhere. Each preset sets its default (the reference's use_bf16).

@@ -52,7 +52,7 @@ _TRAIN = dict(
     decay_groups="non-bias",
     selection="reference",
     batching="window",
-)  # window: the reference's shuffle, each step's clips regrouped (no other steps)
+)  # window: a seeded shuffle as the reference's, each step's clips regrouped (no other steps)
 _PRETRAIN = dict(
     beta1=0.9,
     beta2=0.999,

@@ -66,7 +66,7 @@ def train(
         str | None,
         typer.Option(
             "--batching",
-            help="How training batches are cut: window (the reference's shuffle, each optimizer step's clips regrouped by length: the same steps, less padding; the paper presets' default), shuffle (the reference exactly) or bucketed (global length buckets: fastest, changes which clips share a step).",
+            help="How training batches are cut: window (a seeded shuffle as the reference's, each optimizer step's clips regrouped by length: the same steps, less padding; the paper presets' default), shuffle (the reference's procedure) or bucketed (global length buckets: fastest, changes which clips share a step).",
         ),
     ] = None,
     lr: LearningRate = None,
