@@ -27,8 +27,8 @@ configurations, each in its own process (so each peak RSS is its own):
     .venv/bin/python benchmarks/bench_model.py --mode epoch --clips 128 --fixed-length 50 --batching shuffle \\
         --no-prefix --no-cache --no-logits-budget        # the reference's way, none of ours
 
-Training batches are cut as `deepmlf train --batching` cuts them (window by default: the
-reference's shuffle with each optimizer step's clips regrouped by length), with the presets'
+Training batches are cut as `deepmlf train --batching` cuts them (window by default: a
+seeded uniform shuffle, as the reference draws, with each optimizer step's clips regrouped by length), with the presets'
 gradient accumulation 8 (fewer when a small --clips subset has fewer micro-batches).
 
 `--lm-dtype bfloat16` (step and epoch modes) runs the frozen LM in bf16 under

@@ -485,11 +485,12 @@ _REFERENCE_PRETRAIN: dict[str, Any] = dict(
 # sizes are those of the MMSA files; a dataset overrides them with its own.
 # What both MOSEI presets read: the MMSA file's feature sizes, the pool length, no AV BatchNorm, 50 text tokens.
 _MOSEI_DATA: dict[str, Any] = dict(d_audio=74, d_vision=35, av_pool_len=50, av_input_batchnorm=(), max_text_tokens=50)
+_MOSEI_TRAIN_CLIPS = 16326  # the MMSA file's train split
 
 PRESETS: dict[str, Preset] = {
     "mosei": Preset(
         name="mosei",
-        train_clips=16326,
+        train_clips=_MOSEI_TRAIN_CLIPS,
         description="CMU-MOSEI, GPT-2 base, 7 MM blocks",
         model=dict(
             lm="gpt2",
@@ -506,7 +507,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "mosei-large": Preset(
         name="mosei-large",
-        train_clips=16326,
+        train_clips=_MOSEI_TRAIN_CLIPS,
         description="CMU-MOSEI, GPT-2 large, 5 MM blocks",
         model=dict(
             lm="gpt2-large",

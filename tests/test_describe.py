@@ -53,3 +53,19 @@ def test_describe_prints_the_recipe_even_without_the_lm(tmp_path, monkeypatch):
     assert (
         "AV pretraining" in table.stdout and "cosine_period_epochs" in table.stdout and "lora_dropout" in table.stdout
     )
+
+
+def test_describe_rules_follow_the_preset_and_its_overrides(tmp_path, monkeypatch):
+    """The sample (no fixed dataset, copy-lm, Vaswani positions, mean readout) and an FFW-less override."""
+    monkeypatch.chdir(tmp_path)
+    report = json.loads(runner.invoke(app, ["describe", "--preset", "sample", "--json"]).stdout)
+    rules, procedure = report["model_rules"], report["procedure"]
+    assert "at_train_size" not in procedure and "at_train_size" not in report["pretrain"]["procedure"]
+    assert rules["ffw_init"].startswith("copy-lm: ") and "lora_init" not in rules
+    assert rules["av_positions"].startswith("vaswani: ") and rules["av_batchnorm"] == "none"
+    assert report["pretrain"]["procedure"]["readout"].startswith("mean: ")
+    no_ffw = json.loads(runner.invoke(app, ["describe", "--preset", "sims", "--ffw", "none", "--json"]).stdout)
+    assert no_ffw["model_rules"]["ffw_init"] == "the MM blocks have no FFW (ffw_mode none)"
+    assert "mlp_form" not in no_ffw["model_rules"]
+    table = runner.invoke(app, ["describe", "--preset", "sims"])
+    assert table.exit_code == 0 and "Model rules" in table.stdout and "at_train_size" in table.stdout

@@ -480,12 +480,12 @@ def test_describe_json_shows_every_procedure_item(name):
     assert "after every micro-batch's backward" in pretrain["procedure"]["clipping"]
     assert any("use_ulgm" in note for note in recipe["notes"]) == (name == "mosi")
     # The step counts at the paper's train size: 511 / 43 / 41 micro-batches (16326, 1368, 1284 clips).
-    clips, period = TRAIN_SIZES[name]
+    clips, period_epochs = TRAIN_SIZES[name]
     steps = EXPECTED_STEPS[name]
     micro = {"mosei": 511, "mosei-large": 511, "sims": 43, "mosi": 41}[name]
     assert rules["at_train_size"] == (
         f"{clips} training clips on one process: {micro} micro-batches, {steps} optimizer steps an epoch, "
-        f"W = {steps}, T_0 = {(period + 1) * steps - steps}"
+        f"W = {steps}, T_0 = {(period_epochs + 1) * steps - steps}"
     )
     assert pretrain["procedure"]["at_train_size"].endswith(f"{micro // 4} optimizer steps an epoch")
     assert pretrain["procedure"]["readout"].startswith("last: clf(fusion(cat)[:, -1])")
@@ -499,6 +499,9 @@ def test_describe_json_shows_every_procedure_item(name):
     assert ("lora_init" in model) == (name == "mosi")
     if name == "mosi":
         assert "A ~ U(±1/√r)" in model["lora_init"] and "B = 0" in model["lora_init"]
-    batchnorm = {"mosei": "none", "mosei-large": "none", "mosi": "none"}
-    assert model["av_batchnorm"] == batchnorm.get(name, "BatchNorm on audio and vision after the length-aware pooling")
+    both = "BatchNorm on audio and vision after the length-aware pooling"
+    assert model["av_batchnorm"] == (both if name == "sims" else "none")
+    # Pretraining shows the AV rules where its own differ: MOSI's audio BatchNorm (stage 2 has none).
+    pretrain_batchnorm = {"mosi": "BatchNorm on audio after the length-aware pooling"}.get(name)
+    assert pretrain["procedure"].get("av_batchnorm") == pretrain_batchnorm
     assert model["av_positions"].startswith("fairseq: [sin | cos] halves")

@@ -6,9 +6,11 @@ from typing import Any
 
 
 def resolved_recipe(chosen, config) -> dict[str, Any]:
-    """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in."""
+    """Every field of the model, of DeepMLF training and of AV pretraining, defaults filled in, and the
+    same as rules in words: the model's (`model_rules`), training's and pretraining's (`procedure`)."""
     from models.config import TrainConfig
-    from models.training.procedure import describe_av_readout, describe_model_rules, describe_procedure
+    from models.model_rules import describe_av_readout, describe_av_rules, describe_model_rules
+    from models.training.procedure import describe_procedure
 
     pretrain_config = config.replace(**chosen.pretrain_model)
     pretrain_model = pretrain_config.to_dict()
@@ -30,6 +32,8 @@ def resolved_recipe(chosen, config) -> dict[str, Any]:
             "procedure": {
                 **describe_procedure(pretrain, train_clips=chosen.train_clips),
                 "readout": describe_av_readout(pretrain_config),
+                # The AV encoder's rules where pretraining's differ (MOSI: audio BatchNorm in pretraining only).
+                **{k: v for k, v in describe_av_rules(pretrain_config).items() if v != describe_av_rules(config)[k]},
             },
             # Only what differs from the DeepMLF model (the AV settings must match for loading).
             "model": {k: v for k, v in pretrain_model.items() if model[k] != v},

@@ -1,24 +1,13 @@
-"""The training procedure a TrainConfig (with its ModelConfig) runs, and how the model starts, as one
-line per rule.
+"""The training procedure a TrainConfig (with its ModelConfig) runs, as one line per rule.
 
-`deepmlf describe` shows these; each line is built from the config's values
-(never a fixed text), so it stays true for any preset or override.
+`deepmlf describe` shows these; each line is built from the config's values,
+so it stays true for any preset or override. (How the model itself starts:
+models.model_rules.)
 """
 
 from __future__ import annotations
 
-from models.config import (
-    AVBatchNormAt,
-    AVPositions,
-    AVReadout,
-    FFWInit,
-    FFWMode,
-    LoRAInit,
-    MLPForm,
-    ModelConfig,
-    TrainConfig,
-)
-from models.training.schedule import epoch_schedule, micro_batches_per_epoch
+from models.config import ModelConfig, TrainConfig
 
 BATCHING_RULES = {
     "window": "a seeded uniform shuffle every epoch (as the reference draws its batches), cut into windows "
@@ -68,6 +57,11 @@ def _schedule(train: TrainConfig) -> dict[str, str]:
 
 
 def _at_train_size(train: TrainConfig, n_clips: int) -> str:
+    from models.training.schedule import (
+        epoch_schedule,
+        micro_batches_per_epoch,
+    )  # integer maths; the module holds torch
+
     micro = micro_batches_per_epoch(n_clips, train.batch_size)
     steps, warmup, period = epoch_schedule(
         n_clips, train.batch_size, train.grad_accum, train.warmup_epochs, train.cosine_period_epochs
@@ -125,55 +119,3 @@ def describe_procedure(
     elif model is not None:
         rules["lm_targets"] = "no LM loss (lambda_lm 0)"
     return rules
-
-
-def describe_model_rules(model: ModelConfig) -> dict[str, str]:
-    """Rule name → how this model's parts start and compute (the FFW copy, LoRA, AV BatchNorm, positions,
-    cross-attention dropout), in words."""
-    if model.ffw_mode is FFWMode.NONE:
-        ffw = "no FFW in the MM blocks"
-    elif model.ffw_init is FFWInit.REFERENCE:
-        ffw = (
-            "each MM block's FFW copies its LM layer's MLP weight matrices only; its biases (where the MLP has "
-            "them) keep nn.Linear's default U(±1/√fan_in); GPT-2's tanh GELU becomes nn.GELU (erf form)"
-        )
-    else:
-        ffw = "each MM block's FFW is an exact copy of its LM layer's MLP (weights, biases, its own activation)"
-    rules = {"ffw_init": f"{model.ffw_init.value}: {ffw}"}
-    rules["mlp_form"] = (
-        f"{model.mlp_form.value}: "
-        + (
-            "a Llama-family FFW computes down(act(gate(x)) + up(x)), the reference's sum (SwiGLU is the LM's own)"
-            if model.mlp_form is MLPForm.REFERENCE
-            else "a Llama-family FFW computes down(act(gate(x)) · up(x)), SwiGLU, the LM's own form"
-        )
-        + "; GPT-2's MLP has one form and ignores this"
-    )
-    if model.ffw_mode is FFWMode.LORA:
-        bound = "U(±1/√r), the reference's own LoRA" if model.lora_init is LoRAInit.REFERENCE else "U(±1/√in), PEFT's"
-        rules["lora_init"] = (
-            f"{model.lora_init.value}: LoRA r {model.lora_r}, alpha {model.lora_alpha} on the FFW; A ~ {bound}; B = 0"
-        )
-    where = "after the length-aware pooling" if model.av_batchnorm_at is AVBatchNormAt.POOLED else "on raw frames"
-    rules["av_batchnorm"] = (
-        f"BatchNorm on {' and '.join(model.av_input_batchnorm)} {where}" if model.av_input_batchnorm else "none"
-    )
-    rules["av_positions"] = f"{model.av_positions.value}: " + (
-        "[sin | cos] halves, counted from 1 over steps whose first feature is non-zero (0: zero embedding)"
-        if model.av_positions is AVPositions.FAIRSEQ
-        else "Vaswani's interleaved table, positions 0, 1, … on every step"
-    )
-    rules["mm_dropout"] = f"{model.mm_dropout:g} after the cross-attention's output projection" + (
-        " and on its attention weights (ours)" if model.mm_attention_dropout else " only"
-    )
-    return rules
-
-
-def describe_av_readout(model: ModelConfig) -> str:
-    """What AV pretraining's head reads, and what of it stage 2 keeps."""
-    if model.av_readout is AVReadout.LAST:
-        return (
-            "last: clf(fusion(cat)[:, -1]), the Fusion FFW's output at each clip's last valid step, no LayerNorm; "
-            "stage 2 keeps the encoder only and builds a fresh LayerNorm and AV head"
-        )
-    return "mean: av_head(⟨LayerNorm(z)⟩), as stage 2 reads it; the LayerNorm and head carry over to stage 2"
