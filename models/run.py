@@ -121,7 +121,8 @@ class Run:
         return self.run_file.is_file()
 
     def info(self) -> dict[str, Any]:
-        """run.json as written: {"spec", "dataset", "world_size"}; a plain error when it is missing or corrupt."""
+        """run.json as written: {"spec", "dataset", "world_size"} and, when the run came from one, "preset"
+        (its name); a plain error when it is missing or corrupt."""
         if not self.exists():
             raise ConfigError(f"{self.path} holds no run (no {RUN_FILE}); pass a directory written by `deepmlf train`")
         try:
@@ -154,12 +155,17 @@ class Run:
         """How many processes trained the run (it sets the steps per epoch, so the lr schedule)."""
         return int(self.info().get("world_size", 1))
 
-    def write_info(self, spec: RunSpec, dataset: dict[str, Any], world_size: int) -> None:
-        """run.json: written once training really starts (the model is built, the data encoded)."""
+    def write_info(self, spec: RunSpec, dataset: dict[str, Any], world_size: int, preset: str | None = None) -> None:
+        """run.json: written once training really starts (the model is built, the data encoded).
+
+        `preset`: the name of the preset the spec was built from (provenance only: the spec holds
+        every setting, so it is not read back to train).
+        """
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            self.run_file, json.dumps({"spec": spec.to_dict(), "dataset": dataset, "world_size": world_size}, indent=2)
-        )
+        info: dict[str, Any] = {"spec": spec.to_dict(), "dataset": dataset, "world_size": world_size}
+        if preset is not None:
+            info["preset"] = preset
+        atomic_write_text(self.run_file, json.dumps(info, indent=2))
 
     # ------------------------------------------------------------------ seeds
     def seed_dir(self, seed: int | str) -> Path:

@@ -402,3 +402,4 @@ def test_predictor_loads_once_and_answers_like_the_command(trained):
     assert failed["status"] == "failed" and failed["path"] == "upload.mp4" and str(bad) not in failed["error"]
     card = predictor.card()
     assert card["run"] == "r1" and card["scale"] == [-1.0, 1.0] and "audio" in card["feature_recipe"]
+    assert card["preset"] == "sims"  # run.json records the preset `train --preset sims` built the run from

@@ -84,7 +84,7 @@ def run_demo(
             spec = av_pretrain_spec(spec, chosen.av_pretrain_lr)
         if not quiet:
             stdout.rule(title)
-        resolved = resolve_spec(spec, dataset, run_dir, resume=Run(run_dir).exists())
+        resolved = resolve_spec(spec, dataset, run_dir, resume=Run(run_dir).exists(), preset=chosen.name)
         return run_and_report(dataset, resolved, quiet=quiet, as_json=False, title=title, device="cpu")
 
     sample_epochs = {"max_epochs": epochs}

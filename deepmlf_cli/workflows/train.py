@@ -83,8 +83,8 @@ def pretrain_spec(
 
     init_distributed()
     data = load_data(dataset, data_dir, quiet)
-    spec, _ = spec_from_preset(run_options("av", preset, config, {}, train_overrides, seeds), data)
-    return data, resolve_spec(spec, data, out or default_run_dir(data, "pretrain"), resume)
+    spec, chosen = spec_from_preset(run_options("av", preset, config, {}, train_overrides, seeds), data)
+    return data, resolve_spec(spec, data, out or default_run_dir(data, "pretrain"), resume, preset=chosen.name)
 
 
 def train_with_progress(data, resolved, *, device: Any = "auto", quiet: bool = False) -> dict[str, Any]:
@@ -106,6 +106,7 @@ def train_with_progress(data, resolved, *, device: Any = "auto", quiet: bool = F
             resolved.spec,
             resolved.run_dir,
             verdict=resolved.verdict,
+            preset=resolved.preset,
             device=device,
             progress=lambda s: EpochProgress(f"seed {s}", progress, primary),
         )

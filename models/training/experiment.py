@@ -125,8 +125,11 @@ def train_run(
     on_seed_done: Callable[[int, dict[str, float]], None] | None = None,
     device: torch.device | str = "auto",
     verdict: Verdict | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """Train every seed of `spec` on `dataset` on `device`; returns the results dict (also saved in `run_dir`).
+
+    `preset`: the name of the preset `spec` was built from, recorded in a new run's run.json.
 
     The device is not part of the spec: a run may resume on another one. With
     `verdict` (from `models.training.resolution.resolve_run`, whose spec is then
@@ -181,7 +184,7 @@ def train_run(
         av_weights = read_checkpoint(Run(spec.init_av).best()).weights
     if rank == 0 and not resume:
         # The process count sets the steps per epoch, hence the warm-up and the restart period.
-        run.write_info(spec, dataset_info(dataset), world)
+        run.write_info(spec, dataset_info(dataset), world, preset)
     if is_distributed():
         torch.distributed.barrier()  # the run directory exists before any rank writes into it
     tested = has_test_split(dataset)

@@ -88,6 +88,7 @@ class ResolvedRun:
     spec: RunSpec
     run_dir: Path
     verdict: Verdict
+    preset: str | None = None  # the preset the spec came from, recorded in run.json (None: unknown)
 
     @property
     def resumes(self) -> bool:
@@ -348,16 +349,24 @@ def resolve_run(
     """
     run = Run(run_dir)
     if resume and run.exists() and not options.names_a_recipe:
-        spec = resumed_spec(run.spec(), options)
+        spec, preset = resumed_spec(run.spec(), options), run.info().get("preset")
     else:
-        spec, _ = spec_from_preset(options, dataset)
-    return resolve_spec(spec, dataset, run_dir, resume, world)
+        spec, chosen = spec_from_preset(options, dataset)
+        preset = chosen.name
+    return resolve_spec(spec, dataset, run_dir, resume, world, preset)
 
 
 def resolve_spec(
-    spec: RunSpec, dataset: MultimodalDataset, run_dir: Path, resume: bool = False, world: int | None = None
+    spec: RunSpec,
+    dataset: MultimodalDataset,
+    run_dir: Path,
+    resume: bool = False,
+    world: int | None = None,
+    preset: str | None = None,
 ) -> ResolvedRun:
     """`resolve_run` for a spec built elsewhere (the demo's, a study's): prepared, then judged against `run_dir`.
+
+    `preset`: the name of the preset the spec was built from, carried to run.json.
 
     Under torchrun rank 0 judges the directory (its refusal stops the job);
     the other ranks take the run's saved spec when it resumes, so every rank
@@ -369,7 +378,7 @@ def resolve_spec(
     if rank != 0:
         run = Run(run_dir)
         if resume and run.is_started():
-            return ResolvedRun(run.spec(), run_dir, Resume())
-        return ResolvedRun(spec, run_dir, Fresh())
+            return ResolvedRun(run.spec(), run_dir, Resume(), preset)
+        return ResolvedRun(spec, run_dir, Fresh(), preset)
     spec, verdict = resume_verdict(run_dir, spec, dataset, resume, group_world if world is None else world)
-    return ResolvedRun(spec, run_dir, verdict)
+    return ResolvedRun(spec, run_dir, verdict, preset)

@@ -215,6 +215,7 @@ def run_study(
             progress=(lambda s: progress(variant_name, s)) if progress else None,
             hf_lm_and_tokenizer=lm_and_tokenizer,
             device=device,
+            preset=pretrain_preset.name if pretrain_preset is not None else None,  # each variant's base recipe
         )
 
     if any(v.init_av == "pretrain" for v in variants):
