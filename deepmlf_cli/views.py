@@ -78,7 +78,7 @@ def show_demo_comparison(results: dict) -> None:
 def _fields_table(title: str, fields: dict) -> Table:
     table = Table(title=title, show_header=False, box=None)
     for key, value in fields.items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))  # values are plain text: "[sin | cos]" is not Rich markup
     return table
 
 

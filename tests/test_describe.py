@@ -69,3 +69,4 @@ def test_describe_rules_follow_the_preset_and_its_overrides(tmp_path, monkeypatc
     assert "mlp_form" not in no_ffw["model_rules"]
     table = runner.invoke(app, ["describe", "--preset", "sims"])
     assert table.exit_code == 0 and "Model rules" in table.stdout and "at_train_size" in table.stdout
+    assert "[sin | cos] halves" in table.stdout  # printed as text, not taken for Rich markup
