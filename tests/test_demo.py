@@ -26,8 +26,8 @@ def _demo(out: Path, cwd: Path):
 
 @pytest.mark.slow
 def test_demo_ends_with_a_prediction_on_a_generated_clip_and_resumes(tmp_path):
+    from deepmlf_cli.predictor import latest_run
     from deepmlf_cli.workflows.demo import NEW_CLIP_TEXT, VIDEO_SPLITS
-    from deepmlf_cli.workflows.predict import latest_run
     from models.data.load import load_dataset
 
     out = tmp_path / "runs" / "demo"

@@ -86,7 +86,7 @@ def test_a_missing_bare_lm_folder_does_not_suggest_hf_download(tmp_path, monkeyp
 def test_our_mmsa_pickle_keeps_the_feature_recipe_so_its_runs_can_predict(tmp_path):
     from test_extract import _mmsa_corpus
 
-    from deepmlf_cli.workflows.predict import model_recipe
+    from deepmlf_cli.predictor import model_recipe
     from models.data.load import load_dataset
     from models.training.experiment import dataset_info
 

@@ -19,7 +19,7 @@ from deepmlf_cli.options import (
     WhisperBackendOption,
     WhisperModelOption,
 )
-from deepmlf_cli.workflows.predict import DEFAULT_WINDOW_S  # standard library only: `--help` stays fast
+from deepmlf_cli.predictor import DEFAULT_WINDOW_S  # standard library only: `--help` stays fast
 
 
 def predict(

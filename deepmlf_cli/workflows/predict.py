@@ -40,19 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Standard library only (the command imports DEFAULT_WINDOW_S for its --help, which stays fast).
-from deepmlf_cli.predictor import DEFAULT_RUNS, DEFAULT_WINDOW_S, failed_result, latest_run, model_recipe, one_line
+from deepmlf_cli.predictor import DEFAULT_RUNS, DEFAULT_WINDOW_S, failed_result, one_line  # standard library only
 
-__all__ = [
-    "DEFAULT_RUNS",
-    "DEFAULT_WINDOW_S",
-    "PredictReport",
-    "collect_inputs",
-    "failed_result",
-    "latest_run",
-    "model_recipe",
-    "predict_paths",
-]
+__all__ = ["PredictReport", "collect_inputs", "predict_paths"]
 
 
 @dataclass
