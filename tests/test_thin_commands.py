@@ -71,7 +71,7 @@ def test_training_bars_go_to_stdout_and_the_batch_bars_to_stderr(monkeypatch, tm
 
     monkeypatch.setattr(render, "make_progress", spy)
     monkeypatch.setattr(models.training.experiment, "train_run", lambda *a, progress, **k: progress(0) and {"mean": {}})
-    resolved = SimpleNamespace(spec=None, run_dir=tmp_path, verdict=None)
+    resolved = SimpleNamespace(spec=None, run_dir=tmp_path, verdict=None, preset=None)
     assert train_with_progress(SimpleNamespace(scheme="sims"), resolved) == {"mean": {}}
     with ClipProgress("predict") as bar:
         bar.on_plan(2)
